@@ -1,0 +1,325 @@
+"""Beam plumbing shared by every knowmix job: runner options, the Arrow shard sink, dead letters, accounting,
+and the manifest step.
+
+Determinism: a row's shard is ``hash(id) % num_shards`` and rows inside a shard are sorted by id, so any
+runner (in-process, multi-processing, Dask, Dataflow) writes byte-identical shards for the same input.
+Atomicity: each shard is written under a temporary name through a ``FileBasedSink`` subclass and renamed
+when complete; a retried bundle rewrites the same name with the same bytes, never duplicating rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import uuid
+from typing import Any, Callable, Iterable, Mapping
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.io.filebasedsink import FileBasedSink
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
+from knowmix.manifest import DEAD_LETTER_DIR, MANIFEST_NAME, SHARDS_DIR, build_manifest
+
+FNAPI_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+LOCAL_RUNNER_NAMES = {None, "", "DirectRunner", "direct", "FnApiRunner"}
+
+
+# ---------------------------------------------------------------------------------------------- options
+
+
+def pipeline_options(beam_args: Iterable[str]) -> PipelineOptions:
+    """Beam flags pass through unchanged; the local default is Beam's direct runner *engine* (FnApiRunner).
+
+    Beam's ``DirectRunner`` first tries Prism, which downloads a binary (and fails offline); the FnApiRunner
+    is what it falls back to, and it honours ``--direct_running_mode`` and ``--direct_num_workers``.
+    """
+    options = PipelineOptions(list(beam_args))
+    standard = options.view_as(StandardOptions)
+    if standard.runner in LOCAL_RUNNER_NAMES:
+        standard.runner = FNAPI_RUNNER
+        direct = options.view_as(DirectOptions)
+        if direct.direct_running_mode == "multi_processing" and not direct.direct_num_workers:
+            direct.direct_num_workers = 2
+    return options
+
+
+def is_local_runner(options: PipelineOptions) -> bool:
+    return options.view_as(StandardOptions).runner in LOCAL_RUNNER_NAMES | {FNAPI_RUNNER}
+
+
+# ---------------------------------------------------------------------------------------------- file helpers
+
+
+def join(*parts: str) -> str:
+    """Join paths for local directories and for gs:// / s3:// URLs alike."""
+    head = parts[0]
+    if "://" in head:
+        return posixpath.join(*parts)
+    return FileSystems.join(*parts)
+
+
+def write_text_atomically(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+    with FileSystems.create(tmp, mime_type="text/plain", compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+        fh.write(text.encode("utf-8"))
+    FileSystems.rename([tmp], [path])
+
+
+def digest_of(path: str) -> tuple[int, str]:
+    h = hashlib.sha256()
+    size = 0
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+        while True:
+            block = fh.read(1 << 20)
+            if not block:
+                break
+            size += len(block)
+            h.update(block)
+    return size, h.hexdigest()
+
+
+def shard_of(key: str, num_shards: int) -> int:
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % num_shards
+
+
+def shard_name(index: int, num_shards: int) -> str:
+    return f"{SHARDS_DIR}/part-{index:05d}-of-{num_shards:05d}.arrow"
+
+
+# ---------------------------------------------------------------------------------------------- the sink
+
+
+class ArrowShardSink(FileBasedSink):
+    """A FileBasedSink writing Arrow IPC *file* format with zstd-compressed record batches.
+
+    ``open``/``write_record``/``close`` wrap ``pyarrow.ipc.new_file`` around the filesystem handle, so it
+    writes to local disk, GCS or S3 alike. Records are ``pyarrow.RecordBatch`` objects.
+    """
+
+    def __init__(self, file_path_prefix: str, schema: pa.Schema):
+        super().__init__(
+            file_path_prefix,
+            coder=None,
+            file_name_suffix=".arrow",
+            mime_type="application/vnd.apache.arrow.file",
+            compression_type=CompressionTypes.UNCOMPRESSED,
+        )
+        self.schema = schema
+
+    def open(self, temp_path):
+        handle = super().open(temp_path)
+        options = pa.ipc.IpcWriteOptions(compression="zstd")
+        return handle, pa.ipc.new_file(handle, self.schema, options=options)
+
+    def write_record(self, file_handle, value: pa.RecordBatch):
+        file_handle[1].write_batch(value)
+
+    def close(self, file_handle):
+        handle, writer = file_handle
+        writer.close()
+        super().close(handle)
+
+
+class _WriteShardFn(beam.DoFn):
+    def __init__(self, out_dir: str, schema: pa.Schema, num_shards: int, sort_key: str, batch_rows: int):
+        self.out_dir = out_dir
+        self.schema = schema
+        self.num_shards = num_shards
+        self.sort_key = sort_key
+        self.batch_rows = batch_rows
+
+    def process(self, element):
+        index, rows = element
+        rows = sorted(rows, key=lambda r: r[self.sort_key])
+        final = join(self.out_dir, shard_name(index, self.num_shards))
+        temp = f"{final}.tmp-{uuid.uuid4().hex[:12]}"
+        sink = ArrowShardSink(final, self.schema)
+        handle = sink.open(temp)
+        for start in range(0, len(rows), self.batch_rows):
+            chunk = rows[start : start + self.batch_rows]
+            sink.write_record(handle, pa.RecordBatch.from_pylist(chunk, schema=self.schema))
+        sink.close(handle)
+        if FileSystems.exists(final):  # a retried bundle: same id set, same bytes
+            FileSystems.delete([final])
+        FileSystems.rename([temp], [final])
+        size, sha = digest_of(final)
+        beam.metrics.Metrics.counter("knowmix", "shard_rows").inc(len(rows))
+        yield {"path": shard_name(index, self.num_shards), "rows": len(rows), "bytes": size, "sha256": sha}
+
+
+class WriteShards(beam.PTransform):
+    """PCollection of row dicts -> Arrow shards under OUT/shards/; outputs one entry per shard for the manifest.
+
+    A shard is held in memory while it is sorted and written: choose ``num_shards`` so a shard stays
+    well below a worker's memory (the CLI defaults to about 64 MB of text per shard).
+    """
+
+    def __init__(self, out_dir: str, schema: pa.Schema, num_shards: int, sort_key: str = "id", batch_rows: int = 2048):
+        super().__init__()
+        self.out_dir = out_dir
+        self.schema = schema
+        self.num_shards = max(1, int(num_shards))
+        self.sort_key = sort_key
+        self.batch_rows = batch_rows
+
+    def expand(self, rows):
+        n, key = self.num_shards, self.sort_key
+        return (
+            rows
+            | "KeyByShard" >> beam.Map(lambda r: (shard_of(r[key], n), r))
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShard" >> beam.ParDo(_WriteShardFn(self.out_dir, self.schema, n, key, self.batch_rows))
+        )
+
+
+class WriteDeadLetters(beam.PTransform):
+    """Dead-letter rows ``{source, location, reason, raw}`` -> OUT/dead_letter/part-00000.jsonl, sorted."""
+
+    def __init__(self, out_dir: str):
+        super().__init__()
+        self.out_dir = out_dir
+
+    def expand(self, rows):
+        out_dir = self.out_dir
+
+        def write(rows_iter):
+            rows_sorted = sorted(rows_iter, key=lambda r: (r["source"], r["location"], r["reason"]))
+            if not rows_sorted:
+                return
+            text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows_sorted)
+            write_text_atomically(join(out_dir, DEAD_LETTER_DIR, "part-00000.jsonl"), text)
+
+        return (
+            rows
+            | "Single" >> beam.Map(lambda r: (0, r))
+            | "Group" >> beam.GroupByKey()
+            | "Write" >> beam.Map(lambda kv: write(kv[1]))
+        )
+
+
+# ---------------------------------------------------------------------------------------------- accounting
+
+
+def tally(events: beam.PCollection) -> beam.PCollection:
+    """Count accounting events ``(metric, reason, group)`` -> ``((metric, reason, group), n)``.
+
+    metric is ``input``, ``output``, ``dead_letter`` or ``dropped`` (reason set only for ``dropped``);
+    group is the source kind (docs) or task (knowledge) the event belongs to.
+    """
+    return events | "CountEvents" >> beam.combiners.Count.PerElement()
+
+
+def counts_from_tallies(tallies: Iterable[tuple[tuple[str, str | None, str | None], int]], group_name: str) -> dict:
+    counts: dict[str, Any] = {"input": 0, "output": 0, "dead_letter": 0, "dropped": {}}
+    groups: dict[str, dict] = {}
+    for (metric, reason, group), n in tallies:
+        g = groups.setdefault(group or "", {"input": 0, "output": 0, "dead_letter": 0, "dropped": {}})
+        if metric == "dropped":
+            counts["dropped"][reason] = counts["dropped"].get(reason, 0) + n
+            g["dropped"][reason] = g["dropped"].get(reason, 0) + n
+        else:
+            counts[metric] += n
+            g[metric] += n
+    counts["dropped"] = dict(sorted(counts["dropped"].items()))
+    for g in groups.values():
+        g["dropped"] = dict(sorted(g["dropped"].items()))
+    counts[group_name] = dict(sorted(groups.items()))
+    return counts
+
+
+class WriteManifest(beam.PTransform):
+    """The last step: the manifest, written once all shards are complete (it waits on their entries).
+
+    ``extra`` is a PCollection holding zero or more dicts merged into the manifest (e.g. per-task stats),
+    or None.
+    """
+
+    def __init__(
+        self,
+        out_dir: str,
+        kind: str,
+        schema: pa.Schema,
+        shard_entries: beam.PCollection,
+        tallies: beam.PCollection,
+        options: Mapping[str, Any],
+        group_name: str,
+        extra: beam.PCollection | None = None,
+        finalize: Callable[[dict], dict] | None = None,
+    ):
+        super().__init__()
+        self.out_dir = out_dir
+        self.kind = kind
+        self.schema = schema
+        self.shard_entries = shard_entries
+        self.tallies = tallies
+        self.options = dict(options)
+        self.group_name = group_name
+        self.extra = extra
+        self.finalize = finalize
+
+    def expand(self, pbegin):
+        out_dir, kind, schema, options, group_name, finalize = (
+            self.out_dir, self.kind, self.schema, self.options, self.group_name, self.finalize
+        )
+
+        def write(_, entries, tallies, extras):
+            counts = counts_from_tallies(tallies, group_name)
+            extra: dict = {}
+            for e in extras:
+                extra.update(e)
+            manifest = build_manifest(kind, entries, schema, counts, options, extra)
+            if finalize is not None:
+                manifest = finalize(manifest)
+            write_text_atomically(join(out_dir, MANIFEST_NAME), json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
+            return manifest
+
+        extra = self.extra if self.extra is not None else (pbegin | "NoExtra" >> beam.Create([]))
+        return (
+            pbegin
+            | "Once" >> beam.Create([None])
+            | "Write" >> beam.Map(
+                write,
+                entries=beam.pvalue.AsList(self.shard_entries),
+                tallies=beam.pvalue.AsList(self.tallies),
+                extras=beam.pvalue.AsList(extra),
+            )
+        )
+
+
+class ReadShardRows(beam.PTransform):
+    """Rows of every shard of a verified shard directory (see knowmix.manifest.open_shard_dir), batch by batch."""
+
+    def __init__(self, shard_paths: list[str]):
+        super().__init__()
+        self.shard_paths = list(shard_paths)
+
+    def expand(self, pbegin):
+        def rows_of(path):
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+                reader = pa.ipc.open_file(pa.BufferReader(fh.read()))
+                for i in range(reader.num_record_batches):
+                    yield from reader.get_batch(i).to_pylist()
+
+        return (
+            pbegin
+            | "ShardPaths" >> beam.Create(self.shard_paths)
+            | "Spread" >> beam.Reshuffle()
+            | "Rows" >> beam.FlatMap(rows_of)
+        )
+
+
+def clear_output(out_dir: str) -> None:
+    """Remove a previous run's shards, dead letters and manifest so stale shards never mix with new ones."""
+    for sub in (SHARDS_DIR, DEAD_LETTER_DIR):
+        pattern = join(out_dir, sub, "*")
+        matches = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
+        if matches:
+            FileSystems.delete(matches)
+    manifest = join(out_dir, MANIFEST_NAME)
+    if FileSystems.exists(manifest):
+        FileSystems.delete([manifest])
