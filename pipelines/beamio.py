@@ -87,8 +87,8 @@ def shard_of(key: str, num_shards: int) -> int:
     return int.from_bytes(digest, "big") % num_shards
 
 
-def shard_name(index: int, num_shards: int) -> str:
-    return f"{SHARDS_DIR}/part-{index:05d}-of-{num_shards:05d}.arrow"
+def shard_name(index: int, num_shards: int, subdir: str = SHARDS_DIR) -> str:
+    return f"{subdir}/part-{index:05d}-of-{num_shards:05d}.arrow"
 
 
 # ---------------------------------------------------------------------------------------------- the sink
@@ -126,8 +126,9 @@ class ArrowShardSink(FileBasedSink):
 
 
 class _WriteShardFn(beam.DoFn):
-    def __init__(self, out_dir: str, schema: pa.Schema, num_shards: int, sort_key: str, batch_rows: int):
+    def __init__(self, out_dir: str, schema: pa.Schema, num_shards: int, sort_key: str, batch_rows: int, subdir: str):
         self.out_dir = out_dir
+        self.subdir = subdir
         self.schema = schema
         self.num_shards = num_shards
         self.sort_key = sort_key
@@ -136,7 +137,8 @@ class _WriteShardFn(beam.DoFn):
     def process(self, element):
         index, rows = element
         rows = sorted(rows, key=lambda r: r[self.sort_key])
-        final = join(self.out_dir, shard_name(index, self.num_shards))
+        name = shard_name(index, self.num_shards, self.subdir)
+        final = join(self.out_dir, name)
         temp = f"{final}.tmp-{uuid.uuid4().hex[:12]}"
         sink = ArrowShardSink(final, self.schema)
         handle = sink.open(temp)
@@ -149,7 +151,7 @@ class _WriteShardFn(beam.DoFn):
         FileSystems.rename([temp], [final])
         size, sha = digest_of(final)
         beam.metrics.Metrics.counter("knowmix", "shard_rows").inc(len(rows))
-        yield {"path": shard_name(index, self.num_shards), "rows": len(rows), "bytes": size, "sha256": sha}
+        yield {"path": name, "rows": len(rows), "bytes": size, "sha256": sha}
 
 
 class WriteShards(beam.PTransform):
@@ -159,8 +161,17 @@ class WriteShards(beam.PTransform):
     well below a worker's memory (the CLI defaults to about 64 MB of text per shard).
     """
 
-    def __init__(self, out_dir: str, schema: pa.Schema, num_shards: int, sort_key: str = "id", batch_rows: int = 2048):
+    def __init__(
+        self,
+        out_dir: str,
+        schema: pa.Schema,
+        num_shards: int,
+        sort_key: str = "id",
+        batch_rows: int = 2048,
+        subdir: str = SHARDS_DIR,
+    ):
         super().__init__()
+        self.subdir = subdir
         self.out_dir = out_dir
         self.schema = schema
         self.num_shards = max(1, int(num_shards))
@@ -173,7 +184,9 @@ class WriteShards(beam.PTransform):
             rows
             | "KeyByShard" >> beam.Map(lambda r: (shard_of(r[key], n), r))
             | "GroupByShard" >> beam.GroupByKey()
-            | "WriteShard" >> beam.ParDo(_WriteShardFn(self.out_dir, self.schema, n, key, self.batch_rows))
+            | "WriteShard" >> beam.ParDo(
+                _WriteShardFn(self.out_dir, self.schema, n, key, self.batch_rows, self.subdir)
+            )
         )
 
 
@@ -313,9 +326,9 @@ class ReadShardRows(beam.PTransform):
         )
 
 
-def clear_output(out_dir: str) -> None:
+def clear_output(out_dir: str, extra_subdirs: Iterable[str] = ()) -> None:
     """Remove a previous run's shards, dead letters and manifest so stale shards never mix with new ones."""
-    for sub in (SHARDS_DIR, DEAD_LETTER_DIR):
+    for sub in (SHARDS_DIR, DEAD_LETTER_DIR, *extra_subdirs):
         pattern = join(out_dir, sub, "*")
         matches = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
         if matches:

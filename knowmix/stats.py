@@ -1,0 +1,264 @@
+"""``knowmix stats DIR``: what a stage's output holds, from its manifest and shards.
+
+One report dict, three renderings: a terminal table (rich), ``--json``, and ``--html FILE`` (self-contained,
+inline SVG plots: length histograms per source kind, drop reasons, language scores, cluster sizes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import html
+import json
+import os
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from knowmix.manifest import DEAD_LETTER_DIR, open_shard_dir, read_arrow
+
+PERCENTILES = (5, 25, 50, 75, 95, 99)
+
+
+def _percentiles(values: np.ndarray) -> dict[str, float]:
+    if values.size == 0:
+        return {}
+    return {f"p{q}": float(np.percentile(values, q)) for q in PERCENTILES} | {"mean": float(values.mean())}
+
+
+def _histogram(values: np.ndarray, bins: int = 20, log: bool = False) -> dict[str, list]:
+    if values.size == 0:
+        return {"edges": [], "counts": []}
+    data = np.log10(np.maximum(values, 1)) if log else values
+    counts, edges = np.histogram(data, bins=bins)
+    if log:
+        edges = 10**edges
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
+def _column(tables: list[pa.Table], name: str) -> pa.ChunkedArray | None:
+    cols = [t.column(name) for t in tables if name in t.column_names]
+    return pa.chunked_array([c for col in cols for c in col.chunks], type=cols[0].type) if cols else None
+
+
+def build_report(out_dir: str, verify: bool = False) -> dict[str, Any]:
+    shard_dir = open_shard_dir(out_dir, verify=verify)
+    manifest = shard_dir.manifest
+    tables = list(shard_dir.iter_tables())
+    report: dict[str, Any] = {
+        "dir": out_dir,
+        "kind": manifest["kind"],
+        "tool": manifest.get("tool"),
+        "shards": len(manifest["shards"]),
+        "rows": sum(s["rows"] for s in manifest["shards"]),
+        "bytes": sum(s["bytes"] for s in manifest["shards"]),
+        "counts": manifest["counts"],
+        "verified": verify,
+    }
+    kind = manifest["kind"]
+    if kind == "docs":
+        report["per_source_kind"] = _docs_per_kind(tables)
+        scores = _column(tables, "lang_score")
+        report["lang_score_histogram"] = _histogram(
+            scores.to_numpy().astype(float) if scores is not None else np.array([]), bins=20
+        )
+        by_kind = manifest["counts"].get("by_source_kind", {})
+        report["near_duplicate_rate"] = {
+            k: (v["dropped"].get("near_duplicate", 0) / v["input"] if v["input"] else 0.0) for k, v in by_kind.items()
+        }
+        if manifest.get("cluster_table"):
+            report["cluster_sizes"] = _cluster_histogram(out_dir, manifest["cluster_table"])
+    elif kind == "knowledge":
+        task = _column(tables, "task")
+        report["per_task"] = dict(Counter(task.to_pylist())) if task is not None else {}
+    elif kind in ("pretrain", "knowledge_tokens"):
+        ids = _column(tables, "input_ids")
+        if ids is not None:
+            lengths = pc.list_value_length(ids).to_numpy().astype(float)
+            report["sequence_length"] = _percentiles(lengths)
+            report["tokens"] = int(lengths.sum())
+        if kind == "knowledge_tokens":
+            task = _column(tables, "task")
+            report["per_task"] = dict(Counter(task.to_pylist())) if task is not None else {}
+    for key in ("tokenizer", "knowledge_stats", "label_distribution", "na_ratio", "per_relation", "per_type"):
+        if key in manifest:
+            report[key] = manifest[key]
+    report["dead_letters"] = _dead_letter_summary(out_dir)
+    return report
+
+
+def _docs_per_kind(tables: list[pa.Table]) -> dict[str, Any]:
+    if not tables:
+        return {}
+    table = pa.concat_tables([t.select(["source_kind", "n_chars"]) for t in tables])
+    kinds = table.column("source_kind").to_numpy(zero_copy_only=False)
+    lengths = table.column("n_chars").to_numpy().astype(float)
+    result = {}
+    for kind in sorted(set(kinds)):
+        sel = lengths[kinds == kind]
+        result[kind] = {
+            "rows": int(sel.size),
+            "chars": int(sel.sum()),
+            "length": _percentiles(sel),
+            "length_histogram": _histogram(sel, bins=20, log=True),
+        }
+    return result
+
+
+def _cluster_histogram(out_dir: str, entries: list[dict]) -> dict[str, int]:
+    sizes: Counter = Counter()
+    for entry in entries:
+        table = read_arrow(os.path.join(out_dir, entry["path"]))
+        clusters = dict(zip(table.column("cluster_id").to_pylist(), table.column("cluster_size").to_pylist()))
+        sizes.update(clusters.values())
+    return {str(k): v for k, v in sorted(sizes.items())}
+
+
+def _dead_letter_summary(out_dir: str, examples: int = 5) -> dict[str, Any]:
+    reasons: Counter = Counter()
+    first: list[dict] = []
+    for path in sorted(glob.glob(os.path.join(out_dir, DEAD_LETTER_DIR, "*.jsonl"))):
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                row = json.loads(line)
+                reasons[row["reason"].split(":")[0][:80]] += 1
+                if len(first) < examples:
+                    first.append({k: row[k] for k in ("source", "location", "reason")})
+    return {"total": sum(reasons.values()), "reasons": dict(reasons.most_common()), "examples": first}
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+def render_terminal(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    counts = report["counts"]
+    console.print(
+        f"[bold]{report['dir']}[/bold]  kind={report['kind']}  shards={report['shards']}  rows={report['rows']:,}"
+        f"  bytes={report['bytes']:,}" + ("  (checksums verified)" if report["verified"] else "")
+    )
+    summary = Table(title="accounting: input = output + dead_letter + dropped")
+    for col in ("input", "output", "dead_letter", "dropped"):
+        summary.add_column(col, justify="right")
+    summary.add_row(
+        f"{counts['input']:,}", f"{counts['output']:,}", f"{counts['dead_letter']:,}",
+        f"{sum(counts['dropped'].values()):,}",
+    )
+    console.print(summary)
+    if counts["dropped"]:
+        drops = Table(title="dropped by reason")
+        drops.add_column("reason")
+        drops.add_column("count", justify="right")
+        drops.add_column("share of input", justify="right")
+        for reason, n in sorted(counts["dropped"].items(), key=lambda kv: -kv[1]):
+            drops.add_row(reason, f"{n:,}", f"{n / max(counts['input'], 1):.1%}")
+        console.print(drops)
+    groups = next((counts[k] for k in ("by_source_kind", "by_task") if k in counts), None)
+    if groups:
+        per = Table(title="per source kind" if "by_source_kind" in counts else "per task")
+        for col in ("group", "input", "output", "dead_letter", "dropped"):
+            per.add_column(col, justify="right" if col != "group" else "left")
+        for name, g in groups.items():
+            per.add_row(name, f"{g['input']:,}", f"{g['output']:,}", f"{g['dead_letter']:,}", f"{sum(g['dropped'].values()):,}")
+        console.print(per)
+    if report.get("per_source_kind"):
+        lengths = Table(title="document length (characters)")
+        for col in ("source kind", "rows", "chars", "p5", "p50", "p95", "p99", "near-dup rate"):
+            lengths.add_column(col, justify="right" if col != "source kind" else "left")
+        for kind, v in report["per_source_kind"].items():
+            L = v["length"]
+            lengths.add_row(
+                kind, f"{v['rows']:,}", f"{v['chars']:,}", f"{L['p5']:.0f}", f"{L['p50']:.0f}", f"{L['p95']:.0f}",
+                f"{L['p99']:.0f}", f"{report['near_duplicate_rate'].get(kind, 0):.2%}",
+            )
+        console.print(lengths)
+    if report.get("cluster_sizes"):
+        console.print("near-duplicate cluster sizes: " + ", ".join(f"{k}: {v}" for k, v in report["cluster_sizes"].items()))
+    if report.get("per_task"):
+        console.print("rows per task: " + ", ".join(f"{k} {v:,}" for k, v in sorted(report["per_task"].items())))
+    if report.get("sequence_length"):
+        s = report["sequence_length"]
+        console.print(f"tokens: {report['tokens']:,}; sequence length p50 {s['p50']:.0f}, p95 {s['p95']:.0f}, mean {s['mean']:.1f}")
+    for key in ("na_ratio", "label_distribution", "per_relation", "per_type", "knowledge_stats", "tokenizer"):
+        if key in report:
+            console.print(f"{key}: {json.dumps(report[key], ensure_ascii=False)[:400]}")
+    dl = report["dead_letters"]
+    if dl["total"]:
+        console.print(f"dead letters: {dl['total']} — " + "; ".join(f"{r} ({n})" for r, n in list(dl["reasons"].items())[:8]))
+
+
+def _svg_bars(labels: list[str], values: list[float], title: str, width: int = 640) -> str:
+    if not values:
+        return ""
+    bar_h, pad, label_w = 18, 4, 180
+    height = len(values) * (bar_h + pad) + 30
+    top = max(values) or 1
+    parts = [f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" font-size="12">',
+             f'<text x="0" y="14" font-weight="bold">{html.escape(title)}</text>']
+    for i, (label, value) in enumerate(zip(labels, values)):
+        y = 24 + i * (bar_h + pad)
+        w = (width - label_w - 70) * value / top
+        parts.append(f'<text x="0" y="{y + 13}">{html.escape(label)}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="#4e79a7"/>')
+        parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + 13}">{value:,.0f}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _svg_histogram(hist: dict[str, list], title: str, log: bool = False) -> str:
+    if not hist.get("counts"):
+        return ""
+    edges = hist["edges"]
+    fmt = (lambda x: f"{x:,.0f}") if log or edges[-1] > 10 else (lambda x: f"{x:.2f}")
+    labels = [f"{fmt(a)}–{fmt(b)}" for a, b in zip(edges[:-1], edges[1:])]
+    return _svg_bars(labels, hist["counts"], title)
+
+
+def render_html(report: dict[str, Any]) -> str:
+    counts = report["counts"]
+    sections = [
+        f"<h1>knowmix stats: {html.escape(report['dir'])}</h1>",
+        f"<p>kind <b>{report['kind']}</b>, {report['shards']} shards, {report['rows']:,} rows, {report['bytes']:,} bytes.</p>",
+        f"<p>input {counts['input']:,} = output {counts['output']:,} + dead letters {counts['dead_letter']:,}"
+        f" + dropped {sum(counts['dropped'].values()):,}</p>",
+        _svg_bars(list(counts["dropped"]), list(counts["dropped"].values()), "dropped by reason"),
+    ]
+    for kind, v in report.get("per_source_kind", {}).items():
+        sections.append(_svg_histogram(v["length_histogram"], f"document length (chars, log bins): {kind}", log=True))
+    if report.get("lang_score_histogram"):
+        sections.append(_svg_histogram(report["lang_score_histogram"], "language-id score"))
+    if report.get("cluster_sizes"):
+        cs = report["cluster_sizes"]
+        sections.append(_svg_bars([f"size {k}" for k in cs], list(cs.values()), "near-duplicate cluster sizes"))
+    if report.get("per_task"):
+        pt = report["per_task"]
+        sections.append(_svg_bars(list(pt), list(pt.values()), "rows per task"))
+    sections.append("<h2>report</h2><pre>" + html.escape(json.dumps(report, ensure_ascii=False, indent=2)) + "</pre>")
+    body = "\n".join(s for s in sections if s)
+    return f'<!doctype html><html><head><meta charset="utf-8"><title>knowmix stats</title></head><body style="font-family:sans-serif">{body}</body></html>\n'
+
+
+def stats_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="knowmix stats", description="Inspect a knowmix output directory.")
+    parser.add_argument("dir")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--html", metavar="FILE", help="write a self-contained HTML report with plots")
+    parser.add_argument("--verify", action="store_true", help="check every shard's sha256 and row count")
+    args = parser.parse_args(argv)
+    report = build_report(args.dir, verify=args.verify)
+    if args.html:
+        with open(args.html, "w", encoding="utf-8") as fh:
+            fh.write(render_html(report))
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        render_terminal(report)
+        if args.html:
+            print(f"HTML report: {args.html}")
+    return 0

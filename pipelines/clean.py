@@ -1,0 +1,242 @@
+"""``knowmix clean``: raw sources -> cleaned, deduplicated docs shards.
+
+The recipe, top to bottom:
+  read (corpora readers; unreadable input -> dead letters)
+  -> 1. normalise -> 2. language id -> 3. quality rules     (pure functions, one DoFn)
+  -> 4. exact dedup -> 5. near dedup (MinHash-LSH)
+  -> write docs shards + dead letters + manifest
+Every record is an accounting event, so ``input == output + dead_letter + sum(dropped)`` holds exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+
+from corpora.document import DeadLetter, Document
+from corpora.readers import read_path
+from corpora.sources import expand_paths
+from knowmix.errors import UserError
+from pipelines import beamio
+from pipelines.clean_config import CleanConfig, load_config, steps_for
+from pipelines.dedup import ExactDedup
+
+DOCS_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("source_kind", pa.string()),
+        ("location", pa.string()),
+        ("url", pa.string()),
+        ("title", pa.string()),
+        ("text", pa.string()),
+        ("lang", pa.string()),
+        ("lang_score", pa.float32()),
+        ("n_chars", pa.int32()),
+    ]
+)
+CLUSTER_SCHEMA = pa.schema([("doc_id", pa.string()), ("cluster_id", pa.string()), ("cluster_size", pa.int32())])
+CLUSTERS_DIR = "clusters"
+
+
+# ---------------------------------------------------------------------------------------------- steps
+
+
+class ReadSource(beam.DoFn):
+    """(source index, path) -> Document rows (main) and dead-letter rows (tag ``dead_letter``)."""
+
+    def __init__(self, sources):
+        self.sources = sources
+
+    def process(self, element):
+        index, path = element
+        spec = self.sources[index]
+        for record in read_path(spec, path):
+            if isinstance(record, Document):
+                yield record.to_row()
+            else:
+                row = record.to_row()
+                row["source_kind"] = spec.kind
+                yield beam.pvalue.TaggedOutput("dead_letter", row)
+
+
+class CleanDocument(beam.DoFn):
+    """Steps 1-3 on one document: normalise, identify the language, apply the quality rules.
+
+    Emits the row with ``lang``, ``lang_score``, ``n_chars`` set, or ``(reason, source_kind)`` on tag
+    ``dropped``.
+    """
+
+    def __init__(self, steps_by_kind: dict[str, dict[str, bool]], rules_by_kind: dict[str, dict[str, Any]]):
+        self.steps_by_kind = steps_by_kind
+        self.rules_by_kind = rules_by_kind
+
+    def setup(self):
+        from pipelines.langid import LanguageIdentifier
+        from pipelines.normalize import Normalizer
+
+        self.normalizers = {kind: Normalizer(steps) for kind, steps in self.steps_by_kind.items()}
+        self.lid = LanguageIdentifier()
+
+    def process(self, row):
+        from pipelines.quality import check_language, check_quality
+
+        kind = row["source_kind"]
+        text = self.normalizers[kind](row["text"])
+        if not text.strip():
+            yield beam.pvalue.TaggedOutput("dropped", ("empty", kind))
+            return
+        lang, score = self.lid.predict(text)
+        rules = self.rules_by_kind[kind]
+        reason = check_language(lang, score, rules) or check_quality(text, rules)
+        if reason:
+            beam.metrics.Metrics.counter("knowmix.clean", f"dropped_{reason}").inc()
+            yield beam.pvalue.TaggedOutput("dropped", (reason, kind))
+            return
+        if row.get("title"):
+            row["title"] = self.normalizers[kind](row["title"])
+        row.update(text=text, lang=lang, lang_score=float(score), n_chars=len(text))
+        yield row
+
+
+def events(pcoll, label: str, metric: str, kind_of=lambda x: x["source_kind"], reason=None):
+    """Map a PCollection to accounting events ``(metric, reason, source_kind)``."""
+    if reason is None:
+        return pcoll | label >> beam.Map(lambda x: (metric, None, kind_of(x)))
+    return pcoll | label >> beam.Map(lambda x: (metric, reason(x), kind_of(x)))
+
+
+# ---------------------------------------------------------------------------------------------- the job
+
+
+def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> None:
+    from pipelines.neardup import NearDedup, NearDedupConfig
+    from pipelines.quality import rules_for
+
+    kinds = sorted({s.kind for s in config.sources})
+    files = [(i, path) for i, spec in enumerate(config.sources) for path in expand_paths(spec)]
+    steps_by_kind = {k: steps_for(config, k) for k in kinds}
+    rules_by_kind = {k: rules_for(k, config.rules.get(k)) for k in kinds}
+    out = config.output_dir
+
+    # read
+    records = (
+        p
+        | "Files" >> beam.Create(files)
+        | "SpreadFiles" >> beam.Reshuffle()
+        | "Read" >> beam.ParDo(ReadSource(config.sources)).with_outputs("dead_letter", main="docs")
+    )
+    docs, dead = records.docs, records.dead_letter
+
+    # 1-3: normalise, language id, quality rules
+    cleaned = docs | "Clean" >> beam.ParDo(CleanDocument(steps_by_kind, rules_by_kind)).with_outputs(
+        "dropped", main="kept"
+    )
+    kept, rule_drops = cleaned.kept, cleaned.dropped
+
+    # 4: exact dedup
+    drops = [events(rule_drops, "RuleDrops", "dropped", kind_of=lambda x: x[1], reason=lambda x: x[0])]
+    if config.exact_dedup:
+        exact = kept | "ExactDedup" >> ExactDedup()
+        kept = exact.kept
+        drops.append(events(exact.dropped, "ExactDrops", "dropped", reason=lambda _: "exact_duplicate"))
+
+    # 5: near dedup (MinHash-LSH)
+    near_config = NearDedupConfig.from_dict(config.dedup)
+    if near_config.near:
+        near = kept | "NearDedup" >> NearDedup(near_config)
+        kept = near.kept
+        drops.append(events(near.dropped, "NearDrops", "dropped", reason=lambda _: "near_duplicate"))
+        if config.cluster_table:
+            cluster_entries = near.clusters | "WriteClusters" >> beamio.WriteShards(
+                out, CLUSTER_SCHEMA, config.num_shards, sort_key="doc_id", subdir=CLUSTERS_DIR
+            )
+        else:
+            cluster_entries = None
+    else:
+        cluster_entries = None
+
+    # write
+    shard_entries = kept | "WriteDocs" >> beamio.WriteShards(out, DOCS_SCHEMA, config.num_shards)
+    dead | "WriteDeadLetters" >> beamio.WriteDeadLetters(out)
+
+    tallies = beamio.tally(
+        (
+            events(docs, "DocInputs", "input"),
+            events(dead, "DeadInputs", "input"),
+            events(dead, "DeadLetters", "dead_letter"),
+            events(kept, "Outputs", "output"),
+            *drops,
+        )
+        | "AllEvents" >> beam.Flatten()
+    )
+    extras = []
+    if cluster_entries is not None:
+        extras.append(
+            cluster_entries
+            | "ClusterEntries" >> beam.combiners.ToList()
+            | "ClusterTable" >> beam.Map(lambda entries: {"cluster_table": sorted(entries, key=lambda e: e["path"])})
+        )
+    extra = (tuple(extras) | "Extras" >> beam.Flatten()) if extras else None
+    options = {"argv": argv, **config.to_options()}
+    p | "Manifest" >> beamio.WriteManifest(
+        out, "docs", DOCS_SCHEMA, shard_entries, tallies, options, group_name="by_source_kind", extra=extra
+    )
+
+
+def run(config: CleanConfig, beam_args: list[str], argv: list[str] | None = None) -> dict:
+    """Run the job and return the manifest it wrote."""
+    from knowmix.manifest import read_manifest
+
+    options = beamio.pipeline_options(beam_args)
+    beamio.clear_output(config.output_dir, extra_subdirs=(CLUSTERS_DIR,))
+    with beam.Pipeline(options=options) as p:
+        build_pipeline(p, config, argv if argv is not None else sys.argv)
+    return read_manifest(config.output_dir)
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="knowmix clean",
+        description="Clean and deduplicate raw sources into docs shards. Unrecognised flags go to Beam.",
+    )
+    parser.add_argument("--config", help="job TOML ([[sources]], [output], [normalize.KIND], [rules.KIND], [dedup])")
+    parser.add_argument("--source", action="append", default=[], metavar="KIND[:FORMAT]=GLOB")
+    parser.add_argument("--output", help="output directory (overrides [output] dir)")
+    parser.add_argument("--num-shards", type=int)
+    parser.add_argument("--cluster-table", action="store_true", help="also write doc_id -> cluster_id, cluster_size")
+    parser.add_argument("--no-near-dedup", action="store_true")
+    return parser.parse_known_args(argv)
+
+
+def clean_main(argv: list[str]) -> int:
+    from rich.console import Console
+
+    args, beam_args = parse_args(argv)
+    overrides: dict[str, Any] = {}
+    if args.num_shards is not None:
+        if args.num_shards < 1:
+            raise UserError(f"--num-shards must be positive, got {args.num_shards}")
+        overrides["num_shards"] = args.num_shards
+    if args.cluster_table:
+        overrides["cluster_table"] = True
+    config = load_config(args.config, args.source, args.output, overrides)
+    if args.no_near_dedup:
+        config.dedup["near"] = False
+    for flag in beam_args:
+        if flag.startswith("--") is False:
+            raise UserError(f"unexpected argument {flag!r} (Beam flags look like --name=value)")
+    console = Console(stderr=True)
+    with console.status("knowmix clean: running the pipeline…"):
+        manifest = run(config, beam_args, ["knowmix", "clean", *argv])
+    counts = manifest["counts"]
+    dropped = ", ".join(f"{k} {v}" for k, v in counts["dropped"].items()) or "none"
+    console.print(
+        f"[bold]knowmix clean[/bold]: {counts['input']} in → {counts['output']} docs, "
+        f"{counts['dead_letter']} dead letters, dropped: {dropped}\n"
+        f"  shards: {len(manifest['shards'])} in {config.output_dir}/shards   (knowmix stats {config.output_dir})"
+    )
+    return 0

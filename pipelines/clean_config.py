@@ -1,0 +1,162 @@
+"""The clean job's configuration: TOML (``--config job.toml``) and/or ``--source KIND[:FORMAT]=GLOB`` shorthands.
+
+```toml
+[[sources]]              # see corpora.sources.SourceSpec
+kind = "qa"
+paths = ["data/zhidao/*.csv"]
+[output]
+dir = "out/docs"
+num_shards = 4           # rows are hash-partitioned by id into this many shards
+cluster_table = false    # also write doc_id -> cluster_id, cluster_size (near duplicates) under OUT/clusters/
+[normalize.web]          # per source kind: any of pipelines.normalize.STEPS = true/false
+t2s = true
+[rules.web]              # per source kind: any key of pipelines.quality.DEFAULT_RULES[kind]
+min_chars = 200
+[dedup]
+exact = true
+near = true              # and the keys of pipelines.neardup.NearDedupConfig
+```
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from corpora.document import SOURCE_KINDS
+from corpora.sources import SourceSpec, source_from_dict, source_from_shorthand
+from knowmix.errors import UserError
+
+TOP_KEYS = {"sources", "output", "normalize", "rules", "dedup"}
+OUTPUT_KEYS = {"dir", "num_shards", "cluster_table"}
+
+
+@dataclass
+class CleanConfig:
+    sources: list[SourceSpec]
+    output_dir: str
+    num_shards: int = 4
+    cluster_table: bool = False
+    normalize: dict[str, dict[str, bool]] = field(default_factory=dict)  # kind -> step -> on/off (overrides)
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> rule -> threshold (overrides)
+    exact_dedup: bool = True
+    dedup: dict[str, Any] = field(default_factory=dict)  # NearDedupConfig keys
+
+    def to_options(self) -> dict:
+        """A JSON-able record of the configuration for the manifest."""
+        return {
+            "sources": [
+                {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(s).items()} for s in self.sources
+            ],
+            "output": {"dir": self.output_dir, "num_shards": self.num_shards, "cluster_table": self.cluster_table},
+            "normalize": self.normalize,
+            "rules": self.rules,
+            "dedup": {"exact": self.exact_dedup, **self.dedup},
+        }
+
+
+def _check_kind_tables(table: Any, section: str, where: str) -> dict[str, dict]:
+    if not isinstance(table, dict):
+        raise UserError(f"{where}: [{section}] must be a table of source kinds")
+    for kind, values in table.items():
+        if kind not in SOURCE_KINDS:
+            raise UserError(f"{where}: [{section}.{kind}] is not a source kind (expected one of {', '.join(SOURCE_KINDS)})")
+        if not isinstance(values, dict):
+            raise UserError(f"{where}: [{section}.{kind}] must be a table")
+    return {k: dict(v) for k, v in table.items()}
+
+
+def load_config(
+    config_path: str | None,
+    shorthands: list[str] | None = None,
+    output_dir: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> CleanConfig:
+    """Build the job configuration; every problem a user can cause is a one-line UserError."""
+    raw: dict[str, Any] = {}
+    where = config_path or "command line"
+    if config_path:
+        if not os.path.isfile(config_path):
+            raise UserError(f"{config_path}: config file not found")
+        try:
+            with open(config_path, "rb") as fh:
+                raw = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"{config_path}: not valid TOML ({exc})") from None
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise UserError(f"{where}: unknown section {sorted(unknown)[0]!r} (expected {', '.join(sorted(TOP_KEYS))})")
+
+    base = os.path.dirname(os.path.abspath(config_path)) if config_path else os.getcwd()
+    sources = []
+    for i, table in enumerate(raw.get("sources", [])):
+        spec = source_from_dict(table, f"{where} [[sources]] #{i + 1}")
+        # relative globs in a config file are relative to the file, so a job runs from any directory
+        paths = tuple(p if os.path.isabs(p) or "://" in p else os.path.join(base, p) for p in spec.paths)
+        sources.append(_replace_paths(spec, paths))
+    for shorthand in shorthands or []:
+        sources.append(source_from_shorthand(shorthand))
+    if not sources:
+        raise UserError(f"{where}: no sources (give [[sources]] in --config or --source KIND[:FORMAT]=GLOB)")
+
+    output = raw.get("output", {})
+    unknown = set(output) - OUTPUT_KEYS
+    if unknown:
+        raise UserError(f"{where}: unknown key [output] {sorted(unknown)[0]!r}")
+    out_dir = output_dir or output.get("dir")
+    if not out_dir:
+        raise UserError(f"{where}: no output directory (give [output] dir or --output)")
+    if config_path and not output_dir and not os.path.isabs(out_dir) and "://" not in out_dir:
+        out_dir = os.path.join(base, out_dir)
+    num_shards = output.get("num_shards", 4)
+    if not isinstance(num_shards, int) or num_shards < 1:
+        raise UserError(f"{where}: [output] num_shards must be a positive integer, got {num_shards!r}")
+
+    dedup = dict(raw.get("dedup", {}))
+    exact = dedup.pop("exact", True)
+    config = CleanConfig(
+        sources=sources,
+        output_dir=out_dir,
+        num_shards=num_shards,
+        cluster_table=bool(output.get("cluster_table", False)),
+        normalize=_check_kind_tables(raw.get("normalize", {}), "normalize", where),
+        rules=_check_kind_tables(raw.get("rules", {}), "rules", where),
+        exact_dedup=bool(exact),
+        dedup=dedup,
+    )
+    for key, value in (overrides or {}).items():
+        setattr(config, key, value)
+    validate(config, where)
+    return config
+
+
+def _replace_paths(spec: SourceSpec, paths: tuple[str, ...]) -> SourceSpec:
+    from dataclasses import replace
+
+    return replace(spec, paths=paths)
+
+
+def validate(config: CleanConfig, where: str) -> None:
+    """Resolve every per-kind table now, so a typo fails before the pipeline starts."""
+    from pipelines.neardup import NearDedupConfig
+    from pipelines.normalize import DEFAULT_STEPS, STEPS
+    from pipelines.quality import rules_for
+
+    for kind, steps in config.normalize.items():
+        for step, value in steps.items():
+            if step not in STEPS:
+                raise UserError(f"{where}: unknown key [normalize.{kind}] {step!r} (expected one of {', '.join(STEPS)})")
+            if not isinstance(value, bool):
+                raise UserError(f"{where}: [normalize.{kind}] {step} must be true or false")
+    for kind in SOURCE_KINDS:
+        rules_for(kind, config.rules.get(kind), where=f"{where} [rules.{kind}]")
+        _ = {**DEFAULT_STEPS[kind], **config.normalize.get(kind, {})}
+    NearDedupConfig.from_dict(config.dedup, where=f"{where} [dedup]")
+
+
+def steps_for(config: CleanConfig, kind: str) -> dict[str, bool]:
+    from pipelines.normalize import DEFAULT_STEPS
+
+    return {**DEFAULT_STEPS[kind], **config.normalize.get(kind, {})}
