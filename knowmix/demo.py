@@ -1,0 +1,149 @@
+"""``knowmix demo``: the whole flow on the bundled fixture corpora, then where the results are.
+
+clean (5 sources, every reader kind the fixtures have) -> stats -> kg-samples (admin + world KG)
+-> spm-train -> tokenize (docs and knowledge) -> a short CPU training run -> export to Hugging Face.
+Each stage is the same entry point a user calls; the demo only writes the job config and chains them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import corpora
+
+FIXTURES = os.path.join(os.path.dirname(corpora.__file__), "fixtures")
+
+
+def fixture(name: str) -> str:
+    return os.path.join(FIXTURES, name)
+
+
+def demo_job_toml(out_dir: str) -> str:
+    """The demo's clean job: one source per kind, as a user would write it."""
+    q = json.dumps
+    return f"""# knowmix demo job: the bundled fixture corpora (see {fixture('LICENSE-NOTE.txt')})
+[[sources]]
+kind = "encyclopedia"
+format = "squad"
+paths = [{q(fixture('encyclopedia_cmrc2018_trial.json'))}, {q(fixture('encyclopedia_drcd_dev_first40articles.json'))}]
+
+[[sources]]
+kind = "news"
+format = "txt"
+paths = [{q(fixture('news_peoples_daily_199801_first400.txt'))}]
+
+[[sources]]
+kind = "qa"
+format = "csv"
+paths = [{q(fixture('qa_medical_toyhom_300.gbk.csv'))}]
+text_fields = ["title", "ask", "answer"]
+title_field = "title"
+
+[[sources]]
+kind = "web"
+format = "html"
+paths = [{q(fixture('web_zhwikipedia_page.html'))}]
+
+[output]
+dir = {q(out_dir)}
+num_shards = 2
+cluster_table = true
+
+[rules.news]
+min_chars = 20
+
+[rules.qa]
+min_chars = 20
+"""
+
+
+def step(title: str):
+    print(f"\n== {title}", flush=True)
+    return time.perf_counter()
+
+
+def demo_main(argv: list[str]) -> int:
+    from knowmix.cli import main as knowmix
+
+    parser = argparse.ArgumentParser(prog="knowmix demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--output", default="out/demo")
+    parser.add_argument("--train-steps", type=int, default=30)
+    args = parser.parse_args(argv)
+    out = os.path.abspath(args.output)
+    os.makedirs(out, exist_ok=True)
+    job = os.path.join(out, "job.toml")
+    with open(job, "w", encoding="utf-8") as fh:
+        fh.write(demo_job_toml(os.path.join(out, "docs")))
+    results: list[tuple[str, str]] = []
+
+    def run(title: str, cmd: list[str], produced: str | None = None) -> None:
+        t0 = step(title + ": knowmix " + " ".join(cmd))
+        rc = knowmix(cmd)
+        if rc != 0:
+            raise SystemExit(rc)
+        print(f"   ({time.perf_counter() - t0:.1f} s)")
+        if produced:
+            results.append((title, produced))
+
+    run("clean", ["clean", "--config", job], os.path.join(out, "docs"))
+    run("stats", ["stats", os.path.join(out, "docs"), "--html", os.path.join(out, "docs-report.html")])
+    for extra in _later_stages(out, args.train_steps):
+        run(*extra)
+
+    print("\nResults:")
+    for title, path in results:
+        print(f"  {title:<12} {path}")
+    print(f"  {'report':<12} {os.path.join(out, 'docs-report.html')}")
+    return 0
+
+
+def _later_stages(out: str, train_steps: int):
+    """The stages after cleaning, each included once its module is installed."""
+    import importlib.util
+
+    def have(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            return False
+
+    docs = os.path.join(out, "docs")
+    knowledge = os.path.join(out, "knowledge")
+    if have("pipelines.kg_samples"):
+        yield (
+            "kg-samples",
+            ["kg-samples", "--kg", fixture("admin_triples_county_up.tsv"), "--kg", fixture("world_triples.tsv"),
+             "--docs", docs, "--output", knowledge, "--seed", "0"],
+            knowledge,
+        )
+    if have("pipelines.spm_train") and have("pipelines.tokenize"):
+        spm = os.path.join(out, "tok", "spm")
+        yield ("spm-train", ["spm-train", "--docs", docs, "--vocab-size", "2000", "--output", spm], spm + ".model")
+        yield (
+            "tokenize",
+            ["tokenize", "--input", docs, "--tokenizer", f"spm:{spm}.model", "--max-seq-len", "128",
+             "--output", os.path.join(out, "pretrain")],
+            os.path.join(out, "pretrain"),
+        )
+        if os.path.isdir(knowledge):
+            yield (
+                "tokenize",
+                ["tokenize", "--input", knowledge, "--tokenizer", f"spm:{spm}.model", "--max-seq-len", "128",
+                 "--output", os.path.join(out, "ktok")],
+                os.path.join(out, "ktok"),
+            )
+    if have("trainer.cli") and os.path.isdir(os.path.join(out, "pretrain")) is not None:
+        config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "tiny.toml")
+        if os.path.exists(config):
+            run_dir = os.path.join(out, "run")
+            yield (
+                "train",
+                ["train", config, f"data.pretrain={os.path.join(out, 'pretrain')}",
+                 f"data.knowledge={os.path.join(out, 'ktok')}", f"train.output_dir={run_dir}",
+                 f"train.max_steps={train_steps}"],
+                run_dir,
+            )
+            yield ("export", ["export", run_dir, "--hf", os.path.join(out, "hf-model")], os.path.join(out, "hf-model"))
