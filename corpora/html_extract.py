@@ -222,7 +222,7 @@ def _drop(el) -> None:
 
 
 class _Block:
-    __slots__ = ("parts", "link", "owner", "heading", "n", "nlink", "cjk", "punct", "cjk_punct", "text", "label", "forced")
+    __slots__ = ("parts", "link", "owner", "heading", "n", "nlink", "cjk", "punct", "cjk_punct", "text", "label", "forced", "chrome")
 
     def __init__(self, owner, heading: bool):
         self.parts: list[str] = []
@@ -231,6 +231,7 @@ class _Block:
         self.heading = heading
         self.label = "bad"
         self.forced = False
+        self.chrome = False
 
 
 def _linearise(body) -> list[_Block]:
@@ -261,7 +262,7 @@ def _linearise(body) -> list[_Block]:
             owner = el
             heading = tag in _HEADINGS
         elif tag == "br":
-            add("\n", owner, in_link, heading)
+            add("\x00", owner, in_link, heading)
         elif tag == "a":
             in_link = True
         add(el.text, owner, in_link, heading)
@@ -279,7 +280,7 @@ def _linearise(body) -> list[_Block]:
     for b in blocks:
         raw = "".join(b.parts)
         lines = []
-        for line in raw.split("\n"):
+        for line in raw.split("\x00"):
             line = _WS.sub(" ", line.replace("\n", " ")).strip()
             line = _CJK_SPACE.sub("", line)
             if line:
@@ -368,10 +369,18 @@ def _mark_posts(blocks: list[_Block], body) -> None:
             if el.getparent() is parent and _sig(el) == sig:
                 if tuple(_sig(x) for x in reversed(chain[:i])) == rel and b.nlink <= 0.5 * b.n:
                     b.forced = True
+                else:
+                    b.chrome = True  # per-post chrome: user name, time, buttons, signature
                 break
 
 
 # --------------------------------------------------------------------------------------------- classify
+
+
+_META_LINE = re.compile(
+    r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}:\d{2}|发表于|發表於|提问者|提問者|浏览\s*\d|瀏覽\s*\d|"
+    r"阅读\s*[:：]?\s*\d|閱讀\s*[:：]?\s*\d|评论\s*[:：(（]?\s*\d|来源\s*[:：]|作者\s*[:：]|责任编辑|責任編輯|编辑\s*[:：]"
+)
 
 
 def _classify(blocks: list[_Block]) -> None:
@@ -381,10 +390,15 @@ def _classify(blocks: list[_Block]) -> None:
         ld = b.nlink / b.n if b.n else 1.0
         if b.forced:
             b.label = "good"
+        elif b.chrome:
+            # Outside a post's content slot only substantial prose survives (a long quoted passage).
+            b.label = "good" if nonlink >= 60 and ld <= 0.2 and b.cjk_punct >= 3 else "bad"
         elif b.heading:
             b.label = "heading" if ld <= 0.6 and b.n <= 80 else "bad"
         elif texts[b.text] >= 2 and b.n <= 40:
-            b.label = "bad"
+            b.label = "bad"  # boilerplate-line statistics: a short line repeated on the page
+        elif b.n <= 50 and b.cjk_punct <= 1 and _META_LINE.search(b.text):
+            b.label = "bad"  # a byline / timestamp / counter line
         elif ld > 0.5:
             # Link-heavy prose (Chinese encyclopedia paragraphs link every other noun) is still prose when it
             # sits in a paragraph and carries sentence punctuation; context decides.
@@ -433,8 +447,8 @@ def _region(blocks: list[_Block]) -> tuple[int, int]:
     for i, b in enumerate(blocks):
         if b.label == "good":
             v = b.n - b.nlink
-        elif b.label == "heading":
-            v = 0.0
+        elif b.label == "heading" or b.chrome:
+            v = 0.0  # per-post chrome is part of the thread, not a boundary of it
         else:
             v = -float(b.n)
         if cur <= 0:
