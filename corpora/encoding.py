@@ -1,0 +1,227 @@
+"""Opening input files: transparent decompression and the character encoding ("auto" detection).
+
+`auto` looks at the first `SNIFF_BYTES` of the (decompressed) file:
+1. a byte-order mark -> UTF-8 (BOM stripped) or UTF-16 (LE/BE);
+2. else UTF-8 when the sample decodes as UTF-8, or nearly so (a few invalid bytes among many valid multi-byte
+   characters: the file is UTF-8 with damaged lines, which readers turn into dead-letter rows);
+3. else charset-normalizer choosing between GB18030 (superset of GBK/GB2312) and Big5; failing that, whichever
+   of the two decodes the sample strictly;
+4. else None: the content is not text we can read (binary junk), and readers dead-letter the whole file.
+A sample containing NUL bytes (and no UTF-16 BOM) is binary.
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import gzip
+import io
+import os
+import re
+from typing import BinaryIO
+
+SNIFF_BYTES = 1 << 20  # decide from the first MiB
+_CN_BYTES = 1 << 18  # charset-normalizer sees at most this much of it
+
+_ALIASES = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "cp936": "gb18030",
+    "x-gbk": "gb18030",
+    "euc-cn": "gb18030",
+    "gb18030": "gb18030",
+    "big5": "big5",
+    "cp950": "big5",
+    "big5hkscs": "big5hkscs",
+    "utf8": "utf-8",
+    "utf_8": "utf-8",
+    "utf-8": "utf-8",
+    "utf-8-sig": "utf-8-sig",
+}
+
+
+def canonical_encoding(name: str) -> str:
+    """A codec name with the GBK family mapped to GB18030 (its superset), so declared GBK never fails on GB18030 chars."""
+    try:
+        norm = codecs.lookup(name).name
+    except LookupError:
+        norm = name.lower()
+    return _ALIASES.get(norm, _ALIASES.get(name.lower(), norm))
+
+
+class _ZstdRaw(io.RawIOBase):
+    """Zstandard frames decompressed as a raw stream; a stream that stops inside a frame raises EOFError
+    (zstandard's own stream_reader silently returns the partial data)."""
+
+    def __init__(self, f: BinaryIO):
+        import zstandard
+
+        self._f = f
+        self._dctx = zstandard.ZstdDecompressor()
+        self._dobj = self._dctx.decompressobj()
+        self._in_frame = False
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._buf:
+            chunk = self._f.read(1 << 16)
+            if not chunk:
+                if self._in_frame:
+                    raise EOFError("zstd stream ended inside a frame (truncated file)")
+                return 0
+            while chunk:
+                self._in_frame = True
+                self._buf += self._dobj.decompress(chunk)
+                if self._dobj.eof:
+                    chunk = self._dobj.unused_data
+                    self._dobj = self._dctx.decompressobj()
+                    self._in_frame = False
+                else:
+                    chunk = b""
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def close(self) -> None:
+        try:
+            self._f.close()
+        finally:
+            super().close()
+
+
+def _open_raw(path: str) -> BinaryIO:
+    if "://" in path:
+        from apache_beam.io.filesystems import CompressionTypes, FileSystems
+
+        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    return open(path, "rb")
+
+
+def compression_of(path: str) -> str | None:
+    name = os.path.basename(path).lower()
+    for suffix, kind in ((".gz", "gzip"), (".bz2", "bz2"), (".zst", "zstd")):
+        if name.endswith(suffix):
+            return kind
+    return None
+
+
+def open_binary(path: str) -> BinaryIO:
+    """The file's bytes, decompressed when it ends in .gz/.bz2/.zst (or starts with the gzip magic).
+
+    The returned object supports `read(n)` and `readline(limit)`; a truncated or corrupt compressed stream
+    raises EOFError/OSError from them once the intact part has been read.
+    """
+    raw = _open_raw(path)
+    kind = compression_of(path)
+    if kind is None:
+        buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
+        if buffered.peek(2)[:2] == b"\x1f\x8b":
+            kind, raw = "gzip", buffered
+        else:
+            return buffered
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if kind == "bz2":
+        return bz2.BZ2File(raw, mode="rb")
+    return io.BufferedReader(_ZstdRaw(raw), buffer_size=1 << 16)
+
+
+def read_head(path: str, n: int = SNIFF_BYTES) -> tuple[bytes, Exception | None]:
+    """Up to n bytes from the start of the (decompressed) file, and the error that cut it short, if any."""
+    buf = bytearray()
+    try:
+        with open_binary(path) as f:
+            while len(buf) < n:
+                chunk = f.read(min(1 << 16, n - len(buf)))
+                if not chunk:
+                    break
+                buf += chunk
+    except (EOFError, OSError, ValueError) as e:
+        return bytes(buf), e
+    except Exception as e:  # noqa: BLE001 - zlib.error, zstd.ZstdError, lzma errors all end the same way
+        return bytes(buf), e
+    return bytes(buf), None
+
+
+def bom_encoding(sample: bytes) -> str | None:
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if sample.startswith(codecs.BOM_UTF16_LE) or sample.startswith(codecs.BOM_UTF16_BE):
+        return "utf-16"
+    return None
+
+
+def _mostly_utf8(sample: bytes) -> bool:
+    text = codecs.getincrementaldecoder("utf-8")("replace").decode(sample, final=False)
+    bad = text.count("\ufffd")
+    if bad == 0:
+        return True
+    good = sum(1 for c in text if c > "\x7f") - bad
+    return good >= 20 * bad
+
+
+def _strict_ok(sample: bytes, enc: str) -> bool:
+    try:
+        codecs.getincrementaldecoder(enc)("strict").decode(sample, final=False)
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def detect_encoding(sample: bytes) -> str | None:
+    """The codec to read a file whose first bytes are `sample` (see the module docstring), or None for binary."""
+    bom = bom_encoding(sample)
+    if bom:
+        return bom
+    if b"\x00" in sample:
+        return None
+    if _mostly_utf8(sample):
+        return "utf-8"
+    cut = sample[:_CN_BYTES]
+    nl = cut.rfind(b"\n")
+    if nl > 0:
+        cut = cut[: nl + 1]
+    try:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(cut, cp_isolation=["gb18030", "big5"]).best()
+    except Exception:  # noqa: BLE001 - detection failing is not fatal, the strict tries follow
+        best = None
+    if best is not None and _strict_ok(cut, canonical_encoding(best.encoding)):
+        return canonical_encoding(best.encoding)
+    for enc in ("gb18030", "big5"):
+        if _strict_ok(cut, enc):
+            return enc
+    return None
+
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
+
+
+def declared_html_charset(head: bytes) -> str | None:
+    """The charset a `<meta charset=...>` / `<meta http-equiv content="...; charset=...">` declares, if known."""
+    m = _META_CHARSET.search(head[:8192])
+    if not m:
+        return None
+    name = m.group(1).decode("ascii", "ignore")
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return None
+    return canonical_encoding(name)
+
+
+def decode_document(data: bytes, declared: str | None = None) -> tuple[str | None, str]:
+    """Decode a whole record (an HTML file or WARC payload): BOM, then the declared charset, then detection.
+
+    Returns (text, encoding); text is None when the bytes are not readable text. Invalid bytes under a declared
+    or detected charset are replaced (a web page with one broken byte is still a page).
+    """
+    enc = bom_encoding(data) or (canonical_encoding(declared) if declared else None) or detect_encoding(data[:SNIFF_BYTES])
+    if enc is None:
+        return None, "binary"
+    return data.decode(enc, errors="replace"), enc
