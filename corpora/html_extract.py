@@ -97,14 +97,14 @@ _CHROME_TAGS = {"header", "footer", "form"}  # dropped unless they hold much of 
 _BOILER_TOKENS = {
     "nav", "navbar", "navbox", "navigation", "navi", "menu", "menus", "submenu", "sidebar", "side", "sidenav",
     "footer", "foot", "breadcrumb", "breadcrumbs", "crumb", "crumbs", "share", "sharing", "social", "sns",
-    "toolbar", "tools", "login", "signin", "signup", "register", "copyright", "pagination", "pager", "pages",
+    "toolbar", "tools", "login", "signin", "signup", "register", "copyright", "pagination", "pager",
     "subscribe", "newsletter", "cookie", "cookies", "popup", "modal", "advert", "advertisement", "ad", "ads",
     "adsense", "banner", "sponsor", "sponsored", "promo", "recommend", "recommended", "related", "hot",
     "hotnews", "rank", "ranking", "widget", "masthead", "topbar", "header", "signature", "sign", "sig",
-    "sightml", "pstatus", "hidden", "hide", "noprint", "print", "skip", "qrcode", "weixin", "wechat",
+    "sightml", "pstatus", "hidden", "hide", "noprint", "skip", "qrcode", "weixin", "wechat",
     "tags", "tagcloud", "catlinks", "toc", "infobox", "metadata", "ambox", "reflist", "references",
     "refbegin", "mbox", "hatnote", "sistersitebox", "authority", "editsection", "dablink", "rellink",
-    "noteta", "portal", "vertical", "float", "backlink", "comment-form", "respond", "reply-form",
+    "noteta", "portal", "backlink", "comment-form", "respond", "reply-form",
     "searchbox", "search", "dropdown", "tooltip", "mask", "overlay", "disclaimer", "statement",
 }
 _BOILER_PHRASES = re.compile(
@@ -310,6 +310,7 @@ def _sig(el) -> str:
     return f"{el.tag}.{cls}#{ident}"
 
 
+_COMMENTS = re.compile(r"comment|cmt|pinglun|review|评论|評論", re.I)
 _POST_TAGS = {"div", "li", "article", "section", "table", "tr", "tbody", "dl", "dd"}
 
 
@@ -336,28 +337,43 @@ def _mark_posts(blocks: list[_Block], body) -> None:
         if len(members) < 3:
             continue
         member_set = members
-        # Relative path of each block inside its post.
-        slot_text: Counter = Counter()
-        slot_posts: dict[tuple, set] = defaultdict(set)
-        slot_punct: Counter = Counter()
+        # Relative path of each block inside its post; every prefix of it is a candidate content slot.
+        weight: Counter = Counter()  # non-link characters of sentence-punctuated blocks under the prefix
+        text: Counter = Counter()
+        punct: Counter = Counter()
+        posts: dict[tuple, set] = defaultdict(set)
         for b, chain in zip(blocks, chains):
             for i, el in enumerate(chain):
-                if el in member_set:
-                    rel = tuple(_sig(x) for x in reversed(chain[:i]))
+                if el in members:
                     if b.nlink <= 0.5 * b.n:
-                        slot_text[rel] += b.n - b.nlink
-                        slot_posts[rel].add(el)
-                        slot_punct[rel] += b.punct
+                        rel = tuple(_sig(x) for x in reversed(chain[:i]))
+                        prose = b.n - b.nlink if _SENTENCE_PUNCT.search(b.text) else 0
+                        for k in range(1 if rel else 0, len(rel) + 1):
+                            weight[rel[:k]] += prose
+                            text[rel[:k]] += b.n - b.nlink
+                            punct[rel[:k]] += b.punct
+                            posts[rel[:k]].add(el)
                     break
-        if not slot_text:
+        if not weight:
             continue
-        rel, text = slot_text.most_common(1)[0]
-        posts_with = len(slot_posts[rel])
-        if posts_with < 3 or posts_with < 0.5 * len(members):
+        # Reader comments under an article are not the page's main text: skip a comment-named group when
+        # the prose outside it outweighs it.
+        names = f"{_attr_text(key[0])} {key[1]}"
+        if _COMMENTS.search(names):
+            inside = max(text.values())
+            outside = sum(b.n - b.nlink for b in blocks if b.cjk_punct >= 2 and b.n >= 30 and b.nlink <= 0.3 * b.n)
+            if outside - inside > inside:
+                continue
+        # The slot: the deepest prefix that holds most of the posts' prose and appears in most posts.
+        top = max(weight.values())
+        need = max(3, 0.5 * len(members))
+        candidates = [r for r, w in weight.items() if w >= 0.75 * top and top > 0 and len(posts[r]) >= need]
+        if not candidates:
             continue
-        avg = text / posts_with
-        if avg < 6 or slot_punct[rel] < 2:
+        rel = max(candidates, key=lambda r: (len(r), weight[r]))
+        if text[rel] / len(posts[rel]) < 6 or punct[rel] < 2:
             continue
+        text = weight[rel]
         score = text
         if score > best_score:
             best, best_score = (key, rel), score
@@ -367,7 +383,11 @@ def _mark_posts(blocks: list[_Block], body) -> None:
     for b, chain in zip(blocks, chains):
         for i, el in enumerate(chain):
             if el.getparent() is parent and _sig(el) == sig:
-                if tuple(_sig(x) for x in reversed(chain[:i])) == rel and b.nlink <= 0.5 * b.n:
+                mine = tuple(_sig(x) for x in reversed(chain[:i]))
+                # The slot, what lies inside it (paragraphs of a long post) and text sitting directly in its
+                # containers (a post body written as "text<p>more</p>") are the post's content.
+                in_slot = mine[: len(rel)] == rel or (mine and rel[: len(mine)] == mine)
+                if in_slot and b.nlink <= 0.5 * b.n:
                     b.forced = True
                 else:
                     b.chrome = True  # per-post chrome: user name, time, buttons, signature
@@ -381,6 +401,10 @@ _META_LINE = re.compile(
     r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}:\d{2}|发表于|發表於|提问者|提問者|浏览\s*\d|瀏覽\s*\d|"
     r"阅读\s*[:：]?\s*\d|閱讀\s*[:：]?\s*\d|评论\s*[:：(（]?\s*\d|来源\s*[:：]|作者\s*[:：]|责任编辑|責任編輯|编辑\s*[:：]"
 )
+
+
+_SENTENCE_PUNCT = re.compile(r"[。，！？；]")
+_LEGAL_LINE = re.compile(r"copyright|©|版权所有|版權所有|icp备|icp證|icp证|公网安备|举报电话|舉報電話|all rights reserved", re.I)
 
 
 def _classify(blocks: list[_Block]) -> None:
@@ -397,8 +421,10 @@ def _classify(blocks: list[_Block]) -> None:
             b.label = "heading" if ld <= 0.6 and b.n <= 80 else "bad"
         elif texts[b.text] >= 2 and b.n <= 40:
             b.label = "bad"  # boilerplate-line statistics: a short line repeated on the page
-        elif b.n <= 50 and b.cjk_punct <= 1 and _META_LINE.search(b.text):
+        elif b.n <= 60 and len(_SENTENCE_PUNCT.findall(b.text)) <= 1 and _META_LINE.search(b.text):
             b.label = "bad"  # a byline / timestamp / counter line
+        elif b.n <= 150 and _LEGAL_LINE.search(b.text):
+            b.label = "bad"  # copyright / licence-number / report-hotline line
         elif ld > 0.5:
             # Link-heavy prose (Chinese encyclopedia paragraphs link every other noun) is still prose when it
             # sits in a paragraph and carries sentence punctuation; context decides.

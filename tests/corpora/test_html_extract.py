@@ -109,6 +109,52 @@ QA_PAGE = """<html><head><meta charset="utf-8"><title>高铁上可以带充电�
 """
 
 
+# A news article with a byline, an editor line, related links, reader comments and a copyright footer.
+NEWS = """<html><head><meta charset="utf-8"><title>我国首艘大型邮轮完成试航_新闻中心_某某网</title></head><body>
+<div class="top"><a href="/">首页</a><a href="/news">新闻</a><a href="/tech">科技</a><a href="/fin">财经</a></div>
+<div class="main">
+<div class="article">
+<h1>我国首艘大型邮轮完成试航</h1>
+<div class="info">来源：新华社 2024-01-01 10:00 作者：张三</div>
+<div class="article-body">
+<p>新华社上海1月1日电 记者从中国船舶集团获悉，我国首艘国产大型邮轮日前顺利完成第二次试航，各项性能指标达到设计要求。</p>
+<p>据介绍，这艘邮轮总吨位13.55万，总长323.6米，型宽37.2米，最多可容纳乘客5246人，拥有客房2125间。</p>
+<p>专家表示，大型邮轮被誉为造船业“皇冠上的明珠”，此次试航成功标志着我国已经具备大型邮轮的设计建造能力。</p>
+<p><img src="a.jpg"></p>
+<p>下一步，建造团队将开展内装收尾和系统调试工作，确保邮轮按期交付运营。</p>
+</div>
+<div class="editor">责任编辑：李四</div>
+</div>
+<div class="related"><h3>相关新闻</h3><ul>
+<li><a href="/1">国产大型邮轮出坞</a></li><li><a href="/2">邮轮产业迎来新机遇</a></li><li><a href="/3">造船业订单创新高</a></li></ul></div>
+<div class="cmts"><h3>网友评论</h3>
+<div class="cmt-item"><span class="nm">网友甲</span><p>太厉害了，为中国制造点赞！</p></div>
+<div class="cmt-item"><span class="nm">网友乙</span><p>什么时候能坐上去看看？</p></div>
+<div class="cmt-item"><span class="nm">网友丙</span><p>期待早日交付运营。</p></div>
+</div>
+</div>
+<div class="bottom"><p>Copyright © 2024 某某网 版权所有 违法和不良信息举报电话：12345</p></div>
+</body></html>"""
+
+# Posts whose body is split into paragraphs, one a reply with no punctuation at all.
+FLOORS_PAGE = """<html><head><meta charset="utf-8"><title>讨论：周末去哪里爬山好？</title></head><body>
+<ul class="menu"><li><a href="/">首页</a></li><li><a href="/bbs">社区</a></li></ul>
+<div class="thread">
+ <div class="floor"><div class="who"><a href="/u/1">山野行者</a><span>1楼</span></div>
+  <div class="msg">北京周边有哪些适合新手的山？<p>最好是公共交通能到的，单程不超过两个小时。</p><p>去过香山，人太多了。</p></div>
+  <div class="ops"><a href="#">回复</a><a href="#">点赞</a></div></div>
+ <div class="floor"><div class="who"><a href="/u/2">背包客小林</a><span>2楼</span></div>
+  <div class="msg"><p>推荐凤凰岭，地铁加公交就能到。</p><p>北线难度适中，风景也不错。</p></div>
+  <div class="ops"><a href="#">回复</a><a href="#">点赞</a></div></div>
+ <div class="floor"><div class="who"><a href="/u/3">阿峰</a><span>3楼</span></div>
+  <div class="msg">+1 凤凰岭</div>
+  <div class="ops"><a href="#">回复</a><a href="#">点赞</a></div></div>
+ <div class="floor"><div class="who"><a href="/u/4">露露</a><span>4楼</span></div>
+  <div class="msg">百望山也行，爬一个小时就到顶。</div>
+  <div class="ops"><a href="#">回复</a><a href="#">点赞</a></div></div>
+</div>
+<div class="ft">© 2024 户外社区</div></body></html>"""
+
 def _reference() -> str:
     (entry,) = json.loads(WIKI_TRUTH.read_text(encoding="utf-8")).values()
     return entry["content"]
@@ -208,3 +254,26 @@ def test_decode_prefers_declared_charset_and_bom():
     assert decode_html("\ufeff<p>中文</p>".encode("utf-8")) == "<p>中文</p>"
     # declared UTF-8 but really GBK: falls back rather than producing mojibake
     assert "中文" in decode_html('<meta charset="utf-8"><p>中文</p>'.encode("gbk"))
+
+
+def test_news_article_drops_byline_related_links_comments_and_footer():
+    title, text = extract_main_text(NEWS)
+    assert title == "我国首艘大型邮轮完成试航"
+    lines = text.split("\n")
+    assert len(lines) == 4
+    assert lines[0].startswith("新华社上海1月1日电") and lines[-1].startswith("下一步")
+    for chrome in ("来源", "责任编辑", "相关新闻", "邮轮产业迎来新机遇", "网友评论", "为中国制造点赞", "版权所有"):
+        assert chrome not in text, chrome
+
+
+def test_forum_posts_split_into_paragraphs_keep_every_part():
+    _, text = extract_main_text(FLOORS_PAGE)
+    assert text.split("\n") == [
+        "北京周边有哪些适合新手的山？",
+        "最好是公共交通能到的，单程不超过两个小时。",
+        "去过香山，人太多了。",
+        "推荐凤凰岭，地铁加公交就能到。",
+        "北线难度适中，风景也不错。",
+        "+1 凤凰岭",
+        "百望山也行，爬一个小时就到顶。",
+    ]
