@@ -713,6 +713,10 @@ def read_path(spec: SourceSpec, path: str) -> Iterator[Document | DeadLetter]:
     """
     fmt = format_of(spec, path)
     ctx = _Ctx(spec, path)
+    head, err = read_head(path, 1)
+    if not head:
+        yield ctx.dead("", f"cannot read: {err}" if err is not None else "empty file")
+        return
     n = 0
     try:
         for rec in _READERS[fmt](ctx):
@@ -724,5 +728,4 @@ def read_path(spec: SourceSpec, path: str) -> Iterator[Document | DeadLetter]:
         n += 1
         yield ctx.dead("", f"unreadable {fmt} file: {type(e).__name__}: {e}")
     if n == 0:
-        head, err = read_head(path, 1)
-        yield ctx.dead("", "empty file" if not head and err is None else "no records in file")
+        yield ctx.dead("", "no records in file")
