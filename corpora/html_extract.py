@@ -222,7 +222,7 @@ def _drop(el) -> None:
 
 
 class _Block:
-    __slots__ = ("parts", "link", "owner", "heading", "n", "nlink", "cjk", "punct", "cjk_punct", "text", "label", "forced", "chrome")
+    __slots__ = ("parts", "link", "owner", "heading", "n", "nlink", "cjk", "punct", "cjk_punct", "text", "label", "own", "forced", "chrome")
 
     def __init__(self, owner, heading: bool):
         self.parts: list[str] = []
@@ -254,26 +254,30 @@ def _linearise(body) -> list[_Block]:
             blocks.append(cur)
             state["cur"] = None
 
-    def walk(el, owner, in_link: bool, heading: bool) -> None:
+    # Iterative walk (pages nest deeper than Python's recursion limit): a context stack of
+    # (owner block element, inside a link, inside a heading, is a block element).
+    stack: list[tuple] = [(body, False, False, True)]
+    for event, el in etree.iterwalk(body, events=("start", "end")):
         tag = el.tag.lower() if isinstance(el.tag, str) else ""
-        is_block = tag in _BLOCK_TAGS
-        if is_block:
-            flush()
-            owner = el
-            heading = tag in _HEADINGS
-        elif tag == "br":
-            add("\x00", owner, in_link, heading)
-        elif tag == "a":
-            in_link = True
-        add(el.text, owner, in_link, heading)
-        for child in el:
-            walk(child, owner, in_link, heading)
-            if child.tail:
-                add(child.tail, owner, in_link, heading)
-        if is_block:
-            flush()
-
-    walk(body, body, False, False)
+        if event == "start":
+            owner, in_link, heading, _ = stack[-1]
+            is_block = tag in _BLOCK_TAGS
+            if is_block:
+                flush()
+                owner, heading = el, tag in _HEADINGS
+            elif tag == "br":
+                add("\x00", owner, in_link, heading)
+            elif tag == "a":
+                in_link = True
+            stack.append((owner, in_link, heading, is_block))
+            add(el.text, owner, in_link, heading)
+        else:
+            _, _, _, is_block = stack.pop()
+            if is_block:
+                flush()
+            if el is not body and el.tail:
+                owner, in_link, heading, _ = stack[-1]
+                add(el.tail, owner, in_link, heading)
     flush()
 
     out = []
@@ -439,6 +443,8 @@ def _classify(blocks: list[_Block]) -> None:
             b.label = "near"
         else:
             b.label = "short"
+    for b in blocks:
+        b.own = b.label
     # Context: near-good next to good becomes good; short between good blocks becomes good.
     labels = [b.label for b in blocks]
     n = len(blocks)
@@ -525,6 +531,8 @@ def _level(b: _Block) -> int:
     return int(tag[1]) if tag in _HEADINGS else 7
 
 
+_PARSER = lxml.html.HTMLParser(huge_tree=True, remove_comments=True, remove_pis=True)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.I)
 
 
@@ -535,11 +543,11 @@ def extract_main_text(html: str | bytes, url: str | None = None) -> tuple[str | 
     ``url`` is accepted for callers that have it; the extraction does not depend on it.
     """
     text = decode_html(html) if isinstance(html, (bytes, bytearray)) else html
-    text = _XML_DECL.sub("", text or "", count=1)
+    text = _CONTROL.sub("", _XML_DECL.sub("", text or "", count=1))
     if not text.strip():
         return None, ""
     try:
-        root = lxml.html.document_fromstring(text)
+        root = lxml.html.document_fromstring(text, parser=_PARSER)
     except (etree.ParserError, ValueError):
         return None, ""
     title = _title(root)
@@ -553,9 +561,7 @@ def extract_main_text(html: str | bytes, url: str | None = None) -> tuple[str | 
     _mark_posts(blocks, body)
     _classify(blocks)
     i, j = _region(blocks)
-    if j < i:
-        return title, ""
-    region = blocks[i : j + 1]
+    region = blocks[i : j + 1] if j >= i else []
     # Headings just before the region that introduce it (e.g. the article's h1) are kept.
     k = i - 1
     while k >= 0 and i - k <= 2 and blocks[k].label == "heading":
@@ -582,4 +588,9 @@ def extract_main_text(html: str | bytes, url: str | None = None) -> tuple[str | 
                     if b.text != title or out:
                         out.append(b.text)
                     break
+    if not out:
+        # A page whose only text is one short paragraph: that paragraph is its main text.
+        lone = [b for b in blocks if b.own == "near" and not b.chrome]
+        if len(lone) == 1:
+            out.append(lone[0].text)
     return title, "\n".join(out)

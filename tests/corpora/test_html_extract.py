@@ -277,3 +277,12 @@ def test_forum_posts_split_into_paragraphs_keep_every_part():
         "+1 凤凰岭",
         "百望山也行，爬一个小时就到顶。",
     ]
+
+
+def test_deep_nesting_control_characters_and_a_lone_short_paragraph():
+    prose = "深层嵌套的正文内容，测试遍历不会触到递归上限。这里再写一些字，让它成为正文。"
+    deep = "<html><body>" + "<div>" * 1500 + f"<p>{prose}</p>" + "</div>" * 1500 + "</body></html>"
+    assert extract_main_text(deep)[1] == prose
+    assert extract_main_text(f"<html><body>\x00\x01<p>{prose}</p></body></html>")[1] == prose
+    assert extract_main_text("<p>只有一段很短的文字。</p>")[1] == "只有一段很短的文字。"
+    assert extract_main_text("<html><body><a href=/>首页</a><a href=/x>关于</a></body></html>")[1] == ""
