@@ -1,0 +1,169 @@
+"""``knowmix spm-train``: a SentencePiece model from a deterministic sample of docs shards.
+
+Sample: a document is taken when ``blake2b(id)`` falls below a rate chosen so that about ``--sample-chars``
+characters are kept (the rate comes from the ``n_chars`` column, read first); the same docs give the same
+sample, whatever the shard layout. Documents are split into lines/sentences of bounded length (SentencePiece
+skips over-long sentences) and written, in id order, to a temporary file under the output's directory.
+
+Model: ``character_coverage`` 0.9995, byte fallback, digits split, no dummy prefix (Chinese has no spaces, and
+pieces of a sentence can be encoded apart), and the special tokens at fixed ids:
+``[PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4 [E1]=5 [/E1]=6 [E2]=7 [/E2]=8`` (control symbols: literal
+"[CLS]" in text is not turned into the token). Writes ``PREFIX.model`` and ``PREFIX.vocab``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import sys
+import tempfile
+
+import pyarrow.compute as pc
+
+from knowmix.errors import UserError
+from knowmix.manifest import ContractError, open_shard_dir
+from pipelines.tokenizers import SPECIAL_TOKENS
+
+MAX_SENTENCE_CHARS = 1000  # SentencePiece's max_sentence_length is in bytes (4192 by default); CJK is 3 bytes/char
+_SENTENCE_END = re.compile(r"(?<=[。！？!?；;])")
+
+
+def doc_hash(doc_id: str) -> float:
+    return int.from_bytes(hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest(), "big") / 2.0**64
+
+
+def sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS):
+    """Lines of a document, long lines cut after sentence ends, and pieces still too long cut hard."""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if len(line) <= max_chars:
+            yield line
+            continue
+        buf = ""
+        for part in _SENTENCE_END.split(line):
+            if len(buf) + len(part) > max_chars and buf:
+                yield buf
+                buf = ""
+            while len(part) > max_chars:
+                yield part[:max_chars]
+                part = part[max_chars:]
+            buf += part
+        if buf:
+            yield buf
+
+
+def write_sample(docs_dir: str, sample_chars: int, out_path: str) -> dict:
+    """Write the sample's sentences to ``out_path``; return {docs, chars, lines, total_chars, rate}."""
+    try:
+        src = open_shard_dir(docs_dir, "docs")
+    except ContractError as exc:
+        raise UserError(str(exc)) from None
+    total = 0
+    for table in src.iter_tables():
+        if "n_chars" in table.column_names:
+            total += int(pc.sum(table.column("n_chars")).as_py() or 0)
+        else:
+            total += int(pc.sum(pc.utf8_length(table.column("text"))).as_py() or 0)
+    rate = 1.0 if total <= sample_chars else sample_chars / total
+    picked: list[tuple[str, str]] = []
+    for table in src.iter_tables():
+        ids = table.column("id").to_pylist()
+        keep = [i for i, d in enumerate(ids) if d is not None and doc_hash(d) < rate]
+        if keep:
+            texts = table.column("text").take(keep).to_pylist()
+            picked.extend((ids[i], t) for i, t in zip(keep, texts) if t)
+    picked.sort()
+    stats = {"docs": 0, "chars": 0, "lines": 0, "total_chars": total, "rate": rate}
+    with open(out_path, "w", encoding="utf-8") as fh:
+        for _, text in picked:
+            stats["docs"] += 1
+            for s in sentences(text):
+                fh.write(s + "\n")
+                stats["lines"] += 1
+                stats["chars"] += len(s)
+    if stats["lines"] == 0:
+        raise UserError(f"{docs_dir}: no text to train on")
+    return stats
+
+
+def train(
+    input_path: str,
+    prefix: str,
+    vocab_size: int,
+    model_type: str = "unigram",
+    character_coverage: float = 0.9995,
+    num_threads: int = 1,
+) -> None:
+    import sentencepiece as spm
+
+    try:
+        spm.SentencePieceTrainer.train(
+            input=input_path,
+            model_prefix=prefix,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=character_coverage,
+            byte_fallback=True,
+            split_digits=True,
+            add_dummy_prefix=False,
+            pad_id=0, pad_piece=SPECIAL_TOKENS[0],
+            unk_id=1, unk_piece=SPECIAL_TOKENS[1],
+            bos_id=-1, eos_id=-1,
+            control_symbols=list(SPECIAL_TOKENS[2:]),
+            input_sentence_size=0,  # our sample is the sample: no reservoir sampling inside SentencePiece
+            shuffle_input_sentence=False,
+            max_sentence_length=4 * MAX_SENTENCE_CHARS + 8,
+            num_threads=num_threads,
+            minloglevel=2,
+        )
+    except RuntimeError as exc:
+        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+        raise UserError(f"{prefix}.model: SentencePiece training failed: {msg}") from None
+
+
+def parse_args(argv: list[str]):
+    ap = argparse.ArgumentParser(prog="knowmix spm-train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--docs", required=True, help="a docs shard directory (knowmix clean)")
+    ap.add_argument("--output", required=True, help="PREFIX: writes PREFIX.model and PREFIX.vocab")
+    ap.add_argument("--vocab-size", type=int, default=32000)
+    ap.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram")
+    ap.add_argument("--character-coverage", type=float, default=0.9995)
+    ap.add_argument("--sample-chars", type=int, default=200_000_000, help="about this many characters of docs")
+    ap.add_argument("--num-threads", type=int, default=os.cpu_count() or 1)
+    return ap.parse_known_args(argv)
+
+
+def spm_train_main(argv: list[str]) -> int:
+    args, _beam_args = parse_args(argv)  # no Beam here; unknown flags are accepted for symmetry with the jobs
+    if args.vocab_size < len(SPECIAL_TOKENS) + 256 + 1:
+        raise UserError(f"--vocab-size {args.vocab_size}: must exceed {len(SPECIAL_TOKENS) + 256} (specials + 256 byte pieces)")
+    if not 0 < args.character_coverage <= 1:
+        raise UserError(f"--character-coverage {args.character_coverage}: must be in (0, 1]")
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    os.makedirs(out_dir, exist_ok=True)
+    fd, sample_path = tempfile.mkstemp(prefix=".spm-sample-", suffix=".txt", dir=out_dir)
+    os.close(fd)
+    try:
+        stats = write_sample(args.docs, args.sample_chars, sample_path)
+        train(sample_path, args.output, args.vocab_size, args.model_type, args.character_coverage, args.num_threads)
+    finally:
+        os.unlink(sample_path)
+    print(
+        f"knowmix spm-train: {args.output}.model ({args.vocab_size} pieces, {args.model_type}) from"
+        f" {stats['docs']} docs, {stats['lines']} lines, {stats['chars']} chars"
+        f" ({stats['rate']:.3g} of {stats['total_chars']})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(spm_train_main(sys.argv[1:]))
+    except UserError as exc:
+        print(f"knowmix spm-train: {exc}", file=sys.stderr)
+        sys.exit(2)

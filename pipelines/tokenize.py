@@ -1,0 +1,342 @@
+"""``knowmix tokenize``: docs shards -> ``pretrain`` shards, knowledge shards -> ``knowledge_tokens`` shards.
+
+The recipe (logic in ``pipelines/tokenizers.py``):
+
+    docs:       read rows -> tokenise + jieba word starts (per doc) -> group by hash(doc id) -> sort by id, pack
+                -> shards (kind pretrain) + manifest (tokenizer entry; counts in documents, ``sequences`` = rows)
+    knowledge:  read rows -> tokenise per task (markers, spans, segments) -> relation names to ids
+                (relations.json: --relations file or the sorted names seen, NA = 0) -> shards (kind knowledge_tokens)
+
+Accounting is in input rows: ``input == output + dead_letter + sum(dropped)``; ``output`` counts documents
+(or knowledge rows) that went into shards. The tokenizer file is copied beside the manifest so the trainer
+finds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from typing import Any, Tuple
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+
+from knowmix.errors import UserError
+from knowmix.manifest import ContractError, open_shard_dir
+from pipelines import beamio
+from pipelines.tokenizers import (
+    BadRow,
+    DocTokens,
+    Dropped,
+    WordSegmenter,
+    encode_with_words,
+    load_tokenizer,
+    pack_documents,
+    tokenize_knowledge,
+)
+
+SPAN = pa.struct([("start", pa.int32()), ("end", pa.int32())])
+
+PRETRAIN_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("input_ids", pa.list_(pa.int32())),
+    ("word_start", pa.list_(pa.bool_())),
+    ("source_kinds", pa.list_(pa.string())),
+])
+
+KNOWLEDGE_TOKENS_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("task", pa.string()),
+    ("input_ids", pa.list_(pa.int32())),
+    ("token_type_ids", pa.list_(pa.int8())),
+    ("word_start", pa.list_(pa.bool_())),
+    ("e1_pos", pa.int32()),
+    ("e2_pos", pa.int32()),
+    ("head_span", SPAN),
+    ("tail_span", SPAN),
+    ("relations", pa.list_(pa.int32())),
+    ("mention_spans", pa.list_(SPAN)),
+    ("mention_labels", pa.list_(pa.int8())),
+    ("triple_head_span", SPAN),
+    ("triple_relation_span", SPAN),
+    ("triple_tail_span", SPAN),
+])
+
+RAW_LIMIT = 2000
+TARGET_SHARD_BYTES = 64 << 20  # input (compressed) bytes per output shard
+TARGET_GROUP_BYTES = 16 << 20  # input bytes per packing group (held in memory while packing)
+
+
+def _dead(source: str, row: dict, reason: str) -> dict:
+    raw = json.dumps({k: v for k, v in row.items()}, ensure_ascii=False, default=str)[:RAW_LIMIT]
+    return {"source": source, "location": str(row.get("id")), "reason": reason, "raw": raw}
+
+
+# ---------------------------------------------------------------------------------------------- docs
+
+
+class EncodeDocFn(beam.DoFn):
+    """doc row -> (group, DocTokens); tagged ``dead`` rows and accounting ``events``."""
+
+    def __init__(self, spec: str, lowercase, boundaries: bool, user_words: list[str], groups: int, source: str):
+        self.spec, self.lowercase, self.boundaries = spec, lowercase, boundaries
+        self.user_words, self.groups, self.source = user_words, groups, source
+
+    def setup(self):
+        self.tok = load_tokenizer(self.spec, self.lowercase)
+        self.seg = WordSegmenter("rjieba", self.user_words) if self.boundaries else None
+
+    def process(self, row):
+        kind = row.get("source_kind") or ""
+        yield beam.pvalue.TaggedOutput("events", ("input", None, kind))
+        text, doc_id = row.get("text"), row.get("id")
+        if not isinstance(text, str) or not isinstance(doc_id, str) or not doc_id:
+            yield beam.pvalue.TaggedOutput("events", ("dead_letter", None, kind))
+            yield beam.pvalue.TaggedOutput("dead", _dead(self.source, row, "missing_id_or_text"))
+            return
+        w = encode_with_words(self.tok, self.seg, text)
+        if len(w.enc) == 0:
+            yield beam.pvalue.TaggedOutput("events", ("dropped", "no_tokens", kind))
+            return
+        beam.metrics.Metrics.counter("knowmix", "tokens").inc(len(w.enc))
+        yield beamio.shard_of(doc_id, self.groups), DocTokens(doc_id, kind, w.enc.ids, w.word_start)
+
+
+def _pack_group(kv, max_seq_len: int, cls_id: int, sep_id: int):
+    _, docs = kv
+    docs = sorted(docs, key=lambda d: d.doc_id)
+    for d in docs:
+        yield beam.pvalue.TaggedOutput("events", ("output", None, d.source_kind))
+    yield from pack_documents(docs, max_seq_len, cls_id, sep_id)
+
+
+# ---------------------------------------------------------------------------------------------- knowledge
+
+
+class EncodeKnowledgeFn(beam.DoFn):
+    def __init__(self, spec: str, lowercase, boundaries: bool, max_seq_len: int, source: str):
+        self.spec, self.lowercase, self.boundaries = spec, lowercase, boundaries
+        self.max_seq_len, self.source = max_seq_len, source
+
+    def setup(self):
+        self.tok = load_tokenizer(self.spec, self.lowercase)
+        self.seg = WordSegmenter("rjieba") if self.boundaries else None
+
+    def process(self, row):
+        task = row.get("task") or ""
+        yield beam.pvalue.TaggedOutput("events", ("input", None, task))
+        if not isinstance(row.get("id"), str) or not row.get("id"):
+            yield beam.pvalue.TaggedOutput("events", ("dead_letter", None, task))
+            yield beam.pvalue.TaggedOutput("dead", _dead(self.source, row, "missing_id"))
+            return
+        try:
+            out = tokenize_knowledge(row, self.tok, self.seg, self.max_seq_len)
+        except BadRow as exc:
+            yield beam.pvalue.TaggedOutput("events", ("dead_letter", None, task))
+            yield beam.pvalue.TaggedOutput("dead", _dead(self.source, row, exc.reason))
+            return
+        except Dropped as exc:
+            yield beam.pvalue.TaggedOutput("events", ("dropped", exc.reason, task))
+            return
+        yield out
+
+
+def _relation_ids(row, relations: list[str]):
+    if row["relations"] is not None:
+        index = {name: i for i, name in enumerate(relations)}
+        ids = [index.get(name) for name in row["relations"]]
+        if any(i is None for i in ids):
+            yield beam.pvalue.TaggedOutput("events", ("dropped", "unknown_relation", row["task"]))
+            return
+        row = {**row, "relations": ids}
+    yield beam.pvalue.TaggedOutput("events", ("output", None, row["task"]))
+    yield row
+
+
+def read_relations(path: str) -> list[str]:
+    """A JSON list of names, or ``name id`` lines (e.g. FinRE's relation2id.txt); id 0 becomes ``NA``."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the relation list ({exc})") from None
+    if text.lstrip().startswith("["):
+        try:
+            names = [str(x) for x in json.loads(text)]
+        except ValueError as exc:
+            raise UserError(f"{path}: not a JSON list ({exc})") from None
+    else:
+        pairs = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            try:
+                pairs.append((int(parts[-1]), " ".join(parts[:-1])))
+            except (ValueError, IndexError):
+                raise UserError(f"{path}:{n}: expected `name id`") from None
+        pairs.sort()
+        if [i for i, _ in pairs] != list(range(len(pairs))):
+            raise UserError(f"{path}: ids must run 0..{len(pairs) - 1} without gaps")
+        names = [name for _, name in pairs]
+    if not names:
+        raise UserError(f"{path}: no relations")
+    names[0] = "NA"
+    if len(set(names)) != len(names):
+        raise UserError(f"{path}: duplicate relation names")
+    return names
+
+
+def _write_relations(names: list[str], out_dir: str) -> dict:
+    beamio.write_text_atomically(beamio.join(out_dir, "relations.json"), json.dumps(names, ensure_ascii=False, indent=0) + "\n")
+    return {"relations": {"file": "relations.json", "count": len(names)}}
+
+
+# ---------------------------------------------------------------------------------------------- the job
+
+
+def parse_args(argv: list[str]):
+    ap = argparse.ArgumentParser(prog="knowmix tokenize", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--input", required=True, help="a docs or knowledge shard directory")
+    ap.add_argument("--output", required=True, help="output directory (pretrain or knowledge_tokens)")
+    ap.add_argument("--tokenizer", required=True, help="spm:PATH.model or wordpiece:PATH/vocab.txt")
+    ap.add_argument("--max-seq-len", type=int, default=512)
+    ap.add_argument("--lowercase", dest="lowercase", action="store_true", default=None,
+                    help="lower-case before tokenising (wordpiece default: the vocab's tokenizer_config.json, else on)")
+    ap.add_argument("--no-lowercase", dest="lowercase", action="store_false")
+    ap.add_argument("--no-word-boundaries", dest="boundaries", action="store_false",
+                    help="skip jieba: every token starts a word (plain token-level masking)")
+    ap.add_argument("--user-dict", help="extra words for jieba (one per line, first field), e.g. KG entity names")
+    ap.add_argument("--relations", help="fixed relation ids: JSON list or `name id` lines (default: names seen, sorted)")
+    ap.add_argument("--num-shards", type=int, default=0, help="output shards (default: ~64 MB of input each)")
+    ap.add_argument("--pack-groups", type=int, default=0, help="packing groups (default: ~16 MB of input each)")
+    return ap.parse_known_args(argv)
+
+
+def _read_user_words(path: str | None) -> list[str]:
+    if not path:
+        return []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return sorted({line.split()[0] for line in fh if line.strip()})
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the user dictionary ({exc})") from None
+
+
+def _copy_tokenizer_file(path: str, out_dir: str) -> None:
+    with open(path, "rb") as fh:
+        data = fh.read()
+    dest = beamio.join(out_dir, os.path.basename(path))
+    if FileSystems.exists(dest):
+        FileSystems.delete([dest])
+    _write_bytes(dest, data)
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp"
+    with FileSystems.create(tmp) as out:
+        out.write(data)
+    FileSystems.rename([tmp], [path])
+
+
+def run(argv: list[str]) -> dict:
+    args, beam_args = parse_args(argv)
+    if args.max_seq_len < 8:
+        raise UserError(f"--max-seq-len {args.max_seq_len}: must be at least 8")
+    try:
+        src = open_shard_dir(args.input, ("docs", "knowledge"))
+    except ContractError as exc:
+        raise UserError(str(exc)) from None
+    tok = load_tokenizer(args.tokenizer, args.lowercase)
+    info = tok.info()
+    user_words = _read_user_words(args.user_dict)
+    relations_fixed = read_relations(args.relations) if args.relations else None
+    in_bytes = sum(int(s["bytes"]) for s in src.manifest["shards"])
+    num_shards = args.num_shards or max(1, math.ceil(in_bytes / TARGET_SHARD_BYTES))
+    groups = args.pack_groups or max(1, math.ceil(in_bytes / TARGET_GROUP_BYTES))
+    out_kind = "pretrain" if src.kind == "docs" else "knowledge_tokens"
+    schema = PRETRAIN_SCHEMA if out_kind == "pretrain" else KNOWLEDGE_TOKENS_SCHEMA
+    options = {
+        "argv": ["knowmix", "tokenize", *argv], "input": args.input, "tokenizer": args.tokenizer,
+        "max_seq_len": args.max_seq_len, "word_boundaries": args.boundaries, "num_shards": num_shards,
+        "pack_groups": groups if out_kind == "pretrain" else None, "user_dict": args.user_dict,
+        "relations": args.relations,
+    }
+    spec = f"{tok.kind}:{tok.path}"
+    beamio.clear_output(args.output)
+    _copy_tokenizer_file(tok.path, args.output)
+
+    def finalize(manifest: dict) -> dict:
+        manifest["tokenizer"] = info
+        manifest["counts"]["sequences"] = sum(int(s["rows"]) for s in manifest["shards"])
+        return manifest
+
+    with beam.Pipeline(options=beamio.pipeline_options(beam_args)) as p:
+        rows = p | "Read" >> beamio.ReadShardRows(src.shard_paths)
+        extra = None
+        if out_kind == "pretrain":
+            enc = rows | "Encode" >> beam.ParDo(
+                EncodeDocFn(spec, args.lowercase, args.boundaries, user_words, groups, args.input)
+            ).with_output_types(Tuple[int, Any]).with_outputs("dead", "events", main="docs")
+            packed = (
+                enc.docs
+                | "GroupForPacking" >> beam.GroupByKey()
+                | "Pack" >> beam.FlatMap(_pack_group, args.max_seq_len, tok.special_ids["cls"], tok.special_ids["sep"])
+                .with_outputs("events", main="rows")
+            )
+            out_rows, events = packed.rows, (enc.events, packed.events) | "AllEvents" >> beam.Flatten()
+            group_name = "by_source_kind"
+        else:
+            enc = rows | "Encode" >> beam.ParDo(
+                EncodeKnowledgeFn(spec, args.lowercase, args.boundaries, args.max_seq_len, args.input)
+            ).with_outputs("dead", "events", main="rows")
+            if relations_fixed is not None:
+                relations = p | "FixedRelations" >> beam.Create([relations_fixed])
+            else:
+                relations = (
+                    enc.rows
+                    | "RelationNames" >> beam.FlatMap(lambda r: r["relations"] or [])
+                    | "Distinct" >> beam.Distinct()
+                    | "AllNames" >> beam.combiners.ToList()
+                    | "Order" >> beam.Map(lambda names: ["NA", *sorted(n for n in set(names) if n != "NA")])
+                )
+            ided = enc.rows | "RelationIds" >> beam.FlatMap(
+                _relation_ids, relations=beam.pvalue.AsSingleton(relations)
+            ).with_outputs("events", main="rows")
+            out_rows = ided.rows
+            events = (enc.events, ided.events) | "AllEvents" >> beam.Flatten()
+            extra = relations | "WriteRelations" >> beam.Map(_write_relations, args.output)
+            group_name = "by_task"
+        entries = out_rows | "Write" >> beamio.WriteShards(args.output, schema, num_shards)
+        _ = enc.dead | "DeadLetters" >> beamio.WriteDeadLetters(args.output)
+        tallies = beamio.tally(events)
+        _ = p | "Manifest" >> beamio.WriteManifest(
+            args.output, out_kind, schema, entries, tallies, options, group_name, extra=extra, finalize=finalize
+        )
+    with FileSystems.open(beamio.join(args.output, "manifest.json")) as fh:
+        return json.loads(fh.read().decode("utf-8"))
+
+
+def tokenize_main(argv: list[str]) -> int:
+    manifest = run(argv)
+    c = manifest["counts"]
+    dropped = ", ".join(f"{k} {v}" for k, v in c["dropped"].items()) or "none"
+    print(
+        f"knowmix tokenize: {manifest['kind']}: {c['input']} in, {c['output']} out in {c.get('sequences', 0)} rows,"
+        f" {c['dead_letter']} dead letters, dropped: {dropped}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(tokenize_main(sys.argv[1:]))
+    except UserError as exc:
+        print(f"knowmix tokenize: {exc}", file=sys.stderr)
+        sys.exit(2)
