@@ -25,6 +25,7 @@ Pure function of its input; no network.
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 from collections import Counter, defaultdict
 
@@ -140,6 +141,7 @@ def _attr_text(el) -> str:
     return f"{el.get('class') or ''} {el.get('id') or ''}".strip()
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_boilerplate_name(names: str) -> bool:
     if not names:
         return False
@@ -166,40 +168,46 @@ def _is_data_table(table) -> bool:
     return long_prose == 0
 
 
+def _drop_reason(el, total_prose: int) -> bool:
+    tag = el.tag
+    if not isinstance(tag, str):  # comments, processing instructions
+        return True
+    tag = tag.lower()
+    if tag in _DROP_TAGS:
+        return True
+    if el.get("hidden") is not None:
+        return True
+    style = el.get("style")
+    if style and _HIDDEN_STYLE.search(style):
+        return True
+    if tag in _CHROME_TAGS:
+        return _prose(el) < 0.3 * total_prose
+    names = _attr_text(el)
+    if not names:
+        return False
+    if _is_boilerplate_name(names):
+        # A name is a hint, not a verdict: never drop a subtree holding much of the page's prose.
+        limit = 0.15 if _PROTECT.search(names) else 0.4
+        if _prose(el) < limit * total_prose:
+            return True
+    if tag == "table" and "wikitable" in names:
+        return True
+    return False
+
+
 def _clean(root, body) -> None:
     total_prose = max(1, _prose(body))
     to_drop = []
-    for el in body.iterdescendants():
-        tag = el.tag
-        if not isinstance(tag, str):  # comments, processing instructions
+    stack = list(body)
+    while stack:  # pre-order walk that does not descend into what it drops
+        el = stack.pop()
+        if _drop_reason(el, total_prose):
             to_drop.append(el)
-            continue
-        tag = tag.lower()
-        if tag in _DROP_TAGS:
-            to_drop.append(el)
-            continue
-        if el.get("hidden") is not None or _HIDDEN_STYLE.search(el.get("style") or ""):
-            to_drop.append(el)
-            continue
-        if tag in _CHROME_TAGS:
-            if _prose(el) < 0.3 * total_prose:
-                to_drop.append(el)
-            continue
-        names = _attr_text(el)
-        if names and _is_boilerplate_name(names):
-            # A name is a hint, not a verdict: never drop a subtree holding much of the page's prose.
-            limit = 0.15 if _PROTECT.search(names) else 0.4
-            if _prose(el) < limit * total_prose:
-                to_drop.append(el)
-                continue
-        if tag == "table" and "wikitable" in names:
-            to_drop.append(el)
-            continue
-        if tag == "sup" and "reference" in names and not (el.text_content() or "").strip():
-            to_drop.append(el)
+        else:
+            stack.extend(el)
     for el in to_drop:
         _drop(el)
-    for table in body.xpath(".//table"):
+    for table in list(body.iter("table")):
         if table.getparent() is not None and _is_data_table(table):
             _drop(table)
 
