@@ -7,7 +7,9 @@
 3. else charset-normalizer choosing between GB18030 (superset of GBK/GB2312) and Big5; failing that, whichever
    of the two decodes the sample strictly;
 4. else None: the content is not text we can read (binary junk), and readers dead-letter the whole file.
-A sample more than 1% NUL bytes (and no UTF-16 BOM) is binary.
+A sample more than 1% NUL bytes (and no UTF-16 BOM) is binary. Known limits: a file whose first MiB is pure ASCII
+is read as UTF-8 (later GBK lines would be dead-lettered as invalid UTF-8: set `encoding` explicitly for such
+files); UTF-16 without a BOM is not detected.
 """
 
 from __future__ import annotations

@@ -20,7 +20,13 @@ the records read before the break and gives one dead-letter row for the rest. A 
 `spec.max_record_bytes` (default 8 MiB) is a dead-letter row and is skipped without being held in memory
 (for line-based formats; an HTML file or WARC payload is read up to the cap).
 
-Ids: `spec.id_field`'s value where given, else `f"{kind}:{sha1(path)[:8]}:{basename}{:LINE|#N}"`, so two runs
+Fields: jsonl/csv join `spec.text_fields` (present, non-empty ones) with "\n"; jsonl field names may be dotted
+paths into nested objects ("meta.url"). A CSV whose header has no "text" column while `text_fields` is the
+default `("text",)` uses every column except the id/url fields (so `--source qa:csv=x.csv` works on any CSV);
+an explicit `text_fields` none of which is in the header gives one dead-letter row for the file.
+
+Ids: `spec.id_field`'s value where given (jsonl/csv: a field; squad: an article/record key, CMRC defaults to
+`context_id`; mediawiki: a `<page>` child such as `id`; warc: a WARC header such as `WARC-Record-ID`), else `f"{kind}:{sha1(path)[:8]}:{basename}{:LINE|#N}"`, so two runs
 on the same paths give the same ids.
 """
 
