@@ -1,0 +1,140 @@
+"""Sharded, resumable checkpoints with ``torch.distributed.checkpoint`` (DCP).
+
+``output_dir/checkpoints/step-NNNNNNN/`` holds:
+
+- the DCP files of one :class:`TrainerState` (model and optimizer through ``get_state_dict``/``set_state_dict``,
+  so FSDP2's sharded parameters are saved shard by shard; scheduler, grad scaler and the step);
+- ``rank-RRRRR.pt`` per rank: that rank's sampler position and RNG states (tensors and ints only, read back
+  with ``weights_only=True``);
+- ``COMPLETE`` (JSON: step, world size), written last.
+
+A checkpoint is written under ``.tmp-step-NNNNNNN`` and renamed once every rank has finished, so a directory
+named ``step-*`` with ``COMPLETE`` is always whole; only the newest ``keep`` are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import warnings
+
+import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.checkpoint.stateful import Stateful
+
+from knowmix.errors import UserError
+from trainer.distributed import DistInfo, barrier
+
+STEP_RE = re.compile(r"^step-(\d{7,})$")
+
+
+class TrainerState(Stateful):
+    """Everything shared by the ranks that a resume needs, as one DCP ``Stateful``."""
+
+    def __init__(self, model, optimizer, scheduler, scaler, step: int = 0):
+        self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
+        self.step = step
+
+    def state_dict(self):
+        model_sd, optim_sd = get_state_dict(self.model, self.optimizer)
+        return {
+            "model": model_sd,
+            "optim": optim_sd,
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None and self.scaler.is_enabled() else {},
+            "step": self.step,
+        }
+
+    def load_state_dict(self, state):
+        set_state_dict(self.model, self.optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and self.scaler.is_enabled() and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+
+
+def rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def step_dir(root: str, step: int) -> str:
+    return os.path.join(root, f"step-{step:07d}")
+
+
+def complete_checkpoints(root: str) -> list[tuple[int, str]]:
+    """(step, path) of every complete checkpoint under ``root``, oldest first."""
+    if not os.path.isdir(root):
+        return []
+    found = []
+    for name in os.listdir(root):
+        m = STEP_RE.match(name)
+        path = os.path.join(root, name)
+        if m and os.path.isfile(os.path.join(path, "COMPLETE")):
+            found.append((int(m.group(1)), path))
+    return sorted(found)
+
+
+def latest(root: str) -> str | None:
+    found = complete_checkpoints(root)
+    return found[-1][1] if found else None
+
+
+def save(root: str, state: TrainerState, rank_state: dict, info: DistInfo, keep: int) -> str:
+    final = step_dir(root, state.step)
+    tmp = os.path.join(root, f".tmp-step-{state.step:07d}")
+    if info.is_main:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+        os.makedirs(tmp)
+    barrier(info)
+    with warnings.catch_warnings():  # one process without a group: DCP warns that it saves single-process
+        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+        dcp.save({"trainer": state}, checkpoint_id=tmp)
+    torch.save(rank_state, os.path.join(tmp, f"rank-{info.rank:05d}.pt"))
+    barrier(info)
+    if info.is_main:
+        with open(os.path.join(tmp, "COMPLETE"), "w") as fh:
+            json.dump({"step": state.step, "world": info.world}, fh)
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for _, old in complete_checkpoints(root)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    barrier(info)
+    return final
+
+
+def load(path: str, state: TrainerState, info: DistInfo) -> dict:
+    """Restore ``state`` from ``path``; return this rank's own part (sampler position, RNG states)."""
+    with open(os.path.join(path, "COMPLETE")) as fh:
+        meta = json.load(fh)
+    if int(meta.get("world", 1)) != info.world:
+        raise UserError(
+            f"{path}: written by {meta.get('world')} processes, resumed with {info.world};"
+            " resume with the same number (the data position is per rank)"
+        )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+        dcp.load({"trainer": state}, checkpoint_id=path)
+    return torch.load(os.path.join(path, f"rank-{info.rank:05d}.pt"), weights_only=True)
+
+
+def load_model_only(path: str, model: torch.nn.Module) -> None:
+    """Load the model weights of a checkpoint into a plain (unsharded) module, in one process."""
+    sd = {"trainer": {"model": model.state_dict()}}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
+        dcp.load(sd, checkpoint_id=path)
+    model.load_state_dict(sd["trainer"]["model"])

@@ -1,0 +1,253 @@
+"""The trainer's configuration: a TOML file plus ``section.key=value`` overrides.
+
+Every section and key is declared here with its default; an unknown section or key, a value of the wrong type or
+a value outside its allowed set is a :class:`~knowmix.errors.UserError` whose one-line message names the file (or
+the override) and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+from knowmix.errors import UserError
+
+
+@dataclass
+class ModelConfig:
+    size: str = "base"  # tiny | base | large | custom (then hidden_size, layers, heads, intermediate_size)
+    hidden_size: int = 0  # 0 = from size
+    layers: int = 0
+    heads: int = 0
+    intermediate_size: int = 0
+    init_from: str = ""  # a Hugging Face BERT folder (config.json + model.safetensors or pytorch_model.bin)
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+
+
+@dataclass
+class DataConfig:
+    pretrain: str = "out/pretrain"  # a `pretrain` shard directory (knowmix tokenize)
+    knowledge: str = "out/ktok"  # a `knowledge_tokens` shard directory; "" = single-path (general MLM only)
+    seq_len: int = 512  # general path; longer rows are truncated
+    knowledge_seq_len: int = 0  # 0 = seq_len
+    mlm_probability: float = 0.15
+    verify: bool = True  # check every shard's sha256 against its manifest at start
+
+
+@dataclass
+class TasksConfig:
+    relation: float = 1.0
+    substitution: float = 1.0
+    triple_mask: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    warmup_steps: int = 1000
+    schedule: str = "linear"  # linear | cosine | constant
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0  # 0 = no clipping
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-6
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/base"
+    max_steps: int = 100000
+    micro_batch_size: int = 32
+    knowledge_micro_batch_size: int = 0  # 0 = micro_batch_size
+    grad_accum: int = 1
+    precision: str = "bf16"  # bf16 | fp16 | fp32
+    zero: int = 3  # 3 = FSDP2 reshard after forward, 2 = keep params unsharded, 0 = plain DDP / single process
+    activation_checkpointing: bool = False
+    seed: int = 0
+    log_every: int = 10
+    device: str = "auto"  # auto | cpu | cuda
+    peak_tflops: float = 0.0  # 0 = look up the device's peak for MFU (unknown devices report mfu 0)
+    max_skipped_steps: int = 100  # fp16: stop after this many skipped (overflowing) steps in a row
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass
+class CheckpointConfig:
+    interval: int = 1000  # 0 = only at the end and on SIGTERM
+    keep: int = 3
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    source: str = "<defaults>"
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {s.name: dataclasses.asdict(getattr(self, s.name)) for s in dataclasses.fields(self) if s.name != "source"}
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "source"}
+CHOICES = {
+    ("model", "size"): ("tiny", "mini", "base", "large", "custom"),
+    ("optim", "schedule"): ("linear", "cosine", "constant"),
+    ("train", "precision"): ("bf16", "fp16", "fp32"),
+    ("train", "zero"): (0, 2, 3),
+    ("train", "device"): ("auto", "cpu", "cuda"),
+}
+SIZES = {  # hidden, layers, heads, intermediate
+    "tiny": (128, 2, 2, 512),
+    "mini": (256, 4, 4, 1024),
+    "base": (768, 12, 12, 3072),
+    "large": (1024, 24, 16, 4096),
+}
+
+
+def _section_obj(cfg: Config, name: str):
+    return getattr(cfg, name)
+
+
+def _coerce(where: str, key: str, default: Any, value: Any) -> Any:
+    """Coerce ``value`` to the type of ``default``; raise UserError naming ``where`` and ``key`` if impossible."""
+    want = type(default)
+    if want is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif want is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(float(value)) if float(value).is_integer() else int(value)
+            except ValueError:
+                pass
+    elif want is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif want is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise UserError(f"{where}: {key} = {value!r} is not a {want.__name__}")
+
+
+def _set(cfg: Config, where: str, section: str, key: str, value: Any) -> None:
+    if section not in SECTIONS:
+        raise UserError(f"{where}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
+    obj = _section_obj(cfg, section)
+    names = [f.name for f in dataclasses.fields(obj)]
+    if key not in names:
+        raise UserError(f"{where}: unknown key {section}.{key} (known in [{section}]: {', '.join(names)})")
+    value = _coerce(where, f"{section}.{key}", getattr(obj, key), value)
+    choices = CHOICES.get((section, key))
+    if choices is not None and value not in choices:
+        raise UserError(f"{where}: {section}.{key} = {value!r}; expected one of {', '.join(map(str, choices))}")
+    setattr(obj, key, value)
+
+
+def _parse_override_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare string such as out/pretrain
+
+
+def load_config(path: str | None, overrides: list[str] = ()) -> Config:
+    """Read ``path`` (TOML) over the defaults, then apply ``section.key=value`` overrides in order."""
+    cfg = Config()
+    if path:
+        if not os.path.exists(path):
+            raise UserError(f"{path}: no such config file")
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"{path}: not valid TOML ({exc})") from None
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+        cfg.source = path
+        for section, body in doc.items():
+            if not isinstance(body, dict):
+                raise UserError(f"{path}: top-level key {section!r} must be a [section]")
+            for key, value in body.items():
+                _set(cfg, path, section, key, value)
+    for item in overrides:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise UserError(f"override {item!r}: expected section.key=value")
+        dotted, text = item.split("=", 1)
+        section, key = dotted.strip().split(".", 1)
+        _set(cfg, f"override {item!r}", section, key.strip(), _parse_override_value(text.strip()))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    where = cfg.source
+    positive = [
+        ("train", "max_steps"), ("train", "micro_batch_size"), ("train", "grad_accum"), ("train", "log_every"),
+        ("data", "seq_len"), ("checkpoint", "keep"),
+    ]
+    for section, key in positive:
+        if getattr(_section_obj(cfg, section), key) <= 0:
+            raise UserError(f"{where}: {section}.{key} must be > 0")
+    for key in ("relation", "substitution", "triple_mask"):
+        if getattr(cfg.tasks, key) < 0:
+            raise UserError(f"{where}: tasks.{key} must be >= 0")
+    if not 0 < cfg.data.mlm_probability < 1:
+        raise UserError(f"{where}: data.mlm_probability must be in (0, 1)")
+    if not cfg.data.pretrain:
+        raise UserError(f"{where}: data.pretrain is empty; it must name a `pretrain` shard directory")
+    if cfg.model.size == "custom" or cfg.model.hidden_size:
+        m = cfg.model
+        if not (m.hidden_size and m.layers and m.heads and m.intermediate_size):
+            raise UserError(f"{where}: model.size = custom needs hidden_size, layers, heads and intermediate_size")
+        if m.hidden_size % m.heads:
+            raise UserError(f"{where}: model.hidden_size {m.hidden_size} is not a multiple of model.heads {m.heads}")
+
+
+def model_dims(cfg: Config) -> tuple[int, int, int, int]:
+    """(hidden_size, layers, heads, intermediate_size) from ``model.size`` or the explicit keys."""
+    m = cfg.model
+    if m.hidden_size:
+        return m.hidden_size, m.layers, m.heads, m.intermediate_size
+    return SIZES[m.size]
+
+
+def dump_toml(cfg: Config) -> str:
+    """The resolved configuration as TOML (written beside the run for the record)."""
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return repr(v)
+
+    lines = []
+    for section, body in cfg.to_dict().items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {fmt(v)}" for k, v in body.items()]
+        lines.append("")
+    return "\n".join(lines)

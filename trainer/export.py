@@ -1,0 +1,148 @@
+"""Hugging Face in and out.
+
+- :func:`load_init` reads a Hugging Face BERT folder (``config.json`` + ``model.safetensors``, or
+  ``pytorch_model.bin`` read with ``weights_only=True``) for ``model.init_from``.
+- :func:`export_run` writes a ``BertForMaskedLM`` folder from a run's newest checkpoint: ``config.json``,
+  ``model.safetensors`` and the tokenizer files (``vocab.txt`` + ``tokenizer_config.json`` for wordpiece; the
+  sentencepiece ``.model`` for spm).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from knowmix.errors import UserError
+from trainer.model import EncoderConfig, hf_state_dict, normalise_hf_keys
+
+RUN_INFO = "run.json"
+
+
+def load_init(folder: str) -> tuple[EncoderConfig, dict[str, torch.Tensor], str]:
+    """Return (config, state dict in knowmix names, weights file) of a Hugging Face BERT folder."""
+    cfg_path = os.path.join(folder, "config.json")
+    if not os.path.isdir(folder):
+        raise UserError(f"model.init_from = {folder!r}: no such directory")
+    if not os.path.isfile(cfg_path):
+        raise UserError(f"{cfg_path}: missing (model.init_from must be a Hugging Face model folder)")
+    try:
+        with open(cfg_path, encoding="utf-8") as fh:
+            hf = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{cfg_path}: not readable JSON ({exc})") from None
+    if hf.get("model_type", "bert") != "bert":
+        raise UserError(f"{cfg_path}: model_type {hf.get('model_type')!r}; only BERT models can be continued")
+    if hf.get("position_embedding_type", "absolute") != "absolute":
+        raise UserError(f"{cfg_path}: position_embedding_type {hf['position_embedding_type']!r} is not supported")
+    cfg = EncoderConfig.from_hf(hf)
+    st = os.path.join(folder, "model.safetensors")
+    binf = os.path.join(folder, "pytorch_model.bin")
+    if os.path.isfile(st):
+        state, path = load_file(st), st
+    elif os.path.isfile(binf):
+        try:
+            state = torch.load(binf, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - anything unsafe or corrupt is a user error here
+            raise UserError(f"{binf}: cannot be read with weights_only=True ({type(exc).__name__})") from None
+        path = binf
+    else:
+        raise UserError(f"{folder}: neither model.safetensors nor pytorch_model.bin")
+    return cfg, normalise_hf_keys(state), path
+
+
+def apply_init(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str) -> list[str]:
+    """Copy ``state`` into ``model``; unknown names are an error, missing ones (fresh heads) are returned."""
+    own = model.state_dict()
+    unknown = [k for k in state if k not in own]
+    if unknown:
+        raise UserError(f"{path}: {len(unknown)} weights knowmix does not know, e.g. {unknown[0]}")
+    for k, v in state.items():
+        if own[k].shape != v.shape:
+            raise UserError(f"{path}: {k} has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}")
+    model.load_state_dict(state, strict=False)
+    return sorted(k for k in own if k not in state)
+
+
+def _vocab_tokens(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as fh:
+        return [line.rstrip("\n") for line in fh]
+
+
+def write_tokenizer(out_dir: str, tok: dict, tok_path: str, max_len: int) -> list[str]:
+    """Write the tokenizer files for ``tok`` (a manifest ``tokenizer`` entry); return the names written."""
+    written = []
+    special = tok.get("special_ids", {})
+    if not tok_path or not os.path.isfile(tok_path):
+        with open(os.path.join(out_dir, "knowmix_tokenizer.json"), "w", encoding="utf-8") as fh:
+            json.dump(tok, fh, indent=2)
+        return ["knowmix_tokenizer.json"]
+    if tok["kind"] == "wordpiece":
+        shutil.copyfile(tok_path, os.path.join(out_dir, "vocab.txt"))
+        vocab = _vocab_tokens(tok_path)
+        names = {k: vocab[v] for k, v in special.items() if 0 <= v < len(vocab)}
+        extra = [names[k] for k in ("e1", "e1_end", "e2", "e2_end") if k in names]
+        config = {
+            "tokenizer_class": "BertTokenizer",
+            "do_lower_case": bool(tok.get("lowercase")),
+            "tokenize_chinese_chars": True,
+            "model_max_length": max_len,
+            "unk_token": names.get("unk", "[UNK]"), "sep_token": names.get("sep", "[SEP]"),
+            "pad_token": names.get("pad", "[PAD]"), "cls_token": names.get("cls", "[CLS]"),
+            "mask_token": names.get("mask", "[MASK]"),
+            "additional_special_tokens": extra,
+        }
+        with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as fh:
+            json.dump(config, fh, ensure_ascii=False, indent=2)
+        smap = {k: config[k] for k in ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")}
+        smap["additional_special_tokens"] = extra
+        with open(os.path.join(out_dir, "special_tokens_map.json"), "w", encoding="utf-8") as fh:
+            json.dump(smap, fh, ensure_ascii=False, indent=2)
+        written += ["vocab.txt", "tokenizer_config.json", "special_tokens_map.json"]
+    else:  # sentencepiece: transformers has no BERT+spm tokenizer class; ship the model and its ids
+        name = os.path.basename(tok.get("file") or tok_path)
+        shutil.copyfile(tok_path, os.path.join(out_dir, name))
+        with open(os.path.join(out_dir, "knowmix_tokenizer.json"), "w", encoding="utf-8") as fh:
+            json.dump({**tok, "file": name}, fh, indent=2)
+        written += [name, "knowmix_tokenizer.json"]
+    return written
+
+
+def save_hf(model: torch.nn.Module, cfg: EncoderConfig, out_dir: str, tok: dict | None, tok_path: str) -> list[str]:
+    """Write ``model`` (an unwrapped KnowmixForPretraining) as a Hugging Face BertForMaskedLM folder."""
+    os.makedirs(out_dir, exist_ok=True)
+    state = {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in hf_state_dict(model.state_dict()).items()}
+    save_file(state, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as fh:
+        json.dump(cfg.to_hf(), fh, indent=2)
+    written = ["config.json", "model.safetensors"]
+    if tok:
+        written += write_tokenizer(out_dir, tok, tok_path, cfg.max_position_embeddings)
+    return written
+
+
+def read_run_info(run_dir: str) -> dict:
+    path = os.path.join(run_dir, RUN_INFO)
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: missing ({run_dir} is not a knowmix training run)")
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def export_run(run_dir: str, out_dir: str, checkpoint_path: str | None = None) -> tuple[str, list[str]]:
+    """Export a run's newest complete checkpoint (or ``checkpoint_path``); return (checkpoint, files written)."""
+    from trainer import checkpoint as ckpt
+    from trainer.heads import KnowmixForPretraining
+
+    info = read_run_info(run_dir)
+    path = checkpoint_path or ckpt.latest(os.path.join(run_dir, "checkpoints"))
+    if not path:
+        raise UserError(f"{run_dir}/checkpoints: no complete checkpoint to export")
+    cfg = EncoderConfig(**info["encoder"])
+    model = KnowmixForPretraining(cfg, num_relations=int(info.get("num_relations", 1)))
+    ckpt.load_model_only(path, model)
+    tok_path = os.path.join(run_dir, info["tokenizer_copy"]) if info.get("tokenizer_copy") else ""
+    return path, save_hf(model, cfg, out_dir, info.get("tokenizer"), tok_path)
