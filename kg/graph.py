@@ -47,7 +47,8 @@ class Problem:
     text: str = ""
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.reason}" + (f" ({self.text})" if self.text else "")
+        text = " ".join(self.text.split("\t"))
+        return f"{self.path}:{self.line}: {self.reason}" + (f" ({text})" if text else "")
 
 
 @dataclass(frozen=True)

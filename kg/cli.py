@@ -1,0 +1,71 @@
+"""``knowmix kg-stats --kg FILE [--kg FILE ...] [--entities FILE] [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from kg.index import load_kg
+from kg.stats import graph_stats
+
+
+def render(stats: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{stats['entities']}[/] entities ({stats['aliases']} aliases, "
+                  f"{stats['ambiguous_surfaces']} ambiguous surface forms), [bold]{stats['triples']}[/] triples, "
+                  f"{len(stats['relations'])} relations, {len(stats['types'])} types; lines read {stats['lines_read']}")
+
+    def table(title, mapping, cols=("name", "count"), limit=30):
+        t = Table(title=title)
+        for c in cols:
+            t.add_column(c)
+        for i, (k, v) in enumerate(mapping.items()):
+            if i >= limit:
+                t.add_row(f"… {len(mapping) - limit} more", "")
+                break
+            t.add_row(str(k), str(v))
+        console.print(t)
+
+    table("relations", stats["relations"], ("relation", "triples"))
+    table("types", stats["types"], ("type", "entities"))
+    table("degree distribution", stats["degree"]["distribution"], ("degree", "entities"))
+    c = stats["components"]
+    console.print(f"connected components (weak): {c['count']}, largest {c['largest']}, singletons {c['singletons']}")
+    inf = stats["inferred"]
+    console.print(f"types inferred for {inf['entities']} entities {inf['how']}; untyped {stats['untyped_entities']}")
+    if inf["types"]:
+        table("inferred types", inf["types"], ("type", "entities"))
+    if stats["bad_lines"]:
+        console.print(f"[yellow]bad lines[/]: {stats['bad_lines']}")
+        for line in stats["bad_line_examples"]:
+            console.print(f"  {line}", markup=False, highlight=False)
+    else:
+        console.print("bad lines: none")
+
+
+def kg_stats_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="knowmix kg-stats", description="Statistics of a knowledge graph.")
+    ap.add_argument("--kg", action="append", required=True, help="KG file (.tsv, .jsonl, .nt, .nt.gz); repeatable")
+    ap.add_argument("--entities", action="append", default=[], help="entities TSV (name, type, aliases)")
+    ap.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    args = ap.parse_args(argv)
+    stats = graph_stats(load_kg(args.kg, args.entities))
+    if args.json:
+        print(json.dumps(stats, ensure_ascii=False, indent=2))
+    else:
+        render(stats)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from knowmix.errors import UserError
+
+    try:
+        sys.exit(kg_stats_main(sys.argv[1:]))
+    except UserError as exc:
+        print(f"knowmix kg-stats: {exc}", file=sys.stderr)
+        sys.exit(2)
