@@ -138,7 +138,9 @@ def read_head(path: str, n: int = SNIFF_BYTES) -> tuple[bytes, Exception | None]
     try:
         with open_binary(path) as f:
             while len(buf) < n:
-                chunk = f.read(min(1 << 16, n - len(buf)))
+                want = min(1 << 16, n - len(buf))
+                # read1: one raw read at a time, so bytes decompressed before a truncation are not lost
+                chunk = f.read1(want) if hasattr(f, "read1") else f.read(want)
                 if not chunk:
                     break
                 buf += chunk

@@ -281,12 +281,8 @@ def _read_txt_blocks(ctx: _Ctx) -> Iterator[Record]:
         return ctx.doc(f":{start}", "\n".join(parts))
 
     for line in _iter_lines(ctx):
-        if line.fatal:
-            rec = flush()
-            if rec is not None:
-                yield rec if line.lineno == 0 else ctx.dead(f":{start}", line.error or "", raw)
-            start = 0
-            yield _line_error(ctx, line)
+        if line.fatal:  # the block in progress (if any) was cut short: it is the one dead-letter row
+            yield ctx.dead(f":{start}", line.error or "", raw) if start else _line_error(ctx, line)
             return
         if line.text is not None and not line.text.strip():
             rec = flush()

@@ -446,3 +446,13 @@ def test_squad_malformed_and_bad_articles(tmp_path):
     other = tmp_path / "other.json"
     other.write_text('{"rows": []}', encoding="utf-8")
     assert "nor the CMRC layout" in one_dead(read(spec("encyclopedia"), other)[1], "not the SQuAD layout").reason
+
+
+def test_txt_block_mode_truncated_gz(tmp_path):
+    blocks = [f"第{i}段第一行。\n第{i}段第二行。" for i in range(2000)]
+    data = gzip.compress("\n\n".join(blocks).encode())
+    p = tmp_path / "cut.txt.gz"
+    p.write_bytes(data[: len(data) // 2])
+    docs, dead = read(spec("news", txt_mode="block"), p)
+    assert 0 < len(docs) < 2000 and [d.text for d in docs] == blocks[: len(docs)]
+    assert one_dead(dead, "truncated or corrupt compressed data").location == f"{p}:{3 * len(docs) + 1}"
