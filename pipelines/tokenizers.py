@@ -315,6 +315,11 @@ def check_tokenizer(manifest_tokenizer: dict | None, tokenizer_info: dict, where
 # ---------------------------------------------------------------------------------------------- word boundaries
 
 
+_JOINERS = re.compile(r"[+#&._%\-]")
+_ASCII_RUN = re.compile(r"[a-zA-Z0-9+#&._%\-]+")
+_SKIP = re.compile(r"([a-zA-Z0-9]+(?:\.\d+)?%?)")  # jieba.finalseg.re_skip
+
+
 class WordSegmenter:
     """jieba's segmentation (default dictionary, HMM on) as word-start flags over characters.
 
@@ -331,7 +336,7 @@ class WordSegmenter:
             self._j = rjieba.Jieba() if words else rjieba._DEFAULT_JIEBA
             for w in words:
                 self._j.add_word(w, None, None)
-            self._tokenize = self._j.tokenize
+            self._tokenize = self._rjieba_tokenize
         elif engine == "jieba":
             import jieba
 
@@ -341,6 +346,23 @@ class WordSegmenter:
             self._tokenize = lambda text: list(self._j.tokenize(text))
         else:
             raise UserError(f"unknown word segmenter {engine!r}; expected rjieba or jieba")
+
+    def _rjieba_tokenize(self, text: str) -> list[tuple[str, int, int]]:
+        """rjieba's words, with jieba's one difference undone: jieba's HMM step splits a non-dictionary run
+        of Latin letters, digits and ``+#&._%-`` at the symbols ("Jean-Pierre" -> "Jean" "-" "Pierre")."""
+        words = self._j.tokenize(text)
+        if not _JOINERS.search(text):
+            return words
+        out = []
+        for w, a, b in words:
+            if b - a > 1 and _JOINERS.search(w) and _ASCII_RUN.fullmatch(w) and not self._j.has_word(w):
+                for piece in _SKIP.split(w):
+                    if piece:
+                        out.append((piece, a, a + len(piece)))
+                        a += len(piece)
+            else:
+                out.append((w, a, b))
+        return out
 
     def cut(self, text: str) -> list[str]:
         return [w for w, _, _ in self._tokenize(text)]
