@@ -42,16 +42,13 @@ KEEP_FULLWIDTH = "！，：；？（）…"
 
 # U+FDD0..U+FDEF are Unicode noncharacters: NFKC leaves them alone and real text never holds them, so
 # they serve as placeholders while NFKC runs (any that do occur in the input are dropped first).
-_NONCHARS = {cp: None for cp in range(0xFDD0, 0xFDF0)}
-_PROTECT = dict(_NONCHARS)
-_PROTECT.update({ord(ch): 0xFDD0 + i for i, ch in enumerate(KEEP_FULLWIDTH)})
-_RESTORE = {0xFDD0 + i: ord(ch) for i, ch in enumerate(KEEP_FULLWIDTH)}
-_PROTECT_RE = re.compile("[" + re.escape(KEEP_FULLWIDTH) + "\ufdd0-\ufdef]")
+_PLACEHOLDERS = tuple((ch, chr(0xFDD0 + i)) for i, ch in enumerate(KEEP_FULLWIDTH))
+_NONCHAR_RE = re.compile("[\ufdd0-\ufdef]")
 
 _KEEP_CPS = {ord(ch) for ch in KEEP_FULLWIDTH}
 _FULLWIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F) if cp not in _KEEP_CPS}
 _FULLWIDTH[0x3000] = 0x20
-_FULLWIDTH_RE = re.compile("[\uff01-\uff5e\u3000]")
+_FULLWIDTH_RE = re.compile("[" + "".join(re.escape(chr(cp)) for cp in sorted(_FULLWIDTH)) + "]")
 
 _CONTROL_RE = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"  # C0 (minus \t \n \r) and C1 controls
@@ -72,9 +69,19 @@ def _html_entities(text: str) -> str:
 def _nfkc(text: str) -> str:
     if text.isascii() or unicodedata.is_normalized("NFKC", text):
         return text
-    if _PROTECT_RE.search(text) is None:
-        return unicodedata.normalize("NFKC", text)
-    return unicodedata.normalize("NFKC", text.translate(_PROTECT)).translate(_RESTORE)
+    if _NONCHAR_RE.search(text):
+        text = _NONCHAR_RE.sub("", text)
+    protected = []
+    for ch, placeholder in _PLACEHOLDERS:
+        if ch in text:
+            text = text.replace(ch, placeholder)
+            protected.append((placeholder, ch))
+    # Chinese text is often NFKC-normal but for the protected punctuation: the quick check skips the work
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    for placeholder, ch in protected:
+        text = text.replace(placeholder, ch)
+    return text
 
 
 def _fullwidth(text: str) -> str:

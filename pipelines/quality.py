@@ -1,0 +1,566 @@
+"""Step 3 of the cleaning job: Chinese quality rules, as pure functions.
+
+Each rule is a small pure function ``(doc, rules) -> reason | None`` in the style of datatrove's filters
+(gopher_quality, gopher_repetition, c4, fineweb_quality), adapted to Chinese after FineWeb-2 (``cmn_Hani``),
+ChineseWebText and MAP-NEO:
+
+- Chinese has no spaces, so the "word" statistics become **character** statistics: n-grams are taken over
+  the text's word characters (``\\w``: Han, letters, digits; punctuation and white space removed), top
+  n-gram shares for n = 2, 3, 4 and duplicate n-gram shares for n = 5..10 (Gopher's thresholds for words
+  are recalibrated for characters on the fixture corpora).
+- Line rules (terminal punctuation, short lines) count Chinese terminal punctuation (``。！？…`` and closing
+  quotes/brackets after them) and use a short-line length in characters, not words.
+- Ratios are over non-white-space characters.
+
+``check_quality`` returns the reason of the first failing rule, in ``REASONS`` order (cheap rules first);
+``quality_signals`` returns every measured value. Thresholds live in ``DEFAULT_RULES`` per source kind
+(encyclopedia lenient, news and qa moderate, web strict) and every one is overridable via ``rules_for``.
+A ``max_*`` threshold of 1 (or more) or a ``min_*`` threshold of 0 switches that rule off.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections import Counter
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from knowmix.errors import UserError
+
+# --------------------------------------------------------------------------------------------- defaults
+
+# Calibrated on the fixture corpora (People's Daily paragraphs, CMRC 2018 and DRCD Wikipedia paragraphs,
+# medical Q&A): a kind's defaults keep that kind's real text (bar headlines/bylines in news, which are
+# too short), and the strict web defaults drop at most a few percent of the encyclopedia paragraphs.
+_STRICT: dict[str, Any] = {
+    "langs": ["zh"],
+    "min_lang_score": 0.65,
+    "min_chars": 200,  # characters of the normalised text
+    "max_chars": 500_000,
+    "min_cjk_ratio": 0.4,  # Han characters / non-space characters
+    "min_terminal_punct_lines": 0.12,  # FineWeb line_punct_thr
+    "short_line_chars": 10,  # FineWeb counts lines under 30 characters of Latin text; 10 Han characters
+    "max_short_lines": 0.67,  # FineWeb short_line_thr
+    "max_dup_line_frac": 0.3,  # Gopher
+    "max_dup_line_char_frac": 0.2,
+    "max_dup_para_frac": 0.3,
+    "max_dup_para_char_frac": 0.2,
+    "min_ngram_chars": 100,  # the n-gram rules need this many word characters (shorter: too noisy)
+    "max_top_2gram": 0.16,  # share of characters in the most frequent character n-gram
+    "max_top_3gram": 0.15,
+    "max_top_4gram": 0.14,
+    "max_dup_5gram": 0.35,  # share of characters in repeated character n-grams
+    "max_dup_6gram": 0.30,
+    "max_dup_7gram": 0.27,
+    "max_dup_8gram": 0.24,
+    "max_dup_9gram": 0.22,
+    "max_dup_10gram": 0.20,
+    "min_entropy": 5.5,  # bits per character; real paragraphs of 250+ characters measure 5.8-7.9
+    "max_symbol_ratio": 0.05,  # non-punctuation symbols (#, |, ★, emoji, ...) / non-space characters
+    "max_digit_ratio": 0.25,
+    "max_url_ratio": 0.10,  # characters inside URLs / non-space characters
+    "max_flagged_ratio": 0.01,  # characters inside flagged words / non-space characters
+    "max_repetition": 0.10,  # characters in runs of a 1-4 character unit repeated 5+ times
+}
+
+_MODERATE: dict[str, Any] = {
+    **_STRICT,
+    "min_lang_score": 0.5,
+    "min_terminal_punct_lines": 0.1,
+    "max_short_lines": 0.8,
+    "max_top_2gram": 0.2,
+    "max_top_3gram": 0.18,
+    "max_top_4gram": 0.16,
+    "max_dup_5gram": 0.45,
+    "max_dup_6gram": 0.40,
+    "max_dup_7gram": 0.36,
+    "max_dup_8gram": 0.33,
+    "max_dup_9gram": 0.30,
+    "max_dup_10gram": 0.28,
+    "max_symbol_ratio": 0.08,
+    "max_digit_ratio": 0.3,
+    "max_flagged_ratio": 0.02,
+    "max_repetition": 0.15,
+}
+
+DEFAULT_RULES: dict[str, dict[str, Any]] = {
+    # web: strict everywhere (the Gopher/FineWeb-2 style web filter).
+    "web": dict(_STRICT),
+    # news: edited text, one paragraph can be a document; moderate.
+    "news": {**_MODERATE, "min_chars": 50, "min_entropy": 4.5},
+    # qa: community answers are short (title + question + answer) and often unpunctuated.
+    "qa": {**_MODERATE, "min_chars": 20, "min_terminal_punct_lines": 0.0, "max_short_lines": 0.9, "min_entropy": 3.5},
+    # encyclopedia: curated text full of dates, numbers, lists and terms; lenient.
+    "encyclopedia": {
+        **_MODERATE,
+        "min_lang_score": 0.3,
+        "min_chars": 30,
+        "max_chars": 2_000_000,
+        "min_cjk_ratio": 0.25,
+        "min_terminal_punct_lines": 0.0,
+        "max_short_lines": 1.0,
+        "max_dup_line_frac": 0.5,
+        "max_dup_line_char_frac": 0.4,
+        "max_dup_para_frac": 0.5,
+        "max_dup_para_char_frac": 0.4,
+        "max_top_2gram": 0.25,
+        "max_top_3gram": 0.22,
+        "max_top_4gram": 0.2,
+        "max_dup_5gram": 0.6,
+        "max_dup_6gram": 0.55,
+        "max_dup_7gram": 0.5,
+        "max_dup_8gram": 0.45,
+        "max_dup_9gram": 0.42,
+        "max_dup_10gram": 0.4,
+        "min_entropy": 3.5,
+        "max_symbol_ratio": 0.15,
+        "max_digit_ratio": 0.5,
+        "max_url_ratio": 0.3,
+        "max_flagged_ratio": 0.05,
+        "max_repetition": 0.3,
+    },
+}
+
+REASONS: tuple[str, ...] = (
+    "too_short",
+    "too_long",
+    "cjk_ratio",
+    "symbol_ratio",
+    "digit_ratio",
+    "url_ratio",
+    "flagged_words",
+    "terminal_punct",
+    "short_lines",
+    "dup_lines",
+    "dup_paragraphs",
+    "repetition",
+    "top_ngram",
+    "dup_ngram",
+    "entropy",
+)
+
+TOP_NGRAM_NS = (2, 3, 4)
+DUP_NGRAM_NS = (5, 6, 7, 8, 9, 10)
+
+
+def rules_for(kind: str, overrides: Mapping[str, Any] | None = None, where: str = "config") -> dict:
+    """The rules for a source kind: ``DEFAULT_RULES[kind]`` updated with ``overrides``.
+
+    An unknown kind or key, or a value of the wrong type, raises ``UserError`` naming ``where``.
+    """
+    if kind not in DEFAULT_RULES:
+        raise UserError(f"{where}: unknown source kind {kind!r} (known: {', '.join(DEFAULT_RULES)})")
+    rules = dict(DEFAULT_RULES[kind])
+    for key, value in (overrides or {}).items():
+        if key not in rules:
+            raise UserError(f"{where}: unknown quality rule {key!r} for kind {kind!r}")
+        default = rules[key]
+        if isinstance(default, list):
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise UserError(f"{where}: rule {key!r} must be a list of language codes, got {value!r}")
+            value = list(value)
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{where}: rule {key!r} must be a number, got {value!r}")
+        elif isinstance(default, int) and not isinstance(value, int):
+            raise UserError(f"{where}: rule {key!r} must be an integer, got {value!r}")
+        rules[key] = value
+    return rules
+
+
+def check_language(lang: str, score: float, rules: Mapping) -> str | None:
+    """None (keep) when ``lang`` is one of ``rules['langs']`` with score >= ``min_lang_score``, else "lang"."""
+    if lang in rules["langs"] and score >= rules["min_lang_score"]:
+        return None
+    return "lang"
+
+
+# ------------------------------------------------------------------------------------------ measurement
+
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_HAN_RUN_RE = re.compile(f"[{_HAN}]+")
+_NON_WORD_RE = re.compile(r"[\W_]+")
+_SPACE_RE = re.compile(r"\s+")
+_DIGIT_RE = re.compile(r"\d")
+# ordinary sentence punctuation, Chinese and ASCII: not "symbols"
+_PUNCT = "，。、；：？！“”‘’（）《》〈〉【】「」『』〔〕—…·～,.;:?!'\"()\\[\\]\\-%/"
+_SYMBOL_RE = re.compile(f"[^\\w\\s{_PUNCT}]")
+_URL_RE = re.compile(
+    r"(?:https?://|ftp://|www\.)[^\s<>\"'\u3000-\u303f\uff00-\uffef\u3400-\u9fff]+", re.IGNORECASE
+)
+_REPEAT_RE = re.compile(r"(\S{1,4}?)\1{4,}")  # a 1-4 character unit repeated 5+ times in a row
+# terminal punctuation, optionally followed by closing quotes/brackets
+_TERMINAL = frozenset("。！？!?….;；")
+_CLOSERS = "”’\"'」』）)》〉】]"
+_TRAILING_PAREN_RE = re.compile(r"[（(][^（()）]*[）)]$")
+_PARA_SPLIT_RE = re.compile(r"\n\s*\n")
+
+_HASH_MUL = np.uint64(0x100000001B3)
+_MIX = np.uint64(0xBF58476D1CE4E5B9)
+_S31 = np.uint64(31)
+_S29 = np.uint64(29)
+
+
+def _load_flagged() -> tuple[str, ...]:
+    path = os.path.join(os.path.dirname(__file__), "flagged_words_zh.txt")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            words = [ln.strip() for ln in fh if ln.strip() and not ln.lstrip().startswith("#")]
+    except OSError:
+        words = []
+    return tuple(sorted(set(words), key=len, reverse=True))
+
+
+FLAGGED_WORDS: tuple[str, ...] = _load_flagged()
+_FLAGGED_RE = re.compile("|".join(map(re.escape, FLAGGED_WORDS))) if FLAGGED_WORDS else None
+
+
+class _Doc:
+    """The text plus lazily computed pieces shared by several rules."""
+
+    __slots__ = ("text", "_nonspace", "_lines", "_word", "_codes", "_cache")
+
+    def __init__(self, text: str):
+        self.text = text
+        self._nonspace = None
+        self._lines = None
+        self._word = None
+        self._codes = None
+        self._cache: dict[str, float] = {}
+
+    @property
+    def nonspace(self) -> int:
+        if self._nonspace is None:
+            t = self.text
+            self._nonspace = len(t) - t.count(" ") - t.count("\n") - t.count("\t")
+        return self._nonspace
+
+    @property
+    def lines(self) -> list[str]:
+        if self._lines is None:
+            self._lines = [ln for ln in (x.strip() for x in self.text.split("\n")) if ln]
+        return self._lines
+
+    @property
+    def codes(self) -> np.ndarray:
+        """Code points of the word characters (punctuation and white space removed), as uint64."""
+        if self._codes is None:
+            word = _NON_WORD_RE.sub("", self.text)
+            self._codes = np.frombuffer(word.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        return self._codes
+
+
+def _ratio(n: float, d: float) -> float:
+    return n / d if d else 0.0
+
+
+def _sig_n_chars(doc: _Doc) -> float:
+    return float(len(doc.text))
+
+
+def _sig_cjk_ratio(doc: _Doc) -> float:
+    text = doc.text
+    return _ratio(len(text) - len(_HAN_RUN_RE.sub("", text)), doc.nonspace)
+
+
+def _sig_symbol_ratio(doc: _Doc) -> float:
+    _, n = _SYMBOL_RE.subn("", doc.text)
+    return _ratio(n, doc.nonspace)
+
+
+def _sig_digit_ratio(doc: _Doc) -> float:
+    _, n = _DIGIT_RE.subn("", doc.text)
+    return _ratio(n, doc.nonspace)
+
+
+def _sig_url_ratio(doc: _Doc) -> float:
+    text = doc.text
+    if "://" not in text and "www." not in text.lower():
+        return 0.0
+    return _ratio(sum(m.end() - m.start() for m in _URL_RE.finditer(text)), doc.nonspace)
+
+
+def _sig_flagged_ratio(doc: _Doc) -> float:
+    if _FLAGGED_RE is None:
+        return 0.0
+    return _ratio(sum(m.end() - m.start() for m in _FLAGGED_RE.finditer(doc.text)), doc.nonspace)
+
+
+def _is_terminal(line: str) -> bool:
+    """Ends in terminal punctuation (closing quotes/brackets after it allowed), or is a sentence followed
+    by a parenthetical credit such as ``……。（新华社记者兰红光摄）``."""
+    end = line.rstrip(_CLOSERS)
+    if end and end[-1] in _TERMINAL:
+        return True
+    if line[-1] in "）)":
+        m = _TRAILING_PAREN_RE.search(line)
+        if m is not None:
+            end = line[: m.start()].rstrip(_CLOSERS)
+            return bool(end) and end[-1] in _TERMINAL
+    return False
+
+
+def _sig_terminal_punct(doc: _Doc) -> float:
+    lines = doc.lines
+    return _ratio(sum(map(_is_terminal, lines)), len(lines))
+
+
+def _sig_short_lines(doc: _Doc, limit: int) -> float:
+    lines = doc.lines
+    return _ratio(sum(1 for ln in lines if len(ln) < limit), len(lines))
+
+
+def _dup_fracs(items: list[str]) -> tuple[float, float]:
+    """(fraction of items that repeat an earlier one, their share of all item characters): Gopher's
+    find_duplicates, with Counter instead of a Python loop."""
+    if len(items) < 2:
+        return 0.0, 0.0
+    counts = Counter(items)
+    if len(counts) == len(items):
+        return 0.0, 0.0
+    dup_chars = sum(len(k) * (c - 1) for k, c in counts.items() if c > 1)
+    return (len(items) - len(counts)) / len(items), _ratio(dup_chars, sum(map(len, items)))
+
+
+def _sig_dup_lines(doc: _Doc) -> tuple[float, float]:
+    if "dup_lines" not in doc._cache:
+        doc._cache["dup_lines"] = _dup_fracs(doc.lines)
+    return doc._cache["dup_lines"]
+
+
+def _sig_dup_paras(doc: _Doc) -> tuple[float, float]:
+    if "dup_paras" not in doc._cache:
+        text = doc.text
+        if "\n\n" not in text and "\n \n" not in text:
+            doc._cache["dup_paras"] = (0.0, 0.0)
+        else:
+            paras = [p for p in (x.strip() for x in _PARA_SPLIT_RE.split(text)) if p]
+            doc._cache["dup_paras"] = _dup_fracs(paras)
+    return doc._cache["dup_paras"]
+
+
+def _sig_repetition(doc: _Doc) -> float:
+    return _ratio(sum(m.end() - m.start() for m in _REPEAT_RE.finditer(doc.text)), doc.nonspace)
+
+
+_ALL_NS = (1,) + TOP_NGRAM_NS + DUP_NGRAM_NS  # segment i holds the n-grams with n = _ALL_NS[i]
+_N_OF_SEG = np.array(_ALL_NS, dtype=np.int64)
+_FIRST_DUP_SEG = 1 + len(TOP_NGRAM_NS)
+
+
+def _ngram_stats(doc: _Doc) -> dict[str, float]:
+    """Character n-gram statistics over the word characters, all from one sort:
+
+    - ``top_{n}gram`` (n=2..4): share of characters in the most frequent n-gram (count * n / chars);
+    - ``dup_{n}gram`` (n=5..10): share of characters covered by the repeated occurrences (all but the
+      first) of n-grams (Gopher's greedy find_all_duplicate, vectorised);
+    - ``entropy``: Shannon entropy (bits) of the character (n=1) distribution.
+
+    The n-grams of every n sit in one array, segment after segment; each becomes a 64-bit key
+    ``hash | index`` (a mixed polynomial hash of its code points in the high bits, its index in the array
+    in the low bits), so after one ``np.sort`` equal n-grams are adjacent and the first of each run is
+    the first occurrence. Hash collisions (about n_keys**2 / 2**(65 - index bits)) are negligible."""
+    cached = doc._cache.get("ngrams")
+    if cached is not None:
+        return cached
+    codes = doc.codes
+    total = len(codes)
+    stats = {f"top_{n}gram": 0.0 for n in TOP_NGRAM_NS}
+    stats.update({f"dup_{n}gram": 0.0 for n in DUP_NGRAM_NS})
+    stats["entropy"] = 0.0
+    if total == 0:
+        doc._cache["ngrams"] = stats
+        return stats
+    lens = [total - n + 1 for n in _ALL_NS if total - n + 1 > 0]
+    n_keys = sum(lens)
+    offsets = np.cumsum([0] + lens)  # segment i occupies [offsets[i], offsets[i+1]) of the key array
+    buf = np.empty(n_keys, dtype=np.uint64)
+    buf[:total] = codes
+    h = buf[:total]
+    for i in range(1, len(lens)):
+        n, m = _ALL_NS[i], lens[i]
+        dst = buf[offsets[i] : offsets[i] + m]
+        np.multiply(h[:m], _HASH_MUL, out=dst)
+        dst += codes[n - 1 :]
+        h = dst
+    idx_bits = np.uint64(int(n_keys).bit_length())
+    buf ^= buf >> _S31  # a bijection that spreads every code point into the high bits
+    buf *= _MIX
+    buf ^= buf >> _S29
+    buf >>= idx_bits
+    buf <<= idx_bits
+    buf |= np.arange(n_keys, dtype=np.uint64)  # low bits: the key's own index (segment and position)
+    keys = np.sort(buf)
+    idx = (keys & ((np.uint64(1) << idx_bits) - np.uint64(1))).astype(np.int64)
+    group = keys >> idx_bits
+    first = np.empty(n_keys, dtype=bool)
+    first[0] = True
+    np.not_equal(group[1:], group[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, n_keys))
+    gseg = np.searchsorted(offsets, idx[starts], side="right") - 1
+    # entropy of the characters (segment 0)
+    p = sizes[gseg == 0] / total
+    stats["entropy"] = float(-(p * np.log2(p)).sum())
+    # top n-grams: the largest run per segment
+    for i, n in enumerate(TOP_NGRAM_NS, start=1):
+        if i < len(lens):
+            stats[f"top_{n}gram"] = int(sizes[gseg == i].max()) * n / total
+    # duplicate n-grams: characters covered by repeats, per segment, via a +1/-1 difference array
+    if len(lens) > _FIRST_DUP_SEG:
+        rep = idx[~first]
+        rep = rep[rep >= offsets[_FIRST_DUP_SEG]]
+        if len(rep):
+            rseg = np.searchsorted(offsets, rep, side="right") - 1
+            width = total + 1
+            base = (rseg - _FIRST_DUP_SEG) * width + (rep - offsets[rseg])
+            size = len(DUP_NGRAM_NS) * width
+            delta = np.bincount(base, minlength=size)[:size] - np.bincount(base + _N_OF_SEG[rseg], minlength=size)[:size]
+            covered = np.count_nonzero(np.cumsum(delta).reshape(len(DUP_NGRAM_NS), width), axis=1)
+            for i, n in enumerate(DUP_NGRAM_NS):
+                stats[f"dup_{n}gram"] = int(covered[i]) / total
+    doc._cache["ngrams"] = stats
+    return stats
+
+
+def _sig_entropy(doc: _Doc) -> float:
+    """Shannon entropy (bits per character) of the word-character distribution."""
+    return _ngram_stats(doc)["entropy"]
+
+
+# ---------------------------------------------------------------------------------------------- rules
+# Each rule: (doc, rules) -> reason | None.
+
+
+def rule_length(doc: _Doc, rules: Mapping) -> str | None:
+    n = len(doc.text)
+    if n < rules["min_chars"]:
+        return "too_short"
+    if n > rules["max_chars"]:
+        return "too_long"
+    return None
+
+
+def rule_cjk_ratio(doc: _Doc, rules: Mapping) -> str | None:
+    lim = rules["min_cjk_ratio"]
+    return "cjk_ratio" if lim > 0 and _sig_cjk_ratio(doc) < lim else None
+
+
+def _max_rule(reason: str, key: str, signal: Callable[[_Doc], float]) -> Callable[[_Doc, Mapping], str | None]:
+    def rule(doc: _Doc, rules: Mapping) -> str | None:
+        lim = rules[key]
+        return reason if lim < 1 and signal(doc) > lim else None
+
+    rule.__name__ = f"rule_{reason}"
+    rule.__doc__ = f"{reason!r} when the {signal.__name__[5:]} signal exceeds rules[{key!r}]."
+    return rule
+
+
+rule_symbol_ratio = _max_rule("symbol_ratio", "max_symbol_ratio", _sig_symbol_ratio)
+rule_digit_ratio = _max_rule("digit_ratio", "max_digit_ratio", _sig_digit_ratio)
+rule_url_ratio = _max_rule("url_ratio", "max_url_ratio", _sig_url_ratio)
+rule_flagged_words = _max_rule("flagged_words", "max_flagged_ratio", _sig_flagged_ratio)
+rule_repetition = _max_rule("repetition", "max_repetition", _sig_repetition)
+
+
+def rule_terminal_punct(doc: _Doc, rules: Mapping) -> str | None:
+    lim = rules["min_terminal_punct_lines"]
+    return "terminal_punct" if lim > 0 and _sig_terminal_punct(doc) < lim else None
+
+
+def rule_short_lines(doc: _Doc, rules: Mapping) -> str | None:
+    lim = rules["max_short_lines"]
+    return "short_lines" if lim < 1 and _sig_short_lines(doc, rules["short_line_chars"]) > lim else None
+
+
+def rule_dup_lines(doc: _Doc, rules: Mapping) -> str | None:
+    frac, char_frac = _sig_dup_lines(doc)
+    if frac > rules["max_dup_line_frac"] or char_frac > rules["max_dup_line_char_frac"]:
+        return "dup_lines"
+    return None
+
+
+def rule_dup_paragraphs(doc: _Doc, rules: Mapping) -> str | None:
+    frac, char_frac = _sig_dup_paras(doc)
+    if frac > rules["max_dup_para_frac"] or char_frac > rules["max_dup_para_char_frac"]:
+        return "dup_paragraphs"
+    return None
+
+
+def rule_top_ngram(doc: _Doc, rules: Mapping) -> str | None:
+    if len(doc.codes) < rules["min_ngram_chars"]:
+        return None
+    stats = _ngram_stats(doc)
+    for n in TOP_NGRAM_NS:
+        if stats[f"top_{n}gram"] > rules[f"max_top_{n}gram"]:
+            return "top_ngram"
+    return None
+
+
+def rule_dup_ngram(doc: _Doc, rules: Mapping) -> str | None:
+    if len(doc.codes) < rules["min_ngram_chars"]:
+        return None
+    stats = _ngram_stats(doc)
+    for n in DUP_NGRAM_NS:
+        if stats[f"dup_{n}gram"] > rules[f"max_dup_{n}gram"]:
+            return "dup_ngram"
+    return None
+
+
+def rule_entropy(doc: _Doc, rules: Mapping) -> str | None:
+    lim = rules["min_entropy"]
+    return "entropy" if lim > 0 and _sig_entropy(doc) < lim else None
+
+
+RULES: tuple[Callable[[_Doc, Mapping], str | None], ...] = (
+    rule_length,
+    rule_cjk_ratio,
+    rule_symbol_ratio,
+    rule_digit_ratio,
+    rule_url_ratio,
+    rule_flagged_words,
+    rule_terminal_punct,
+    rule_short_lines,
+    rule_dup_lines,
+    rule_dup_paragraphs,
+    rule_repetition,
+    rule_top_ngram,
+    rule_dup_ngram,
+    rule_entropy,
+)
+
+
+def check_quality(text: str, rules: Mapping) -> str | None:
+    """None (keep) or the reason of the first failing rule (in ``REASONS`` order)."""
+    doc = _Doc(text)
+    for rule in RULES:
+        reason = rule(doc, rules)
+        if reason is not None:
+            return reason
+    return None
+
+
+def quality_signals(text: str, short_line_chars: int = _STRICT["short_line_chars"]) -> dict[str, float]:
+    """Every measured value the rules compare against (for stats and debugging)."""
+    doc = _Doc(text)
+    dup_l, dup_lc = _sig_dup_lines(doc)
+    dup_p, dup_pc = _sig_dup_paras(doc)
+    out = {
+        "n_chars": _sig_n_chars(doc),
+        "cjk_ratio": _sig_cjk_ratio(doc),
+        "symbol_ratio": _sig_symbol_ratio(doc),
+        "digit_ratio": _sig_digit_ratio(doc),
+        "url_ratio": _sig_url_ratio(doc),
+        "flagged_ratio": _sig_flagged_ratio(doc),
+        "terminal_punct_lines": _sig_terminal_punct(doc),
+        "short_lines": _sig_short_lines(doc, short_line_chars),
+        "dup_line_frac": dup_l,
+        "dup_line_char_frac": dup_lc,
+        "dup_para_frac": dup_p,
+        "dup_para_char_frac": dup_pc,
+        "repetition": _sig_repetition(doc),
+    }
+    out.update(_ngram_stats(doc))
+    return out
