@@ -72,6 +72,21 @@ class LinkResult:
         return list(dict.fromkeys(m.entity_id for m in self.mentions))
 
 
+_BASE_JIEBA = None
+
+
+def _base_jieba():
+    """jieba's default dictionary, loaded once per process (each Segmenter copies it, then adds its words)."""
+    global _BASE_JIEBA
+    if _BASE_JIEBA is None:
+        import jieba
+
+        tk = jieba.Tokenizer()
+        tk.initialize()
+        _BASE_JIEBA = tk
+    return _BASE_JIEBA
+
+
 class Segmenter:
     """Word boundaries of a sentence from jieba or rjieba, with extra words in the user dictionary."""
 
@@ -85,8 +100,10 @@ class Segmenter:
             import jieba
 
             jieba.setLogLevel(logging.WARNING)
+            base = _base_jieba()
             self._tk = jieba.Tokenizer()
-            self._tk.initialize()
+            self._tk.FREQ, self._tk.total = dict(base.FREQ), base.total  # a private copy of the loaded dictionary
+            self._tk.initialized = True
             for w in words:
                 self._tk.add_word(w)
             tk = self._tk

@@ -1,0 +1,76 @@
+import re
+
+import pytest
+
+from kg.index import index_from_triples, load_kg
+from kg.link import Linker, Segmenter, split_sentences
+from tests.kg.helpers import ADMIN, COOC, WORLD, encyclopedia_docs
+
+
+def texts(text):
+    return [text[s:e] for s, e in split_sentences(text)]
+
+
+def test_split_sentences_chinese_and_latin():
+    assert texts("他说：“你好。”然后走了！真的吗？是的……好\n下一行") == ["他说：“你好。”", "然后走了！", "真的吗？", "是的……", "好", "下一行"]
+    assert texts("Hello world. Pi is 3.14 ok? Yes!  End") == ["Hello world.", "Pi is 3.14 ok?", "Yes!", "End"]
+    assert texts("   ") == []
+    text = "第一句。 第二句！"
+    for s, e in split_sentences(text):
+        assert text[s:e].strip() == text[s:e]
+
+
+def test_match_cutting_a_word_is_rejected_and_counted():
+    idx = index_from_triples([("南京", "in", "中国"), ("长江", "in", "中国")])
+    linker = Linker(idx)
+    res = linker.link("南京市长江大桥")  # jieba: 南京市 / 长江大桥
+    assert res.mentions == [] and res.rejected_word_cut == 2
+    res = linker.link("长江的水流到南京")
+    assert [m.surface for m in res.mentions] == ["长江", "南京"]
+    # switchable: without the word check both are found
+    assert [m.surface for m in Linker(idx, segmenter="none").link("南京市长江大桥").mentions] == ["南京", "长江"]
+
+
+def test_kg_names_stay_words_and_longest_match_wins():
+    idx = index_from_triples([("南京市", "in", "江苏省"), ("南京", "alias_of", "江苏省"), ("长江大桥", "in", "南京市")])
+    res = Linker(idx).link("南京市长江大桥")
+    assert [(m.surface, m.start, m.end) for m in res.mentions] == [("南京市", 0, 3), ("长江大桥", 3, 7)]
+
+
+def test_ambiguity_resolved_by_a_triple_with_another_linked_entity():
+    idx = index_from_triples(
+        [("库克", "ceo_of", "苹果公司"), ("牛顿", "saw", "苹果树")],
+        types={"苹果公司": "company", "苹果树": "plant", "库克": "person", "牛顿": "person"},
+        aliases={"苹果公司": ["苹果"], "苹果树": ["苹果"]},
+    )
+    linker = Linker(idx)
+    res = linker.link("库克说苹果发布了新手机")
+    assert [(m.surface, m.entity_id) for m in res.mentions] == [("库克", "库克"), ("苹果", "苹果公司")]
+    assert (res.ambiguous_resolved, res.ambiguous_dropped) == (1, 0)
+    res = linker.link("苹果很好吃")
+    assert res.mentions == [] and (res.ambiguous_resolved, res.ambiguous_dropped) == (0, 1)
+    res = linker.link("库克和牛顿都说苹果好")  # both candidates have a triple with a linked entity: dropped
+    assert [m.entity_id for m in res.mentions] == ["库克", "牛顿"] and res.ambiguous_dropped == 1
+
+
+def test_linking_on_cooccurrence_fixture_finds_head_and_tail():
+    kg = load_kg([ADMIN, WORLD])
+    linker = Linker(kg.index)
+    rows = [line.rstrip("\n").split("\t") for line in open(COOC, encoding="utf-8")][1:]
+    found = 0
+    for kgname, src, doc, head, rel, tail, sent in rows:
+        res = linker.link(sent)
+        for m in res.mentions:
+            assert sent[m.start:m.end] == m.surface
+            assert m.surface in kg.index.get(m.entity_id).surfaces
+        ids = {m.entity_id for m in res.mentions}
+        found += head in ids and tail in ids
+    assert found >= 0.6 * len(rows), (found, len(rows))
+
+
+def test_rjieba_equals_jieba_without_user_words_on_fixture_sentences():
+    """The check behind the default: with HMM off and no user dictionary rjieba gives jieba's words exactly;
+    with KG names in the user dictionary the two differ on a few sentences, so jieba stays the default."""
+    sents = [t for d in encyclopedia_docs(drcd=False)[:60] for t in texts(d["text"])]
+    j, r = Segmenter("jieba"), Segmenter("rjieba")
+    assert all(j.boundaries(s) == r.boundaries(s) for s in sents)
