@@ -64,7 +64,7 @@ def docs_rows(n_news_docs: int = 40, n_cmrc: int = 40) -> list[dict]:
 
 
 def write_docs_dir(path: str, rows: list[dict], n_shards: int = 2) -> str:
-    rows = sorted(rows, key=lambda r: r["id"])
+    rows = sorted(rows, key=lambda r: str(r["id"] or ""))
     tables = [pa.Table.from_pylist(rows[i::n_shards], schema=DOCS_SCHEMA) for i in range(n_shards)]
     write_shard_dir(path, "docs", tables)
     return path
