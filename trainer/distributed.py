@@ -32,6 +32,7 @@ class DistInfo:
     world: int
     local_rank: int
     device: torch.device
+    owns_group: bool = False  # this module opened the process group (and closes it at the end)
 
     @property
     def is_main(self) -> bool:
@@ -52,9 +53,13 @@ def init(device: str = "auto") -> DistInfo:
         dev = torch.device("cuda", local_rank)
     else:
         dev = torch.device("cpu")
+    owns = False
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=dev if use_cuda else None)
-    return DistInfo(rank, world, local_rank, dev)
+        owns = True
+    if dist.is_available() and dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+    return DistInfo(rank, world, local_rank, dev, owns)
 
 
 def barrier(info: DistInfo) -> None:
@@ -106,5 +111,5 @@ def autocast(model: nn.Module, precision: str, device: torch.device):
 
 
 def shutdown(info: DistInfo) -> None:
-    if info.distributed and dist.is_initialized():
+    if info.owns_group and dist.is_initialized():
         dist.destroy_process_group()

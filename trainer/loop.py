@@ -168,16 +168,19 @@ def check_resume_tokenizer(cfg: Config, tok: TokenizerInfo) -> None:
             raise UserError(f"{path}: the run was trained with another tokenizer than the shards' (sha256/vocab_size)")
 
 
-def train(cfg: Config, resume: bool = False, log=print) -> dict:
-    """Run training as configured; return the summary (also printed on rank 0)."""
+def train(cfg: Config, resume: bool = False, log=print, on_end=None) -> dict:
+    """Run training as configured; return the summary (also printed on rank 0).
+
+    ``on_end(model, info)``, if given, is called with the (wrapped) model after the last step (tests use it to
+    all-gather the parameters)."""
     info = D.init(cfg.train.device)
     try:
-        return _train(cfg, resume, info, log)
+        return _train(cfg, resume, info, log, on_end)
     finally:
         D.shutdown(info)
 
 
-def _train(cfg: Config, resume: bool, info: D.DistInfo, log) -> dict:
+def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dict:
     t = cfg.train
     main = info.is_main
     data, tok, relations = setup_data(cfg, info)
@@ -332,6 +335,8 @@ def _train(cfg: Config, resume: bool, info: D.DistInfo, log) -> dict:
         ckpt.save(ckpt_root, state, {"sampler": data.state_dict(), "rng": ckpt.rng_state(info.device)}, info,
                   cfg.checkpoint.keep)
     sigterm.restore()
+    if on_end is not None:
+        on_end(model, info)
     if bar is not None:
         bar.close()
     if writer is not None:
