@@ -1,0 +1,139 @@
+"""The kg-samples Beam job end to end on the FnApiRunner, over the fixture KGs and the encyclopedia + FinRE docs."""
+
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from kg.index import load_kg  # noqa: E402
+from kg.samples import NA  # noqa: E402
+from knowmix.errors import UserError  # noqa: E402
+from knowmix.manifest import check_counts, open_shard_dir  # noqa: E402
+from pipelines.kg_samples import kg_samples_main  # noqa: E402
+from pipelines.opennre import export_opennre, export_opennre_main  # noqa: E402
+from tests.kg.helpers import ADMIN, WORLD, encyclopedia_docs, finre_docs, write_docs, write_finre_kg  # noqa: E402
+
+NA_RATIO = 0.3
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("kgs")
+    docs = write_docs(str(d / "docs"), encyclopedia_docs(drcd=False)[:150] + finre_docs()[:600])
+    finre = write_finre_kg(str(d / "finre.tsv"))
+    bad = d / "bad.tsv"
+    bad.write_text("head\trelation\ttail\n北京\tcapital_of\n上海\tcity_of\t上海\n", encoding="utf-8")
+    kgs = [ADMIN, WORLD, finre, str(bad)]
+    args = [a for k in kgs for a in ("--kg", k)] + ["--docs", docs, "--na-ratio", str(NA_RATIO), "--seed", "7",
+                                                   "--num-shards", "3"]
+    outs = []
+    for run in ("a", "b"):
+        out = str(d / f"out_{run}")
+        assert kg_samples_main(args + ["--output", out]) == 0
+        outs.append(out)
+    return {"dir": d, "docs": docs, "kgs": kgs, "outs": outs, "args": args}
+
+
+@pytest.fixture(scope="module")
+def result(setup):
+    sd = open_shard_dir(setup["outs"][0], kind="knowledge")
+    return sd.manifest, sd.read_all().to_pylist()
+
+
+def test_every_row_keeps_its_invariants(setup, result):
+    manifest, rows = result
+    kg = load_kg(setup["kgs"])
+    by_task = {}
+    for r in rows:
+        by_task.setdefault(r["task"], []).append(r)
+        for key in ("head", "tail"):
+            if r[key] is not None:
+                assert r["text"][r[key]["start"]:r[key]["end"]] == r[key]["name"]
+                assert r[key]["name"] in kg.index.get(r[key]["entity_id"]).surfaces
+        if r["task"] == "relation":
+            rels = sorted(kg.index.relations_between(r["head"]["entity_id"], r["tail"]["entity_id"])) or [NA]
+            assert r["relations"] == rels
+        elif r["task"] == "substitution":
+            for m in r["mentions"]:
+                word = m["original"] if m["replacement"] is None else m["replacement"]
+                assert r["text"][m["start"]:m["end"]] == word
+                if m["replacement"] is not None:
+                    cands = kg.index.candidates(m["replacement"])
+                    rep = [c for c in cands if kg.index.get(c).name == m["replacement"]]
+                    assert rep and kg.index.get(rep[0]).type == m["type"]
+                    assert m["replacement"] != m["original"]
+        else:
+            t = r["triple"]
+            assert t["relation"] in kg.index.relations_between(r["head"]["entity_id"], r["tail"]["entity_id"])
+    assert set(by_task) == {"relation", "substitution", "triple_mask"}
+    rel = by_task["relation"]
+    na = sum(1 for r in rel if r["relations"] == [NA])
+    assert 0 < na <= NA_RATIO * len(rel)
+    assert manifest["knowledge"]["tasks"]["relation"]["na_ratio"] <= NA_RATIO
+    assert manifest["knowledge"]["tasks"]["relation"]["na_sampled_out"] > 0
+    assert len({r["id"] for r in rows}) == len(rows)
+
+
+def test_counts_invariant_overall_and_per_task(result):
+    manifest, rows = result
+    c = manifest["counts"]
+    check_counts(c)
+    assert c["input"] == c["output"] + sum(c["dropped"].values())
+    assert "no_entity" in c["dropped"]
+    assert {"no_entity", "one_entity", "na_sampled_out"} <= set(c["by_task"]["relation"]["dropped"])
+    assert "no_triple" in c["by_task"]["triple_mask"]["dropped"]
+    for task, tc in c["by_task"].items():
+        check_counts(tc)
+        assert tc["input"] == c["input"]
+    assert "na_sampled_out" in c["by_task"]["relation"]["dropped"]
+    assert c["samples"]["total"] == len(rows) == sum(s["rows"] for s in manifest["shards"])
+    for task in ("relation", "substitution", "triple_mask"):
+        assert c["samples"][task] == sum(1 for r in rows if r["task"] == task)
+        assert manifest["knowledge"]["tasks"][task]["samples"] == c["samples"][task]
+    k = manifest["knowledge"]
+    assert k["tasks"]["relation"]["per_relation"] and k["tasks"]["triple_mask"]["per_relation"]
+    assert k["tasks"]["substitution"]["labels"]["replaced"] > 0
+    assert k["linking"]["sentences"] + c["dropped"].get("too_long", 0) == c["input"]
+    assert manifest["knowledge_graph"]["bad_lines"] == {"duplicate_triple": 1, "self_loop": 9, "wrong_column_count": 1}
+    assert any("bad.tsv:2: wrong_column_count" in x for x in manifest["knowledge_graph"]["bad_line_examples"])
+
+
+def test_two_runs_give_identical_shards(setup):
+    a, b = (open_shard_dir(o, kind="knowledge").manifest for o in setup["outs"])
+    assert [(s["path"], s["sha256"]) for s in a["shards"]] == [(s["path"], s["sha256"]) for s in b["shards"]]
+    assert a["counts"] == b["counts"] and a["knowledge"] == b["knowledge"]
+
+
+def test_opennre_export(setup, result, tmp_path):
+    manifest, rows = result
+    assert export_opennre_main([setup["outs"][0], "--output", str(tmp_path)]) == 0
+    rel2id = json.load(open(tmp_path / "rel2id.json", encoding="utf-8"))
+    assert rel2id[NA] == 0 and sorted(rel2id.values()) == list(range(len(rel2id)))
+    n = 0
+    for line in open(tmp_path / "train.txt", encoding="utf-8"):
+        item = json.loads(line)
+        assert set(item) == {"text", "h", "t", "relation"}
+        assert item["relation"] in rel2id
+        for e in (item["h"], item["t"]):
+            assert set(e) == {"name", "id", "pos"}
+            s, t = e["pos"]
+            assert item["text"][s:t] == e["name"]
+        n += 1
+    assert n == sum(len(r["relations"]) for r in rows if r["task"] == "relation")
+
+
+def test_user_errors(setup, tmp_path):
+    base = ["--kg", ADMIN, "--docs", setup["docs"], "--output", str(tmp_path / "o")]
+    with pytest.raises(UserError, match="--tasks"):
+        kg_samples_main(base + ["--tasks", "relation,bogus"])
+    with pytest.raises(UserError, match="--na-ratio"):
+        kg_samples_main(base + ["--na-ratio", "1.5"])
+    with pytest.raises(UserError, match="no such file"):
+        kg_samples_main(["--kg", str(tmp_path / "missing.tsv")] + base[2:])
+    with pytest.raises(UserError, match="manifest"):
+        kg_samples_main(["--kg", ADMIN, "--docs", str(tmp_path), "--output", str(tmp_path / "o")])
+    with pytest.raises(UserError):
+        export_opennre(str(tmp_path), str(tmp_path / "x"))
