@@ -47,6 +47,35 @@ def pipeline_options(beam_args: Iterable[str]) -> PipelineOptions:
     return options
 
 
+def unknown_beam_flags(beam_args: Iterable[str]) -> list[str]:
+    """Flags that neither Beam nor a runner we know defines: a typo of one of our own flags, most likely.
+
+    Beam itself only logs "Discarding unparseable args" for these, which users miss.
+    """
+    import argparse
+
+    for module in ("apache_beam.runners.dask.dask_runner", "apache_beam.options.pipeline_options"):
+        try:
+            __import__(module)
+        except Exception:  # an optional runner that is not installed
+            pass
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    seen: set[type] = set()
+    stack = list(PipelineOptions.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        stack.extend(cls.__subclasses__())
+        try:
+            cls._add_argparse_args(parser)
+        except argparse.ArgumentError:
+            pass  # the same flag declared by two option classes
+    _, unknown = parser.parse_known_args(list(beam_args))
+    return [a.split("=")[0] for a in unknown if a.startswith("--")]
+
+
 def is_local_runner(options: PipelineOptions) -> bool:
     return options.view_as(StandardOptions).runner in LOCAL_RUNNER_NAMES | {FNAPI_RUNNER}
 

@@ -226,9 +226,9 @@ def clean_main(argv: list[str]) -> int:
     config = load_config(args.config, args.source, args.output, overrides)
     if args.no_near_dedup:
         config.dedup["near"] = False
-    for flag in beam_args:
-        if flag.startswith("--") is False:
-            raise UserError(f"unexpected argument {flag!r} (Beam flags look like --name=value)")
+    unknown = beamio.unknown_beam_flags(beam_args)
+    if unknown:
+        raise UserError(f"unknown option {unknown[0]} (neither a knowmix clean option nor a Beam pipeline option)")
     console = Console(stderr=True)
     with console.status("knowmix clean: running the pipeline…"):
         manifest = run(config, beam_args, ["knowmix", "clean", *argv])
