@@ -70,6 +70,8 @@ class TrainConfig:
     precision: str = "bf16"  # bf16 | fp16 | fp32
     zero: int = 3  # 3 = FSDP2 reshard after forward, 2 = keep params unsharded, 0 = plain DDP / single process
     activation_checkpointing: bool = False
+    compile: bool = False  # torch.compile each encoder block (GPU runs)
+    prefetch: int = 2  # micro-batch sets prepared ahead by a background thread (0 = on the training thread)
     seed: int = 0
     log_every: int = 10
     device: str = "auto"  # auto | cpu | cuda

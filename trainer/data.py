@@ -132,6 +132,23 @@ class ShardSet:
             self._cache.move_to_end(shard)
         return t
 
+    def list_columns(self, refs: list[tuple[int, int]], columns: list[str]) -> dict[str, list[np.ndarray]]:
+        """Fetch list columns of rows ``[(shard, row), ...]`` as numpy arrays, in order (no Python lists)."""
+        out: dict[str, list] = {c: [None] * len(refs) for c in columns}
+        by_shard: dict[int, list[int]] = {}
+        for k, (s, _) in enumerate(refs):
+            by_shard.setdefault(s, []).append(k)
+        for s, ks in by_shard.items():
+            t = self.table(s)
+            idx = pa.array([refs[k][1] for k in ks], pa.int64())
+            for c in columns:
+                arr = t.column(c).take(idx).combine_chunks()
+                offs = arr.offsets.to_numpy()
+                vals = arr.values.to_numpy(zero_copy_only=False)
+                for j, k in enumerate(ks):
+                    out[c][k] = vals[offs[j] : offs[j + 1]]
+        return out
+
     def rows(self, refs: list[tuple[int, int]], columns: list[str]) -> list[dict]:
         """Fetch rows ``[(shard, row), ...]`` as dicts of Python values, in order."""
         out: list[dict | None] = [None] * len(refs)
@@ -197,16 +214,16 @@ class Stream:
 # ---------------------------------------------------------------------------------------------- batches
 
 
-def _pad(rows: list[list[int]], pad: int, dtype=torch.long) -> torch.Tensor:
+def _pad(rows, pad: int, dtype=torch.long) -> torch.Tensor:
     width = max(len(r) for r in rows)
-    out = torch.full((len(rows), width), pad, dtype=dtype)
+    out = np.full((len(rows), width), pad, dtype=np.int64)
     for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.as_tensor(r, dtype=dtype)
-    return out
+        out[i, : len(r)] = r
+    return torch.from_numpy(out).to(dtype)
 
 
 def _finish(ids: list[np.ndarray], types: list[list[int]] | None, pad: int) -> dict[str, torch.Tensor]:
-    input_ids = _pad([list(x) for x in ids], pad)
+    input_ids = _pad(ids, pad)
     lengths = torch.tensor([len(x) for x in ids])
     attention_mask = torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]
     batch = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -237,12 +254,12 @@ class GeneralPath:
             raise UserError(f"{shard_dir.root}: no pretrain rows for rank {rank} of {world}")
 
     def batch(self, n: int, step: int, micro: int) -> dict[str, torch.Tensor]:
-        rows = self.shards.rows(self.stream.take(n), self.COLUMNS)
+        cols = self.shards.list_columns(self.stream.take(n), self.COLUMNS)
         rng = rng_for(self.seed, step, self.rank, PATH_GENERAL, micro)
-        ids_out, pos, labels, task = [], [], [], []
-        for r in rows:
-            ids = np.asarray(r["input_ids"][: self.seq_len], np.int64)
-            ws = np.asarray(r["word_start"][: self.seq_len], bool)
+        ids_out, pos, labels = [], [], []
+        for ids, ws in zip(cols["input_ids"], cols["word_start"]):
+            ids = ids[: self.seq_len].astype(np.int64)
+            ws = ws[: self.seq_len].astype(bool)
             m, p, lab = whole_word_mask(ids, ws, rng, self.prob, self.vocab.mask, self.vocab.special_arr, self.vocab.random_ids)
             ids_out.append(m)
             pos.append(p)

@@ -73,9 +73,13 @@ def all_reduce_(t: torch.Tensor, info: DistInfo, op=dist.ReduceOp.SUM) -> torch.
     return t
 
 
-def wrap(model: nn.Module, zero: int, precision: str, activation_checkpointing: bool, info: DistInfo) -> nn.Module:
+def wrap(model: nn.Module, zero: int, precision: str, activation_checkpointing: bool, info: DistInfo,
+         compile: bool = False) -> nn.Module:
     """Shard or replicate ``model`` (a KnowmixForPretraining already on ``info.device``)."""
     model.bert.encoder.activation_checkpointing = activation_checkpointing
+    if compile:
+        for block in model.bert.encoder.layer:
+            block.compile()
     if zero in (2, 3) and dist.is_available() and dist.is_initialized():
         mp = MixedPrecisionPolicy(
             param_dtype=DTYPES[precision] if precision != "fp32" else None,

@@ -11,6 +11,10 @@ runs single-path (general MLM only).
 
 from __future__ import annotations
 
+import copy
+import queue
+import threading
+
 import torch
 
 from trainer.data import GeneralPath, KnowledgePath, batch_counts
@@ -65,3 +69,59 @@ class DualPathData:
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "n_tokens"}
+
+
+class Prefetcher:
+    """Prepares the micro-batches of the coming steps on a background thread (reading, decoding, masking and
+    pinning), each with the sampler position *after* it, so a checkpoint records exactly what was consumed.
+    The batches are the same as without it: they depend only on (seed, step, rank) and the sampler position."""
+
+    def __init__(self, data: DualPathData, start_step: int, max_steps: int, depth: int, pin: bool):
+        self.data, self.pin = data, pin
+        self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._work, args=(start_step, max_steps), daemon=True,
+                                       name="knowmix-prefetch")
+        self.thread.start()
+
+    def _work(self, start: int, end: int) -> None:
+        try:
+            for step in range(start, end):
+                batches = self.data.step_batches(step)
+                if self.pin:
+                    batches = [{k: v.pin_memory() for k, v in b.items()} for b in batches]
+                item = (step, batches, copy.deepcopy(self.data.state_dict()))
+                while not self.stop.is_set():
+                    try:
+                        self.queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self.stop.is_set():
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the training thread
+            self.queue.put((None, exc, None))
+
+    def get(self, step: int):
+        got, batches, state = self.queue.get()
+        if got is None:
+            raise batches
+        assert got == step, (got, step)
+        return batches, state
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+class Inline:
+    """The same interface as :class:`Prefetcher`, preparing each step on the training thread."""
+
+    def __init__(self, data: DualPathData):
+        self.data = data
+
+    def get(self, step: int):
+        return self.data.step_batches(step), self.data.state_dict()
+
+    def close(self) -> None:
+        pass

@@ -19,7 +19,7 @@ from trainer import checkpoint as ckpt
 from trainer import distributed as D
 from trainer.config import Config, dump_toml, model_dims
 from trainer.data import GeneralPath, KnowledgePath, TokenizerInfo, Vocab, file_sha256, load_relations, open_dir
-from trainer.dual_path import DualPathData, to_device
+from trainer.dual_path import DualPathData, Inline, Prefetcher, to_device
 from trainer.export import RUN_INFO, apply_init, load_init
 from trainer.heads import STAT_INDEX, TASKS, KnowmixForPretraining
 from trainer.model import EncoderConfig
@@ -196,7 +196,7 @@ def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dic
             log(f"init_from {init_path}: loaded {len(init_state)} tensors; fresh: {', '.join(sorted({k.split('.')[0] for k in fresh})) or 'none'}")
     model.to(info.device)
     core = model
-    model = D.wrap(model, t.zero, t.precision, t.activation_checkpointing, info)
+    model = D.wrap(model, t.zero, t.precision, t.activation_checkpointing, info, compile=t.compile)
     optimizer = build_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     scaler = torch.amp.GradScaler(info.device.type, enabled=t.precision == "fp16")
@@ -248,9 +248,12 @@ def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dic
     step = start_step
     stop_reason = "max_steps"
     dual = data.dual
+    sampler_state = data.state_dict()
+    feed = (Prefetcher(data, start_step, t.max_steps, t.prefetch, pin=info.device.type == "cuda")
+            if t.prefetch > 0 else Inline(data))
     model.train()
     while step < t.max_steps:
-        batches = data.step_batches(step)
+        batches, sampler_state = feed.get(step)
         scales, _ = data.scales(batches, info)
         for b in batches:
             win_tokens += int(b["n_tokens"])
@@ -321,7 +324,7 @@ def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dic
         term = torch.tensor([1.0 if sigterm.flag else 0.0], device=info.device)
         D.all_reduce_(term, info, op=torch.distributed.ReduceOp.MAX)
         if (cfg.checkpoint.interval and step % cfg.checkpoint.interval == 0) or term.item() > 0:
-            ckpt.save(ckpt_root, state, {"sampler": data.state_dict(), "rng": ckpt.rng_state(info.device)}, info,
+            ckpt.save(ckpt_root, state, {"sampler": sampler_state, "rng": ckpt.rng_state(info.device)}, info,
                       cfg.checkpoint.keep)
             last_saved = step
         if term.item() > 0:
@@ -332,8 +335,9 @@ def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dic
             break
 
     if last_saved != step:
-        ckpt.save(ckpt_root, state, {"sampler": data.state_dict(), "rng": ckpt.rng_state(info.device)}, info,
+        ckpt.save(ckpt_root, state, {"sampler": sampler_state, "rng": ckpt.rng_state(info.device)}, info,
                   cfg.checkpoint.keep)
+    feed.close()
     sigterm.restore()
     if on_end is not None:
         on_end(model, info)

@@ -93,7 +93,11 @@ class SelfAttention(nn.Module):
         def split(t):
             return t.view(b, s, self.num_heads, self.head_dim).transpose(1, 2)
 
-        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+        # one GEMM for Q, K and V (the three HF-named Linear modules keep their own parameters)
+        w = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        q, k, v = F.linear(x, w, bias).split(h, dim=-1)
+        q, k, v = split(q), split(k), split(v)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout_p if self.training else 0.0
         )

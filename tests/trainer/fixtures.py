@@ -21,7 +21,7 @@ RELATIONS = ["NA", "出生于", "位于", "作者"]
 
 SPAN = pa.struct([("start", pa.int32()), ("end", pa.int32())])
 PRETRAIN_SCHEMA = pa.schema([
-    ("input_ids", pa.list_(pa.int32())), ("word_start", pa.list_(pa.bool_())), ("source_kinds", pa.list_(pa.string())),
+    ("id", pa.string()), ("input_ids", pa.list_(pa.int32())), ("word_start", pa.list_(pa.bool_())), ("source_kinds", pa.list_(pa.string())),
 ])
 KTOK_SCHEMA = pa.schema([
     ("id", pa.string()), ("task", pa.string()), ("input_ids", pa.list_(pa.int32())),
@@ -59,8 +59,8 @@ def make_lexicon(seed=0, size=12):
 def pretrain_table(n_rows: int, seq_len: int, seed: int = 0) -> pa.Table:
     rng = np.random.default_rng(seed)
     lex = make_lexicon()
-    rows = {"input_ids": [], "word_start": [], "source_kinds": []}
-    for _ in range(n_rows):
+    rows = {"id": [], "input_ids": [], "word_start": [], "source_kinds": []}
+    for r in range(n_rows):
         ids, ws = [CLS], [True]
         while len(ids) < seq_len - 1:
             w, s = _words(rng, 1, lex)
@@ -70,6 +70,7 @@ def pretrain_table(n_rows: int, seq_len: int, seed: int = 0) -> pa.Table:
         if rng.random() < 0.3:  # some shorter rows (padding in a batch)
             cut = int(rng.integers(seq_len // 2, seq_len))
             ids, ws = ids[: cut - 1] + [SEP], ws[: cut - 1] + [True]
+        rows["id"].append(f"doc{r:05d}:0")
         rows["input_ids"].append(ids)
         rows["word_start"].append(ws)
         rows["source_kinds"].append(["web"])
