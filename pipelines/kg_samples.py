@@ -311,7 +311,7 @@ def make_finalize(tasks, na_ratio: float):
 
 
 def build(p: beam.Pipeline, *, docs_dir: str, kg_paths: list[str], entity_paths: list[str], out_dir: str,
-          tasks=TASKS, na_ratio: float = 0.5, seed: int = 0, num_shards: int = 1, segmenter: str = "jieba",
+          tasks=TASKS, na_ratio: float = 0.5, seed: int = 0, num_shards: int = 1, segmenter: str = "rjieba",
           min_name_chars: int = 2, max_sentence_chars: int = 512, substitution_probability: float = 0.5,
           options_record: dict | None = None):
     tasks = tuple(t for t in TASKS if t in tasks)
@@ -425,7 +425,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--na-ratio", type=float, default=0.5, help="most NA samples may be this share of relation samples")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--num-shards", type=int, default=0, help="output shards (default: ~64 MB of docs text per shard)")
-    ap.add_argument("--segmenter", choices=SEGMENTERS, default="jieba", help="word-boundary check for mentions")
+    ap.add_argument("--segmenter", choices=SEGMENTERS, default="rjieba", help="word-boundary check for mentions")
     ap.add_argument("--min-name-chars", type=int, default=2, help="shortest name/alias that is linked")
     ap.add_argument("--max-sentence-chars", type=int, default=512, help="longer sentences are dropped (too_long)")
     ap.add_argument("--substitution-probability", type=float, default=0.5)

@@ -22,7 +22,7 @@ def test_split_sentences_chinese_and_latin():
 
 def test_match_cutting_a_word_is_rejected_and_counted():
     idx = index_from_triples([("南京", "in", "中国"), ("长江", "in", "中国")])
-    linker = Linker(idx)
+    linker = Linker(idx, segmenter="jieba")
     res = linker.link("南京市长江大桥")  # jieba: 南京市 / 长江大桥
     assert res.mentions == [] and res.rejected_word_cut == 2
     res = linker.link("长江的水流到南京")
@@ -68,9 +68,24 @@ def test_linking_on_cooccurrence_fixture_finds_head_and_tail():
     assert found >= 0.6 * len(rows), (found, len(rows))
 
 
-def test_rjieba_equals_jieba_without_user_words_on_fixture_sentences():
-    """The check behind the default: with HMM off and no user dictionary rjieba gives jieba's words exactly;
-    with KG names in the user dictionary the two differ on a few sentences, so jieba stays the default."""
-    sents = [t for d in encyclopedia_docs(drcd=False)[:60] for t in texts(d["text"])]
-    j, r = Segmenter("jieba"), Segmenter("rjieba")
-    assert all(j.boundaries(s) == r.boundaries(s) for s in sents)
+def test_rjieba_equals_jieba_with_kg_names_on_fixture_sentences():
+    """The check behind the default segmenter: with the KG's names in the user dictionary (frequencies from
+    jieba, totals kept exact) rjieba gives exactly jieba's words on the fixture sentences."""
+    kg = load_kg([ADMIN, WORLD])
+    words = sorted(s for s in kg.index.surface_to_ids if len(s) >= 2)
+    sents = [t for d in encyclopedia_docs(drcd=True) for t in texts(d["text"])]
+    sents += [line.split("\t")[3] for line in open(COOC.replace("kg_text_cooccurrence_wiki.tsv", "finre_valid.txt"),
+                                                   encoding="utf-8") if line.count("\t") == 3]
+    j, r = Segmenter("jieba", words), Segmenter("rjieba", words)
+    differ = [s for s in sents if j.boundaries(s) != r.boundaries(s)]
+    assert len(sents) > 5000 and differ == []
+
+
+def test_blockwise_segmentation_equals_whole_sentence_cut():
+    kg = load_kg([ADMIN, WORLD])
+    seg = Linker(kg.index, segmenter="jieba").segmenter
+    sents = [t for d in encyclopedia_docs(drcd=False)[:80] for t in texts(d["text"])]
+    for s in sents:
+        bounds = seg.boundaries(s)
+        inner = seg.inner_positions(s, [(0, len(s))])
+        assert inner == set(range(1, len(s))) - bounds, s
