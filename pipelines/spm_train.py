@@ -6,7 +6,9 @@ sample, whatever the shard layout. Documents are split into lines/sentences of b
 skips over-long sentences) and written, in id order, to a temporary file under the output's directory.
 
 Model: ``character_coverage`` 0.9995, byte fallback, digits split, no dummy prefix (Chinese has no spaces, and
-pieces of a sentence can be encoded apart), and the special tokens at fixed ids:
+pieces of a sentence can be encoded apart), no normalisation of its own (identity: the docs are already
+normalised by ``knowmix clean``, which keeps Chinese punctuation full-width on purpose, and text kept as it is
+lets the tokenizer compute character offsets from the ids alone), and the special tokens at fixed ids:
 ``[PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4 [E1]=5 [/E1]=6 [E2]=7 [/E2]=8`` (control symbols: literal
 "[CLS]" in text is not turned into the token). Writes ``PREFIX.model`` and ``PREFIX.vocab``.
 """
@@ -110,6 +112,8 @@ def train(
             byte_fallback=True,
             split_digits=True,
             add_dummy_prefix=False,
+            normalization_rule_name="identity",  # `knowmix clean` has normalised (NFKC, keeping Chinese punctuation)
+            remove_extra_whitespaces=False,
             pad_id=0, pad_piece=SPECIAL_TOKENS[0],
             unk_id=1, unk_piece=SPECIAL_TOKENS[1],
             bos_id=-1, eos_id=-1,

@@ -99,8 +99,8 @@ class EncodeDocFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput("events", ("dead_letter", None, kind))
             yield beam.pvalue.TaggedOutput("dead", _dead(self.source, row, "missing_id_or_text"))
             return
-        w = encode_with_words(self.tok, self.seg, text)
-        if len(w.enc) == 0:
+        w = encode_with_words(self.tok, self.seg, text) if text.strip() else None
+        if w is None or len(w.enc) == 0:
             yield beam.pvalue.TaggedOutput("events", ("dropped", "no_tokens", kind))
             return
         beam.metrics.Metrics.counter("knowmix", "tokens").inc(len(w.enc))

@@ -114,6 +114,20 @@ def test_wordpiece_matches_transformers_bert_tokenizer(vocab, wp):
             assert ours == ref.convert_tokens_to_ids(ref.tokenize(t)), (type(ref).__name__, t[:40])
 
 
+EDGE = "Ünïcode naïve İstanbul ΣΟΦΟΣ e\u0301t\u00e9 x\u200by \u200b 字\x00x 𠀀字 ａｂｃ-１２ \ufffd AM-OLED 3.5% " + "x" * 120
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_wordpiece_ids_and_offsets_match_hf_tokenizers(vocab, lowercase):
+    from tokenizers import BertWordPieceTokenizer
+
+    ours = load_tokenizer(f"wordpiece:{vocab}", lowercase)
+    hf = BertWordPieceTokenizer(vocab, lowercase=lowercase, strip_accents=None, clean_text=True, handle_chinese_chars=True)
+    for t in all_fixture_texts()[::3] + [EDGE, "", "\u200b", " a "]:
+        e, h = ours.encode(t), hf.encode(t, add_special_tokens=False)
+        assert e.ids.tolist() == h.ids and list(zip(e.starts.tolist(), e.ends.tolist())) == h.offsets, t[:40]
+
+
 def test_wordpiece_offsets_map_back_to_text(wp):
     for t in news_lines(50) + ["Hello WORLD, naïve 新年"]:
         enc = wp.encode(t)
@@ -176,6 +190,17 @@ def test_spm_special_ids_and_round_trip(spm_model, sp):
             if not piece.startswith("<0x"):
                 assert norm_spm(t[a:b]) == norm_spm(piece)
         assert not ({sp.special_ids["cls"], sp.special_ids["sep"]} & set(enc.ids.tolist()))  # control symbols
+
+
+def test_spm_fast_offsets_agree_with_sentencepiece(sp):
+    assert sp._lengths is not None  # identity-normalised model: offsets from the ids alone
+    for t in all_fixture_texts()[::5] + [EDGE, "a  b\t\n c", ""]:
+        e = sp.encode(t)
+        m = sp.sp.encode_as_offset_mapping(t)
+        assert e.ids.tolist() == m["ids"]
+        for (a, b), s0, e0 in zip(m["offsets"], e.starts.tolist(), e.ends.tolist()):
+            assert (s0, e0) == (a, b) or a == b  # byte pieces: every piece of a character spans it
+        assert sp.decode(e.ids) == t  # identity normalisation: exact round trip
 
 
 def test_spm_sample_is_deterministic(tmp_path):
