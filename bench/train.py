@@ -1,0 +1,369 @@
+"""GPU benchmark of the trainer (issue 6). One script, start to end in < 10 minutes on one H100/H200:
+
+1. tokens/s and MFU of knowmix's encoder+MLM head vs Hugging Face ``BertForMaskedLM`` (same config, bf16
+   autocast, seq 512, BERT-base and BERT-large; HF eager and ``torch.compile``d; knowmix eager and with its
+   per-block ``train.compile``), one optimizer step (AdamW) per measured step;
+2. the real trainer (``trainer.loop.train``, synthetic shards written to a temp dir): dual-path vs single-path
+   tokens/s (all tokens counted, general + knowledge), i.e. the cost of the knowledge path at equal tokens;
+3. the real trainer on one GPU under a one-rank process group: FSDP2 ZeRO-3 vs ZeRO-2.
+
+Prints ratios against the named baselines; no pass/fail.
+
+    python bench/train.py                 # GPU
+    python bench/train.py --smoke         # CPU, tiny sizes, seconds: checks the script runs end to end
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# run as `python bench/train.py`, bench/ is sys.path[0]: bench/tokenize.py would shadow the standard library's
+# `tokenize` (imported by numpy/inspect), so take bench/ off the path and put the repository root on it
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _HERE]
+sys.path.insert(0, os.path.dirname(_HERE))
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import gc  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import socket  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import torch  # noqa: E402
+
+from knowmix.manifest import write_shard_dir  # noqa: E402
+from trainer.config import SIZES, load_config  # noqa: E402
+from trainer.heads import KnowmixForPretraining  # noqa: E402
+from trainer.loop import PEAK_TFLOPS  # noqa: E402
+from trainer.masking import rng_for, whole_word_mask  # noqa: E402
+from trainer.model import EncoderConfig  # noqa: E402
+
+VOCAB = 21128  # bert-base-chinese
+N_SPECIAL = 9  # pad unk cls sep mask e1 /e1 e2 /e2 at ids 0..8 in the synthetic vocab
+SPECIAL_IDS = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4, "e1": 5, "e1_end": 6, "e2": 7, "e2_end": 8}
+
+
+def peak_tflops(device: torch.device, given: float) -> float:
+    if given:
+        return given
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, tf in PEAK_TFLOPS.items():
+            if key in name:
+                return tf
+    return 0.0
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def free(device):
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+# ---------------------------------------------------------------------------------------------- section 1
+
+
+def masked_batch(batch: int, seq: int, vocab: int, seed: int = 0):
+    """Random ids with whole-word masking (15%, 80/10/10) as the trainer's general path makes them."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(N_SPECIAL, vocab, size=(batch, seq))
+    ids[:, 0], ids[:, -1] = 2, 3
+    ws = rng.random((batch, seq)) < 0.6
+    special = np.arange(N_SPECIAL)
+    rand_ids = np.arange(N_SPECIAL, vocab)
+    out, pos, labels = [], [], []
+    for i in range(batch):
+        m, p, lab = whole_word_mask(ids[i], ws[i], rng_for(0, 0, 0, 0, i), 0.15, 4, special, rand_ids)
+        out.append(m)
+        pos.append(p + i * seq)
+        labels.append(lab)
+    input_ids = torch.from_numpy(np.stack(out))
+    mlm_pos = torch.from_numpy(np.concatenate(pos))
+    mlm_labels = torch.from_numpy(np.concatenate(labels))
+    hf_labels = torch.full((batch * seq,), -100, dtype=torch.long)
+    hf_labels[mlm_pos] = mlm_labels
+    return input_ids, mlm_pos, mlm_labels, hf_labels.view(batch, seq)
+
+
+def time_steps(step_fn, warmup: int, steps: int, device) -> float:
+    for _ in range(warmup):
+        step_fn()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step_fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def bench_models(args, device, peak) -> list[dict]:
+    from transformers import BertConfig, BertForMaskedLM
+
+    rows = []
+    amp = torch.autocast(device.type, dtype=torch.bfloat16) if not args.smoke else contextlib.nullcontext()
+    for size in args.sizes:
+        h, L, a, i = SIZES[size] if not args.smoke else (64, 2, 2, 128)
+        batch = args.batch.get(size, 16) if not args.smoke else 4
+        enc = EncoderConfig(vocab_size=args.vocab, hidden_size=h, num_hidden_layers=L, num_attention_heads=a,
+                            intermediate_size=i, max_position_embeddings=max(512, args.seq))
+        ids, pos, labels, hf_labels = masked_batch(batch, args.seq, args.vocab)
+        ids, pos, labels, hf_labels = (t.to(device) for t in (ids, pos, labels, hf_labels))
+        types = torch.zeros_like(ids)
+        tokens = batch * args.seq
+        flops_tok = enc.flops_per_token(args.seq)
+        variants = ["hf_eager", "hf_compile", "knowmix", "knowmix_compile"]
+        if args.no_compile:
+            variants = [v for v in variants if not v.endswith("compile")]
+        results = {}
+        for name in variants:
+            torch.manual_seed(0)
+            if name.startswith("hf"):
+                cfg = BertConfig(vocab_size=args.vocab, hidden_size=h, num_hidden_layers=L, num_attention_heads=a,
+                                 intermediate_size=i, max_position_embeddings=max(512, args.seq),
+                                 attn_implementation="sdpa")
+                model = BertForMaskedLM(cfg).to(device)
+                fwd_model = torch.compile(model) if name == "hf_compile" else model
+
+                def loss_fn():
+                    return fwd_model(input_ids=ids, token_type_ids=types, labels=hf_labels).loss
+            else:
+                model = KnowmixForPretraining(enc).to(device)
+                if name == "knowmix_compile":
+                    for block in model.bert.encoder.layer:
+                        block.compile()
+                batch_d = {"input_ids": ids, "token_type_ids": types, "mlm_pos": pos, "mlm_labels": labels,
+                           "mlm_task": torch.zeros_like(labels)}
+                n_pred = float(len(labels))
+
+                def loss_fn():
+                    loss, _ = model(batch_d, {"mlm": 1.0 / n_pred})
+                    return loss
+            model.train()
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                with amp:
+                    loss = loss_fn()
+                loss.backward()
+                opt.step()
+
+            try:
+                secs = time_steps(step, args.warmup + (2 if name.endswith("compile") else 0), args.steps, device)
+                tps = tokens * args.steps / secs
+                results[name] = tps
+                mfu = tps * flops_tok / (peak * 1e12) if peak else 0.0
+                rows.append({"section": "encoder", "size": size, "variant": name, "batch": batch, "seq": args.seq,
+                             "tokens_per_s": round(tps), "mfu": round(mfu, 4)})
+                print(f"  {size:5s} {name:16s} batch {batch:3d}  {tps:12,.0f} tokens/s  MFU {mfu:6.1%}", flush=True)
+            except Exception as exc:  # noqa: BLE001 - report and go on (e.g. out of memory)
+                print(f"  {size:5s} {name:16s} failed: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
+            del model, opt
+            free(device)
+        base = results.get("hf_compile") or results.get("hf_eager")
+        for name in ("knowmix", "knowmix_compile"):
+            if name in results and base:
+                ref = "hf_compile" if "hf_compile" in results else "hf_eager"
+                rows.append({"section": "encoder", "size": size, "ratio": f"{name} / {ref}",
+                             "value": round(results[name] / base, 3)})
+                print(f"  {size:5s} {name} / {ref} = {results[name] / base:.2f}x", flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- shards
+
+
+def write_bench_shards(root: str, vocab: int, seq: int, n_pre: int, n_k: int, kseq: int) -> tuple[str, str]:
+    rng = np.random.default_rng(0)
+    tok_file = "vocab.txt"
+    lines = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[E1]", "[/E1]", "[E2]", "[/E2]"]
+    lines += [f"t{i}" for i in range(vocab - len(lines))]
+    text = "\n".join(lines) + "\n"
+    tok = {"kind": "wordpiece", "file": tok_file, "sha256": hashlib.sha256(text.encode()).hexdigest(),
+           "vocab_size": vocab, "special_ids": SPECIAL_IDS, "lowercase": False}
+    pre, ktok = os.path.join(root, "pretrain"), os.path.join(root, "ktok")
+    for d in (pre, ktok):
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, tok_file), "w") as fh:
+            fh.write(text)
+    ids = rng.integers(N_SPECIAL, vocab, size=(n_pre, seq)).astype(np.int32)
+    ids[:, 0], ids[:, -1] = 2, 3
+    ws = rng.random((n_pre, seq)) < 0.6
+    table = pa.table({"id": [f"d{i}:0" for i in range(n_pre)], "input_ids": [r for r in ids.tolist()],
+                      "word_start": ws.tolist(), "source_kinds": [["web"]] * n_pre},
+                     schema=pa.schema([("id", pa.string()), ("input_ids", pa.list_(pa.int32())),
+                                       ("word_start", pa.list_(pa.bool_())), ("source_kinds", pa.list_(pa.string()))]))
+    write_shard_dir(pre, "pretrain", [table.slice(0, n_pre // 2), table.slice(n_pre // 2)], extra={"tokenizer": tok})
+    span = pa.struct([("start", pa.int32()), ("end", pa.int32())])
+    rows = []
+    for i in range(n_k):
+        task = ("relation", "substitution", "triple_mask")[i % 3]
+        n = int(rng.integers(kseq // 2, kseq))
+        body = rng.integers(N_SPECIAL, vocab, size=n).tolist()
+        r = {"id": f"k{i}", "task": task, "e1_pos": None, "e2_pos": None, "head_span": None, "tail_span": None,
+             "relations": None, "mention_spans": None, "mention_labels": None, "triple_head_span": None,
+             "triple_relation_span": None, "triple_tail_span": None}
+        if task == "relation":
+            body[0], body[1], body[4], body[10], body[11], body[14], body[-1] = 2, 5, 6, 7, 7, 8, 3
+            body[10] = 7
+            r.update(e1_pos=1, e2_pos=10, head_span={"start": 2, "end": 4}, tail_span={"start": 11, "end": 14},
+                     relations=[int(rng.integers(0, 20))])
+            tt = [0] * n
+        elif task == "substitution":
+            body[0], body[-1] = 2, 3
+            r.update(mention_spans=[{"start": 3, "end": 5}, {"start": 20, "end": 23}],
+                     mention_labels=[int(rng.integers(0, 2)), int(rng.integers(0, 2))])
+            tt = [0] * n
+        else:
+            body[0], body[3], body[5], body[8] = 2, 3, 3, 3
+            r.update(triple_head_span={"start": 1, "end": 3}, triple_relation_span={"start": 4, "end": 5},
+                     triple_tail_span={"start": 6, "end": 8}, head_span={"start": 12, "end": 14},
+                     tail_span={"start": 30, "end": 32})
+            tt = [0] * 9 + [1] * (n - 9)
+        r.update(input_ids=body, token_type_ids=tt, word_start=[True] * n)
+        rows.append(r)
+    schema = pa.schema([
+        ("id", pa.string()), ("task", pa.string()), ("input_ids", pa.list_(pa.int32())),
+        ("token_type_ids", pa.list_(pa.int8())), ("word_start", pa.list_(pa.bool_())),
+        ("e1_pos", pa.int32()), ("e2_pos", pa.int32()), ("head_span", span), ("tail_span", span),
+        ("relations", pa.list_(pa.int32())), ("mention_spans", pa.list_(span)), ("mention_labels", pa.list_(pa.int8())),
+        ("triple_head_span", span), ("triple_relation_span", span), ("triple_tail_span", span),
+    ])
+    kt = pa.Table.from_pylist(rows, schema=schema)
+    write_shard_dir(ktok, "knowledge_tokens", [kt.slice(0, n_k // 2), kt.slice(n_k // 2)], extra={"tokenizer": tok})
+    with open(os.path.join(ktok, "relations.json"), "w") as fh:
+        json.dump(["NA"] + [f"r{i}" for i in range(1, 20)], fh)
+    return pre, ktok
+
+
+# ---------------------------------------------------------------------------------------------- sections 2, 3
+
+
+def run_trainer(args, pre, ktok, out, device, **over) -> dict:
+    from trainer.loop import train
+
+    size_keys = ({"model.size": '"custom"', "model.hidden_size": 64, "model.layers": 2, "model.heads": 2,
+                  "model.intermediate_size": 128} if args.smoke else {"model.size": f'"{args.trainer_size}"'})
+    base = {
+        **size_keys, "data.pretrain": f'"{pre}"', "data.knowledge": f'"{ktok}"', "data.seq_len": args.seq,
+        "data.knowledge_seq_len": args.kseq, "data.verify": "false",
+        "train.output_dir": f'"{out}"', "train.max_steps": args.trainer_steps, "train.log_every": args.trainer_log,
+        "train.micro_batch_size": args.trainer_batch, "train.precision": '"fp32"' if args.smoke else '"bf16"',
+        "train.zero": 0, "train.device": f'"{device.type}"', "train.tensorboard": "false", "train.progress": "false",
+        "train.peak_tflops": args.peak_tflops or 0.0, "checkpoint.interval": 0, "optim.warmup_steps": 2,
+    }
+    base.update(over)
+    cfg = load_config(None, [f"{k}={v}" for k, v in base.items()])
+    t0 = time.perf_counter()
+    train(cfg, log=lambda *a: None)
+    with open(os.path.join(out, "metrics.jsonl")) as fh:
+        ms = [json.loads(line) for line in fh]
+    later = ms[1:] or ms  # the first window holds warm-up (allocator, kernels)
+    return {"tokens_per_s": float(np.mean([m["tokens_per_s"] for m in later])),
+            "mfu": float(np.mean([m["mfu"] for m in later])), "seconds": time.perf_counter() - t0}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_paths(args, device, tmp) -> list[dict]:
+    pre, ktok = write_bench_shards(tmp, args.vocab, args.seq, args.trainer_batch * (args.trainer_steps + 2),
+                                   args.trainer_batch * (args.trainer_steps + 2), args.kseq)
+    rows = []
+    single = run_trainer(args, pre, "", os.path.join(tmp, "single"), device)
+    dual = run_trainer(args, pre, ktok, os.path.join(tmp, "dual"), device)
+    for name, r in (("single-path", single), ("dual-path", dual)):
+        print(f"  {name:12s} {r['tokens_per_s']:12,.0f} tokens/s  MFU {r['mfu']:6.1%}  ({r['seconds']:.0f}s run)",
+              flush=True)
+        rows.append({"section": "paths", "variant": name, **{k: round(v, 4) for k, v in r.items()}})
+    cost = single["tokens_per_s"] / dual["tokens_per_s"] - 1.0
+    print(f"  dual-path cost per token vs single-path: {cost:+.1%} (goal <= +10%)", flush=True)
+    rows.append({"section": "paths", "ratio": "single/dual tokens_per_s - 1", "value": round(cost, 4)})
+
+    # ZeRO-3 vs ZeRO-2 on one device: a one-rank process group makes the trainer wrap with FSDP2
+    import torch.distributed as dist
+
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "RANK": "0", "WORLD_SIZE": "1",
+                       "LOCAL_RANK": "0"})
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=0, world_size=1)
+    try:
+        zero = {}
+        for z in (2, 3):
+            zero[z] = run_trainer(args, pre, ktok, os.path.join(tmp, f"zero{z}"), device, **{"train.zero": z})
+            print(f"  ZeRO-{z} (FSDP2, 1 GPU) {zero[z]['tokens_per_s']:12,.0f} tokens/s  MFU {zero[z]['mfu']:6.1%}",
+                  flush=True)
+            rows.append({"section": "zero", "variant": f"zero{z}", **{k: round(v, 4) for k, v in zero[z].items()}})
+        ratio = zero[3]["tokens_per_s"] / zero[2]["tokens_per_s"]
+        print(f"  ZeRO-3 / ZeRO-2 tokens/s = {ratio:.3f}", flush=True)
+        rows.append({"section": "zero", "ratio": "zero3 / zero2", "value": round(ratio, 4)})
+    finally:
+        dist.destroy_process_group()
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--smoke", action="store_true", help="CPU, tiny sizes, a few steps: check the script end to end")
+    p.add_argument("--sections", default="encoder,paths", help="encoder,paths (paths includes ZeRO-3 vs ZeRO-2)")
+    p.add_argument("--sizes", default="base,large")
+    p.add_argument("--seq", type=int, default=512)
+    p.add_argument("--kseq", type=int, default=128, help="knowledge path sequence length")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--batch-base", type=int, default=32)
+    p.add_argument("--batch-large", type=int, default=16)
+    p.add_argument("--trainer-size", default="base")
+    p.add_argument("--trainer-batch", type=int, default=32)
+    p.add_argument("--trainer-steps", type=int, default=40)
+    p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--peak-tflops", type=float, default=0.0, help="device peak for MFU (default: looked up)")
+    p.add_argument("--out", default="", help="also write the rows as JSON here")
+    args = p.parse_args(argv)
+    args.sizes = [s for s in args.sizes.split(",") if s]
+    args.batch = {"base": args.batch_base, "large": args.batch_large}
+    args.vocab = VOCAB
+    if args.smoke:
+        args.seq, args.kseq, args.steps, args.warmup, args.vocab = 64, 32, 2, 1, 512
+        args.trainer_batch, args.trainer_steps, args.no_compile = 4, 6, True
+        args.sizes = args.sizes[:1]
+    args.trainer_log = max(1, args.trainer_steps // 4)
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    peak = peak_tflops(device, args.peak_tflops)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"device: {name}; torch {torch.__version__}; peak {peak or 'unknown'} TFLOP/s; seq {args.seq}", flush=True)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    t0 = time.perf_counter()
+    rows = []
+    sections = args.sections.split(",")
+    if "encoder" in sections:
+        print("1. encoder + MLM head, one AdamW step per step (bf16 autocast):", flush=True)
+        rows += bench_models(args, device, peak)
+    if "paths" in sections:
+        print(f"2./3. the trainer ({'tiny' if args.smoke else args.trainer_size}, micro-batch {args.trainer_batch},"
+              f" seq {args.seq} + knowledge seq {args.kseq}):", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            rows += bench_paths(args, device, tmp)
+    print(f"total {time.perf_counter() - t0:.0f}s on {name}", flush=True)
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump({"device": name, "rows": rows}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
