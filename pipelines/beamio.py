@@ -80,6 +80,22 @@ def is_local_runner(options: PipelineOptions) -> bool:
     return options.view_as(StandardOptions).runner in LOCAL_RUNNER_NAMES | {FNAPI_RUNNER}
 
 
+# ---------------------------------------------------------------------------------------------- outputs
+
+
+def split_by_tag(pcoll: beam.PCollection, tags: Iterable[str], label: str) -> dict[str, beam.PCollection]:
+    """Runner-portable multiple outputs: ``pcoll`` holds ``(tag, value)`` pairs; one branch per tag.
+
+    knowmix's DoFns never use ``with_outputs``/``TaggedOutput``: Beam's Dask runner (2.77) unwraps tagged
+    outputs into the main output, mixing the streams. On fusing runners these branches cost one cheap
+    filter each.
+    """
+    return {
+        tag: pcoll | f"{label}.{tag}" >> beam.FlatMap(lambda kv, t=tag: (kv[1],) if kv[0] == t else ())
+        for tag in tags
+    }
+
+
 # ---------------------------------------------------------------------------------------------- file helpers
 
 
@@ -220,7 +236,11 @@ class WriteShards(beam.PTransform):
 
 
 class WriteDeadLetters(beam.PTransform):
-    """Dead-letter rows ``{source, location, reason, raw}`` -> OUT/dead_letter/part-00000.jsonl, sorted."""
+    """Dead-letter rows ``{source, location, reason, raw}`` -> OUT/dead_letter/part-00000.jsonl, sorted.
+
+    Outputs the number of rows written (feed it to WriteManifest's ``after`` so runners that only execute
+    what the last step depends on, like Beam's Dask runner, still write the file).
+    """
 
     def __init__(self, out_dir: str):
         super().__init__()
@@ -232,9 +252,10 @@ class WriteDeadLetters(beam.PTransform):
         def write(rows_iter):
             rows_sorted = sorted(rows_iter, key=lambda r: (r["source"], r["location"], r["reason"]))
             if not rows_sorted:
-                return
+                return 0
             text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows_sorted)
             write_text_atomically(join(out_dir, DEAD_LETTER_DIR, "part-00000.jsonl"), text)
+            return len(rows_sorted)
 
         return (
             rows
@@ -278,7 +299,8 @@ class WriteManifest(beam.PTransform):
     """The last step: the manifest, written once all shards are complete (it waits on their entries).
 
     ``extra`` is a PCollection holding zero or more dicts merged into the manifest (e.g. per-task stats),
-    or None.
+    or None. ``after`` are PCollections (e.g. WriteDeadLetters' output) that must be complete first: Beam's
+    Dask runner only computes what the pipeline's last step depends on.
     """
 
     def __init__(
@@ -292,8 +314,10 @@ class WriteManifest(beam.PTransform):
         group_name: str,
         extra: beam.PCollection | None = None,
         finalize: Callable[[dict], dict] | None = None,
+        after: Iterable[beam.PCollection] = (),
     ):
         super().__init__()
+        self.after = list(after)
         self.out_dir = out_dir
         self.kind = kind
         self.schema = schema
@@ -309,7 +333,7 @@ class WriteManifest(beam.PTransform):
             self.out_dir, self.kind, self.schema, self.options, self.group_name, self.finalize
         )
 
-        def write(_, entries, tallies, extras):
+        def write(_, entries, tallies, extras, after):
             counts = counts_from_tallies(tallies, group_name)
             extra: dict = {}
             for e in extras:
@@ -321,6 +345,8 @@ class WriteManifest(beam.PTransform):
             return manifest
 
         extra = self.extra if self.extra is not None else (pbegin | "NoExtra" >> beam.Create([]))
+        after = [a | f"After{i}" >> beam.Map(lambda _: None) for i, a in enumerate(self.after)]
+        after = tuple(after) | "AfterAll" >> beam.Flatten() if after else (pbegin | "NoAfter" >> beam.Create([]))
         return (
             pbegin
             | "Once" >> beam.Create([None])
@@ -329,6 +355,7 @@ class WriteManifest(beam.PTransform):
                 entries=beam.pvalue.AsList(self.shard_entries),
                 tallies=beam.pvalue.AsList(self.tallies),
                 extras=beam.pvalue.AsList(extra),
+                after=beam.pvalue.AsList(after),
             )
         )
 

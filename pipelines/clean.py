@@ -46,7 +46,7 @@ CLUSTERS_DIR = "clusters"
 
 
 class ReadSource(beam.DoFn):
-    """(source index, path) -> Document rows (main) and dead-letter rows (tag ``dead_letter``)."""
+    """(source index, path) -> ``("docs", Document row)`` or ``("dead_letter", dead-letter row)``."""
 
     def __init__(self, sources):
         self.sources = sources
@@ -56,18 +56,17 @@ class ReadSource(beam.DoFn):
         spec = self.sources[index]
         for record in read_path(spec, path):
             if isinstance(record, Document):
-                yield record.to_row()
+                yield "docs", record.to_row()
             else:
                 row = record.to_row()
                 row["source_kind"] = spec.kind
-                yield beam.pvalue.TaggedOutput("dead_letter", row)
+                yield "dead_letter", row
 
 
 class CleanDocument(beam.DoFn):
     """Steps 1-3 on one document: normalise, identify the language, apply the quality rules.
 
-    Emits the row with ``lang``, ``lang_score``, ``n_chars`` set, or ``(reason, source_kind)`` on tag
-    ``dropped``.
+    Emits ``("kept", row)`` with ``lang``, ``lang_score``, ``n_chars`` set, or ``("dropped", (reason, kind))``.
     """
 
     def __init__(self, steps_by_kind: dict[str, dict[str, bool]], rules_by_kind: dict[str, dict[str, Any]]):
@@ -87,19 +86,19 @@ class CleanDocument(beam.DoFn):
         kind = row["source_kind"]
         text = self.normalizers[kind](row["text"])
         if not text.strip():
-            yield beam.pvalue.TaggedOutput("dropped", ("empty", kind))
+            yield "dropped", ("empty", kind)
             return
         lang, score = self.lid.predict(text)
         rules = self.rules_by_kind[kind]
         reason = check_language(lang, score, rules) or check_quality(text, rules)
         if reason:
             beam.metrics.Metrics.counter("knowmix.clean", f"dropped_{reason}").inc()
-            yield beam.pvalue.TaggedOutput("dropped", (reason, kind))
+            yield "dropped", (reason, kind)
             return
         if row.get("title"):
             row["title"] = self.normalizers[kind](row["title"])
         row.update(text=text, lang=lang, lang_score=float(score), n_chars=len(text))
-        yield row
+        yield "kept", row
 
 
 def events(pcoll, label: str, metric: str, kind_of=lambda x: x["source_kind"], reason=None):
@@ -127,22 +126,22 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
         p
         | "Files" >> beam.Create(files)
         | "SpreadFiles" >> beam.Reshuffle()
-        | "Read" >> beam.ParDo(ReadSource(config.sources)).with_outputs("dead_letter", main="docs")
+        | "Read" >> beam.ParDo(ReadSource(config.sources))
     )
-    docs, dead = records.docs, records.dead_letter
+    records = beamio.split_by_tag(records, ("docs", "dead_letter"), "Records")
+    docs, dead = records["docs"], records["dead_letter"]
 
     # 1-3: normalise, language id, quality rules
-    cleaned = docs | "Clean" >> beam.ParDo(CleanDocument(steps_by_kind, rules_by_kind)).with_outputs(
-        "dropped", main="kept"
-    )
-    kept, rule_drops = cleaned.kept, cleaned.dropped
+    cleaned = docs | "Clean" >> beam.ParDo(CleanDocument(steps_by_kind, rules_by_kind))
+    cleaned = beamio.split_by_tag(cleaned, ("kept", "dropped"), "Cleaned")
+    kept, rule_drops = cleaned["kept"], cleaned["dropped"]
 
     # 4: exact dedup
     drops = [events(rule_drops, "RuleDrops", "dropped", kind_of=lambda x: x[1], reason=lambda x: x[0])]
     if config.exact_dedup:
         exact = kept | "ExactDedup" >> ExactDedup()
-        kept = exact.kept
-        drops.append(events(exact.dropped, "ExactDrops", "dropped", reason=lambda _: "exact_duplicate"))
+        kept = exact["kept"]
+        drops.append(events(exact["dropped"], "ExactDrops", "dropped", reason=lambda _: "exact_duplicate"))
 
     # 5: near dedup (MinHash-LSH)
     near_config = NearDedupConfig.from_dict(config.dedup)
@@ -161,7 +160,7 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
 
     # write
     shard_entries = kept | "WriteDocs" >> beamio.WriteShards(out, DOCS_SCHEMA, config.num_shards)
-    dead | "WriteDeadLetters" >> beamio.WriteDeadLetters(out)
+    dead_written = dead | "WriteDeadLetters" >> beamio.WriteDeadLetters(out)
 
     tallies = beamio.tally(
         (
@@ -173,17 +172,21 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
         )
         | "AllEvents" >> beam.Flatten()
     )
-    extras = []
+    extra = None
     if cluster_entries is not None:
-        extras.append(
-            cluster_entries
-            | "ClusterEntries" >> beam.combiners.ToList()
-            | "ClusterTable" >> beam.Map(lambda entries: {"cluster_table": sorted(entries, key=lambda e: e["path"])})
+        # no CombineGlobally here: Beam's Dask runner mis-combines global combines over several partitions
+        extra = (
+            p
+            | "ClusterTableOnce" >> beam.Create([None])
+            | "ClusterTable" >> beam.Map(
+                lambda _, entries: {"cluster_table": sorted(entries, key=lambda e: e["path"])},
+                entries=beam.pvalue.AsList(cluster_entries),
+            )
         )
-    extra = (tuple(extras) | "Extras" >> beam.Flatten()) if extras else None
     options = {"argv": argv, **config.to_options()}
     p | "Manifest" >> beamio.WriteManifest(
-        out, "docs", DOCS_SCHEMA, shard_entries, tallies, options, group_name="by_source_kind", extra=extra
+        out, "docs", DOCS_SCHEMA, shard_entries, tallies, options, group_name="by_source_kind", extra=extra,
+        after=[dead_written],
     )
 
 

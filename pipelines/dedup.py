@@ -10,6 +10,8 @@ import hashlib
 
 import apache_beam as beam
 
+from pipelines.beamio import split_by_tag
+
 SOURCE_PRIORITY = {"encyclopedia": 0, "news": 1, "qa": 2, "web": 3}
 
 
@@ -26,19 +28,20 @@ def text_digest(text: str) -> bytes:
 
 
 class ExactDedup(beam.PTransform):
-    """docs -> (kept docs, dropped docs) on identical normalised text; ``exact_duplicate`` for the losers."""
+    """docs -> {"kept": docs, "dropped": docs} on identical normalised text (``exact_duplicate`` for the losers)."""
 
     def expand(self, docs):
         def pick(kv):
             _, group = kv
             ordered = sorted(group, key=survivor_key)
-            yield ordered[0]
+            yield "kept", ordered[0]
             for loser in ordered[1:]:
-                yield beam.pvalue.TaggedOutput("dropped", loser)
+                yield "dropped", loser
 
-        return (
+        picked = (
             docs
             | "KeyByText" >> beam.Map(lambda d: (text_digest(d["text"]), d))
             | "GroupByText" >> beam.GroupByKey()
-            | "PickSurvivor" >> beam.FlatMap(pick).with_outputs("dropped", main="kept")
+            | "PickSurvivor" >> beam.FlatMap(pick)
         )
+        return split_by_tag(picked, ("kept", "dropped"), "Split")
