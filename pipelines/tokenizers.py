@@ -518,36 +518,41 @@ class WordSegmenter:
             self._j = rjieba.Jieba() if words else rjieba._DEFAULT_JIEBA
             for w in words:
                 self._j.add_word(w, None, None)
-            self._tokenize = self._rjieba_tokenize
+            self._starts = self._rjieba_starts
         elif engine == "jieba":
             import jieba
 
             self._j = jieba.Tokenizer() if words else jieba.dt
             for w in words:
                 self._j.add_word(w)
-            self._tokenize = lambda text: list(self._j.tokenize(text))
+            self._starts = lambda text: np.asarray([s for _, s, _ in self._j.tokenize(text)], dtype=np.int64)
         else:
             raise UserError(f"unknown word segmenter {engine!r}; expected rjieba or jieba")
 
-    def _rjieba_tokenize(self, text: str) -> list[tuple[str, int, int]]:
-        """rjieba's words, with jieba's one difference undone: jieba's HMM step splits a non-dictionary run
-        of Latin letters, digits and ``+#&._%-`` at the symbols ("Jean-Pierre" -> "Jean" "-" "Pierre")."""
-        words = self._j.tokenize(text)
+    def _rjieba_starts(self, text: str) -> np.ndarray:
+        """Start offsets of rjieba's words, with jieba's one difference undone: jieba's HMM step splits a
+        non-dictionary run of Latin letters, digits and ``+#&._%-`` at the symbols ("Jean-Pierre" -> "Jean"
+        "-" "Pierre"); rjieba keeps it whole. Only the words holding such a symbol are looked at."""
+        words = self._j.cut(text)
+        lens = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+        starts = np.cumsum(lens) - lens
         if not _JOINERS.search(text):
-            return words
-        out = []
-        for w, a, b in words:
-            if b - a > 1 and _JOINERS.search(w) and _ASCII_RUN.fullmatch(w) and not self._j.has_word(w):
+            return starts
+        hits = [m.start() for m in _JOINERS.finditer(text)]
+        extra = []
+        for k in np.unique(np.searchsorted(starts, hits, side="right") - 1).tolist():
+            w = words[k]
+            if len(w) > 1 and _ASCII_RUN.fullmatch(w) and not self._j.has_word(w):
+                a = int(starts[k])
                 for piece in _SKIP.split(w):
                     if piece:
-                        out.append((piece, a, a + len(piece)))
+                        extra.append(a)
                         a += len(piece)
-            else:
-                out.append((w, a, b))
-        return out
+        return np.concatenate([starts, np.asarray(extra, dtype=np.int64)]) if extra else starts
 
     def cut(self, text: str) -> list[str]:
-        return [w for w, _, _ in self._tokenize(text)]
+        starts = np.flatnonzero(self.word_starts(text)).tolist()
+        return [text[a:b] for a, b in zip(starts, starts[1:])]
 
     def word_starts(self, text: str, one_word_spans: Iterable[tuple[int, int]] = ()) -> np.ndarray:
         """bool array of length ``len(text) + 1``: True where a jieba word starts (and at the end).
@@ -571,8 +576,7 @@ class WordSegmenter:
             if whole:
                 flags[a] = True
                 continue
-            starts = [s for _, s, _ in self._tokenize(text[a:b])]
-            flags[np.asarray(starts, dtype=np.int64) + a] = True
+            flags[self._starts(text[a:b] if (a, b) != (0, len(text)) else text) + a] = True
         return flags
 
 
