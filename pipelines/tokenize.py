@@ -18,11 +18,11 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 from typing import Any, Tuple
 
 import apache_beam as beam
-import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
@@ -33,6 +33,7 @@ from pipelines.tokenizers import (
     BadRow,
     DocTokens,
     Dropped,
+    TokenizerSpec,
     WordSegmenter,
     encode_with_words,
     load_tokenizer,
@@ -83,12 +84,15 @@ def _dead(source: str, row: dict, reason: str) -> dict:
 class EncodeDocFn(beam.DoFn):
     """doc row -> (group, DocTokens); tagged ``dead`` rows and accounting ``events``."""
 
-    def __init__(self, spec: str, lowercase, boundaries: bool, user_words: list[str], groups: int, source: str):
-        self.spec, self.lowercase, self.boundaries = spec, lowercase, boundaries
+    def __init__(self, spec: TokenizerSpec, boundaries: bool, user_words: list[str], groups: int, source: str):
+        self.spec, self.boundaries = spec, boundaries
         self.user_words, self.groups, self.source = user_words, groups, source
 
     def setup(self):
-        self.tok = load_tokenizer(self.spec, self.lowercase)
+        self.tok = self.spec.load()
+
+    def teardown(self):
+        shutil.rmtree(os.path.dirname(self.tok.path), ignore_errors=True)
         self.seg = WordSegmenter("rjieba", self.user_words) if self.boundaries else None
 
     def process(self, row):
@@ -119,12 +123,15 @@ def _pack_group(kv, max_seq_len: int, cls_id: int, sep_id: int):
 
 
 class EncodeKnowledgeFn(beam.DoFn):
-    def __init__(self, spec: str, lowercase, boundaries: bool, max_seq_len: int, source: str):
-        self.spec, self.lowercase, self.boundaries = spec, lowercase, boundaries
+    def __init__(self, spec: TokenizerSpec, boundaries: bool, max_seq_len: int, source: str):
+        self.spec, self.boundaries = spec, boundaries
         self.max_seq_len, self.source = max_seq_len, source
 
     def setup(self):
-        self.tok = load_tokenizer(self.spec, self.lowercase)
+        self.tok = self.spec.load()
+
+    def teardown(self):
+        shutil.rmtree(os.path.dirname(self.tok.path), ignore_errors=True)
         self.seg = WordSegmenter("rjieba") if self.boundaries else None
 
     def process(self, row):
@@ -267,7 +274,7 @@ def run(argv: list[str]) -> dict:
         "pack_groups": groups if out_kind == "pretrain" else None, "user_dict": args.user_dict,
         "relations": args.relations,
     }
-    spec = f"{tok.kind}:{tok.path}"
+    spec = TokenizerSpec(tok)
     beamio.clear_output(args.output)
     _copy_tokenizer_file(tok.path, args.output)
 
@@ -281,7 +288,7 @@ def run(argv: list[str]) -> dict:
         extra = None
         if out_kind == "pretrain":
             enc = rows | "Encode" >> beam.ParDo(
-                EncodeDocFn(spec, args.lowercase, args.boundaries, user_words, groups, args.input)
+                EncodeDocFn(spec, args.boundaries, user_words, groups, args.input)
             ).with_output_types(Tuple[int, Any]).with_outputs("dead", "events", main="docs")
             packed = (
                 enc.docs
@@ -293,7 +300,7 @@ def run(argv: list[str]) -> dict:
             group_name = "by_source_kind"
         else:
             enc = rows | "Encode" >> beam.ParDo(
-                EncodeKnowledgeFn(spec, args.lowercase, args.boundaries, args.max_seq_len, args.input)
+                EncodeKnowledgeFn(spec, args.boundaries, args.max_seq_len, args.input)
             ).with_outputs("dead", "events", main="rows")
             if relations_fixed is not None:
                 relations = p | "FixedRelations" >> beam.Create([relations_fixed])

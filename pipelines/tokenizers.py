@@ -482,6 +482,26 @@ def load_tokenizer(spec: str, lowercase: bool | None = None) -> BaseTokenizer:
     return SpmTokenizer(path, lowercase) if kind == "spm" else WordPieceTokenizer(path, lowercase)
 
 
+class TokenizerSpec:
+    """A picklable tokenizer: the file's bytes travel with it, so workers on any runner (Dataflow
+    included) load the same tokenizer without reaching the launcher's disk."""
+
+    def __init__(self, tok: BaseTokenizer):
+        self.kind, self.name, self.lowercase = tok.kind, os.path.basename(tok.path), tok.lowercase
+        with open(tok.path, "rb") as fh:
+            self.data = fh.read()
+
+    def load(self) -> BaseTokenizer:
+        import tempfile
+
+        directory = tempfile.mkdtemp(prefix="knowmix-tok-")
+        path = os.path.join(directory, self.name)
+        with open(path, "wb") as fh:
+            fh.write(self.data)
+        cls = SpmTokenizer if self.kind == "spm" else WordPieceTokenizer
+        return cls(path, self.lowercase)
+
+
 def check_tokenizer(manifest_tokenizer: dict | None, tokenizer_info: dict, where: str = "manifest.json") -> None:
     """Refuse shards tokenised with another tokenizer than the model's (sha256 and vocab size must agree)."""
     if not manifest_tokenizer:
