@@ -90,10 +90,10 @@ class EncodeDocFn(beam.DoFn):
 
     def setup(self):
         self.tok = self.spec.load()
+        self.seg = WordSegmenter("rjieba", self.user_words) if self.boundaries else None
 
     def teardown(self):
         shutil.rmtree(os.path.dirname(self.tok.path), ignore_errors=True)
-        self.seg = WordSegmenter("rjieba", self.user_words) if self.boundaries else None
 
     def process(self, row):
         kind = row.get("source_kind") or ""
@@ -129,10 +129,10 @@ class EncodeKnowledgeFn(beam.DoFn):
 
     def setup(self):
         self.tok = self.spec.load()
+        self.seg = WordSegmenter("rjieba") if self.boundaries else None
 
     def teardown(self):
         shutil.rmtree(os.path.dirname(self.tok.path), ignore_errors=True)
-        self.seg = WordSegmenter("rjieba") if self.boundaries else None
 
     def process(self, row):
         task = row.get("task") or ""
