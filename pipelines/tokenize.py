@@ -103,7 +103,12 @@ class EncodeDocFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput("events", ("dead_letter", None, kind))
             yield beam.pvalue.TaggedOutput("dead", _dead(self.source, row, "missing_id_or_text"))
             return
-        w = encode_with_words(self.tok, self.seg, text) if text.strip() else None
+        try:
+            w = encode_with_words(self.tok, self.seg, text) if text.strip() else None
+        except Exception as exc:  # a record the tokenizer cannot take is a dead letter, never a failed job
+            yield beam.pvalue.TaggedOutput("events", ("dead_letter", None, kind))
+            yield beam.pvalue.TaggedOutput("dead", _dead(self.source, row, f"tokenize_error: {type(exc).__name__}: {exc}"[:200]))
+            return
         if w is None or len(w.enc) == 0:
             yield beam.pvalue.TaggedOutput("events", ("dropped", "no_tokens", kind))
             return
@@ -149,6 +154,10 @@ class EncodeKnowledgeFn(beam.DoFn):
             return
         except Dropped as exc:
             yield beam.pvalue.TaggedOutput("events", ("dropped", exc.reason, task))
+            return
+        except Exception as exc:  # malformed in a way the checks did not foresee: a dead letter
+            yield beam.pvalue.TaggedOutput("events", ("dead_letter", None, task))
+            yield beam.pvalue.TaggedOutput("dead", _dead(self.source, row, f"tokenize_error: {type(exc).__name__}: {exc}"[:200]))
             return
         yield out
 

@@ -183,3 +183,19 @@ def test_user_errors(work, tmp_path):
     with pytest.raises(UserError, match="max-seq-len"):
         tokenize_main(["--input", str(work["dir"] / "docs"), "--output", str(tmp_path / "o"),
                        "--tokenizer", work["specs"]["spm"], "--max-seq-len", "4"])
+
+
+def test_user_dict_makes_one_word(work, tmp_path):
+    user = tmp_path / "user.txt"
+    user.write_text("中共中央总书记 10 nt\n", encoding="utf-8")
+    out = run_tok(work, "wordpiece", "docs", "pre-user", "--max-seq-len", "512", "--user-dict", str(user))
+    tok = load_tokenizer(work["specs"]["wordpiece"])
+    target = tok.encode("中共中央总书记").ids.tolist()
+    found = 0
+    for r in open_shard_dir(out).read_all().to_pylist():
+        ids, ws = r["input_ids"], r["word_start"]
+        for k in range(len(ids) - len(target) + 1):
+            if ids[k : k + len(target)] == target and ws[k]:
+                assert not any(ws[k + 1 : k + len(target)])
+                found += 1
+    assert found > 0
