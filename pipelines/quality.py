@@ -217,16 +217,15 @@ FLAGGED_WORDS: tuple[str, ...] = _load_flagged()
 _FLAGGED_RE = re.compile("|".join(map(re.escape, FLAGGED_WORDS))) if FLAGGED_WORDS else None
 
 
-class _Doc:
+class Doc:
     """The text plus lazily computed pieces shared by several rules."""
 
-    __slots__ = ("text", "_nonspace", "_lines", "_word", "_codes", "_cache")
+    __slots__ = ("text", "_nonspace", "_lines", "_codes", "_cache")
 
     def __init__(self, text: str):
         self.text = text
         self._nonspace = None
         self._lines = None
-        self._word = None
         self._codes = None
         self._cache: dict[str, float] = {}
 
@@ -256,33 +255,33 @@ def _ratio(n: float, d: float) -> float:
     return n / d if d else 0.0
 
 
-def _sig_n_chars(doc: _Doc) -> float:
+def _sig_n_chars(doc: Doc) -> float:
     return float(len(doc.text))
 
 
-def _sig_cjk_ratio(doc: _Doc) -> float:
+def _sig_cjk_ratio(doc: Doc) -> float:
     text = doc.text
     return _ratio(len(text) - len(_HAN_RUN_RE.sub("", text)), doc.nonspace)
 
 
-def _sig_symbol_ratio(doc: _Doc) -> float:
+def _sig_symbol_ratio(doc: Doc) -> float:
     _, n = _SYMBOL_RE.subn("", doc.text)
     return _ratio(n, doc.nonspace)
 
 
-def _sig_digit_ratio(doc: _Doc) -> float:
+def _sig_digit_ratio(doc: Doc) -> float:
     _, n = _DIGIT_RE.subn("", doc.text)
     return _ratio(n, doc.nonspace)
 
 
-def _sig_url_ratio(doc: _Doc) -> float:
+def _sig_url_ratio(doc: Doc) -> float:
     text = doc.text
     if "://" not in text and "www." not in text.lower():
         return 0.0
     return _ratio(sum(m.end() - m.start() for m in _URL_RE.finditer(text)), doc.nonspace)
 
 
-def _sig_flagged_ratio(doc: _Doc) -> float:
+def _sig_flagged_ratio(doc: Doc) -> float:
     if _FLAGGED_RE is None:
         return 0.0
     return _ratio(sum(m.end() - m.start() for m in _FLAGGED_RE.finditer(doc.text)), doc.nonspace)
@@ -302,12 +301,12 @@ def _is_terminal(line: str) -> bool:
     return False
 
 
-def _sig_terminal_punct(doc: _Doc) -> float:
+def _sig_terminal_punct(doc: Doc) -> float:
     lines = doc.lines
     return _ratio(sum(map(_is_terminal, lines)), len(lines))
 
 
-def _sig_short_lines(doc: _Doc, limit: int) -> float:
+def _sig_short_lines(doc: Doc, limit: int) -> float:
     lines = doc.lines
     return _ratio(sum(1 for ln in lines if len(ln) < limit), len(lines))
 
@@ -324,13 +323,13 @@ def _dup_fracs(items: list[str]) -> tuple[float, float]:
     return (len(items) - len(counts)) / len(items), _ratio(dup_chars, sum(map(len, items)))
 
 
-def _sig_dup_lines(doc: _Doc) -> tuple[float, float]:
+def _sig_dup_lines(doc: Doc) -> tuple[float, float]:
     if "dup_lines" not in doc._cache:
         doc._cache["dup_lines"] = _dup_fracs(doc.lines)
     return doc._cache["dup_lines"]
 
 
-def _sig_dup_paras(doc: _Doc) -> tuple[float, float]:
+def _sig_dup_paras(doc: Doc) -> tuple[float, float]:
     if "dup_paras" not in doc._cache:
         text = doc.text
         if "\n\n" not in text and "\n \n" not in text:
@@ -341,7 +340,7 @@ def _sig_dup_paras(doc: _Doc) -> tuple[float, float]:
     return doc._cache["dup_paras"]
 
 
-def _sig_repetition(doc: _Doc) -> float:
+def _sig_repetition(doc: Doc) -> float:
     return _ratio(sum(m.end() - m.start() for m in _REPEAT_RE.finditer(doc.text)), doc.nonspace)
 
 
@@ -350,7 +349,7 @@ _N_OF_SEG = np.array(_ALL_NS, dtype=np.int64)
 _FIRST_DUP_SEG = 1 + len(TOP_NGRAM_NS)
 
 
-def _ngram_stats(doc: _Doc) -> dict[str, float]:
+def _ngram_stats(doc: Doc) -> dict[str, float]:
     """Character n-gram statistics over the word characters, all from one sort:
 
     - ``top_{n}gram`` (n=2..4): share of characters in the most frequent n-gram (count * n / chars);
@@ -407,7 +406,7 @@ def _ngram_stats(doc: _Doc) -> dict[str, float]:
     # top n-grams: the largest run per segment
     for i, n in enumerate(TOP_NGRAM_NS, start=1):
         if i < len(lens):
-            stats[f"top_{n}gram"] = int(sizes[gseg == i].max()) * n / total
+            stats[f"top_{n}gram"] = min(1.0, int(sizes[gseg == i].max()) * n / total)  # overlaps can pass 1
     # duplicate n-grams: characters covered by repeats, per segment, via a +1/-1 difference array
     if len(lens) > _FIRST_DUP_SEG:
         rep = idx[~first]
@@ -425,7 +424,7 @@ def _ngram_stats(doc: _Doc) -> dict[str, float]:
     return stats
 
 
-def _sig_entropy(doc: _Doc) -> float:
+def _sig_entropy(doc: Doc) -> float:
     """Shannon entropy (bits per character) of the word-character distribution."""
     return _ngram_stats(doc)["entropy"]
 
@@ -434,7 +433,7 @@ def _sig_entropy(doc: _Doc) -> float:
 # Each rule: (doc, rules) -> reason | None.
 
 
-def rule_length(doc: _Doc, rules: Mapping) -> str | None:
+def rule_length(doc: Doc, rules: Mapping) -> str | None:
     n = len(doc.text)
     if n < rules["min_chars"]:
         return "too_short"
@@ -443,13 +442,13 @@ def rule_length(doc: _Doc, rules: Mapping) -> str | None:
     return None
 
 
-def rule_cjk_ratio(doc: _Doc, rules: Mapping) -> str | None:
+def rule_cjk_ratio(doc: Doc, rules: Mapping) -> str | None:
     lim = rules["min_cjk_ratio"]
     return "cjk_ratio" if lim > 0 and _sig_cjk_ratio(doc) < lim else None
 
 
-def _max_rule(reason: str, key: str, signal: Callable[[_Doc], float]) -> Callable[[_Doc, Mapping], str | None]:
-    def rule(doc: _Doc, rules: Mapping) -> str | None:
+def _max_rule(reason: str, key: str, signal: Callable[[Doc], float]) -> Callable[[Doc, Mapping], str | None]:
+    def rule(doc: Doc, rules: Mapping) -> str | None:
         lim = rules[key]
         return reason if lim < 1 and signal(doc) > lim else None
 
@@ -465,31 +464,31 @@ rule_flagged_words = _max_rule("flagged_words", "max_flagged_ratio", _sig_flagge
 rule_repetition = _max_rule("repetition", "max_repetition", _sig_repetition)
 
 
-def rule_terminal_punct(doc: _Doc, rules: Mapping) -> str | None:
+def rule_terminal_punct(doc: Doc, rules: Mapping) -> str | None:
     lim = rules["min_terminal_punct_lines"]
     return "terminal_punct" if lim > 0 and _sig_terminal_punct(doc) < lim else None
 
 
-def rule_short_lines(doc: _Doc, rules: Mapping) -> str | None:
+def rule_short_lines(doc: Doc, rules: Mapping) -> str | None:
     lim = rules["max_short_lines"]
     return "short_lines" if lim < 1 and _sig_short_lines(doc, rules["short_line_chars"]) > lim else None
 
 
-def rule_dup_lines(doc: _Doc, rules: Mapping) -> str | None:
+def rule_dup_lines(doc: Doc, rules: Mapping) -> str | None:
     frac, char_frac = _sig_dup_lines(doc)
     if frac > rules["max_dup_line_frac"] or char_frac > rules["max_dup_line_char_frac"]:
         return "dup_lines"
     return None
 
 
-def rule_dup_paragraphs(doc: _Doc, rules: Mapping) -> str | None:
+def rule_dup_paragraphs(doc: Doc, rules: Mapping) -> str | None:
     frac, char_frac = _sig_dup_paras(doc)
     if frac > rules["max_dup_para_frac"] or char_frac > rules["max_dup_para_char_frac"]:
         return "dup_paragraphs"
     return None
 
 
-def rule_top_ngram(doc: _Doc, rules: Mapping) -> str | None:
+def rule_top_ngram(doc: Doc, rules: Mapping) -> str | None:
     if len(doc.codes) < rules["min_ngram_chars"]:
         return None
     stats = _ngram_stats(doc)
@@ -499,7 +498,7 @@ def rule_top_ngram(doc: _Doc, rules: Mapping) -> str | None:
     return None
 
 
-def rule_dup_ngram(doc: _Doc, rules: Mapping) -> str | None:
+def rule_dup_ngram(doc: Doc, rules: Mapping) -> str | None:
     if len(doc.codes) < rules["min_ngram_chars"]:
         return None
     stats = _ngram_stats(doc)
@@ -509,12 +508,12 @@ def rule_dup_ngram(doc: _Doc, rules: Mapping) -> str | None:
     return None
 
 
-def rule_entropy(doc: _Doc, rules: Mapping) -> str | None:
+def rule_entropy(doc: Doc, rules: Mapping) -> str | None:
     lim = rules["min_entropy"]
     return "entropy" if lim > 0 and _sig_entropy(doc) < lim else None
 
 
-RULES: tuple[Callable[[_Doc, Mapping], str | None], ...] = (
+RULES: tuple[Callable[[Doc, Mapping], str | None], ...] = (
     rule_length,
     rule_cjk_ratio,
     rule_symbol_ratio,
@@ -534,7 +533,7 @@ RULES: tuple[Callable[[_Doc, Mapping], str | None], ...] = (
 
 def check_quality(text: str, rules: Mapping) -> str | None:
     """None (keep) or the reason of the first failing rule (in ``REASONS`` order)."""
-    doc = _Doc(text)
+    doc = Doc(text)
     for rule in RULES:
         reason = rule(doc, rules)
         if reason is not None:
@@ -544,7 +543,7 @@ def check_quality(text: str, rules: Mapping) -> str | None:
 
 def quality_signals(text: str, short_line_chars: int = _STRICT["short_line_chars"]) -> dict[str, float]:
     """Every measured value the rules compare against (for stats and debugging)."""
-    doc = _Doc(text)
+    doc = Doc(text)
     dup_l, dup_lc = _sig_dup_lines(doc)
     dup_p, dup_pc = _sig_dup_paras(doc)
     out = {
