@@ -197,10 +197,7 @@ _CLOSERS = "”’\"'」』）)》〉】]"
 _TRAILING_PAREN_RE = re.compile(r"[（(][^（()）]*[）)]$")
 _PARA_SPLIT_RE = re.compile(r"\n\s*\n")
 
-_HASH_MUL = np.uint64(0x100000001B3)
-_MIX = np.uint64(0xBF58476D1CE4E5B9)
-_S31 = np.uint64(31)
-_S29 = np.uint64(29)
+_HASH_MUL = np.uint64(0x9E3779B97F4A7C15)  # odd, with well-spread bits: the low bits of the hash stay random
 
 
 def _load_flagged() -> tuple[str, ...]:
@@ -358,8 +355,8 @@ def _ngram_stats(doc: Doc) -> dict[str, float]:
     - ``entropy``: Shannon entropy (bits) of the character (n=1) distribution.
 
     The n-grams of every n sit in one array, segment after segment; each becomes a 64-bit key
-    ``hash | index`` (a mixed polynomial hash of its code points in the high bits, its index in the array
-    in the low bits), so after one ``np.sort`` equal n-grams are adjacent and the first of each run is
+    ``hash | index`` (the low bits of a polynomial hash of its code points, shifted up; its index in the
+    array in the low bits), so after one ``np.sort`` equal n-grams are adjacent and the first of each run is
     the first occurrence. Hash collisions (about n_keys**2 / 2**(65 - index bits)) are negligible."""
     cached = doc._cache.get("ngrams")
     if cached is not None:
@@ -376,7 +373,7 @@ def _ngram_stats(doc: Doc) -> dict[str, float]:
     n_keys = sum(lens)
     offsets = np.cumsum([0] + lens)  # segment i occupies [offsets[i], offsets[i+1]) of the key array
     buf = np.empty(n_keys, dtype=np.uint64)
-    buf[:total] = codes
+    np.multiply(codes, _HASH_MUL, out=buf[:total])
     h = buf[:total]
     for i in range(1, len(lens)):
         n, m = _ALL_NS[i], lens[i]
@@ -385,11 +382,7 @@ def _ngram_stats(doc: Doc) -> dict[str, float]:
         dst += codes[n - 1 :]
         h = dst
     idx_bits = np.uint64(int(n_keys).bit_length())
-    buf ^= buf >> _S31  # a bijection that spreads every code point into the high bits
-    buf *= _MIX
-    buf ^= buf >> _S29
-    buf >>= idx_bits
-    buf <<= idx_bits
+    buf <<= idx_bits  # the hash keeps its low 64 - idx_bits bits
     buf |= np.arange(n_keys, dtype=np.uint64)  # low bits: the key's own index (segment and position)
     keys = np.sort(buf)
     idx = (keys & ((np.uint64(1) << idx_bits) - np.uint64(1))).astype(np.int64)
@@ -402,7 +395,7 @@ def _ngram_stats(doc: Doc) -> dict[str, float]:
     gseg = np.searchsorted(offsets, idx[starts], side="right") - 1
     # entropy of the characters (segment 0)
     p = sizes[gseg == 0] / total
-    stats["entropy"] = float(-(p * np.log2(p)).sum())
+    stats["entropy"] = max(0.0, float(-(p * np.log2(p)).sum()))
     # top n-grams: the largest run per segment
     for i, n in enumerate(TOP_NGRAM_NS, start=1):
         if i < len(lens):
