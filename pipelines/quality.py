@@ -10,7 +10,10 @@ ChineseWebText and MAP-NEO:
   are recalibrated for characters on the fixture corpora).
 - Line rules (terminal punctuation, short lines) count Chinese terminal punctuation (``。！？…`` and closing
   quotes/brackets after them) and use a short-line length in characters, not words.
-- Ratios are over non-white-space characters.
+- Ratios are over non-white-space characters (space, tab, newline: what the normaliser leaves); character
+  entropy is over the word characters.
+- Short texts: the n-gram rules only apply from ``min_ngram_chars`` word characters on (below that one
+  repeated name already makes a large share).
 
 ``check_quality`` returns the reason of the first failing rule, in ``REASONS`` order (cheap rules first);
 ``quality_signals`` returns every measured value. Thresholds live in ``DEFAULT_RULES`` per source kind
@@ -346,7 +349,8 @@ def _ngram_stats(doc: Doc) -> dict[str, float]:
 
     - ``top_{n}gram`` (n=2..4): share of characters in the most frequent n-gram (count * n / chars);
     - ``dup_{n}gram`` (n=5..10): share of characters covered by the repeated occurrences (all but the
-      first) of n-grams (Gopher's greedy find_all_duplicate, vectorised);
+      first) of n-grams: the union of their characters, which is what Gopher's greedy
+      find_all_duplicate approximates with its skip-ahead loop;
     - ``entropy``: Shannon entropy (bits) of the character (n=1) distribution.
 
     The n-grams of every n sit in one array, segment after segment; each becomes a 64-bit key
