@@ -121,7 +121,7 @@ def _later_stages(out: str, train_steps: int):
         )
     if have("pipelines.spm_train") and have("pipelines.tokenize"):
         spm = os.path.join(out, "tok", "spm")
-        yield ("spm-train", ["spm-train", "--docs", docs, "--vocab-size", "2000", "--output", spm], spm + ".model")
+        yield ("spm-train", ["spm-train", "--docs", docs, "--vocab-size", "8000", "--output", spm], spm + ".model")
         yield (
             "tokenize",
             ["tokenize", "--input", docs, "--tokenizer", f"spm:{spm}.model", "--max-seq-len", "128",
