@@ -26,7 +26,7 @@ def test_sigterm_checkpoints_and_resumes(tmp_path):
     metrics = out / "metrics.jsonl"
     deadline = time.monotonic() + 300  # generous: a wait for progress, not a timing assertion
     while time.monotonic() < deadline and proc.poll() is None:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 7:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
             break
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()
@@ -37,7 +37,7 @@ def test_sigterm_checkpoints_and_resumes(tmp_path):
     names = sorted(os.listdir(out / "checkpoints"))
     assert len(names) == 2 and all(n.startswith("step-") for n in names), names  # keep = 2, no .tmp-*
     last = int(names[-1].split("-")[1])
-    assert last >= 7 and (out / "checkpoints" / names[-1] / "COMPLETE").exists()
+    assert last >= 3 and (out / "checkpoints" / names[-1] / "COMPLETE").exists()
 
     args = tiny_overrides(pre, ktok, str(out), **{"train.max_steps": last + 2, "checkpoint.interval": 2,
                                                   "checkpoint.keep": 2})
