@@ -225,8 +225,9 @@ def _pad(rows, pad: int, dtype=torch.long) -> torch.Tensor:
 def _finish(ids: list[np.ndarray], types: list[list[int]] | None, pad: int) -> dict[str, torch.Tensor]:
     input_ids = _pad(ids, pad)
     lengths = torch.tensor([len(x) for x in ids])
-    attention_mask = torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+    batch = {"input_ids": input_ids}
+    if int(lengths.min()) < input_ids.shape[1]:  # only padded batches carry a mask (none: flash attention)
+        batch["attention_mask"] = torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]
     batch["token_type_ids"] = _pad(types, 0) if types is not None else torch.zeros_like(input_ids)
     batch["n_tokens"] = torch.tensor(int(lengths.sum()))
     return batch

@@ -180,8 +180,9 @@ class BertEncoder(nn.Module):
     def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> torch.Tensor:
         x = self.embeddings(input_ids, token_type_ids)
         attn_mask = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            # boolean (B, 1, 1, S): True = attend; padded keys are excluded
+        if attention_mask is not None:
+            # boolean (B, 1, 1, S): True = attend; padded keys are excluded. Callers leave the mask out when
+            # nothing is padded (the data path does), so SDPA may use its flash kernel; no device sync here.
             attn_mask = attention_mask.bool()[:, None, None, :]
         return self.encoder(x, attn_mask)
 

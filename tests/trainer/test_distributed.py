@@ -26,7 +26,9 @@ def result(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     with open(root / "result.json") as fh:
-        return json.load(fh)
+        out = json.load(fh)
+    out["root"] = str(root)
+    return out
 
 
 @pytest.mark.parametrize("name", ["zero3", "zero2", "zero3_fp16", "zero0"])
@@ -60,3 +62,13 @@ def test_fp16_scaler_on_fsdp(result):
 
 def test_zero2_bf16_and_ddp_logged(result):
     assert len(result["zero2"]["metrics"]) == 4 and len(result["zero0"]["metrics"]) == 2
+
+
+def test_export_from_fsdp_checkpoint(result, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from trainer.export import export_run
+
+    path, written = export_run(os.path.join(result["root"], "zero3"), str(tmp_path / "hf"))
+    assert path.endswith("step-0000004") and "model.safetensors" in written
+    model, info = transformers.BertForMaskedLM.from_pretrained(str(tmp_path / "hf"), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
