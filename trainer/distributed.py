@@ -99,6 +99,21 @@ def wrap(model: nn.Module, zero: int, precision: str, activation_checkpointing: 
     return model
 
 
+def grad_sync(model: nn.Module, zero: int, last: bool):
+    """Context for one backward of a step: gradients are reduced on every backward under ZeRO-3 (sharded
+    gradients keep memory low), only on the step's last backward under ZeRO-2 and DDP (fewer collectives)."""
+    if last or zero == 3:
+        if is_fsdp(model):
+            model.set_requires_gradient_sync(True)
+        return contextlib.nullcontext()
+    if is_fsdp(model):
+        model.set_requires_gradient_sync(False)
+        return contextlib.nullcontext()
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        return model.no_sync()
+    return contextlib.nullcontext()
+
+
 def is_fsdp(model: nn.Module) -> bool:
     return bool(getattr(model, "_knowmix_fsdp", False))
 

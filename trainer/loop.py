@@ -255,11 +255,12 @@ def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dic
     while step < t.max_steps:
         batches, sampler_state = feed.get(step)
         scales, _ = data.scales(batches, info)
-        for b in batches:
+        for i, b in enumerate(batches):
             win_tokens += int(b["n_tokens"])
-            with D.autocast(model, t.precision, info.device):
-                loss, stats = model(to_device(b, info.device), scales)
-            scaler.scale(loss).backward() if scaler.is_enabled() else loss.backward()
+            with D.grad_sync(model, t.zero, last=i == len(batches) - 1):
+                with D.autocast(model, t.precision, info.device):
+                    loss, stats = model(to_device(b, info.device), scales)
+                scaler.scale(loss).backward() if scaler.is_enabled() else loss.backward()
             window += stats.double()
         if step in inf_steps:
             with torch.no_grad():

@@ -5,7 +5,7 @@ One launch checks, to pay process start-up once:
 2. resume of that run from its step-2 checkpoint (sharded DCP load on 2 ranks) -> same losses for steps 3-4;
 3. ZeRO-2 (FSDP2, no reshard), bf16 MixedPrecisionPolicy, activation checkpointing, grad_accum 2;
 4. ZeRO-3 fp16 with an inf injected into one rank's gradient shard: both ranks skip the same step;
-5. ZeRO-0 (DDP);
+5. ZeRO-0 (DDP) and 6. ZeRO-2 fp32, whose losses must match ZeRO-3's (same data, same math);
 each: finite losses, every head's loss present, parameters all-gathered on both ranks identical.
 """
 
@@ -79,6 +79,7 @@ def main():
         **{"train.zero": 3, "train.precision": '"fp16"'})
     os.environ.pop("KNOWMIX_DEBUG_INF_STEPS")
     run("zero0", root, pre, ktok, result, **{**common, "train.max_steps": 2}, **{"train.zero": 0})
+    run("zero2_fp32", root, pre, ktok, result, **{**common, "train.max_steps": 2}, **{"train.zero": 2})
     if rank == 0:
         with open(os.path.join(root, "result.json"), "w") as fh:
             json.dump(result, fh)

@@ -31,7 +31,7 @@ def result(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("name", ["zero3", "zero2", "zero3_fp16", "zero0"])
+@pytest.mark.parametrize("name", ["zero3", "zero2", "zero3_fp16", "zero0", "zero2_fp32"])
 def test_runs_and_ranks_agree(result, name):
     r = result[name]
     assert r["digests"][0] == r["digests"][1]  # full parameters gathered on each rank are identical
@@ -40,6 +40,15 @@ def test_runs_and_ranks_agree(result, name):
         assert math.isfinite(m["loss"])
         for key in HEADS:  # every head's loss present every logged step
             assert m[key] is not None and math.isfinite(m[key]), (name, key, m)
+
+
+@pytest.mark.parametrize("name", ["zero0", "zero2_fp32"])
+def test_ddp_and_zero2_match_zero3(result, name):
+    """Gradient reduction once per step (DDP no_sync / FSDP2 set_requires_gradient_sync) vs every backward."""
+    ref = {m["step"]: m for m in result["zero3"]["metrics"]}
+    for m in result[name]["metrics"]:
+        for key in ("loss", *HEADS, "grad_norm"):
+            assert m[key] == pytest.approx(ref[m["step"]][key], rel=1e-5), (name, m["step"], key)
 
 
 def test_zero3_resume_matches(result):
