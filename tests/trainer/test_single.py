@@ -208,3 +208,57 @@ def test_fp16_stops_after_many_skipped(tmp_path, shards, monkeypatch, capsys):
                                                                "train.max_skipped_steps": 3})
     assert train_main(["", *args]) == 1
     assert "3 fp16 steps in a row overflowed" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ data, export bits
+
+
+@pytest.mark.parametrize("n_shards", [4, 1])
+def test_ranks_read_disjoint_rows(tmp_path, n_shards):
+    from knowmix.manifest import open_shard_dir
+    from trainer.data import ShardSet, Stream
+
+    pre, _ = make_shards(str(tmp_path), n_pretrain=40, n_shards=n_shards, knowledge=False)
+    sd = open_shard_dir(pre, kind="pretrain")
+    seen = []
+    for rank in (0, 1):
+        s = ShardSet(sd, rank, 2)
+        stream = Stream(s, s.local, seed=0, stream_id=0, rank=rank)
+        seen.append(set(stream.take(len(stream))))
+        assert stream.epoch == 1 and stream.cursor == 0
+    assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 40
+
+
+def test_stream_state_round_trip(tmp_path):
+    from knowmix.manifest import open_shard_dir
+    from trainer.data import ShardSet, Stream
+
+    pre, _ = make_shards(str(tmp_path), n_pretrain=20, knowledge=False)
+    s = ShardSet(open_shard_dir(pre, kind="pretrain"), 0, 1)
+    a = Stream(s, s.local, 3, 0, 0)
+    a.take(17)
+    state = a.state_dict()
+    expected = a.take(9)  # crosses into epoch 1
+    b = Stream(s, s.local, 3, 0, 0)
+    b.load_state_dict(state)
+    assert b.take(9) == expected
+
+
+def test_task_weight_zero_leaves_task_out(tmp_path, shards):
+    pre, ktok = shards
+    out = tmp_path / "run"
+    assert train_main(["", *tiny_overrides(pre, ktok, str(out), **{"train.max_steps": 2, "tasks.relation": 0})]) == 0
+    for m in read_metrics(str(out)):
+        assert m["loss/relation"] is None and m["loss/substitution"] is not None
+
+
+def test_spm_tokenizer_export(tmp_path):
+    from trainer.export import write_tokenizer
+
+    model = tmp_path / "zh.model"
+    model.write_bytes(b"\x0a\x03spm")
+    tok = {"kind": "spm", "file": "zh.model", "sha256": "x", "vocab_size": 9, "special_ids": {}, "lowercase": False}
+    out = tmp_path / "out"
+    out.mkdir()
+    assert write_tokenizer(str(out), tok, str(model), 512) == ["zh.model", "knowmix_tokenizer.json"]
+    assert (out / "zh.model").read_bytes() == model.read_bytes()
