@@ -215,6 +215,7 @@ class SampleFn(beam.DoFn):
                                 lambda h, t: rel_map.get((h, t), ()), self.tasks, sampler, self.seed)
         yield beam.pvalue.TaggedOutput("fate", (sid, sentence_outcomes(mentions, sent["ambiguous_dropped"], rows, self.tasks)))
         for row in rows:
+            beam.metrics.Metrics.counter("knowmix", f"samples_{row['task']}").inc()
             if is_na(row):
                 yield beam.pvalue.TaggedOutput("na", row)
             else:
@@ -304,7 +305,13 @@ def make_finalize(tasks, na_ratio: float):
             elif task == "triple_mask":
                 entry["per_relation"] = entry["labels"]
             knowledge["tasks"][task] = entry
-        manifest["knowledge"] = knowledge
+        manifest["knowledge_stats"] = knowledge
+        # the keys `knowmix stats` shows for a knowledge manifest
+        tk = knowledge["tasks"]
+        manifest["na_ratio"] = tk["relation"]["na_ratio"] if "relation" in tk else None
+        manifest["label_distribution"] = {t: v["labels"] for t, v in tk.items()}
+        manifest["per_relation"] = {t: v["per_relation"] for t, v in tk.items() if "per_relation" in v}
+        manifest["per_type"] = {t: v["per_type"] for t, v in tk.items()}
         return manifest
 
     return finalize

@@ -72,8 +72,8 @@ def test_every_row_keeps_its_invariants(setup, result):
     rel = by_task["relation"]
     na = sum(1 for r in rel if r["relations"] == [NA])
     assert 0 < na <= NA_RATIO * len(rel)
-    assert manifest["knowledge"]["tasks"]["relation"]["na_ratio"] <= NA_RATIO
-    assert manifest["knowledge"]["tasks"]["relation"]["na_sampled_out"] > 0
+    assert manifest["knowledge_stats"]["tasks"]["relation"]["na_ratio"] <= NA_RATIO
+    assert manifest["knowledge_stats"]["tasks"]["relation"]["na_sampled_out"] > 0
     assert len({r["id"] for r in rows}) == len(rows)
 
 
@@ -92,8 +92,10 @@ def test_counts_invariant_overall_and_per_task(result):
     assert c["samples"]["total"] == len(rows) == sum(s["rows"] for s in manifest["shards"])
     for task in ("relation", "substitution", "triple_mask"):
         assert c["samples"][task] == sum(1 for r in rows if r["task"] == task)
-        assert manifest["knowledge"]["tasks"][task]["samples"] == c["samples"][task]
-    k = manifest["knowledge"]
+        assert manifest["knowledge_stats"]["tasks"][task]["samples"] == c["samples"][task]
+    assert manifest["na_ratio"] <= NA_RATIO and manifest["label_distribution"]["relation"][NA] > 0
+    assert manifest["per_relation"]["triple_mask"] and manifest["per_type"]["substitution"]
+    k = manifest["knowledge_stats"]
     assert k["tasks"]["relation"]["per_relation"] and k["tasks"]["triple_mask"]["per_relation"]
     assert k["tasks"]["substitution"]["labels"]["replaced"] > 0
     assert k["linking"]["sentences"] + c["dropped"].get("too_long", 0) == c["input"]
@@ -104,7 +106,7 @@ def test_counts_invariant_overall_and_per_task(result):
 def test_two_runs_give_identical_shards(setup):
     a, b = (open_shard_dir(o, kind="knowledge").manifest for o in setup["outs"])
     assert [(s["path"], s["sha256"]) for s in a["shards"]] == [(s["path"], s["sha256"]) for s in b["shards"]]
-    assert a["counts"] == b["counts"] and a["knowledge"] == b["knowledge"]
+    assert a["counts"] == b["counts"] and a["knowledge_stats"] == b["knowledge_stats"]
 
 
 def test_opennre_export(setup, result, tmp_path):
