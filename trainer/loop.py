@@ -204,6 +204,9 @@ def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dic
     torch.manual_seed(t.seed * 1000003 + info.rank)  # dropout streams differ per rank
 
     ckpt_root = os.path.join(t.output_dir, "checkpoints")
+    if not resume and ckpt.latest(ckpt_root):
+        raise UserError(f"{ckpt_root}: holds checkpoints of an earlier run; pass --resume to continue it"
+                        " or choose another train.output_dir")
     if main:
         write_run_info(cfg, enc, tok, relations, info)
     D.barrier(info)
@@ -218,6 +221,9 @@ def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dic
         elif main:
             log(f"--resume: no complete checkpoint under {ckpt_root}; starting at step 0")
     start_step = state.step
+    metrics_path = os.path.join(t.output_dir, "metrics.jsonl")
+    if main:
+        trim_metrics(metrics_path, start_step)
 
     params = [p for p in model.parameters() if p.requires_grad]
     peak = peak_flops(cfg, info.device) * info.world
@@ -237,9 +243,9 @@ def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dic
     if main and t.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=t.max_steps, initial=start_step, desc="train", dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(total=t.max_steps, initial=start_step, desc="train", dynamic_ncols=True, file=sys.stderr,
+                   mininterval=1.0)
 
-    metrics_path = os.path.join(t.output_dir, "metrics.jsonl")
     window = torch.zeros(len(TASKS) * 3, dtype=torch.float64, device=info.device)
     win_tokens, win_norm, win_steps, win_start = 0, 0.0, 0, time.perf_counter()
     run_start = time.perf_counter()
@@ -358,6 +364,23 @@ def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dic
         raise TrainingStopped(f"stopped at step {step}: {stop_reason} (loss scale {scaler.get_scale():g});"
                               f" last checkpoint {summary['checkpoint']}")
     return summary
+
+
+def trim_metrics(path: str, start_step: int) -> None:
+    """Keep only the lines of steps <= start_step (a fresh run starts an empty file; a resumed run drops the
+    lines logged after its checkpoint, which it is about to log again)."""
+    if not os.path.exists(path):
+        return
+    keep = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                if json.loads(line)["step"] <= start_step:
+                    keep.append(line)
+            except (ValueError, KeyError):
+                continue
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.writelines(keep)
 
 
 def t_clip(cfg: Config) -> float:

@@ -262,3 +262,12 @@ def test_spm_tokenizer_export(tmp_path):
     out.mkdir()
     assert write_tokenizer(str(out), tok, str(model), 512) == ["zh.model", "knowmix_tokenizer.json"]
     assert (out / "zh.model").read_bytes() == model.read_bytes()
+
+
+def test_fresh_run_refuses_existing_checkpoints(tmp_path, shards, capsys):
+    pre, ktok = shards
+    args = tiny_overrides(pre, ktok, str(tmp_path / "run"), **{"train.max_steps": 1})
+    assert train_main(["", *args]) == 0
+    assert train_main(["", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--resume" in err
