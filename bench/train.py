@@ -304,7 +304,7 @@ def bench_paths(args, device, tmp) -> list[dict]:
         zero = {}
         for z in (2, 3):
             zero[z] = run_trainer(args, pre, ktok, os.path.join(tmp, f"zero{z}"), device, **{"train.zero": z})
-            print(f"  ZeRO-{z} (FSDP2, 1 GPU) {zero[z]['tokens_per_s']:12,.0f} tokens/s  MFU {zero[z]['mfu']:6.1%}",
+            print(f"  ZeRO-{z} (FSDP2, 1 device) {zero[z]['tokens_per_s']:12,.0f} tokens/s  MFU {zero[z]['mfu']:6.1%}",
                   flush=True)
             rows.append({"section": "zero", "variant": f"zero{z}", **{k: round(v, 4) for k, v in zero[z].items()}})
         ratio = zero[3]["tokens_per_s"] / zero[2]["tokens_per_s"]
@@ -351,7 +351,7 @@ def main(argv=None) -> int:
     rows = []
     sections = args.sections.split(",")
     if "encoder" in sections:
-        print("1. encoder + MLM head, one AdamW step per step (bf16 autocast):", flush=True)
+        print("1. encoder + MLM head, one AdamW step per step" + (" (fp32, smoke)" if args.smoke else " (bf16 autocast)") + ":", flush=True)
         rows += bench_models(args, device, peak)
     if "paths" in sections:
         print(f"2./3. the trainer ({'tiny' if args.smoke else args.trainer_size}, micro-batch {args.trainer_batch},"
