@@ -30,9 +30,10 @@ def setup(tmp_path_factory):
     args = [a for k in kgs for a in ("--kg", k)] + ["--docs", docs, "--na-ratio", str(NA_RATIO), "--seed", "7",
                                                    "--num-shards", "3"]
     outs = []
-    for run in ("a", "b"):
+    # run b: Beam's multi-processing mode with 2 workers; the shards must not change
+    for run, beam_flags in (("a", []), ("b", ["--direct_running_mode", "multi_processing", "--direct_num_workers", "2"])):
         out = str(d / f"out_{run}")
-        assert kg_samples_main(args + ["--output", out]) == 0
+        assert kg_samples_main(args + ["--output", out] + beam_flags) == 0
         outs.append(out)
     return {"dir": d, "docs": docs, "kgs": kgs, "outs": outs, "args": args}
 
@@ -104,6 +105,7 @@ def test_counts_invariant_overall_and_per_task(result):
 
 
 def test_two_runs_give_identical_shards(setup):
+    """In-process and multi-processing runs write byte-identical shards and the same counts."""
     a, b = (open_shard_dir(o, kind="knowledge").manifest for o in setup["outs"])
     assert [(s["path"], s["sha256"]) for s in a["shards"]] == [(s["path"], s["sha256"]) for s in b["shards"]]
     assert a["counts"] == b["counts"] and a["knowledge_stats"] == b["knowledge_stats"]
@@ -139,3 +141,23 @@ def test_user_errors(setup, tmp_path):
         kg_samples_main(["--kg", ADMIN, "--docs", str(tmp_path), "--output", str(tmp_path / "o")])
     with pytest.raises(UserError):
         export_opennre(str(tmp_path), str(tmp_path / "x"))
+
+
+def test_relation_only_with_short_sentence_limit(setup, tmp_path):
+    """Only the relation task: a sentence whose samples were all NA and all sampled out is dropped as
+    na_sampled_out at the top level too; sentences over --max-sentence-chars are dropped as too_long."""
+    out = str(tmp_path / "rel")
+    args = ["--kg", ADMIN, "--kg", WORLD, "--docs", setup["docs"], "--output", out, "--tasks", "relation",
+            "--na-ratio", "0.1", "--max-sentence-chars", "60"]
+    assert kg_samples_main(args) == 0
+    sd = open_shard_dir(out, kind="knowledge")
+    c = sd.manifest["counts"]
+    check_counts(c)
+    assert {"too_long", "na_sampled_out", "one_entity", "no_entity"} <= set(c["dropped"])
+    assert c["by_task"]["relation"]["dropped"] == c["dropped"] and list(c["by_task"]) == ["relation"]
+    rows = sd.read_all().to_pylist()
+    assert rows and {r["task"] for r in rows} == {"relation"}
+    assert all(len(r["text"]) <= 60 for r in rows)
+    na = sum(1 for r in rows if r["relations"] == [NA])
+    assert na <= 0.1 * len(rows)
+    assert c["output"] == len({r["id"].rsplit(":", 2)[0] for r in rows})
