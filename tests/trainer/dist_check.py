@@ -17,7 +17,6 @@ import os
 import shutil
 import sys
 
-import torch
 import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 

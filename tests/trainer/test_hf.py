@@ -4,7 +4,6 @@ random HF BERT (safetensors and .bin) gives the same logits as the HF model."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch

@@ -44,6 +44,6 @@ def test_sigterm_checkpoints_and_resumes(tmp_path):
     done = subprocess.run([sys.executable, "-m", "trainer.cli", "train", "", *args, "--resume"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"resumed from" in done.stdout and f"(step {last})" in done.stdout
+    assert "resumed from" in done.stdout and f"(step {last})" in done.stdout
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
     assert steps[-2:] == [last + 1, last + 2]

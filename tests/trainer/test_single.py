@@ -8,13 +8,11 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 from tests.trainer.fixtures import SPECIAL_IDS, make_shards, tiny_overrides
 from trainer.cli import train_main
 from trainer.config import load_config
 from trainer.masking import rng_for, triple_mask, whole_word_mask
-from knowmix.errors import UserError
 
 
 def read_metrics(run_dir):
