@@ -15,6 +15,7 @@ import gzip
 import json
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 from urllib.parse import unquote
@@ -37,6 +38,7 @@ SELF_LOOP = "self_loop"
 DUPLICATE = "duplicate_triple"
 MALFORMED_NT = "malformed_ntriples"
 MALFORMED_JSON = "malformed_json"
+UNREADABLE = "unreadable"
 
 
 @dataclass(frozen=True)
@@ -113,12 +115,17 @@ def _open_lines(path: str) -> Iterator[tuple[int, str]]:
     if not os.path.isfile(path):
         raise UserError(f"{path}: no such file")
     opener = gzip.open if path.endswith(".gz") else open
+    i = 0
     try:
         with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
             for i, line in enumerate(fh, 1):
                 yield i, line.rstrip("\r\n")
-    except (OSError, EOFError) as exc:
-        raise UserError(f"{path}: unreadable ({exc})") from None
+    except (OSError, EOFError, zlib.error) as exc:  # e.g. a truncated .gz: what was read counts, the rest is reported
+        yield i + 1, Unreadable(f"{type(exc).__name__}: {exc}")
+
+
+class Unreadable(str):
+    """Stands in for the lines of a file that could not be read past this point."""
 
 
 def split_aliases(value: str | None) -> list[str]:
@@ -167,6 +174,9 @@ def iter_tsv(path: str) -> Iterator[TripleRecord | Problem]:
     lines = _open_lines(path)
     header = None
     for lineno, line in lines:
+        if isinstance(line, Unreadable):
+            yield Problem(path, lineno, UNREADABLE, str(line))
+            return
         if line.strip():
             header = [h.strip() for h in line.split("\t")]
             break
@@ -177,6 +187,9 @@ def iter_tsv(path: str) -> Iterator[TripleRecord | Problem]:
         raise UserError(f"{path}: header lacks required column(s) {', '.join(missing)} (has: {', '.join(header)})")
     col = {name: i for i, name in enumerate(header)}
     for lineno, line in lines:
+        if isinstance(line, Unreadable):
+            yield Problem(path, lineno, UNREADABLE, str(line))
+            return
         if not line.strip():
             continue
         fields = line.split("\t")
@@ -202,6 +215,9 @@ def iter_tsv(path: str) -> Iterator[TripleRecord | Problem]:
 
 def iter_jsonl(path: str) -> Iterator[TripleRecord | Problem]:
     for lineno, line in _open_lines(path):
+        if isinstance(line, Unreadable):
+            yield Problem(path, lineno, UNREADABLE, str(line))
+            return
         if not line.strip():
             continue
         try:
@@ -256,6 +272,9 @@ class Statement:
 
 def iter_ntriples(path: str) -> Iterator[Statement | Problem]:
     for lineno, line in _open_lines(path):
+        if isinstance(line, Unreadable):
+            yield Problem(path, lineno, UNREADABLE, str(line))
+            return
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -359,7 +378,10 @@ def load_entities_tsv(graph: RawGraph, path: str) -> None:
     """``--entities``: a TSV with header ``name``, ``type``, ``aliases`` (``|``-separated); unknown columns ignored."""
     lines = _open_lines(path)
     header = None
-    for _, line in lines:
+    for lineno, line in lines:
+        if isinstance(line, Unreadable):
+            graph.problems.append(Problem(path, lineno, UNREADABLE, str(line)))
+            return
         if line.strip():
             header = [h.strip() for h in line.split("\t")]
             break
@@ -369,6 +391,9 @@ def load_entities_tsv(graph: RawGraph, path: str) -> None:
         raise UserError(f"{path}: header lacks required column name (has: {', '.join(header)})")
     col = {n: i for i, n in enumerate(header)}
     for lineno, line in lines:
+        if isinstance(line, Unreadable):
+            graph.problems.append(Problem(path, lineno, UNREADABLE, str(line)))
+            return
         if not line.strip():
             continue
         graph.lines_read += 1

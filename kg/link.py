@@ -222,13 +222,10 @@ class Linker:
         entries = self._entries
         hits = self._auto.iter(raw.decode("latin-1"))
         if len(raw) == 2 * len(sentence):  # no surrogate pairs: two bytes per character
-            out = []
-            for e, i in hits:
-                if e & 1:
-                    entry = entries[i]
-                    end = (e + 1) >> 1
-                    out.append((end - entry[1], end, entry[2], entry[3]))
-            return out
+            return [(end - n, end, surface, ids)
+                    for e, i in hits if e & 1
+                    for _, n, surface, ids in (entries[i],)
+                    for end in ((e + 1) >> 1,)]
         out = []
         for e, i in hits:
             if e & 1:

@@ -150,3 +150,17 @@ def test_graph_stats_and_cli(capsys):
     assert out["triples"] == s["triples"]
     assert kg_stats_main(["--kg", WORLD]) == 0
     assert "self_loop" in capsys.readouterr().out
+
+
+def test_truncated_gzip_keeps_what_was_read_and_reports_the_rest(tmp_path):
+    import io
+
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb") as fh:
+        fh.write(("head\trelation\ttail\n" + "".join(f"城{i}\tin\t省{i % 7}\n" for i in range(5000))).encode())
+    path = tmp_path / "kg.tsv.gz"
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    kg = load_kg([str(path)])
+    assert 0 < len(kg.triples) < 5000
+    assert [p.reason for p in kg.problems] == ["unreadable"]
+    assert kg.problems[0].line > len(kg.triples)
