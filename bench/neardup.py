@@ -1,0 +1,237 @@
+"""Near-dedup benchmark (run by hand; prints ratios, never pass/fail).
+
+1. Signature throughput, MB/s of UTF-8 text per core (one process, one thread), on the same generated documents:
+   ours (``pipelines.minhash``, char 5-grams and jieba-word 5-grams) vs datasketch ``MinHash.update_batch``
+   (SHA-1 per shingle, the default), ``MinHash.bulk`` and ``update_batch`` with a cheap hashfunc; and datatrove's
+   ``MinhashDedupSignature`` shingles + signature (its own tokenizer for ``zh``) when a separate venv with
+   datatrove is given (``--datatrove-python /tmp/benchvenv/bin/python``; it is never installed into .venv).
+2. End-to-end ``NearDedup`` of ``--docs N`` generated documents (10 % planted near-duplicates) on the local
+   runner: docs/s, near-duplicates dropped, peak RSS.
+
+    .venv/bin/python bench/neardup.py --docs 20000 [--datatrove-python /tmp/benchvenv/bin/python]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# the script's own folder must not shadow the standard library (bench/tokenize.py would shadow ``tokenize``)
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import random  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FIXTURES = ROOT / "corpora" / "fixtures"
+
+DATATROVE_SCRIPT = r"""
+import json, sys, time, tempfile
+from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
+texts = json.load(open(sys.argv[1], encoding="utf-8"))
+step = MinhashDedupSignature(output_folder=tempfile.mkdtemp(), config=MinhashConfig(n_grams=5, num_buckets=16, hashes_per_bucket=8), language=sys.argv[2])
+step.get_signature(step.get_shingles(texts[0]))  # loads the tokenizer
+nbytes = sum(len(t.encode("utf-8")) for t in texts)
+start = time.perf_counter()
+n_shingles = 0
+for t in texts:
+    sh = step.get_shingles(t)
+    n_shingles += len(sh)
+    if len(sh):
+        step.get_signature(sh)
+dt = time.perf_counter() - start
+print(json.dumps({"mb_s": nbytes / dt / 1e6, "seconds": dt, "shingles_per_doc": n_shingles / len(texts)}))
+"""
+
+
+# ---------------------------------------------------------------------------------------------- documents
+
+
+def sentence_pool() -> list[str]:
+    records = json.loads((FIXTURES / "encyclopedia_cmrc2018_trial.json").read_text(encoding="utf-8"))
+    text = "".join(r["context_text"] for r in records)
+    text += (FIXTURES / "news_peoples_daily_199801_first400.txt").read_text(encoding="utf-8")
+    return [s + "。" for s in text.replace("\n", "。").split("。") if len(s) >= 8]
+
+
+CHUNK = 1000
+
+
+def generate_chunk(k: int, size: int = CHUNK, seed: int = 7, dup_rate: float = 0.1, pool=None) -> list[dict]:
+    """Docs ``k*CHUNK ..`` of 8-30 random fixture sentences (mean ~800 chars); ``dup_rate`` of them are
+    near-copies (1 % of characters edited) of an earlier doc of the same chunk. Deterministic in (k, seed)."""
+    rng = random.Random(seed * 1_000_003 + k)
+    pool = pool or sentence_pool()
+    kinds = ["web", "web", "web", "news", "qa", "encyclopedia"]
+    docs: list[dict] = []
+    for i in range(k * CHUNK, k * CHUNK + size):
+        if docs and rng.random() < dup_rate:
+            base = rng.choice(docs)["text"]
+            chars = list(base)
+            for j in rng.sample(range(len(chars)), max(1, len(chars) // 100)):
+                chars[j] = chr(rng.randrange(0x4E00, 0x9FA5))
+            text = "".join(chars)
+        else:
+            text = "".join(rng.choice(pool) for _ in range(rng.randint(8, 30)))
+        docs.append({"id": f"d{i:08d}", "source_kind": rng.choice(kinds), "text": text, "location": f"gen#{i}"})
+    return docs
+
+
+def generate_docs(n: int, seed: int = 7) -> list[dict]:
+    pool = sentence_pool()
+    docs: list[dict] = []
+    for k in range((n + CHUNK - 1) // CHUNK):
+        docs.extend(generate_chunk(k, min(CHUNK, n - k * CHUNK), seed, pool=pool))
+    return docs
+
+
+# ---------------------------------------------------------------------------------------------- signatures
+
+
+def timed(fn, texts) -> float:
+    start = time.perf_counter()
+    fn(texts)
+    return time.perf_counter() - start
+
+
+def signature_table(texts: list[str], datatrove_python: str | None) -> list[tuple[str, float]]:
+    import numpy as np
+    from datasketch import MinHash
+
+    from pipelines.minhash import MinHasher
+
+    nbytes = sum(len(t.encode("utf-8")) for t in texts)
+    rows: list[tuple[str, float]] = []
+
+    ours = MinHasher(num_perm=128, ngram=5)
+    ours.signature(texts[0])
+    rows.append(("ours: char 5-grams (numpy)", nbytes / timed(lambda ts: [ours.signature(t) for t in ts], texts) / 1e6))
+    words = MinHasher(num_perm=128, ngram=5, tokenizer="jieba")
+    words.signature(texts[0])  # loads the dictionary
+    rows.append(("ours: jieba-word 5-grams (rjieba)", nbytes / timed(lambda ts: [words.signature(t) for t in ts], texts) / 1e6))
+
+    def char_shingles(t):
+        return [t[i : i + 5].encode("utf-8") for i in range(max(1, len(t) - 4))]
+
+    def ds_update_batch(ts):
+        for t in ts:
+            m = MinHash(num_perm=128)
+            m.update_batch(char_shingles(t))
+
+    def ds_bulk(ts):
+        MinHash.bulk([char_shingles(t) for t in ts], num_perm=128)
+
+    def ds_fast_hash(ts):
+        import zlib
+
+        for t in ts:
+            m = MinHash(num_perm=128, hashfunc=zlib.crc32)
+            m.update_batch(char_shingles(t))
+
+    rows.append(("datasketch update_batch (SHA-1) char 5-grams", nbytes / timed(ds_update_batch, texts) / 1e6))
+    rows.append(("datasketch bulk (SHA-1) char 5-grams", nbytes / timed(ds_bulk, texts) / 1e6))
+    rows.append(("datasketch update_batch (crc32) char 5-grams", nbytes / timed(ds_fast_hash, texts) / 1e6))
+
+    if datatrove_python:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as fh:
+            json.dump(texts, fh, ensure_ascii=False)
+        for lang in ("zh", "en"):
+            try:
+                out = subprocess.run(
+                    [datatrove_python, "-c", DATATROVE_SCRIPT, fh.name, lang],
+                    capture_output=True, text=True, timeout=1800, check=True,
+                )
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                label = f"datatrove MinhashDedupSignature ({lang} tokenizer; {result['shingles_per_doc']:.0f} shingles/doc)"
+                rows.append((label, result["mb_s"]))
+            except Exception as err:  # noqa: BLE001 - a benchmark reports what it could not run
+                print(f"datatrove ({lang}) failed: {str(err)[:200]}", file=sys.stderr)
+        os.unlink(fh.name)
+    del np
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+
+def end_to_end(n_docs: int, beam_args: list[str], verify: bool) -> dict:
+    """Docs are generated inside the pipeline (chunks of 1000), so the job graph stays small."""
+    import apache_beam as beam
+
+    from pipelines.beamio import pipeline_options
+    from pipelines.neardup import NearDedup, NearDedupConfig
+
+    out_dir = Path(tempfile.mkdtemp(prefix="neardup-bench-"))
+
+    class Count(beam.DoFn):
+        def process(self, kv):
+            tag, n = kv
+            (out_dir / f"{tag}.count").write_text(str(n))
+
+    chunks = [(k, min(CHUNK, n_docs - k * CHUNK)) for k in range((n_docs + CHUNK - 1) // CHUNK)]
+    start = time.perf_counter()
+    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
+        docs = p | beam.Create(chunks) | beam.Reshuffle() | beam.FlatMap(lambda c: generate_chunk(*c))
+        out = docs | NearDedup(NearDedupConfig(verify=verify))
+        (
+            [getattr(out, t) | f"Tag{t}" >> beam.Map(lambda _, t=t: t) for t in ("kept", "dropped", "clusters")]
+            | beam.Flatten()
+            | beam.combiners.Count.PerElement()
+            | beam.ParDo(Count())
+        )
+    seconds = time.perf_counter() - start
+    counts = {t: int((out_dir / f"{t}.count").read_text()) if (out_dir / f"{t}.count").exists() else 0
+              for t in ("kept", "dropped", "clusters")}
+    return {"seconds": seconds, "docs_s": n_docs / seconds, **counts}
+
+
+def peak_rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--docs", type=int, default=200_000, help="documents for the end-to-end run (default 200k)")
+    ap.add_argument("--sig-docs", type=int, default=2000, help="documents for the signature throughput table")
+    ap.add_argument("--datatrove-python", default=None, help="python of a separate venv with datatrove installed")
+    ap.add_argument("--verify", action="store_true", help="end-to-end with verify = true")
+    ap.add_argument("--skip-e2e", action="store_true")
+    args, beam_args = ap.parse_known_args()
+
+    sig_docs = generate_docs(args.sig_docs, seed=3)
+    texts = [d["text"] for d in sig_docs]
+    mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
+    print(f"signature throughput: {len(texts)} docs, {mb:.1f} MB UTF-8, num_perm 128, one core")
+    rows = signature_table(texts, args.datatrove_python)
+    base = next(v for k, v in rows if k.startswith("datasketch update_batch (SHA-1)"))
+    print(f"{'method':62s} {'MB/s/core':>10s} {'vs datasketch':>14s}")
+    for name, value in rows:
+        print(f"{name:62s} {value:10.2f} {value / base:13.2f}x")
+
+    if args.skip_e2e:
+        return
+    mb = sum(len(d["text"].encode("utf-8")) for d in generate_docs(min(args.docs, 5000))) / min(args.docs, 5000) * args.docs / 1e6
+    rss_before = peak_rss_mb()
+    result = end_to_end(args.docs, beam_args, args.verify)
+    print(
+        f"\nend to end NearDedup (verify={args.verify}, {' '.join(beam_args) or 'FnApiRunner in-process'}): "
+        f"{args.docs} docs, ~{mb:.0f} MB (generated in the pipeline, ~10 % planted near-copies)"
+    )
+    print(f"  {result['seconds']:.1f} s, {result['docs_s']:.0f} docs/s, {mb / result['seconds']:.2f} MB/s")
+    print(f"  kept {result['kept']}, dropped {result['dropped']}, docs in clusters {result['clusters']}")
+    print(f"  peak RSS {peak_rss_mb():.0f} MB (self or largest child; before the pipeline: {rss_before:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()
