@@ -82,8 +82,11 @@ def _base_jieba():
     """jieba's default dictionary, loaded once per process (each Segmenter copies it, then adds its words)."""
     global _BASE_JIEBA
     if _BASE_JIEBA is None:
+        import logging
+
         import jieba
 
+        jieba.setLogLevel(logging.WARNING)
         tk = jieba.Tokenizer()
         tk.initialize()
         _BASE_JIEBA = tk

@@ -11,7 +11,7 @@ The recipe, top to bottom (the logic lives in ``kg/``):
 
 Accounting unit: the sentence. ``input`` = sentences considered; ``output`` = sentences that gave at least one
 sample; every other sentence is dropped with one reason (``too_long``, ``no_entity``, ``ambiguous``,
-``one_entity``, ``no_sample``, ``na_sampled_out``), so ``input == output + dead_letter + sum(dropped)`` exactly;
+``one_entity``, ``no_triple``, ``na_sampled_out``), so ``input == output + dead_letter + sum(dropped)`` exactly;
 ``counts.by_task`` holds the same per task (``no_triple`` for triple_mask), and ``counts.samples`` the rows.
 
 Memory: the entity index (names, aliases, types and the set of connected entity pairs, no relation labels) is a
