@@ -41,14 +41,16 @@ texts = json.load(open(sys.argv[1], encoding="utf-8"))
 step = MinhashDedupSignature(output_folder=tempfile.mkdtemp(), config=MinhashConfig(n_grams=5, num_buckets=16, hashes_per_bucket=8), language=sys.argv[2])
 step.get_signature(step.get_shingles(texts[0]))  # loads the tokenizer
 nbytes = sum(len(t.encode("utf-8")) for t in texts)
-start = time.perf_counter()
-n_shingles = 0
-for t in texts:
-    sh = step.get_shingles(t)
-    n_shingles += len(sh)
-    if len(sh):
-        step.get_signature(sh)
-dt = time.perf_counter() - start
+dt = float("inf")
+for _ in range(int(sys.argv[3])):
+    start = time.perf_counter()
+    n_shingles = 0
+    for t in texts:
+        sh = step.get_shingles(t)
+        n_shingles += len(sh)
+        if len(sh):
+            step.get_signature(sh)
+    dt = min(dt, time.perf_counter() - start)
 print(json.dumps({"mb_s": nbytes / dt / 1e6, "seconds": dt, "shingles_per_doc": n_shingles / len(texts)}))
 """
 
@@ -97,10 +99,17 @@ def generate_docs(n: int, seed: int = 7) -> list[dict]:
 # ---------------------------------------------------------------------------------------------- signatures
 
 
+REPEAT = 3
+
+
 def timed(fn, texts) -> float:
-    start = time.perf_counter()
-    fn(texts)
-    return time.perf_counter() - start
+    """Best of ``REPEAT`` runs: the machine is shared, the best run is the least disturbed one."""
+    best = float("inf")
+    for _ in range(REPEAT):
+        start = time.perf_counter()
+        fn(texts)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def signature_table(texts: list[str], datatrove_python: str | None) -> list[tuple[str, float]]:
@@ -147,7 +156,7 @@ def signature_table(texts: list[str], datatrove_python: str | None) -> list[tupl
         for lang in ("zh", "en"):
             try:
                 out = subprocess.run(
-                    [datatrove_python, "-c", DATATROVE_SCRIPT, fh.name, lang],
+                    [datatrove_python, "-c", DATATROVE_SCRIPT, fh.name, lang, str(REPEAT)],
                     capture_output=True, text=True, timeout=1800, check=True,
                 )
                 result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -207,12 +216,15 @@ def main() -> None:
     ap.add_argument("--datatrove-python", default=None, help="python of a separate venv with datatrove installed")
     ap.add_argument("--verify", action="store_true", help="end-to-end with verify = true")
     ap.add_argument("--skip-e2e", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3, help="signature timings: best of this many runs")
     args, beam_args = ap.parse_known_args()
+    global REPEAT
+    REPEAT = max(1, args.repeat)
 
     sig_docs = generate_docs(args.sig_docs, seed=3)
     texts = [d["text"] for d in sig_docs]
     mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
-    print(f"signature throughput: {len(texts)} docs, {mb:.1f} MB UTF-8, num_perm 128, one core")
+    print(f"signature throughput: {len(texts)} docs, {mb:.1f} MB UTF-8, num_perm 128, one core, best of {REPEAT}")
     rows = signature_table(texts, args.datatrove_python)
     base = next(v for k, v in rows if k.startswith("datasketch update_batch (SHA-1)"))
     print(f"{'method':62s} {'MB/s/core':>10s} {'vs datasketch':>14s}")
