@@ -28,6 +28,9 @@ class ModelConfig:
     attention_dropout: float = 0.1
     max_position_embeddings: int = 512
     type_vocab_size: int = 2
+    # cross-layer decaying attention residual (issue 7): layer l's pre-softmax scores QK^T/sqrt(d) + gamma*S_{l-1};
+    # 0 = off (the fused SDPA path, the plain encoder bit-for-bit); > 0 needs the explicit attention path
+    attn_residual_decay: float = 0.0
 
 
 @dataclass
@@ -82,6 +85,23 @@ class TrainConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Self-distillation (issue 7); each term is off at 0."""
+
+    rdrop_alpha: float = 0.0  # R-Drop: alpha * symmetric KL of two dropout passes (MLM + classification heads)
+    layer_beta: float = 0.0  # layer-wise: beta * sum_l w_l KL(stopgrad(P_last) || P_l) at the predicted positions
+    layers: list = field(default_factory=list)  # 1-based blocks below the last; [] = every block below the last
+
+
+@dataclass
+class MLMConfig:
+    """The general path's MLM formulation (issue 7)."""
+
+    mode: str = "standard"  # standard | multiround (round k sees the true tokens of rounds < k; README)
+    rounds: int = 2  # multiround: the masked words are split into this many rounds (2..4)
+
+
+@dataclass
 class CheckpointConfig:
     interval: int = 1000  # 0 = only at the end and on SIGTERM
     keep: int = 3
@@ -94,6 +114,8 @@ class Config:
     tasks: TasksConfig = field(default_factory=TasksConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    mlm: MLMConfig = field(default_factory=MLMConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     source: str = "<defaults>"
 
@@ -108,6 +130,7 @@ CHOICES = {
     ("train", "precision"): ("bf16", "fp16", "fp32"),
     ("train", "zero"): (0, 2, 3),
     ("train", "device"): ("auto", "cpu", "cuda"),
+    ("mlm", "mode"): ("standard", "multiround"),
 }
 SIZES = {  # hidden, layers, heads, intermediate
     "tiny": (128, 2, 2, 512),
@@ -152,6 +175,12 @@ def _coerce(where: str, key: str, default: Any, value: Any) -> Any:
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
+    elif want is list:  # a list of ints (distill.layers); one int is a list of one
+        if isinstance(value, int) and not isinstance(value, bool):
+            return [value]
+        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return list(value)
+        raise UserError(f"{where}: {key} = {value!r} is not a list of integers")
     raise UserError(f"{where}: {key} = {value!r} is not a {want.__name__}")
 
 
@@ -219,6 +248,14 @@ def validate(cfg: Config) -> None:
             raise UserError(f"{where}: tasks.{key} must be >= 0")
     if not 0 < cfg.data.mlm_probability < 1:
         raise UserError(f"{where}: data.mlm_probability must be in (0, 1)")
+    if cfg.distill.rdrop_alpha < 0 or cfg.distill.layer_beta < 0:
+        raise UserError(f"{where}: distill.rdrop_alpha and distill.layer_beta must be >= 0")
+    if not 0 <= cfg.model.attn_residual_decay <= 1:
+        raise UserError(f"{where}: model.attn_residual_decay must be in [0, 1] (0 = off, 1 = RealFormer)")
+    if not 2 <= cfg.mlm.rounds <= 4:
+        raise UserError(f"{where}: mlm.rounds must be in 2..4")
+    if any(x < 1 for x in cfg.distill.layers):
+        raise UserError(f"{where}: distill.layers are 1-based block indices (>= 1)")
     if not cfg.data.pretrain:
         raise UserError(f"{where}: data.pretrain is empty; it must name a `pretrain` shard directory")
     if cfg.model.size == "custom" or cfg.model.hidden_size:
@@ -235,6 +272,19 @@ def model_dims(cfg: Config) -> tuple[int, int, int, int]:
     if m.hidden_size:
         return m.hidden_size, m.layers, m.heads, m.intermediate_size
     return SIZES[m.size]
+
+
+def distill_layers(cfg: Config, num_layers: int, where: str = "distill.layers") -> tuple[int, ...]:
+    """The blocks layer-wise distillation reads (sorted, 1-based), or () when ``distill.layer_beta`` is 0."""
+    if cfg.distill.layer_beta <= 0:
+        return ()
+    if num_layers < 2:
+        raise UserError(f"{where}: layer-wise distillation needs at least 2 layers (the model has {num_layers})")
+    layers = sorted(set(cfg.distill.layers)) or list(range(1, num_layers))
+    bad = [x for x in layers if not 1 <= x < num_layers]
+    if bad:
+        raise UserError(f"{where} = {cfg.distill.layers}: {bad[0]} is not a block below the last (1..{num_layers - 1})")
+    return tuple(layers)
 
 
 def dump_toml(cfg: Config) -> str:

@@ -22,7 +22,7 @@ import torch
 
 from knowmix.errors import UserError
 from knowmix.manifest import ContractError, ShardDir, open_shard_dir
-from trainer.masking import PATH_GENERAL, PATH_KNOWLEDGE, rng_for, triple_mask, whole_word_mask
+from trainer.masking import PATH_GENERAL, PATH_KNOWLEDGE, PATH_ROUNDS, assign_rounds, rng_for, triple_mask, whole_word_mask
 
 KNOWLEDGE_TASKS = ("relation", "substitution", "triple_mask")
 SPECIAL_KEYS = ("pad", "unk", "cls", "sep", "mask", "e1", "e1_end", "e2", "e2_end")
@@ -243,21 +243,31 @@ class Vocab:
 
 
 class GeneralPath:
-    """Pretrain shards -> whole-word-masked MLM micro-batches."""
+    """Pretrain shards -> whole-word-masked MLM micro-batches.
+
+    ``rounds`` > 1 (``[mlm] mode = "multiround"``): the masked words of each row are split into ``rounds`` groups
+    in a random order; the micro-batch holds every row once per round (round-major: rows ``k*n .. k*n+n-1`` are
+    round k), round k's copy has the groups before k restored to their true tokens (the rest stays masked) and
+    predicts group k. Every masked token is predicted exactly once, so the counts (and the loss normaliser) are
+    those of standard MLM; round 0's rows are the standard masked rows. ``mlm_round`` gives each prediction's
+    round; ``n_tokens`` counts each data row once."""
 
     COLUMNS = ["input_ids", "word_start"]
 
-    def __init__(self, shard_dir: ShardDir, vocab: Vocab, seq_len: int, prob: float, seed: int, rank: int, world: int):
+    def __init__(self, shard_dir: ShardDir, vocab: Vocab, seq_len: int, prob: float, seed: int, rank: int, world: int,
+                 rounds: int = 1):
         self.shards = ShardSet(shard_dir, rank, world)
         self.stream = Stream(self.shards, self.shards.local, seed, stream_id=0, rank=rank)
         self.vocab, self.seq_len, self.prob, self.seed, self.rank = vocab, seq_len, prob, seed, rank
+        self.rounds = max(1, int(rounds))
         if len(self.stream) == 0:
             raise UserError(f"{shard_dir.root}: no pretrain rows for rank {rank} of {world}")
 
     def batch(self, n: int, step: int, micro: int) -> dict[str, torch.Tensor]:
         cols = self.shards.list_columns(self.stream.take(n), self.COLUMNS)
         rng = rng_for(self.seed, step, self.rank, PATH_GENERAL, micro)
-        ids_out, pos, labels = [], [], []
+        ids_out, pos, labels, groups = [], [], [], []
+        rrng = rng_for(self.seed, step, self.rank, PATH_ROUNDS, micro) if self.rounds > 1 else None
         for ids, ws in zip(cols["input_ids"], cols["word_start"]):
             ids = ids[: self.seq_len].astype(np.int64)
             ws = ws[: self.seq_len].astype(bool)
@@ -265,11 +275,33 @@ class GeneralPath:
             ids_out.append(m)
             pos.append(p)
             labels.append(lab)
-        batch = _finish(ids_out, None, self.vocab.pad)
+            if rrng is not None:
+                groups.append(assign_rounds(p, ws, self.rounds, rrng))
+        if rrng is None:
+            batch = _finish(ids_out, None, self.vocab.pad)
+            width = batch["input_ids"].shape[1]
+            batch["mlm_pos"] = torch.from_numpy(np.concatenate([p + i * width for i, p in enumerate(pos)]))
+            batch["mlm_labels"] = torch.from_numpy(np.concatenate(labels))
+            batch["mlm_task"] = torch.zeros(len(batch["mlm_pos"]), dtype=torch.long)
+            return batch
+        rows, r_pos, r_lab, r_round = [], [], [], []
+        for k in range(self.rounds):
+            for i, (m, p, lab, g) in enumerate(zip(ids_out, pos, labels, groups)):
+                row = m.copy()
+                seen = g < k
+                row[p[seen]] = lab[seen]  # earlier rounds' tokens are revealed (teacher forcing)
+                rows.append(row)
+                now = g == k
+                r_pos.append((k * n + i, p[now]))
+                r_lab.append(lab[now])
+                r_round.append(np.full(int(now.sum()), k, np.int64))
+        batch = _finish(rows, None, self.vocab.pad)
+        batch["n_tokens"] = torch.tensor(int(sum(len(x) for x in ids_out)))  # data tokens, each row once
         width = batch["input_ids"].shape[1]
-        batch["mlm_pos"] = torch.from_numpy(np.concatenate([p + i * width for i, p in enumerate(pos)]))
-        batch["mlm_labels"] = torch.from_numpy(np.concatenate(labels))
+        batch["mlm_pos"] = torch.from_numpy(np.concatenate([p + r * width for r, p in r_pos]))
+        batch["mlm_labels"] = torch.from_numpy(np.concatenate(r_lab))
         batch["mlm_task"] = torch.zeros(len(batch["mlm_pos"]), dtype=torch.long)
+        batch["mlm_round"] = torch.from_numpy(np.concatenate(r_round))
         return batch
 
 

@@ -7,6 +7,10 @@ substitution): the per-task item counts of the step are summed over ranks first,
 summed loss is scaled by ``weight * world / count`` (FSDP/DDP average gradients over ranks). The result is the
 same whatever ``grad_accum`` and the world size split the step into. With ``data.knowledge`` empty the trainer
 runs single-path (general MLM only).
+
+The self-distillation terms (issue 7) are means over the step's items too: R-Drop's KL over every predicted item
+(masked tokens, entity pairs, mentions), layer-wise distillation's KL over every predicted token; their
+multipliers are ``alpha * world / items`` and ``beta * world / tokens``.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from trainer.heads import TASKS
 
 class DualPathData:
     def __init__(self, general: GeneralPath, knowledge: KnowledgePath | None, micro_batch: int,
-                 knowledge_micro_batch: int, grad_accum: int, weights: dict[str, float]):
+                 knowledge_micro_batch: int, grad_accum: int, weights: dict[str, float],
+                 distill: dict[str, float] | None = None):
         self.general, self.knowledge = general, knowledge
         self.micro_batch, self.knowledge_micro_batch, self.grad_accum = micro_batch, knowledge_micro_batch, grad_accum
         self.weights = {"mlm": 1.0, **weights}
+        self.distill = {"rdrop": 0.0, "layer_distill": 0.0, **(distill or {})}
 
     @property
     def dual(self) -> bool:
@@ -53,6 +59,10 @@ class DualPathData:
             all_reduce_(dev_counts, info)
             counts = dev_counts.cpu()
         scales = {t: self.weights.get(t, 0.0) * info.world / max(float(counts[i]), 1.0) for i, t in enumerate(TASKS)}
+        items = float(counts.sum())
+        tokens = float(counts[TASKS.index("mlm")] + counts[TASKS.index("triple_mask")])
+        scales["rdrop"] = self.distill["rdrop"] * info.world / max(items, 1.0)
+        scales["layer_distill"] = self.distill["layer_distill"] * info.world / max(tokens, 1.0)
         return scales, counts
 
     def state_dict(self) -> dict:

@@ -132,8 +132,11 @@ def read_run_info(run_dir: str) -> dict:
         return json.load(fh)
 
 
-def export_run(run_dir: str, out_dir: str, checkpoint_path: str | None = None) -> tuple[str, list[str]]:
-    """Export a run's newest complete checkpoint (or ``checkpoint_path``); return (checkpoint, files written)."""
+def export_run(run_dir: str, out_dir: str, checkpoint_path: str | None = None, log=print) -> tuple[str, list[str]]:
+    """Export a run's newest complete checkpoint (or ``checkpoint_path``); return (checkpoint, files written).
+
+    A run trained with the attention residual (``model.attn_residual_decay`` > 0) exports its weights, but a
+    Hugging Face ``BertForMaskedLM`` computes plain attention: the export says so in one line."""
     from trainer import checkpoint as ckpt
     from trainer.heads import KnowmixForPretraining
 
@@ -142,6 +145,9 @@ def export_run(run_dir: str, out_dir: str, checkpoint_path: str | None = None) -
     if not path:
         raise UserError(f"{run_dir}/checkpoints: no complete checkpoint to export")
     cfg = EncoderConfig(**info["encoder"])
+    if cfg.attn_residual_decay:
+        log(f"note: {run_dir} was trained with model.attn_residual_decay = {cfg.attn_residual_decay:g}; Hugging Face"
+            " BertForMaskedLM has no attention residual, so the exported model's outputs differ from knowmix's")
     model = KnowmixForPretraining(cfg, num_relations=int(info.get("num_relations", 1)))
     ckpt.load_model_only(path, model)
     tok_path = os.path.join(run_dir, info["tokenizer_copy"]) if info.get("tokenizer_copy") else ""

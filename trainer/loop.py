@@ -17,11 +17,11 @@ import torch
 from knowmix.errors import UserError
 from trainer import checkpoint as ckpt
 from trainer import distributed as D
-from trainer.config import Config, dump_toml, model_dims
+from trainer.config import Config, distill_layers, dump_toml, model_dims
 from trainer.data import GeneralPath, KnowledgePath, TokenizerInfo, Vocab, file_sha256, load_relations, open_dir
 from trainer.dual_path import DualPathData, Inline, Prefetcher, to_device
 from trainer.export import RUN_INFO, apply_init, load_init
-from trainer.heads import STAT_INDEX, TASKS, KnowmixForPretraining
+from trainer.heads import MAX_ROUNDS, N_STATS, STAT_INDEX, TASKS, KnowmixForPretraining
 from trainer.model import EncoderConfig
 
 # dense bf16/fp16 tensor-core peaks (TFLOP/s) for MFU; train.peak_tflops overrides
@@ -98,7 +98,9 @@ def setup_data(cfg: Config, info: D.DistInfo):
     pre = open_dir(cfg.data.pretrain, "pretrain", "data.pretrain", cfg.data.verify)
     tok = TokenizerInfo.from_manifest(pre, "data.pretrain")
     vocab = Vocab(tok)
-    general = GeneralPath(pre, vocab, cfg.data.seq_len, cfg.data.mlm_probability, cfg.train.seed, info.rank, info.world)
+    rounds = cfg.mlm.rounds if cfg.mlm.mode == "multiround" else 1
+    general = GeneralPath(pre, vocab, cfg.data.seq_len, cfg.data.mlm_probability, cfg.train.seed, info.rank, info.world,
+                          rounds=rounds)
     knowledge, relations = None, ["NA"]
     weights = {"relation": cfg.tasks.relation, "substitution": cfg.tasks.substitution, "triple_mask": cfg.tasks.triple_mask}
     if cfg.data.knowledge and any(weights.values()):
@@ -109,7 +111,8 @@ def setup_data(cfg: Config, info: D.DistInfo):
         knowledge = KnowledgePath(kdir, vocab, len(relations), weights, cfg.data.knowledge_seq_len or cfg.data.seq_len,
                                   cfg.train.seed, info.rank, info.world)
     data = DualPathData(general, knowledge, cfg.train.micro_batch_size,
-                        cfg.train.knowledge_micro_batch_size or cfg.train.micro_batch_size, cfg.train.grad_accum, weights)
+                        cfg.train.knowledge_micro_batch_size or cfg.train.micro_batch_size, cfg.train.grad_accum, weights,
+                        {"rdrop": cfg.distill.rdrop_alpha, "layer_distill": cfg.distill.layer_beta})
     return data, tok, relations
 
 
@@ -133,6 +136,7 @@ def encoder_config(cfg: Config, tok: TokenizerInfo):
                             attention_probs_dropout_prob=cfg.model.attention_dropout,
                             max_position_embeddings=cfg.model.max_position_embeddings,
                             type_vocab_size=cfg.model.type_vocab_size, pad_token_id=tok.special_ids["pad"])
+    enc.attn_residual_decay = cfg.model.attn_residual_decay
     longest = max(cfg.data.seq_len, cfg.data.knowledge_seq_len)
     if longest > enc.max_position_embeddings:
         raise UserError(f"data.seq_len {longest} exceeds the model's max_position_embeddings {enc.max_position_embeddings}")
@@ -189,7 +193,8 @@ def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dic
         check_resume_tokenizer(cfg, tok)
 
     torch.manual_seed(t.seed)  # identical initial weights on every rank
-    model = KnowmixForPretraining(enc, num_relations=len(relations))
+    model = KnowmixForPretraining(enc, num_relations=len(relations), rdrop=cfg.distill.rdrop_alpha > 0,
+                                  distill_layers=distill_layers(cfg, enc.num_hidden_layers))
     if init_state is not None:
         fresh = apply_init(model, init_state, init_path)
         if main:
@@ -246,7 +251,7 @@ def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dic
         bar = tqdm(total=t.max_steps, initial=start_step, desc="train", dynamic_ncols=True, file=sys.stderr,
                    mininterval=1.0)
 
-    window = torch.zeros(len(TASKS) * 3, dtype=torch.float64, device=info.device)
+    window = torch.zeros(N_STATS, dtype=torch.float64, device=info.device)
     win_tokens, win_norm, win_steps, win_start = 0, 0.0, 0, time.perf_counter()
     run_start = time.perf_counter()
     skipped_total, skipped_row, history = 0, 0, []
@@ -401,6 +406,17 @@ def metrics_record(window, step, dual, cfg, lr, grad_norm, scaler, tokens_per_s,
     rec["loss"] = sum(weights[t] * v for t, v in losses.items() if v is not None)
     for t in TASKS:
         rec[f"loss/{t}"] = losses[t]
+    # issue 7: each technique's term on its own (None when off), and in the total with its weight
+    for name, weight in (("rdrop", cfg.distill.rdrop_alpha), ("layer_distill", cfg.distill.layer_beta)):
+        v = mean(name) if weight > 0 else None
+        rec[f"loss/{name}"] = v
+        if v is not None:
+            rec["loss"] += weight * v
+    if cfg.mlm.mode == "multiround":
+        rec["loss/ar_mlm"] = mean("ar_mlm")
+        rec["acc/ar_mlm"] = mean("ar_mlm", 2)
+        for k in range(min(cfg.mlm.rounds, MAX_ROUNDS)):
+            rec[f"loss/ar_mlm_r{k + 1}"] = mean(f"ar_mlm_r{k + 1}")
     rec["acc/mlm"] = mean("mlm", 2)
     rec["acc/relation"] = mean("relation", 2)
     rec["acc/substitution"] = mean("substitution", 2)
@@ -421,6 +437,7 @@ def print_summary(summary: dict, history: list[dict], log) -> None:
         log("loss curve: " + "  ".join(f"{r['step']}:{r['loss']:.3f}" for r in pts))
         f = history[-1]
         parts = [f"{k}={f[k]:.4f}" for k in ("loss/mlm", "loss/relation", "loss/substitution", "loss/triple_mask",
-                                                "acc/mlm") if f.get(k) is not None]
+                                                "loss/rdrop", "loss/layer_distill", "loss/ar_mlm", "acc/mlm")
+                 if f.get(k) is not None]
         log("final: " + ", ".join(parts) + f", {f['tokens_per_s']:.0f} tokens/s")
     log(f"checkpoint: {summary['checkpoint']}")

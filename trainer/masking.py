@@ -3,6 +3,7 @@
 - :func:`whole_word_mask`: BERT whole-word masking on the shards' ``word_start`` flags: about ``prob`` of the
   non-special tokens are chosen a whole word at a time; each chosen word becomes ``[MASK]`` (80%), random tokens
   (10%) or stays as it is (10%).
+- :func:`assign_rounds`: multi-round MLM (issue 7): each masked word gets a round 0..K-1 in a random order.
 - :func:`triple_mask`: the knowledge triple-mask task: either the relation span of segment A or the entity words
   (head and tail mentions) of the sentence in segment B, 50/50, all replaced by ``[MASK]``.
 """
@@ -13,6 +14,7 @@ import numpy as np
 
 PATH_GENERAL = 0
 PATH_KNOWLEDGE = 1
+PATH_ROUNDS = 2  # the multi-round MLM's round assignment (its own stream: standard masking is unchanged)
 
 
 def rng_for(seed: int, step: int, rank: int, path: int, micro: int) -> np.random.Generator:
@@ -82,3 +84,19 @@ def triple_mask(
     out = ids.copy()
     out[positions] = mask_id
     return out, positions, labels
+
+
+def assign_rounds(positions: np.ndarray, word_start: np.ndarray, rounds: int, rng: np.random.Generator) -> np.ndarray:
+    """The round (0..rounds-1) of each masked position: the masked words, in a random order, cut into ``rounds``
+    near-equal groups; all tokens of a word share its round (a word is never half revealed)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    if not len(positions):
+        return np.zeros(0, np.int64)
+    word = np.cumsum(np.asarray(word_start, dtype=bool))[positions]
+    # a masked run starting without a word_start flag (e.g. after a special token) still forms its own word
+    new = np.ones(len(positions), dtype=bool)
+    new[1:] = (word[1:] != word[:-1]) | (positions[1:] != positions[:-1] + 1)
+    word_id = np.cumsum(new) - 1
+    n_words = int(word_id[-1]) + 1
+    order = rng.permutation(n_words)  # order[j] = the rank of word j in the prediction order
+    return (order * rounds // n_words)[word_id].astype(np.int64)

@@ -4,6 +4,12 @@ Hugging Face's ``BertForMaskedLM`` (``bert.embeddings.*``, ``bert.encoder.layer.
 Attention goes through :func:`torch.nn.functional.scaled_dot_product_attention`; without padding no mask is passed,
 so the flash kernel can run. The MLM decoder is the word-embedding matrix (tied) and is applied only at the
 masked positions the caller hands in.
+
+Cross-layer decaying attention residual (issue 7, RealFormer's residual attention with a decay): with
+``attn_residual_decay`` gamma > 0, layer l's pre-softmax scores are ``QK^T/sqrt(d) + gamma * S_{l-1}`` where
+``S_{l-1}`` is layer l-1's pre-softmax scores (padding is masked at the softmax only, never carried in S). That
+needs the explicit attention path (scores materialised, no fused kernel); with gamma = 0 the fused SDPA path
+runs exactly as in the plain encoder (same code, same kernels: bit-for-bit the same outputs).
 """
 
 from __future__ import annotations
@@ -31,13 +37,19 @@ class EncoderConfig:
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
+    attn_residual_decay: float = 0.0  # gamma of the cross-layer attention residual; 0 = plain BERT attention
 
     def to_hf(self) -> dict:
-        """A Hugging Face ``config.json`` body for ``BertForMaskedLM``."""
+        """A Hugging Face ``config.json`` body for ``BertForMaskedLM``. The attention residual has no Hugging Face
+        equivalent: a non-zero gamma is recorded as ``knowmix_attn_residual_decay`` (BERT ignores it)."""
+        body = asdict(self)
+        gamma = body.pop("attn_residual_decay")
+        extra = {"knowmix_attn_residual_decay": gamma} if gamma else {}
         return {
             "architectures": ["BertForMaskedLM"],
             "model_type": "bert",
-            **asdict(self),
+            **body,
+            **extra,
             "position_embedding_type": "absolute",
             "classifier_dropout": None,
             "use_cache": True,
@@ -86,8 +98,13 @@ class SelfAttention(nn.Module):
         self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.dropout_p = cfg.attention_probs_dropout_prob
+        self.residual_decay = float(cfg.attn_residual_decay)
+        # the explicit path (scores materialised) is needed only for the attention residual
+        self.explicit = self.residual_decay > 0
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None, prev_scores: torch.Tensor | None = None):
+        """Return the attention output, or ``(output, scores)`` on the explicit path (``scores`` = this layer's
+        pre-softmax scores including the decayed residual, handed to the next layer)."""
         b, s, h = x.shape
 
         def split(t):
@@ -98,10 +115,22 @@ class SelfAttention(nn.Module):
         bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
         q, k, v = F.linear(x, w, bias).split(h, dim=-1)
         q, k, v = split(q), split(k), split(v)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout_p if self.training else 0.0
-        )
-        return out.transpose(1, 2).reshape(b, s, h)
+        if not self.explicit:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=self.dropout_p if self.training else 0.0
+            )
+            return out.transpose(1, 2).reshape(b, s, h)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (self.head_dim ** -0.5)
+        if prev_scores is not None and self.residual_decay:
+            scores = scores + self.residual_decay * prev_scores
+        logits = scores.float()
+        if attn_mask is not None:  # boolean (B, 1, 1, S), True = attend
+            logits = logits.masked_fill(~attn_mask, float("-inf"))
+        probs = torch.softmax(logits, dim=-1).to(v.dtype)
+        if self.training and self.dropout_p:
+            probs = F.dropout(probs, self.dropout_p)
+        out = torch.matmul(probs, v)
+        return out.transpose(1, 2).reshape(b, s, h), scores
 
 
 class SelfOutput(nn.Module):
@@ -121,8 +150,11 @@ class Attention(nn.Module):
         self.self = SelfAttention(cfg)
         self.output = SelfOutput(cfg)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
-        return self.output(self.self(x, attn_mask), x)
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None, prev_scores: torch.Tensor | None = None):
+        if not self.self.explicit:
+            return self.output(self.self(x, attn_mask), x)
+        out, scores = self.self(x, attn_mask, prev_scores)
+        return self.output(out, x), scores
 
 
 class Intermediate(nn.Module):
@@ -149,9 +181,13 @@ class Layer(nn.Module):
         self.intermediate = Intermediate(cfg)
         self.output = Output(cfg)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        a = self.attention(x, attn_mask)
-        return self.output(self.intermediate(a), a)
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, prev_scores: torch.Tensor | None = None):
+        """The block's output; on the explicit attention path ``(output, scores)`` (see SelfAttention)."""
+        if not self.attention.self.explicit:
+            a = self.attention(x, attn_mask)
+            return self.output(self.intermediate(a), a)
+        a, scores = self.attention(x, attn_mask, prev_scores)
+        return self.output(self.intermediate(a), a), scores
 
 
 class Encoder(nn.Module):
@@ -160,12 +196,23 @@ class Encoder(nn.Module):
         self.layer = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_hidden_layers))
         self.activation_checkpointing = False
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
-        for block in self.layer:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None, output_layers: tuple[int, ...] = ()):
+        """The last hidden states; with ``output_layers`` (1-based block indices) also the list of those blocks'
+        outputs: ``(last, [h_l for l in output_layers])``."""
+        scores = None
+        kept: dict[int, torch.Tensor] = {}
+        for i, block in enumerate(self.layer):
+            explicit = block.attention.self.explicit
+            args = (x, attn_mask, scores) if explicit else (x, attn_mask)
             if self.activation_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(block, x, attn_mask, use_reentrant=False)
+                out = checkpoint(block, *args, use_reentrant=False)
             else:
-                x = block(x, attn_mask)
+                out = block(*args)
+            x, scores = out if explicit else (out, None)
+            if i + 1 in output_layers:
+                kept[i + 1] = x
+        if output_layers:
+            return x, [kept[layer] for layer in output_layers]
         return x
 
 
@@ -177,14 +224,15 @@ class BertEncoder(nn.Module):
         self.embeddings = Embeddings(cfg)
         self.encoder = Encoder(cfg)
 
-    def forward(self, input_ids, token_type_ids=None, attention_mask=None) -> torch.Tensor:
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, output_layers: tuple[int, ...] = ()):
+        """The last hidden states, or ``(last, [intermediate blocks' outputs])`` with ``output_layers``."""
         x = self.embeddings(input_ids, token_type_ids)
         attn_mask = None
         if attention_mask is not None:
             # boolean (B, 1, 1, S): True = attend; padded keys are excluded. Callers leave the mask out when
             # nothing is padded (the data path does), so SDPA may use its flash kernel; no device sync here.
             attn_mask = attention_mask.bool()[:, None, None, :]
-        return self.encoder(x, attn_mask)
+        return self.encoder(x, attn_mask, output_layers)
 
 
 class PredictionHeadTransform(nn.Module):
