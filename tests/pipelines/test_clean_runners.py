@@ -43,12 +43,15 @@ def test_dataflow_job_graph_builds_offline_with_every_step(tmp_path):
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    config = small_job(tmp_path, "gs://bucket/out/docs")
+    config = small_job(tmp_path, "gs://knowmix-test/out/docs")
     config.cluster_table = True
     options = PipelineOptions(
         [
-            "--runner=DataflowRunner", "--dry_run=True", "--project=p", "--region=us-central1",
-            "--temp_location=gs://b/tmp", "--no_auth", "--sdk_location=container", "--job_name=knowmix-clean-test",
+            # valid-looking names matter: a bucket or project name Beam rejects sends it looking for a
+            # default bucket over the network
+            "--runner=DataflowRunner", "--dry_run=True", "--project=knowmix-test", "--region=us-central1",
+            "--temp_location=gs://knowmix-test/tmp", "--staging_location=gs://knowmix-test/staging",
+            "--job_name=knowmix-clean-test",
         ]
     )
     p = beam.Pipeline(options=options)
