@@ -6,6 +6,9 @@ One launch checks, to pay process start-up once:
 3. ZeRO-2 (FSDP2, no reshard), bf16 MixedPrecisionPolicy, activation checkpointing, grad_accum 2;
 4. ZeRO-3 fp16 with an inf injected into one rank's gradient shard: both ranks skip the same step;
 5. ZeRO-0 (DDP) and 6. ZeRO-2 fp32, whose losses must match ZeRO-3's (same data, same math);
+7. issue 7's techniques under ZeRO-3: each switch alone for 2 steps (R-Drop, layer-wise distillation, attention
+   residual, multi-round MLM), all together for 4 steps with a checkpoint at step 2 and its resume, all together
+   under ZeRO-2 bf16 (activation checkpointing, grad_accum 2) and under ZeRO-3 fp16;
 each: finite losses, every head's loss present, parameters all-gathered on both ranks identical.
 """
 
@@ -23,6 +26,14 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from tests.trainer.fixtures import make_shards, tiny_overrides
 from trainer.config import load_config
 from trainer.loop import train
+
+
+SWITCHES = {  # issue 7: one config switch each
+    "rdrop": {"distill.rdrop_alpha": 1.0},
+    "layer_distill": {"distill.layer_beta": 0.5},
+    "attn_residual": {"model.attn_residual_decay": 0.5},
+    "multiround": {"mlm.mode": '"multiround"'},
+}
 
 
 def params_digest(model, info, out: dict):
@@ -79,6 +90,23 @@ def main():
     os.environ.pop("KNOWMIX_DEBUG_INF_STEPS")
     run("zero0", root, pre, ktok, result, **{**common, "train.max_steps": 2}, **{"train.zero": 0})
     run("zero2_fp32", root, pre, ktok, result, **{**common, "train.max_steps": 2}, **{"train.zero": 2})
+
+    # issue 7: each technique alone, then all together (resume, ZeRO-2 bf16, ZeRO-3 fp16); 3 layers for distillation
+    short = {**common, "train.max_steps": 2, "checkpoint.interval": 0, "train.zero": 3, "model.layers": 3}
+    for name, switch in SWITCHES.items():
+        run(f"zero3_{name}", root, pre, ktok, result, **short, **switch)
+    all_on = {k: v for sw in SWITCHES.values() for k, v in sw.items()}
+    run("zero3_all", root, pre, ktok, result, **common, **all_on, **{"train.zero": 3, "model.layers": 3})
+    if rank == 0:
+        os.makedirs(os.path.join(root, "zero3_all_resumed", "checkpoints"))
+        shutil.copytree(os.path.join(root, "zero3_all", "checkpoints", "step-0000002"),
+                        os.path.join(root, "zero3_all_resumed", "checkpoints", "step-0000002"))
+    dist.barrier()
+    run("zero3_all_resumed", root, pre, ktok, result, resume=True, **common, **all_on,
+        **{"train.zero": 3, "model.layers": 3})
+    run("zero2_all_bf16", root, pre, ktok, result, **{**short, "train.zero": 2}, **all_on,
+        **{"train.precision": '"bf16"', "train.activation_checkpointing": "true", "train.grad_accum": 2})
+    run("zero3_all_fp16", root, pre, ktok, result, **short, **all_on, **{"train.precision": '"fp16"'})
     if rank == 0:
         with open(os.path.join(root, "result.json"), "w") as fh:
             json.dump(result, fh)

@@ -1,5 +1,6 @@
 """Two gloo processes under torchrun (one launch, see dist_check.py): ZeRO-3, its resume, ZeRO-2 (bf16,
-activation checkpointing, grad accumulation), ZeRO-3 fp16, DDP."""
+activation checkpointing, grad accumulation), ZeRO-3 fp16, DDP; issue 7's techniques under ZeRO-3 (each alone,
+all together, their resume) and all together under ZeRO-2 bf16 and ZeRO-3 fp16."""
 
 from __future__ import annotations
 
@@ -81,3 +82,40 @@ def test_export_from_fsdp_checkpoint(result, tmp_path):
     assert path.endswith("step-0000004") and "model.safetensors" in written
     model, info = transformers.BertForMaskedLM.from_pretrained(str(tmp_path / "hf"), output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
+
+
+TECHNIQUE_RUNS = {  # run -> the technique metrics it must log (finite)
+    "zero3_rdrop": ("loss/rdrop",),
+    "zero3_layer_distill": ("loss/layer_distill",),
+    "zero3_attn_residual": (),
+    "zero3_multiround": ("loss/ar_mlm", "loss/ar_mlm_r1", "loss/ar_mlm_r2"),
+    "zero3_all": ("loss/rdrop", "loss/layer_distill", "loss/ar_mlm"),
+    "zero2_all_bf16": ("loss/rdrop", "loss/layer_distill", "loss/ar_mlm"),
+    "zero3_all_fp16": ("loss/rdrop", "loss/layer_distill", "loss/ar_mlm"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TECHNIQUE_RUNS))
+def test_techniques_train_on_zero(result, name):
+    r = result[name]
+    assert r["digests"][0] == r["digests"][1]
+    assert r["metrics"]
+    for m in r["metrics"]:
+        assert math.isfinite(m["loss"])
+        for key in HEADS + TECHNIQUE_RUNS[name]:
+            assert m[key] is not None and math.isfinite(m[key]), (name, key, m)
+        for key in ("loss/rdrop", "loss/layer_distill"):
+            if key not in TECHNIQUE_RUNS[name]:
+                assert m[key] is None, (name, key)
+        if "loss/rdrop" in TECHNIQUE_RUNS[name] and m["loss_scale"] is None:
+            assert m["loss/rdrop"] > 0  # dropout 0.1: the two passes differ
+
+
+def test_techniques_all_on_resume_matches(result):
+    full = {m["step"]: m for m in result["zero3_all"]["metrics"]}
+    resumed = {m["step"]: m for m in result["zero3_all_resumed"]["metrics"]}
+    assert sorted(resumed) == [3, 4]
+    for step in (3, 4):
+        for key in ("loss", *HEADS, "loss/rdrop", "loss/layer_distill", "loss/ar_mlm", "grad_norm"):
+            assert resumed[step][key] == pytest.approx(full[step][key], rel=1e-6, abs=1e-9), (step, key)
+    assert result["zero3_all_resumed"]["digests"][0] == result["zero3_all"]["digests"][0]

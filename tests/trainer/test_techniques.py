@@ -18,7 +18,7 @@ from trainer.cli import train_main
 from trainer.config import load_config, distill_layers
 from trainer.data import GeneralPath, TokenizerInfo, Vocab
 from trainer.heads import STAT_INDEX, KnowmixForPretraining, symmetric_kl
-from trainer.masking import assign_rounds, rng_for
+from trainer.masking import assign_rounds
 from trainer.model import EncoderConfig
 
 ALL_ON = {"distill.rdrop_alpha": 1.0, "distill.layer_beta": 0.5, "model.attn_residual_decay": 0.5,
