@@ -13,6 +13,7 @@ COPY pipelines pipelines
 COPY trainer trainer
 COPY configs configs
 RUN pip install . && pip install --force-reinstall --no-deps fasttext-numpy2
+ENV KNOWMIX_CONFIGS=/opt/knowmix/configs
 WORKDIR /work
 ENTRYPOINT ["knowmix"]
 CMD ["demo", "--output", "/work/out/demo"]

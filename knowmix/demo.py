@@ -135,8 +135,12 @@ def _later_stages(out: str, train_steps: int):
                  "--output", os.path.join(out, "ktok")],
                 os.path.join(out, "ktok"),
             )
-    if have("trainer.cli") and os.path.isdir(os.path.join(out, "pretrain")) is not None:
-        config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "tiny.toml")
+    if have("trainer.cli") and have("pipelines.tokenize"):
+        # configs/ beside the package in a checkout; KNOWMIX_CONFIGS where it was copied (the Docker image)
+        configs = os.environ.get(
+            "KNOWMIX_CONFIGS", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+        )
+        config = os.path.join(configs, "tiny.toml")
         if os.path.exists(config):
             run_dir = os.path.join(out, "run")
             yield (
