@@ -207,3 +207,31 @@ def test_a_missing_path_or_config_typo_is_one_line_and_status_2(tmp_path, capsys
     assert len(err) == 1 and "min_charz" in err[0]
     assert knowmix(["clean", "--config", str(tmp_path / "nope.toml")]) == 2
     assert "nope.toml" in capsys.readouterr().err
+
+
+def test_near_duplicates_are_removed_and_the_cluster_table_is_written(tmp_path, capsys):
+    contexts = json.load(open(fixture("encyclopedia_cmrc2018_trial.json"), encoding="utf-8"))
+    original = contexts[1]["context_text"]
+    edited = original[:100] + "某" + original[101:]  # one character changed: Jaccard of 5-grams ~0.98
+    other = contexts[2]["context_text"]
+    lines = [
+        {"id": "a", "text": original},
+        {"id": "b", "text": edited},
+        {"id": "c", "text": other},
+    ]
+    src = tmp_path / "enc.jsonl"
+    src.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    out = tmp_path / "out"
+    assert knowmix(["clean", "--source", f"encyclopedia={src}", "--output", str(out), "--cluster-table"]) == 0
+    d = open_shard_dir(str(out))
+    assert d.manifest["counts"]["dropped"] == {"near_duplicate": 1}
+    assert d.read_all().num_rows == 2
+    clusters = [read_arrow(os.path.join(str(out), e["path"])) for e in d.manifest["cluster_table"]]
+    rows = pa.concat_tables(clusters).to_pylist()
+    assert len(rows) == 2 and {r["cluster_size"] for r in rows} == {2}
+    assert len({r["cluster_id"] for r in rows}) == 1
+    capsys.readouterr()
+    assert knowmix(["stats", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["cluster_sizes"] == {"2": 1}
+    assert report["near_duplicate_rate"]["encyclopedia"] == pytest.approx(1 / 3)
