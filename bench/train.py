@@ -5,12 +5,17 @@
    per-block ``train.compile``), one optimizer step (AdamW) per measured step;
 2. the real trainer (``trainer.loop.train``, synthetic shards written to a temp dir): dual-path vs single-path
    tokens/s (all tokens counted, general + knowledge), i.e. the cost of the knowledge path at equal tokens;
-3. the real trainer on one GPU under a one-rank process group: FSDP2 ZeRO-3 vs ZeRO-2.
+3. the real trainer on one GPU under a one-rank process group: FSDP2 ZeRO-3 vs ZeRO-2;
+4. issue 7's techniques in the real trainer (dual-path, same shards, same card, same run): all off, then each
+   switch alone (R-Drop, layer-wise self-distillation over every block below the last, the cross-layer attention
+   residual on the explicit attention path, multi-round MLM with 2 rounds): tokens/s (data tokens, each once) and
+   peak GPU memory against all-off.
 
 Prints ratios against the named baselines; no pass/fail.
 
     python bench/train.py                 # GPU
     python bench/train.py --smoke         # CPU, tiny sizes, seconds: checks the script runs end to end
+    python bench/train.py --sections techniques   # only section 4
 """
 
 from __future__ import annotations
@@ -265,13 +270,22 @@ def run_trainer(args, pre, ktok, out, device, **over) -> dict:
     }
     base.update(over)
     cfg = load_config(None, [f"{k}={v}" for k, v in base.items()])
+    free(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     train(cfg, log=lambda *a: None)
+    seconds = time.perf_counter() - t0
+    peak_gib = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     with open(os.path.join(out, "metrics.jsonl")) as fh:
         ms = [json.loads(line) for line in fh]
     later = ms[1:] or ms  # the first window holds warm-up (allocator, kernels)
     return {"tokens_per_s": float(np.mean([m["tokens_per_s"] for m in later])),
-            "mfu": float(np.mean([m["mfu"] for m in later])), "seconds": time.perf_counter() - t0}
+            "mfu": float(np.mean([m["mfu"] for m in later])), "seconds": seconds, "peak_mem_gib": peak_gib}
+
+
+def rounded(r: dict) -> dict:
+    return {k: round(v, 4) if v is not None else None for k, v in r.items()}
 
 
 def free_port() -> int:
@@ -280,16 +294,61 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def bench_shards(args, tmp) -> tuple[str, str]:
+    """The synthetic shards of sections 2-4 (written once per run)."""
+    if not os.path.isdir(os.path.join(tmp, "pretrain")):
+        n = args.trainer_batch * (max(args.trainer_steps, args.technique_steps) + 2)
+        write_bench_shards(tmp, args.vocab, args.seq, n, n, args.kseq)
+    return os.path.join(tmp, "pretrain"), os.path.join(tmp, "ktok")
+
+
+TECHNIQUES = {  # issue 7: one switch each (all off = the baseline)
+    "all off": {},
+    "rdrop": {"distill.rdrop_alpha": 1.0},
+    "layer_distill": {"distill.layer_beta": 1.0},
+    "attn_residual": {"model.attn_residual_decay": 0.5},
+    "multiround": {"mlm.mode": '"multiround"', "mlm.rounds": 2},
+}
+
+
+def bench_techniques(args, device, tmp) -> list[dict]:
+    pre, ktok = bench_shards(args, tmp)
+    rows, res = [], {}
+    for name, over in TECHNIQUES.items():
+        out = os.path.join(tmp, "tech-" + name.replace(" ", "_"))
+        try:
+            r = run_trainer(args, pre, ktok, out, device, **{"train.max_steps": args.technique_steps,
+                                                              "train.log_every": max(1, args.technique_steps // 4)},
+                            **over)
+        except Exception as exc:  # noqa: BLE001 - report and go on (e.g. out of memory)
+            print(f"  {name:14s} failed: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
+            free(device)
+            continue
+        res[name] = r
+        base = res.get("all off")
+        rel = f"  x{r['tokens_per_s'] / base['tokens_per_s']:.2f} tokens/s" if base and name != "all off" else ""
+        mem = (f"  peak {r['peak_mem_gib']:6.1f} GiB" + (f" (x{r['peak_mem_gib'] / base['peak_mem_gib']:.2f})"
+               if base and name != "all off" and base["peak_mem_gib"] else "")
+               if r["peak_mem_gib"] is not None else "  peak mem n/a (CPU)")
+        print(f"  {name:14s} {r['tokens_per_s']:12,.0f} tokens/s{rel}{mem}  ({r['seconds']:.0f}s run)", flush=True)
+        row = {"section": "techniques", "variant": name, **rounded(r)}
+        if base and name != "all off":
+            row["tokens_per_s_vs_all_off"] = round(r["tokens_per_s"] / base["tokens_per_s"], 4)
+            if base["peak_mem_gib"] and r["peak_mem_gib"] is not None:
+                row["peak_mem_vs_all_off"] = round(r["peak_mem_gib"] / base["peak_mem_gib"], 4)
+        rows.append(row)
+    return rows
+
+
 def bench_paths(args, device, tmp) -> list[dict]:
-    pre, ktok = write_bench_shards(tmp, args.vocab, args.seq, args.trainer_batch * (args.trainer_steps + 2),
-                                   args.trainer_batch * (args.trainer_steps + 2), args.kseq)
+    pre, ktok = bench_shards(args, tmp)
     rows = []
     single = run_trainer(args, pre, "", os.path.join(tmp, "single"), device)
     dual = run_trainer(args, pre, ktok, os.path.join(tmp, "dual"), device)
     for name, r in (("single-path", single), ("dual-path", dual)):
         print(f"  {name:12s} {r['tokens_per_s']:12,.0f} tokens/s  MFU {r['mfu']:6.1%}  ({r['seconds']:.0f}s run)",
               flush=True)
-        rows.append({"section": "paths", "variant": name, **{k: round(v, 4) for k, v in r.items()}})
+        rows.append({"section": "paths", "variant": name, **rounded(r)})
     cost = single["tokens_per_s"] / dual["tokens_per_s"] - 1.0
     print(f"  dual-path cost per token vs single-path: {cost:+.1%} (goal <= +10%)", flush=True)
     rows.append({"section": "paths", "ratio": "single/dual tokens_per_s - 1", "value": round(cost, 4)})
@@ -306,7 +365,7 @@ def bench_paths(args, device, tmp) -> list[dict]:
             zero[z] = run_trainer(args, pre, ktok, os.path.join(tmp, f"zero{z}"), device, **{"train.zero": z})
             print(f"  ZeRO-{z} (FSDP2, 1 device) {zero[z]['tokens_per_s']:12,.0f} tokens/s  MFU {zero[z]['mfu']:6.1%}",
                   flush=True)
-            rows.append({"section": "zero", "variant": f"zero{z}", **{k: round(v, 4) for k, v in zero[z].items()}})
+            rows.append({"section": "zero", "variant": f"zero{z}", **rounded(zero[z])})
         ratio = zero[3]["tokens_per_s"] / zero[2]["tokens_per_s"]
         print(f"  ZeRO-3 / ZeRO-2 tokens/s = {ratio:.3f}", flush=True)
         rows.append({"section": "zero", "ratio": "zero3 / zero2", "value": round(ratio, 4)})
@@ -318,7 +377,8 @@ def bench_paths(args, device, tmp) -> list[dict]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="CPU, tiny sizes, a few steps: check the script end to end")
-    p.add_argument("--sections", default="encoder,paths", help="encoder,paths (paths includes ZeRO-3 vs ZeRO-2)")
+    p.add_argument("--sections", default="encoder,paths,techniques",
+                   help="encoder,paths,techniques (paths includes ZeRO-3 vs ZeRO-2)")
     p.add_argument("--sizes", default="base,large")
     p.add_argument("--seq", type=int, default=512)
     p.add_argument("--kseq", type=int, default=128, help="knowledge path sequence length")
@@ -329,6 +389,7 @@ def main(argv=None) -> int:
     p.add_argument("--trainer-size", default="base")
     p.add_argument("--trainer-batch", type=int, default=32)
     p.add_argument("--trainer-steps", type=int, default=40)
+    p.add_argument("--technique-steps", type=int, default=24, help="steps per run of section 4")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--peak-tflops", type=float, default=0.0, help="device peak for MFU (default: looked up)")
     p.add_argument("--out", default="", help="also write the rows as JSON here")
@@ -338,7 +399,7 @@ def main(argv=None) -> int:
     args.vocab = VOCAB
     if args.smoke:
         args.seq, args.kseq, args.steps, args.warmup, args.vocab = 64, 32, 2, 1, 512
-        args.trainer_batch, args.trainer_steps, args.no_compile = 4, 6, True
+        args.trainer_batch, args.trainer_steps, args.no_compile, args.technique_steps = 4, 6, True, 4
         args.sizes = args.sizes[:1]
     args.trainer_log = max(1, args.trainer_steps // 4)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
@@ -353,11 +414,16 @@ def main(argv=None) -> int:
     if "encoder" in sections:
         print("1. encoder + MLM head, one AdamW step per step" + (" (fp32, smoke)" if args.smoke else " (bf16 autocast)") + ":", flush=True)
         rows += bench_models(args, device, peak)
-    if "paths" in sections:
-        print(f"2./3. the trainer ({'tiny' if args.smoke else args.trainer_size}, micro-batch {args.trainer_batch},"
-              f" seq {args.seq} + knowledge seq {args.kseq}):", flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
+        if "paths" in sections:
+            print(f"2./3. the trainer ({'tiny' if args.smoke else args.trainer_size}, micro-batch {args.trainer_batch},"
+                  f" seq {args.seq} + knowledge seq {args.kseq}):", flush=True)
             rows += bench_paths(args, device, tmp)
+        if "techniques" in sections:
+            print(f"4. issue 7's techniques in the trainer (dual-path, {'tiny' if args.smoke else args.trainer_size},"
+                  f" micro-batch {args.trainer_batch}, {args.technique_steps} steps each; ZeRO-0, one device):",
+                  flush=True)
+            rows += bench_techniques(args, device, tmp)
     print(f"total {time.perf_counter() - t0:.0f}s on {name}", flush=True)
     if args.out:
         with open(args.out, "w") as fh:
