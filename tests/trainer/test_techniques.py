@@ -165,6 +165,31 @@ def sharp(model):
     return model
 
 
+def plain_encoder_forward(model, ids, types, mask):
+    """Issue 6's encoder forward (before the attention residual existed), op for op, on ``model``'s modules."""
+    F = torch.nn.functional
+    x = model.bert.embeddings(ids, types)
+    attn_mask = mask.bool()[:, None, None, :]
+    for block in model.layers:
+        sa = block.attention.self
+        b, s, h = x.shape
+        w = torch.cat([sa.query.weight, sa.key.weight, sa.value.weight])
+        bias = torch.cat([sa.query.bias, sa.key.bias, sa.value.bias])
+        q, k, v = (t.view(b, s, sa.num_heads, sa.head_dim).transpose(1, 2) for t in F.linear(x, w, bias).split(h, dim=-1))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=0.0)
+        a = block.attention.output(out.transpose(1, 2).reshape(b, s, h), x)
+        x = block.output(block.intermediate(a), a)
+    return x
+
+
+def test_gamma_zero_matches_issue6_encoder_op_for_op():
+    b = make_batch()
+    m = model_for(enc_config(gamma=0.0)).eval()
+    with torch.no_grad():
+        assert torch.equal(m.bert(b["input_ids"], b["token_type_ids"], b["attention_mask"]),
+                           plain_encoder_forward(m, b["input_ids"], b["token_type_ids"], b["attention_mask"]))
+
+
 def test_explicit_path_matches_fused_and_residual_changes_outputs():
     b = make_batch()
     args = (b["input_ids"], b["token_type_ids"], b["attention_mask"])
