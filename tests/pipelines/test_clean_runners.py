@@ -16,6 +16,15 @@ def small_job(tmp_path, out):
     return load_config(str(job))
 
 
+def close_runner_clients():
+    """Beam's DaskRunner opens its own Client and never closes it; left open it keeps trying to reconnect
+    (and logging) after the cluster is gone."""
+    from distributed.client import _global_clients
+
+    for client in list(_global_clients.values()):
+        client.close()
+
+
 def test_dask_runner_writes_the_same_shards_as_the_local_runner(tmp_path):
     distributed = pytest.importorskip("distributed")
     from pipelines.clean import run
@@ -32,6 +41,7 @@ def test_dask_runner_writes_the_same_shards_as_the_local_runner(tmp_path):
                 ],
                 ["test"],
             )
+            close_runner_clients()
     assert dask["shards"] == local["shards"]
     assert dask["counts"] == local["counts"]
     open_shard_dir(str(tmp_path / "dask"), kind="docs")  # checksums verify
