@@ -6,13 +6,19 @@ The recipe, top to bottom (the logic lives in ``kg/``):
       -> ordered entity pairs, joined with the KG triples by (head, tail) with CoGroupByKey
       -> per sentence: samples of each task (kg.samples), entity frequencies as a side input for substitution
       -> NA relation samples down-sampled to at most --na-ratio of the relation task, exactly and
-         deterministically (lowest seeded hash scores; per-bucket counts, then one exact cut inside one bucket)
+         deterministically (lowest seeded hash scores; per-bucket counts, one plan, joined back by bucket)
       -> knowledge shards (WriteShards) + manifest (WriteManifest, kind "knowledge", counts per task)
 
 Accounting unit: the sentence. ``input`` = sentences considered; ``output`` = sentences that gave at least one
 sample; every other sentence is dropped with one reason (``too_long``, ``no_entity``, ``ambiguous``,
 ``one_entity``, ``no_triple``, ``na_sampled_out``), so ``input == output + dead_letter + sum(dropped)`` exactly;
 ``counts.by_task`` holds the same per task (``no_triple`` for triple_mask), and ``counts.samples`` the rows.
+
+Runner portability (Beam's Dask runner included): DoFns yield ``(tag, value)`` pairs split by
+``beamio.split_by_tag`` (never ``with_outputs``), there is no global combine (per-key combines, keyed joins and
+side inputs of the manifest step instead), and every branch feeds the manifest step, the pipeline's last. The
+NA plan reaches the NA rows by a join on their bucket, not a side input: the Dask runner computes a side input
+anew, nested, in every partition that reads it (the entity index and frequencies still are side inputs).
 
 Memory: the entity index (names, aliases, types and the set of connected entity pairs, no relation labels) is a
 side input and must fit in one worker's memory; relation labels are read from the KG files by the workers and
@@ -48,7 +54,15 @@ from kg.samples import (
 )
 from knowmix.errors import UserError
 from knowmix.manifest import ContractError, open_shard_dir
-from pipelines.beamio import ReadShardRows, WriteManifest, WriteShards, clear_output, pipeline_options, tally
+from pipelines.beamio import (
+    ReadShardRows,
+    WriteManifest,
+    WriteShards,
+    clear_output,
+    pipeline_options,
+    split_by_tag,
+    tally,
+)
 
 BUCKET_SHIFT = 48  # NA score buckets: the top 16 bits of a 64-bit score
 MAX_PROBLEMS_LISTED = 50
@@ -148,7 +162,8 @@ def row_stats(row: dict) -> dict:
 
 
 class LinkFn(beam.DoFn):
-    """sentence -> (sid, linked sentence) when it has mentions; else its fate (tagged 'fate'); stats ('stats')."""
+    """sentence -> ``("linked", (sid, linked sentence))`` when it has mentions, else ``("fate", (sid, outcomes))``;
+    and ``("stats", linking stats)``."""
 
     def __init__(self, segmenter: str, min_chars: int, max_chars: int, tasks):
         self.segmenter, self.min_chars, self.max_chars, self.tasks = segmenter, min_chars, max_chars, tuple(tasks)
@@ -157,19 +172,19 @@ class LinkFn(beam.DoFn):
         beam.metrics.Metrics.counter("knowmix", "sentences").inc()
         if len(sent["text"]) > self.max_chars:
             out = {t: "too_long" for t in ("", *self.tasks)}
-            yield beam.pvalue.TaggedOutput("fate", (sent["sid"], out))
+            yield "fate", (sent["sid"], out)
             return
         res = linker_for(index, self.segmenter, self.min_chars).link(sent["text"])
-        yield beam.pvalue.TaggedOutput("stats", {"_linking": {
+        yield "stats", {"_linking": {
             "sentences": 1, "matches": res.matches, "mentions": len(res.mentions),
             "rejected_word_cut": res.rejected_word_cut, "ambiguous_resolved": res.ambiguous_resolved,
-            "ambiguous_dropped": res.ambiguous_dropped, "sentences_with_mentions": 1 if res.mentions else 0}})
+            "ambiguous_dropped": res.ambiguous_dropped, "sentences_with_mentions": 1 if res.mentions else 0}}
         if not res.mentions:
-            yield beam.pvalue.TaggedOutput("fate", (sent["sid"], sentence_outcomes([], res.ambiguous_dropped, [], self.tasks)))
+            yield "fate", (sent["sid"], sentence_outcomes([], res.ambiguous_dropped, [], self.tasks))
             return
         mentions = [(m.start, m.end, m.surface, m.entity_id) for m in res.mentions]
-        yield (sent["sid"], {"doc_id": sent["doc_id"], "text": sent["text"], "mentions": mentions,
-                             "ambiguous_dropped": res.ambiguous_dropped})
+        yield "linked", (sent["sid"], {"doc_id": sent["doc_id"], "text": sent["text"], "mentions": mentions,
+                                       "ambiguous_dropped": res.ambiguous_dropped})
 
 
 def entity_pairs(kv):
@@ -191,7 +206,7 @@ def pair_relations(kv):
 
 
 class SampleFn(beam.DoFn):
-    """(sid, {sent, rels}) -> knowledge rows (main), the sentence's fate ('fate'), NA rows ('na')."""
+    """(sid, {sent, rels}) -> ``("rows", knowledge row)``, ``("na", NA relation row)``, ``("fate", (sid, outcomes))``."""
 
     def __init__(self, tasks, seed: int, probability: float):
         self.tasks, self.seed, self.probability = tuple(tasks), seed, probability
@@ -213,16 +228,13 @@ class SampleFn(beam.DoFn):
                 sampler = _SAMPLERS[key] = SubstitutionSampler(index, freq, probability=self.probability)
         rows = sentence_samples(sent["doc_id"], sid, sent["text"], mentions, index,
                                 lambda h, t: rel_map.get((h, t), ()), self.tasks, sampler, self.seed)
-        yield beam.pvalue.TaggedOutput("fate", (sid, sentence_outcomes(mentions, sent["ambiguous_dropped"], rows, self.tasks)))
+        yield "fate", (sid, sentence_outcomes(mentions, sent["ambiguous_dropped"], rows, self.tasks))
         for row in rows:
             beam.metrics.Metrics.counter("knowmix", f"samples_{row['task']}").inc()
-            if is_na(row):
-                yield beam.pvalue.TaggedOutput("na", row)
-            else:
-                yield row
+            yield ("na" if is_na(row) else "rows"), row
 
 
-def plan_na_cut(_, positive: int, buckets: list, na_ratio: float):
+def plan_na_cut(positive: int, buckets: list, na_ratio: float) -> tuple[int, int]:
     """(cut bucket, how many to keep inside it): buckets below the cut are kept whole, above it dropped."""
     total = sum(n for _, n in buckets)
     quota = na_quota(positive, total, na_ratio)
@@ -234,27 +246,24 @@ def plan_na_cut(_, positive: int, buckets: list, na_ratio: float):
     return (1 << 64, 0)  # keep all
 
 
-class SplitNaFn(beam.DoFn):
-    def __init__(self, seed: int):
-        self.seed = seed
-
-    def process(self, row, plan):
-        cut, _ = plan
-        score = na_score(self.seed, row["id"])
-        b = score >> BUCKET_SHIFT
-        if b < cut:
-            yield row
-        elif b > cut:
-            yield beam.pvalue.TaggedOutput("drop", row)
-        else:
-            yield beam.pvalue.TaggedOutput("border", (b, (score, row["id"], row)))
-
-
-def cut_border(kv, plan):
+def na_decisions(kv, na_ratio: float):
+    """("plan", [("positive", n) | ("bucket", (b, n))]) -> (b, how many NA rows of bucket b to keep), every b."""
     _, items = kv
-    keep = plan[1]
-    for i, (_, _, row) in enumerate(sorted(items, key=lambda x: (x[0], x[1]))):
-        yield row if i < keep else beam.pvalue.TaggedOutput("drop", row)
+    items = list(items)
+    positive = sum(n for what, n in items if what == "positive")
+    buckets = [bn for what, bn in items if what == "bucket"]
+    cut, keep = plan_na_cut(positive, buckets, na_ratio)
+    for b, n in buckets:
+        yield b, (n if b < cut else keep if b == cut else 0)
+
+
+def cut_bucket(kv, seed: int):
+    """(bucket, {rows, keep}) -> ``("keep", row)`` for the lowest-scored ``keep`` rows (score, then id), else ``("drop", row)``."""
+    _, grouped = kv
+    keep = sum(grouped["keep"])
+    ordered = sorted(grouped["rows"], key=lambda r: (na_score(seed, r["id"]), r["id"]))
+    for i, row in enumerate(ordered):
+        yield ("keep" if i < keep else "drop"), row
 
 
 def resolve_fate(kv):
@@ -336,9 +345,10 @@ def build(p: beam.Pipeline, *, docs_dir: str, kg_paths: list[str], entity_paths:
         | "ReadDocs" >> ReadShardRows(docs.shard_paths)
         | "Sentences" >> beam.FlatMap(doc_sentences, max_sentence_chars)
     )
-    linked = sentences | "Link" >> beam.ParDo(
-        LinkFn(segmenter, min_name_chars, max_sentence_chars, tasks), index=index_si
-    ).with_outputs("fate", "stats", main="linked")
+    linked = split_by_tag(
+        sentences | "Link" >> beam.ParDo(LinkFn(segmenter, min_name_chars, max_sentence_chars, tasks), index=index_si),
+        ("linked", "fate", "stats"), "Linked",
+    )
 
     triples = (
         p
@@ -347,54 +357,60 @@ def build(p: beam.Pipeline, *, docs_dir: str, kg_paths: list[str], entity_paths:
         | "KeyTriple" >> beam.Map(lambda t: ((t.head, t.tail), t.relation))
     )
     pair_rels = (
-        {"sid": linked.linked | "Pairs" >> beam.FlatMap(entity_pairs), "rel": triples}
+        {"sid": linked["linked"] | "Pairs" >> beam.FlatMap(entity_pairs), "rel": triples}
         | "JoinTriples" >> beam.CoGroupByKey()
         | "PairRelations" >> beam.FlatMap(pair_relations)
     )
     freq = beam.pvalue.AsDict(
-        linked.linked
+        linked["linked"]
         | "MentionedEntities" >> beam.FlatMap(lambda kv: [m[3] for m in kv[1]["mentions"]])
         | "EntityFrequency" >> beam.combiners.Count.PerElement()
     )
-    sampled = (
-        {"sent": linked.linked, "rels": pair_rels}
+    sampled = split_by_tag(
+        {"sent": linked["linked"], "rels": pair_rels}
         | "JoinSentence" >> beam.CoGroupByKey()
-        | "Samples" >> beam.ParDo(SampleFn(tasks, seed, substitution_probability), index=index_si, freq=freq)
-        .with_outputs("fate", "na", main="rows")
+        | "Samples" >> beam.ParDo(SampleFn(tasks, seed, substitution_probability), index=index_si, freq=freq),
+        ("rows", "na", "fate"), "Sampled",
     )
 
-    # NA down-sampling: exact quota, lowest seeded scores kept
-    positive = beam.pvalue.AsSingleton(
-        sampled.rows | "Positive" >> beam.Filter(lambda r: r["task"] == "relation")
-        | "CountPositive" >> beam.combiners.Count.Globally()
+    # NA down-sampling: exact quota, lowest seeded scores kept. Per-bucket counts and one plan, joined back to
+    # the NA rows by bucket: keyed joins, no global combine and no side input in the middle of the pipeline
+    # (Beam's Dask runner computes a side input anew, nested, in every partition that reads it)
+    na_by_bucket = sampled["na"] | "Bucket" >> beam.Map(lambda r, s=seed: (na_score(s, r["id"]) >> BUCKET_SHIFT, r))
+    positive = (
+        sampled["rows"] | "Positive" >> beam.FlatMap(lambda r: ("relation",) if r["task"] == "relation" else ())
+        | "CountPositive" >> beam.combiners.Count.PerElement()
+        | "PlanPositive" >> beam.Map(lambda kv: ("plan", ("positive", kv[1])))
     )
-    buckets = beam.pvalue.AsList(
-        sampled.na | "Bucket" >> beam.Map(lambda r, s=seed: na_score(s, r["id"]) >> BUCKET_SHIFT)
+    bucket_counts = (
+        na_by_bucket | "BucketKeys" >> beam.Keys()
         | "CountBuckets" >> beam.combiners.Count.PerElement()
+        | "PlanBuckets" >> beam.Map(lambda kv: ("plan", ("bucket", kv)))
     )
-    plan = beam.pvalue.AsSingleton(
-        p | "PlanOnce" >> beam.Create([None])
-        | "PlanNa" >> beam.Map(plan_na_cut, positive, buckets, na_ratio)
+    decisions = (
+        (positive, bucket_counts) | "PlanInputs" >> beam.Flatten()
+        | "GroupPlan" >> beam.GroupByKey()
+        | "PlanNa" >> beam.FlatMap(na_decisions, na_ratio)
     )
-    split = sampled.na | "SplitNa" >> beam.ParDo(SplitNaFn(seed), plan=plan).with_outputs("drop", "border", main="keep")
-    border = (
-        split.border | "GroupBorder" >> beam.GroupByKey()
-        | "CutBorder" >> beam.FlatMap(cut_border, plan).with_outputs("drop", main="keep")
+    cut = split_by_tag(
+        {"rows": na_by_bucket, "keep": decisions}
+        | "JoinBuckets" >> beam.CoGroupByKey()
+        | "CutNa" >> beam.FlatMap(cut_bucket, seed),
+        ("keep", "drop"), "CutNaBy",
     )
-    kept_na = (split.keep, border.keep) | "KeptNa" >> beam.Flatten()
-    dropped_na = (split.drop, border.drop) | "DroppedNa" >> beam.Flatten()
-    rows = (sampled.rows, kept_na) | "AllRows" >> beam.Flatten()
+    kept_na, dropped_na = cut["keep"], cut["drop"]
+    rows = (sampled["rows"], kept_na) | "AllRows" >> beam.Flatten()
 
     # the fate of each sentence
-    pending = sampled.fate | "Pending" >> beam.Filter(lambda kv: PENDING_NA in kv[1].values())
-    settled = sampled.fate | "Settled" >> beam.Filter(lambda kv: PENDING_NA not in kv[1].values())
+    pending = sampled["fate"] | "Pending" >> beam.Filter(lambda kv: PENDING_NA in kv[1].values())
+    settled = sampled["fate"] | "Settled" >> beam.Filter(lambda kv: PENDING_NA not in kv[1].values())
     resolved = (
         {"fate": pending, "kept": kept_na | "KeptBySentence" >> beam.Map(lambda r: (r["id"].rsplit(":", 2)[0], 1))}
         | "JoinKeptNa" >> beam.CoGroupByKey()
         | "Resolve" >> beam.FlatMap(resolve_fate)
     )
     fates = (
-        (linked.fate | "FateLink" >> beam.Values(), settled | "FateSample" >> beam.Values(), resolved)
+        (linked["fate"] | "FateLink" >> beam.Values(), settled | "FateSample" >> beam.Values(), resolved)
         | "AllFates" >> beam.Flatten()
     )
     tallies = tally(fates | "Events" >> beam.FlatMap(fate_events))
@@ -404,13 +420,17 @@ def build(p: beam.Pipeline, *, docs_dir: str, kg_paths: list[str], entity_paths:
             fates | "FateStats" >> beam.Map(fate_stats),
             rows | "RowStats" >> beam.Map(row_stats),
             dropped_na | "NaStats" >> beam.Map(lambda r: {"_tasks": {"relation": {"na_sampled_out": 1}}}),
-            linked.stats,
+            linked["stats"],
         )
         | "AllStats" >> beam.Flatten()
-        | "MergeStats" >> beam.CombineGlobally(MergeCountsFn())
+        # one key, not CombineGlobally: Beam's Dask runner gives a global combine one value per partition
+        | "KeyStats" >> beam.Map(lambda d: ("stats", d))
+        | "MergeStats" >> beam.CombinePerKey(MergeCountsFn())
+        | "StatsValue" >> beam.Values()
     )
     extra = (stats, p | "KgInfo" >> beam.Create([kg_extra(kg, index)])) | "Extras" >> beam.Flatten()
 
+    # the manifest is the last step and waits on every branch (shard entries, tallies, stats are its side inputs)
     entries = rows | "WriteShards" >> WriteShards(out_dir, KNOWLEDGE_SCHEMA, num_shards)
     options = dict(options_record or {})
     return p | "WriteManifest" >> WriteManifest(

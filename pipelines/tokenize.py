@@ -10,6 +10,11 @@ The recipe (logic in ``pipelines/tokenizers.py``):
 Accounting is in input rows: ``input == output + dead_letter + sum(dropped)``; ``output`` counts documents
 (or knowledge rows) that went into shards. The tokenizer file is copied beside the manifest so the trainer
 finds it.
+
+Runner portability (Beam's Dask runner included): DoFns yield ``(tag, value)`` pairs split by
+``beamio.split_by_tag`` (never ``with_outputs``), the relation list is one keyed group of the distinct names
+(no global combine) joined to the rows by group (no side input in mid-pipeline), and the dead letters and
+relations.json feed the manifest step, the last.
 """
 
 from __future__ import annotations
@@ -82,7 +87,7 @@ def _dead(source: str, row: dict, reason: str) -> dict:
 
 
 class EncodeDocFn(beam.DoFn):
-    """doc row -> (group, DocTokens); tagged ``dead`` rows and accounting ``events``."""
+    """doc row -> ``("docs", (group, DocTokens))``, ``("dead", dead-letter row)`` and ``("events", event)``."""
 
     def __init__(self, spec: TokenizerSpec, boundaries: bool, user_words: list[str], groups: int, source: str):
         self.spec, self.boundaries = spec, boundaries
@@ -92,42 +97,51 @@ class EncodeDocFn(beam.DoFn):
         self.tok = self.spec.load()
         self.seg = WordSegmenter("rjieba", self.user_words) if self.boundaries else None
 
+    def __getstate__(self):
+        # runtime state from setup() (the tokenizer, jieba) stays out of pickles: Beam's Dask runner may
+        # pickle a DoFn again after setup(), when a side input's graph is computed inside a worker
+        return {k: v for k, v in self.__dict__.items() if k not in ("tok", "seg")}
+
     def teardown(self):
         shutil.rmtree(os.path.dirname(self.tok.path), ignore_errors=True)
 
     def process(self, row):
         kind = row.get("source_kind") or ""
-        yield beam.pvalue.TaggedOutput("events", ("input", None, kind))
+        yield "events", ("input", None, kind)
         text, doc_id = row.get("text"), row.get("id")
         if not isinstance(text, str) or not isinstance(doc_id, str) or not doc_id:
-            yield beam.pvalue.TaggedOutput("events", ("dead_letter", None, kind))
-            yield beam.pvalue.TaggedOutput("dead", _dead(self.source, row, "missing_id_or_text"))
+            yield "events", ("dead_letter", None, kind)
+            yield "dead", _dead(self.source, row, "missing_id_or_text")
             return
         try:
             w = encode_with_words(self.tok, self.seg, text) if text.strip() else None
         except Exception as exc:  # a record the tokenizer cannot take is a dead letter, never a failed job
-            yield beam.pvalue.TaggedOutput("events", ("dead_letter", None, kind))
-            yield beam.pvalue.TaggedOutput("dead", _dead(self.source, row, f"tokenize_error: {type(exc).__name__}: {exc}"[:200]))
+            yield "events", ("dead_letter", None, kind)
+            yield "dead", _dead(self.source, row, f"tokenize_error: {type(exc).__name__}: {exc}"[:200])
             return
         if w is None or len(w.enc) == 0:
-            yield beam.pvalue.TaggedOutput("events", ("dropped", "no_tokens", kind))
+            yield "events", ("dropped", "no_tokens", kind)
             return
         beam.metrics.Metrics.counter("knowmix", "tokens").inc(len(w.enc))
-        yield beamio.shard_of(doc_id, self.groups), DocTokens(doc_id, kind, w.enc.ids, w.word_start)
+        yield "docs", (beamio.shard_of(doc_id, self.groups), DocTokens(doc_id, kind, w.enc.ids, w.word_start))
 
 
 def _pack_group(kv, max_seq_len: int, cls_id: int, sep_id: int):
+    """(group, DocTokens) -> ``("rows", packed row)`` and ``("events", event)``."""
     _, docs = kv
     docs = sorted(docs, key=lambda d: d.doc_id)
     for d in docs:
-        yield beam.pvalue.TaggedOutput("events", ("output", None, d.source_kind))
-    yield from pack_documents(docs, max_seq_len, cls_id, sep_id)
+        yield "events", ("output", None, d.source_kind)
+    for row in pack_documents(docs, max_seq_len, cls_id, sep_id):
+        yield "rows", row
 
 
 # ---------------------------------------------------------------------------------------------- knowledge
 
 
 class EncodeKnowledgeFn(beam.DoFn):
+    """knowledge row -> ``("rows", tokenised row)``, ``("dead", dead-letter row)`` and ``("events", event)``."""
+
     def __init__(self, spec: TokenizerSpec, boundaries: bool, max_seq_len: int, source: str):
         self.spec, self.boundaries = spec, boundaries
         self.max_seq_len, self.source = max_seq_len, source
@@ -136,42 +150,61 @@ class EncodeKnowledgeFn(beam.DoFn):
         self.tok = self.spec.load()
         self.seg = WordSegmenter("rjieba") if self.boundaries else None
 
+    def __getstate__(self):
+        # runtime state from setup() (the tokenizer, jieba) stays out of pickles: Beam's Dask runner may
+        # pickle a DoFn again after setup(), when a side input's graph is computed inside a worker
+        return {k: v for k, v in self.__dict__.items() if k not in ("tok", "seg")}
+
     def teardown(self):
         shutil.rmtree(os.path.dirname(self.tok.path), ignore_errors=True)
 
     def process(self, row):
         task = row.get("task") or ""
-        yield beam.pvalue.TaggedOutput("events", ("input", None, task))
+        yield "events", ("input", None, task)
         if not isinstance(row.get("id"), str) or not row.get("id"):
-            yield beam.pvalue.TaggedOutput("events", ("dead_letter", None, task))
-            yield beam.pvalue.TaggedOutput("dead", _dead(self.source, row, "missing_id"))
+            yield "events", ("dead_letter", None, task)
+            yield "dead", _dead(self.source, row, "missing_id")
             return
         try:
             out = tokenize_knowledge(row, self.tok, self.seg, self.max_seq_len)
         except BadRow as exc:
-            yield beam.pvalue.TaggedOutput("events", ("dead_letter", None, task))
-            yield beam.pvalue.TaggedOutput("dead", _dead(self.source, row, exc.reason))
+            yield "events", ("dead_letter", None, task)
+            yield "dead", _dead(self.source, row, exc.reason)
             return
         except Dropped as exc:
-            yield beam.pvalue.TaggedOutput("events", ("dropped", exc.reason, task))
+            yield "events", ("dropped", exc.reason, task)
             return
         except Exception as exc:  # malformed in a way the checks did not foresee: a dead letter
-            yield beam.pvalue.TaggedOutput("events", ("dead_letter", None, task))
-            yield beam.pvalue.TaggedOutput("dead", _dead(self.source, row, f"tokenize_error: {type(exc).__name__}: {exc}"[:200]))
+            yield "events", ("dead_letter", None, task)
+            yield "dead", _dead(self.source, row, f"tokenize_error: {type(exc).__name__}: {exc}"[:200])
             return
-        yield out
+        yield "rows", out
+
+
+def _order_relations(kv) -> list[str]:
+    """("names", distinct names seen, with one "NA") -> the relation list: NA = 0, then the names sorted."""
+    return ["NA", *sorted(n for n in set(kv[1]) if n != "NA")]
+
+
+def _relation_ids_in_group(kv):
+    """(group, {rows, relations}) -> every row with relation names as ids (``_relation_ids``)."""
+    _, grouped = kv
+    relations = next(iter(grouped["relations"]))
+    for row in grouped["rows"]:
+        yield from _relation_ids(row, relations)
 
 
 def _relation_ids(row, relations: list[str]):
+    """Relation names -> ids: ``("rows", row)`` and ``("events", event)``."""
     if row["relations"] is not None:
         index = {name: i for i, name in enumerate(relations)}
         ids = [index.get(name) for name in row["relations"]]
         if any(i is None for i in ids):
-            yield beam.pvalue.TaggedOutput("events", ("dropped", "unknown_relation", row["task"]))
+            yield "events", ("dropped", "unknown_relation", row["task"])
             return
         row = {**row, "relations": ids}
-    yield beam.pvalue.TaggedOutput("events", ("output", None, row["task"]))
-    yield row
+    yield "events", ("output", None, row["task"])
+    yield "rows", row
 
 
 def read_relations(path: str) -> list[str]:
@@ -296,43 +329,64 @@ def run(argv: list[str]) -> dict:
         rows = p | "Read" >> beamio.ReadShardRows(src.shard_paths)
         extra = None
         if out_kind == "pretrain":
-            enc = rows | "Encode" >> beam.ParDo(
-                EncodeDocFn(spec, args.boundaries, user_words, groups, args.input)
-            ).with_output_types(Tuple[int, Any]).with_outputs("dead", "events", main="docs")
-            packed = (
-                enc.docs
-                | "GroupForPacking" >> beam.GroupByKey()
-                | "Pack" >> beam.FlatMap(_pack_group, args.max_seq_len, tok.special_ids["cls"], tok.special_ids["sep"])
-                .with_outputs("events", main="rows")
+            enc = beamio.split_by_tag(
+                rows | "Encode" >> beam.ParDo(EncodeDocFn(spec, args.boundaries, user_words, groups, args.input)),
+                ("docs", "dead", "events"), "Encoded",
             )
-            out_rows, events = packed.rows, (enc.events, packed.events) | "AllEvents" >> beam.Flatten()
+            packed = beamio.split_by_tag(
+                enc["docs"]
+                | "KeyedDocs" >> beam.Map(lambda kv: kv).with_output_types(Tuple[int, Any])
+                | "GroupForPacking" >> beam.GroupByKey()
+                | "Pack" >> beam.FlatMap(_pack_group, args.max_seq_len, tok.special_ids["cls"], tok.special_ids["sep"]),
+                ("rows", "events"), "Packed",
+            )
+            out_rows, events = packed["rows"], (enc["events"], packed["events"]) | "AllEvents" >> beam.Flatten()
             group_name = "by_source_kind"
         else:
-            enc = rows | "Encode" >> beam.ParDo(
-                EncodeKnowledgeFn(spec, args.boundaries, args.max_seq_len, args.input)
-            ).with_outputs("dead", "events", main="rows")
+            enc = beamio.split_by_tag(
+                rows | "Encode" >> beam.ParDo(EncodeKnowledgeFn(spec, args.boundaries, args.max_seq_len, args.input)),
+                ("rows", "dead", "events"), "Encoded",
+            )
             if relations_fixed is not None:
                 relations = p | "FixedRelations" >> beam.Create([relations_fixed])
             else:
+                # one keyed group of the distinct names (plus an "NA", so it exists without relation rows): no
+                # global combine, which Beam's Dask runner gives one value per partition
                 relations = (
-                    enc.rows
-                    | "RelationNames" >> beam.FlatMap(lambda r: r["relations"] or [])
-                    | "Distinct" >> beam.Distinct()
-                    | "AllNames" >> beam.combiners.ToList()
-                    | "Order" >> beam.Map(lambda names: ["NA", *sorted(n for n in set(names) if n != "NA")])
+                    (
+                        enc["rows"]
+                        | "RelationNames" >> beam.FlatMap(lambda r: r["relations"] or [])
+                        | "Distinct" >> beam.Distinct(),
+                        p | "NaName" >> beam.Create(["NA"]),
+                    )
+                    | "AllNames" >> beam.Flatten()
+                    | "KeyNames" >> beam.Map(lambda name: ("names", name))
+                    | "GroupNames" >> beam.GroupByKey()
+                    | "Order" >> beam.Map(_order_relations)
                 )
-            ided = enc.rows | "RelationIds" >> beam.FlatMap(
-                _relation_ids, relations=beam.pvalue.AsSingleton(relations)
-            ).with_outputs("events", main="rows")
-            out_rows = ided.rows
-            events = (enc.events, ided.events) | "AllEvents" >> beam.Flatten()
+            # the relation list reaches the rows by a keyed join (one copy per group), not a side input:
+            # Beam's Dask runner computes a side input anew, nested, in every partition that reads it
+            ided = beamio.split_by_tag(
+                {
+                    "rows": enc["rows"] | "KeyByGroup" >> beam.Map(lambda r: (beamio.shard_of(r["id"], groups), r)),
+                    "relations": relations | "CopyPerGroup" >> beam.FlatMap(lambda rel: [(g, rel) for g in range(groups)]),
+                }
+                | "JoinRelations" >> beam.CoGroupByKey()
+                | "RelationIds" >> beam.FlatMap(_relation_ids_in_group),
+                ("rows", "events"), "Ided",
+            )
+            out_rows = ided["rows"]
+            events = (enc["events"], ided["events"]) | "AllEvents" >> beam.Flatten()
             extra = relations | "WriteRelations" >> beam.Map(_write_relations, args.output)
             group_name = "by_task"
+        # the manifest is the last step and waits on every sink: shard entries and relations.json (side inputs)
+        # and the dead letters (``after``)
         entries = out_rows | "Write" >> beamio.WriteShards(args.output, schema, num_shards)
-        _ = enc.dead | "DeadLetters" >> beamio.WriteDeadLetters(args.output)
+        dead_written = enc["dead"] | "DeadLetters" >> beamio.WriteDeadLetters(args.output)
         tallies = beamio.tally(events)
         _ = p | "Manifest" >> beamio.WriteManifest(
-            args.output, out_kind, schema, entries, tallies, options, group_name, extra=extra, finalize=finalize
+            args.output, out_kind, schema, entries, tallies, options, group_name, extra=extra, finalize=finalize,
+            after=[dead_written],
         )
     with FileSystems.open(beamio.join(args.output, "manifest.json")) as fh:
         return json.loads(fh.read().decode("utf-8"))
