@@ -17,6 +17,7 @@ from knowmix.manifest import check_counts, open_shard_dir
 from pipelines.kg_samples import kg_samples_main
 from pipelines.tokenize import run as tokenize_run
 from tests.kg.helpers import ADMIN, WORLD, encyclopedia_docs, finre_docs, write_docs, write_finre_kg
+from tests.pipelines.test_clean_runners import close_runner_clients
 from tests.pipelines.test_tokenize_support import all_fixture_texts, docs_rows, write_bert_vocab, write_docs_dir
 
 DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
@@ -61,6 +62,7 @@ def runs(inputs):
         with distributed.Client(cluster) as client:
             dask = run_jobs(inputs, "dask", [f"--runner={DASK_RUNNER}", f"--dask_client_address={client.scheduler.address}",
                                              "--dask_npartitions=4"])
+            close_runner_clients()
     return local, dask
 
 
