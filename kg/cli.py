@@ -61,11 +61,7 @@ def kg_stats_main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    from knowmix.errors import UserError
+if __name__ == "__main__":  # the same as `knowmix kg-stats ...`
+    from knowmix.cli import main
 
-    try:
-        sys.exit(kg_stats_main(sys.argv[1:]))
-    except UserError as exc:
-        print(f"knowmix kg-stats: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main(["kg-stats", *sys.argv[1:]]))

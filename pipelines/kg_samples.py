@@ -494,9 +494,7 @@ def kg_samples_main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    try:
-        sys.exit(kg_samples_main(sys.argv[1:]))
-    except UserError as exc:
-        print(f"knowmix kg-samples: {exc}", file=sys.stderr)
-        sys.exit(2)
+if __name__ == "__main__":  # the same as `knowmix kg-samples ...`
+    from knowmix.cli import main
+
+    sys.exit(main(["kg-samples", *sys.argv[1:]]))

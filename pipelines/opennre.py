@@ -72,9 +72,7 @@ def export_opennre_main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    try:
-        sys.exit(export_opennre_main(sys.argv[1:]))
-    except UserError as exc:
-        print(f"knowmix export-opennre: {exc}", file=sys.stderr)
-        sys.exit(2)
+if __name__ == "__main__":  # the same as `knowmix export-opennre ...`
+    from knowmix.cli import main
+
+    sys.exit(main(["export-opennre", *sys.argv[1:]]))

@@ -165,9 +165,7 @@ def spm_train_main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    try:
-        sys.exit(spm_train_main(sys.argv[1:]))
-    except UserError as exc:
-        print(f"knowmix spm-train: {exc}", file=sys.stderr)
-        sys.exit(2)
+if __name__ == "__main__":  # the same as `knowmix spm-train ...`
+    from knowmix.cli import main
+
+    sys.exit(main(["spm-train", *sys.argv[1:]]))

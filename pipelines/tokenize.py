@@ -404,9 +404,7 @@ def tokenize_main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    try:
-        sys.exit(tokenize_main(sys.argv[1:]))
-    except UserError as exc:
-        print(f"knowmix tokenize: {exc}", file=sys.stderr)
-        sys.exit(2)
+if __name__ == "__main__":  # the same as `knowmix tokenize ...`
+    from knowmix.cli import main
+
+    sys.exit(main(["tokenize", *sys.argv[1:]]))
