@@ -20,10 +20,7 @@ import sys
 import tempfile
 import time
 
-# bench/tokenize.py would shadow the standard library's tokenize module: keep bench/ itself off sys.path
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-sys.path.insert(0, os.path.dirname(_HERE))
+import _repo_path  # noqa: E402,F401  (first: the repository root on sys.path, bench/ off it)
 
 from knowmix.demo import fixture  # noqa: E402
 

@@ -19,8 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _repo_path  # noqa: E402,F401  (first: the repository root on sys.path, bench/ off it)
+
+ROOT = Path(_repo_path.ROOT)
 
 import lxml.html  # noqa: E402
 

@@ -18,10 +18,7 @@ from __future__ import annotations
 import os
 import sys
 
-# bench/tokenize.py would shadow the standard library's tokenize module: keep bench/ itself off sys.path
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-sys.path.insert(0, os.path.dirname(_HERE))
+import _repo_path  # noqa: E402,F401  (first: the repository root on sys.path, bench/ off it)
 
 import argparse
 import json

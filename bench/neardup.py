@@ -16,9 +16,7 @@ from __future__ import annotations
 import os
 import sys
 
-# the script's own folder must not shadow the standard library (bench/tokenize.py would shadow ``tokenize``)
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+import _repo_path  # noqa: E402,F401  (first: the repository root on sys.path, bench/ off it)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -29,8 +27,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+ROOT = Path(_repo_path.ROOT)
 
 FIXTURES = ROOT / "corpora" / "fixtures"
 

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import sys
 
-# Run as a script, this file's folder is sys.path[0] and its name would shadow the standard library's
-# `tokenize` (imported by inspect/linecache): put the repository root there instead, first thing.
-if sys.path and sys.path[0] and __file__.startswith(sys.path[0]):
-    sys.path[0] = sys.path[0].rstrip("/").rsplit("/", 1)[0] if sys.path[0].rstrip("/").endswith("bench") else sys.path[0]
+import _repo_path  # noqa: E402,F401  (first: the repository root on sys.path, bench/ off it)
 
 import os  # noqa: E402
 

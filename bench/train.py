@@ -23,11 +23,7 @@ from __future__ import annotations
 import os
 import sys
 
-# run as `python bench/train.py`, bench/ is sys.path[0]: bench/tokenize.py would shadow the standard library's
-# `tokenize` (imported by numpy/inspect), so take bench/ off the path and put the repository root on it
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _HERE]
-sys.path.insert(0, os.path.dirname(_HERE))
+import _repo_path  # noqa: E402,F401  (first: the repository root on sys.path, bench/ off it)
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
