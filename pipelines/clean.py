@@ -2,7 +2,7 @@
 
 The recipe, top to bottom:
   read (corpora readers; unreadable input -> dead letters)
-  -> 1. normalise -> 2. language id -> 3. quality rules     (pure functions, one DoFn)
+  -> 1. normalise -> 2. language id -> 3. quality rules     (pure functions, one DoFn with the reader)
   -> 4. exact dedup -> 5. near dedup (MinHash-LSH)
   -> write docs shards + dead letters + manifest
 Every record is an accounting event, so ``input == output + dead_letter + sum(dropped)`` holds exactly.
@@ -45,31 +45,20 @@ CLUSTERS_DIR = "clusters"
 # ---------------------------------------------------------------------------------------------- steps
 
 
-class ReadSource(beam.DoFn):
-    """(source index, path) -> ``("docs", Document row)`` or ``("dead_letter", dead-letter row)``."""
+class ReadAndClean(beam.DoFn):
+    """(source index, path) -> the file's records through steps 1-3: normalise, language id, quality rules.
 
-    def __init__(self, sources):
-        self.sources = sources
-
-    def process(self, element):
-        index, path = element
-        spec = self.sources[index]
-        for record in read_path(spec, path):
-            if isinstance(record, Document):
-                yield "docs", record.to_row()
-            else:
-                row = record.to_row()
-                row["source_kind"] = spec.kind
-                yield "dead_letter", row
-
-
-class CleanDocument(beam.DoFn):
-    """Steps 1-3 on one document: normalise, identify the language, apply the quality rules.
-
-    Emits ``("kept", row)`` with ``lang``, ``lang_score``, ``n_chars`` set, or ``("dropped", (reason, kind))``.
+    Emits ``("kept", row)`` with ``lang``, ``lang_score``, ``n_chars`` set, ``("dropped", (reason, kind))``
+    or ``("dead_letter", row)``. Documents go through the steps a chunk at a time, stage by stage: run
+    document by document, fastText and the numpy n-gram statistics evict each other from the CPU caches
+    (measured: steps 1-3 about 30% slower). Chunks are formed inside ``process`` (not in
+    ``finish_bundle``, whose output Beam's Dask runner drops).
     """
 
-    def __init__(self, steps_by_kind: dict[str, dict[str, bool]], rules_by_kind: dict[str, dict[str, Any]]):
+    CHUNK = 256
+
+    def __init__(self, sources, steps_by_kind: dict[str, dict[str, bool]], rules_by_kind: dict[str, dict[str, Any]]):
+        self.sources = sources
         self.steps_by_kind = steps_by_kind
         self.rules_by_kind = rules_by_kind
 
@@ -80,25 +69,43 @@ class CleanDocument(beam.DoFn):
         self.normalizers = {kind: Normalizer(steps) for kind, steps in self.steps_by_kind.items()}
         self.lid = LanguageIdentifier()
 
-    def process(self, row):
+    def process(self, element):
+        index, path = element
+        spec = self.sources[index]
+        chunk: list[dict] = []
+        for record in read_path(spec, path):
+            if isinstance(record, Document):
+                chunk.append(record.to_row())
+                if len(chunk) >= self.CHUNK:
+                    yield from self.clean(chunk)
+                    chunk = []
+            else:
+                row = record.to_row()
+                row["source_kind"] = spec.kind
+                yield "dead_letter", row
+        if chunk:
+            yield from self.clean(chunk)
+
+    def clean(self, rows: list[dict]):
         from pipelines.quality import check_language, check_quality
 
-        kind = row["source_kind"]
-        text = self.normalizers[kind](row["text"])
-        if not text.strip():
-            yield "dropped", ("empty", kind)
-            return
-        lang, score = self.lid.predict(text)
-        rules = self.rules_by_kind[kind]
-        reason = check_language(lang, score, rules) or check_quality(text, rules)
-        if reason:
-            beam.metrics.Metrics.counter("knowmix.clean", f"dropped_{reason}").inc()
-            yield "dropped", (reason, kind)
-            return
-        if row.get("title"):
-            row["title"] = self.normalizers[kind](row["title"])
-        row.update(text=text, lang=lang, lang_score=float(score), n_chars=len(text))
-        yield "kept", row
+        texts = [self.normalizers[r["source_kind"]](r["text"]) for r in rows]
+        langs = [self.lid.predict(t) if t.strip() else (None, 0.0) for t in texts]
+        for row, text, (lang, score) in zip(rows, texts, langs):
+            kind = row["source_kind"]
+            if lang is None:
+                yield "dropped", ("empty", kind)
+                continue
+            rules = self.rules_by_kind[kind]
+            reason = check_language(lang, score, rules) or check_quality(text, rules)
+            if reason:
+                beam.metrics.Metrics.counter("knowmix.clean", f"dropped_{reason}").inc()
+                yield "dropped", (reason, kind)
+                continue
+            if row.get("title"):
+                row["title"] = self.normalizers[kind](row["title"])
+            row.update(text=text, lang=lang, lang_score=float(score), n_chars=len(text))
+            yield "kept", row
 
 
 def events(pcoll, label: str, metric: str, kind_of=lambda x: x["source_kind"], reason=None):
@@ -121,20 +128,20 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
     rules_by_kind = {k: rules_for(k, config.rules.get(k)) for k in kinds}
     out = config.output_dir
 
-    # read
+    # read, then 1-3: normalise, language id, quality rules
     records = (
         p
         | "Files" >> beam.Create(files)
         | "SpreadFiles" >> beam.Reshuffle()
-        | "Read" >> beam.ParDo(ReadSource(config.sources))
+        | "ReadAndClean" >> beam.ParDo(ReadAndClean(config.sources, steps_by_kind, rules_by_kind))
     )
-    records = beamio.split_by_tag(records, ("docs", "dead_letter"), "Records")
-    docs, dead = records["docs"], records["dead_letter"]
-
-    # 1-3: normalise, language id, quality rules
-    cleaned = docs | "Clean" >> beam.ParDo(CleanDocument(steps_by_kind, rules_by_kind))
-    cleaned = beamio.split_by_tag(cleaned, ("kept", "dropped"), "Cleaned")
-    kept, rule_drops = cleaned["kept"], cleaned["dropped"]
+    records = beamio.split_by_tag(records, ("kept", "dropped", "dead_letter"), "Records")
+    kept, rule_drops, dead = records["kept"], records["dropped"], records["dead_letter"]
+    inputs = [
+        events(kept, "KeptInputs", "input"),
+        events(rule_drops, "DroppedInputs", "input", kind_of=lambda x: x[1]),
+        events(dead, "DeadInputs", "input"),
+    ]
 
     # 4: exact dedup
     drops = [events(rule_drops, "RuleDrops", "dropped", kind_of=lambda x: x[1], reason=lambda x: x[0])]
@@ -164,8 +171,7 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
 
     tallies = beamio.tally(
         (
-            events(docs, "DocInputs", "input"),
-            events(dead, "DeadInputs", "input"),
+            *inputs,
             events(dead, "DeadLetters", "dead_letter"),
             events(kept, "Outputs", "output"),
             *drops,

@@ -14,7 +14,10 @@ import threading
 
 from knowmix.errors import UserError
 
-MAX_CHARS = 2000  # fastText's answer is stable long before this; capping keeps long docs cheap
+# fastText's answer is stable long before this: on the fixture docs 500 and 2000 characters agree on every
+# label and keep/drop decision, and a Chinese text without spaces is one long "word" whose character
+# n-grams fastText hashes one by one, so the cap sets the cost (2000 -> 500: about 2x faster)
+MAX_CHARS = 500
 
 _LOCK = threading.Lock()
 _MODELS: dict[str, object] = {}  # path -> loaded model, shared by every identifier in the process

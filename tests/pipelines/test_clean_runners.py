@@ -68,5 +68,5 @@ def test_dataflow_job_graph_builds_offline_with_every_step(tmp_path):
     build_pipeline(p, config, ["knowmix", "clean"])
     result = p.run()
     names = {t.unique_name for t in result.job.proto_pipeline.components.transforms.values()}
-    for step in ("Read", "Clean", "ExactDedup", "NearDedup", "WriteDocs", "WriteDeadLetters", "WriteClusters", "Manifest"):
+    for step in ("Files", "ReadAndClean", "ExactDedup", "NearDedup", "WriteDocs", "WriteDeadLetters", "WriteClusters", "Manifest"):
         assert step in names, (step, sorted(n for n in names if "/" not in n))
