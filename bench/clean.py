@@ -76,7 +76,7 @@ from datatrove.pipeline.filters import GopherQualityFilter, GopherRepetitionFilt
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.typeshelper import Languages
 src, out = sys.argv[1], sys.argv[2]
-lang = getattr(Languages, "chinese", None) or "zh"
+lang = getattr(Languages, "mandarin_chinese__hani", "cmn_Hani")  # spaCy "zh" with jieba words
 steps = [
     JsonlReader(src, glob_pattern="*.jsonl"),
     GopherRepetitionFilter(language=lang),
@@ -145,7 +145,7 @@ def main() -> None:
             baseline = dt_size / 1e6 / seconds
     else:
         print(f"(datatrove not found at {args.datatrove_python}: python -m venv /tmp/dtvenv && "
-              "/tmp/dtvenv/bin/pip install 'datatrove[processing]' jieba)")
+              "/tmp/dtvenv/bin/pip install 'datatrove[processing]' jieba spacy orjson)")
     print(f"\n{'pipeline':<46} {'cores':>5} {'seconds':>8} {'docs/s':>9} {'MB/s/core':>10} {'vs datatrove':>13}")
     for name, cores, seconds, n, m in rows:
         per_core = m / seconds / cores
