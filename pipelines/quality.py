@@ -241,10 +241,10 @@ class Doc:
 
     @property
     def codes(self) -> np.ndarray:
-        """Code points of the word characters (punctuation and white space removed), as uint64."""
+        """Code points of the word characters (punctuation and white space removed), as uint32."""
         if self._codes is None:
             word = _NON_WORD_RE.sub("", self.text)
-            self._codes = np.frombuffer(word.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+            self._codes = np.frombuffer(word.encode("utf-32-le"), dtype=np.uint32)
         return self._codes
 
 
@@ -337,17 +337,78 @@ def _sig_dup_paras(doc: Doc) -> tuple[float, float]:
     return doc._cache["dup_paras"]
 
 
+def _may_repeat(text: str) -> bool:
+    """False when ``_REPEAT_RE`` cannot match: a unit of L characters repeated 5 times needs 4 * L
+    consecutive positions j with ``text[j] == text[j + L]``. A vectorised pre-check that spares most texts
+    the regex scan (which then decides exactly as before)."""
+    c = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    for lag in (1, 2, 3, 4):
+        run = c[lag:] == c[:-lag]  # run[j]: position j starts a run of equalities of length >= 1
+        have, need = 1, 4 * lag
+        while have < need and len(run):
+            step = min(have, need - have)  # runs of `have` starting at j and j + step: length have + step
+            run = run[:-step] & run[step:]
+            have += step
+        if run.any():
+            return True
+    return False
+
+
 def _sig_repetition(doc: Doc) -> float:
-    return _ratio(sum(m.end() - m.start() for m in _REPEAT_RE.finditer(doc.text)), doc.nonspace)
+    text = doc.text
+    if len(text) < 5 or not _may_repeat(text):
+        return 0.0
+    return _ratio(sum(m.end() - m.start() for m in _REPEAT_RE.finditer(text)), doc.nonspace)
 
 
-_ALL_NS = (1,) + TOP_NGRAM_NS + DUP_NGRAM_NS  # segment i holds the n-grams with n = _ALL_NS[i]
-_N_OF_SEG = np.array(_ALL_NS, dtype=np.int64)
-_FIRST_DUP_SEG = 1 + len(TOP_NGRAM_NS)
+_ALL_NS = (1,) + TOP_NGRAM_NS + DUP_NGRAM_NS  # the old single-sort layout; only its key count matters now
+_MAX_PACKED_RANK = (1 << (64 // 5)) - 1  # 5 ranks of 12 bits (1..4095) fit one int64 key
+
+
+def _max_run(sorted_keys: np.ndarray) -> int:
+    """Length of the longest run of equal values in a sorted array (non-empty)."""
+    bounds = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1])  # the last index of each run but the last
+    if not len(bounds):
+        return len(sorted_keys)
+    inner = int((bounds[1:] - bounds[:-1]).max()) if len(bounds) > 1 else 0
+    return max(inner, int(bounds[0]) + 1, len(sorted_keys) - 1 - int(bounds[-1]))
+
+
+def _dup_coverage(pos: np.ndarray, gid: np.ndarray, rp: np.ndarray, total: int, stats: dict) -> None:
+    """``dup_{n}gram`` for n = 5..10 from the repeated 5-grams only: ``pos`` (ascending) are the start
+    positions of every occurrence of a repeated 5-gram, ``gid`` the same id for equal 5-grams. A repeated
+    n-gram's (n-1)-prefix repeats too, so level n+1 refines the groups of size > 1 of level n by the next
+    character (``rp``: character ranks). A stable sort keeps each group in position order, so its first
+    member is the first occurrence; the others are the repeats, whose n-character spans are unioned."""
+    key = gid
+    for n in DUP_NGRAM_NS:
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        pos = pos[order]
+        first = np.empty(len(key), dtype=bool)
+        first[0] = True
+        np.not_equal(key[1:], key[:-1], out=first[1:])
+        repeat = ~first
+        starts = np.sort(pos[repeat])
+        if not len(starts):
+            break  # no repeated n-gram: none for larger n either
+        # equal-length spans sorted by start: their union is n plus each gap, capped at n
+        covered = n + int(np.minimum(starts[1:] - starts[:-1], n).sum())
+        stats[f"dup_{n}gram"] = covered / total
+        if n == DUP_NGRAM_NS[-1]:
+            break
+        keep = repeat.copy()
+        keep[:-1] |= repeat[1:]  # the first member of a group of size > 1
+        keep &= pos <= total - n - 1  # an (n+1)-gram starts there
+        gid = np.cumsum(first)[keep]
+        pos = pos[keep]
+        if not len(pos):
+            break
+        key = gid * (len(rp) + 1) + rp[pos + n]
 
 
 def _ngram_stats(doc: Doc) -> dict[str, float]:
-    """Character n-gram statistics over the word characters, all from one sort:
+    """Character n-gram statistics over the word characters:
 
     - ``top_{n}gram`` (n=2..4): share of characters in the most frequent n-gram (count * n / chars);
     - ``dup_{n}gram`` (n=5..10): share of characters covered by the repeated occurrences (all but the
@@ -355,10 +416,14 @@ def _ngram_stats(doc: Doc) -> dict[str, float]:
       find_all_duplicate approximates with its skip-ahead loop;
     - ``entropy``: Shannon entropy (bits) of the character (n=1) distribution.
 
-    The n-grams of every n sit in one array, segment after segment; each becomes a 64-bit key
-    ``hash | index`` (the low bits of a polynomial hash of its code points, shifted up; its index in the
-    array in the low bits), so after one ``np.sort`` equal n-grams are adjacent and the first of each run is
-    the first occurrence. Hash collisions (about n_keys**2 / 2**(65 - index bits)) are negligible."""
+    Exact (no hashing). The characters become dense ranks 1..K (one sort of the code points, which also
+    gives the character counts). With K < 4096 each position's 5-gram packs into one int64 key (12 bits a
+    rank, rank 0 padding past the end), most significant character first, so after one sort every
+    n-gram (n <= 5) is a run of equal ``key >> 12 * (5 - n)``: the top 2/3/4-gram counts are the longest
+    runs (a prefix with padding occurs once, so it never wins). Larger alphabets refine dense n-gram
+    ranks level by level instead. The duplicate n-grams (n = 5..10) then only look at the positions of
+    repeated 5-grams (``_dup_coverage``).
+    """
     cached = doc._cache.get("ngrams")
     if cached is not None:
         return cached
@@ -370,50 +435,63 @@ def _ngram_stats(doc: Doc) -> dict[str, float]:
     if total == 0:
         doc._cache["ngrams"] = stats
         return stats
-    lens = [total - n + 1 for n in _ALL_NS if total - n + 1 > 0]
-    n_keys = sum(lens)
-    offsets = np.cumsum([0] + lens)  # segment i occupies [offsets[i], offsets[i+1]) of the key array
-    buf = np.empty(n_keys, dtype=np.uint64)
-    np.multiply(codes, _HASH_MUL, out=buf[:total])
-    h = buf[:total]
-    for i in range(1, len(lens)):
-        n, m = _ALL_NS[i], lens[i]
-        dst = buf[offsets[i] : offsets[i] + m]
-        np.multiply(h[:m], _HASH_MUL, out=dst)
-        dst += codes[n - 1 :]
-        h = dst
-    idx_bits = np.uint64(int(n_keys).bit_length())
-    buf <<= idx_bits  # the hash keeps its low 64 - idx_bits bits
-    buf |= np.arange(n_keys, dtype=np.uint64)  # low bits: the key's own index (segment and position)
-    keys = np.sort(buf)
-    idx = (keys & ((np.uint64(1) << idx_bits) - np.uint64(1))).astype(np.int64)
-    group = keys >> idx_bits
-    first = np.empty(n_keys, dtype=bool)
-    first[0] = True
-    np.not_equal(group[1:], group[:-1], out=first[1:])
-    starts = np.flatnonzero(first)
-    sizes = np.diff(np.append(starts, n_keys))
-    gseg = np.searchsorted(offsets, idx[starts], side="right") - 1
-    # entropy of the characters (segment 0)
-    p = sizes[gseg == 0] / total
+    # characters: sorted code points -> distinct values and their counts; ranks by binary search
+    sc = np.sort(codes)
+    new = np.empty(total, dtype=bool)
+    new[0] = True
+    np.not_equal(sc[1:], sc[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    uniq = sc[starts]
+    counts = np.empty(len(starts), dtype=np.int64)
+    counts[:-1] = starts[1:] - starts[:-1]
+    counts[-1] = total - starts[-1]
+    n_chars = len(uniq)
+    # entropy, summed in the order the former single-sort implementation met the characters (its
+    # hashed, index-shifted keys), so that the float result stays bit-identical
+    n_keys = sum(total - n + 1 for n in _ALL_NS if total - n + 1 > 0)
+    order = np.argsort((uniq.astype(np.uint64) * _HASH_MUL) << np.uint64(int(n_keys).bit_length()))
+    p = counts[order] / total
     stats["entropy"] = max(0.0, float(-(p * np.log2(p)).sum()))
-    # top n-grams: the largest run per segment
-    for i, n in enumerate(TOP_NGRAM_NS, start=1):
-        if i < len(lens):
-            stats[f"top_{n}gram"] = min(1.0, int(sizes[gseg == i].max()) * n / total)  # overlaps can pass 1
-    # duplicate n-grams: characters covered by repeats, per segment, via a +1/-1 difference array
-    if len(lens) > _FIRST_DUP_SEG:
-        rep = idx[~first]
-        rep = rep[rep >= offsets[_FIRST_DUP_SEG]]
-        if len(rep):
-            rseg = np.searchsorted(offsets, rep, side="right") - 1
-            width = total + 1
-            base = (rseg - _FIRST_DUP_SEG) * width + (rep - offsets[rseg])
-            size = len(DUP_NGRAM_NS) * width
-            delta = np.bincount(base, minlength=size)[:size] - np.bincount(base + _N_OF_SEG[rseg], minlength=size)[:size]
-            covered = np.count_nonzero(np.cumsum(delta).reshape(len(DUP_NGRAM_NS), width), axis=1)
-            for i, n in enumerate(DUP_NGRAM_NS):
-                stats[f"dup_{n}gram"] = int(covered[i]) / total
+    if total < 2:
+        doc._cache["ngrams"] = stats
+        return stats
+    rp = np.zeros(total + 4, dtype=np.int64)  # ranks 1..K, then 0 padding
+    rp[:total] = np.searchsorted(uniq, codes)
+    rp[:total] += 1
+    gid5 = None
+    if n_chars <= _MAX_PACKED_RANK:
+        bits = n_chars.bit_length()
+        key = rp[:total].copy()
+        for j in range(1, 5):
+            key <<= bits
+            key |= rp[j : j + total]
+        sk = np.sort(key)
+        for n in TOP_NGRAM_NS:
+            if total >= n:
+                run = _max_run(sk >> (bits * (5 - n)))
+                stats[f"top_{n}gram"] = min(1.0, run * n / total)  # overlaps can pass 1
+        if total >= 5:
+            same = sk[1:] == sk[:-1]
+            if same.any():
+                rep = sk[1:][same]  # sorted, every repeated 5-gram (a padded one never repeats)
+                where = np.searchsorted(rep, key)
+                np.minimum(where, len(rep) - 1, out=where)
+                pos = np.flatnonzero(rep[where] == key)
+                gid5 = where[pos]
+    else:
+        ranks = rp[:total]
+        for n in range(2, 6):
+            ranks, gcounts = np.unique(ranks[:-1] * (n_chars + 1) + rp[n - 1 : total], return_inverse=True, return_counts=True)[1:]
+            if n in TOP_NGRAM_NS:
+                stats[f"top_{n}gram"] = min(1.0, int(gcounts.max()) * n / total)
+            if len(ranks) < 2:
+                break
+        else:
+            pos = np.flatnonzero(gcounts[ranks] > 1)
+            if len(pos):
+                gid5 = ranks[pos]
+    if gid5 is not None:
+        _dup_coverage(pos, gid5.astype(np.int64), rp, total, stats)
     doc._cache["ngrams"] = stats
     return stats
 

@@ -4,9 +4,11 @@ kept/dropped texts (fixture corpora plus realistic junk) under the right kind's 
 import csv
 import io
 import json
+import random
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from knowmix.errors import UserError
@@ -185,6 +187,121 @@ def test_ngram_signals_match_a_plain_reference():
         got = quality_signals(text)
         for key, want in reference(text).items():
             assert got[key] == pytest.approx(want), (key, text[:20])
+
+
+# The former implementation (one hashed sort of every n-gram, n = 1..10; the regex scan for repetition on
+# every text), kept verbatim as the reference: the faster one must return bit-identical values.
+_OLD_HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
+_OLD_ALL_NS = (1,) + q.TOP_NGRAM_NS + q.DUP_NGRAM_NS
+_OLD_N_OF_SEG = np.array(_OLD_ALL_NS, dtype=np.int64)
+_OLD_FIRST_DUP_SEG = 1 + len(q.TOP_NGRAM_NS)
+
+
+def _old_ngram_stats(doc):
+    cached = doc._cache.get("ngrams")
+    if cached is not None:
+        return cached
+    codes = doc.codes.astype(np.uint64)
+    total = len(codes)
+    stats = {f"top_{n}gram": 0.0 for n in q.TOP_NGRAM_NS}
+    stats.update({f"dup_{n}gram": 0.0 for n in q.DUP_NGRAM_NS})
+    stats["entropy"] = 0.0
+    if total == 0:
+        doc._cache["ngrams"] = stats
+        return stats
+    lens = [total - n + 1 for n in _OLD_ALL_NS if total - n + 1 > 0]
+    n_keys = sum(lens)
+    offsets = np.cumsum([0] + lens)
+    buf = np.empty(n_keys, dtype=np.uint64)
+    np.multiply(codes, _OLD_HASH_MUL, out=buf[:total])
+    h = buf[:total]
+    for i in range(1, len(lens)):
+        n, m = _OLD_ALL_NS[i], lens[i]
+        dst = buf[offsets[i] : offsets[i] + m]
+        np.multiply(h[:m], _OLD_HASH_MUL, out=dst)
+        dst += codes[n - 1 :]
+        h = dst
+    idx_bits = np.uint64(int(n_keys).bit_length())
+    buf <<= idx_bits
+    buf |= np.arange(n_keys, dtype=np.uint64)
+    keys = np.sort(buf)
+    idx = (keys & ((np.uint64(1) << idx_bits) - np.uint64(1))).astype(np.int64)
+    group = keys >> idx_bits
+    first = np.empty(n_keys, dtype=bool)
+    first[0] = True
+    np.not_equal(group[1:], group[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, n_keys))
+    gseg = np.searchsorted(offsets, idx[starts], side="right") - 1
+    p = sizes[gseg == 0] / total
+    stats["entropy"] = max(0.0, float(-(p * np.log2(p)).sum()))
+    for i, n in enumerate(q.TOP_NGRAM_NS, start=1):
+        if i < len(lens):
+            stats[f"top_{n}gram"] = min(1.0, int(sizes[gseg == i].max()) * n / total)
+    if len(lens) > _OLD_FIRST_DUP_SEG:
+        rep = idx[~first]
+        rep = rep[rep >= offsets[_OLD_FIRST_DUP_SEG]]
+        if len(rep):
+            rseg = np.searchsorted(offsets, rep, side="right") - 1
+            width = total + 1
+            base = (rseg - _OLD_FIRST_DUP_SEG) * width + (rep - offsets[rseg])
+            size = len(q.DUP_NGRAM_NS) * width
+            delta = np.bincount(base, minlength=size)[:size] - np.bincount(base + _OLD_N_OF_SEG[rseg], minlength=size)[:size]
+            covered = np.count_nonzero(np.cumsum(delta).reshape(len(q.DUP_NGRAM_NS), width), axis=1)
+            for i, n in enumerate(q.DUP_NGRAM_NS):
+                stats[f"dup_{n}gram"] = int(covered[i]) / total
+    doc._cache["ngrams"] = stats
+    return stats
+
+
+def _synthetic_texts():
+    rng = random.Random(20260101)
+    texts = ["", "a", "ab", "abc", "abcd", "abcde", "aaaaa", "aaaaaa", "。，！", "我们" * 100, "哈" * 50, HAHA, SEO, KEYWORDS]
+    texts += ["中国" * 3 + "美国" * 3, "首页 | 新闻 | 体育 | 娱乐 | 财经 | 登录 | 注册\n" * 7, "ab\nab\nab\nab\nab\nab", "𠀀𠀁𠀀𠀁𠀀𠀁𠀀𠀁𠀀𠀁"]
+    alphabets = ["ab", "abc", "我们的", "一二三四五六七八九十", "天地玄黄宇宙洪荒日月盈昃", "0123456789", "哈 。\n", "ab 我\n"]
+    for _ in range(300):
+        alphabet = rng.choice(alphabets)
+        texts.append("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 400))))
+    # shuffled fixture sentences with planted repeats
+    pool = [s for ln in NEWS_LINES for s in ln.split("，") if len(s) >= 4]
+    for _ in range(100):
+        parts = [rng.choice(pool) for _ in range(rng.randint(1, 30))]
+        if rng.random() < 0.5:
+            parts += parts[: rng.randint(1, len(parts))]
+        rng.shuffle(parts)
+        texts.append("，".join(parts) + "。")
+    # large alphabets (over 4095 distinct characters: the level-by-level path), with and without repeats
+    big = "".join(chr(0x4E00 + rng.randrange(6000)) for _ in range(12000))
+    texts += [big, big[:5000] + "。" + big[:5000], "".join(chr(0x4E00 + i) for i in range(4200)) * 2 + "中国中国中国"]
+    texts.append("".join(chr(0x4E00 + i) for i in range(4095)) * 2)  # exactly 4095: the packed path's limit
+    return texts
+
+
+def _all_fixture_texts():
+    return NEWS_LINES + list(_cmrc().values()) + _drcd() + _qa() + _synthetic_texts()
+
+
+def test_signals_identical_to_the_former_implementation(monkeypatch):
+    """Every signal and every verdict equals the former implementation's, bit for bit, on every fixture
+    text (news lines, CMRC 2018 and DRCD contexts, medical Q&A rows) and on synthetic repetitive/junk text."""
+    texts = _all_fixture_texts()
+    new = [(quality_signals(t), [check_quality(t, rules_for(k)) for k in DEFAULT_RULES]) for t in texts]
+    monkeypatch.setattr(q, "_ngram_stats", _old_ngram_stats)
+    monkeypatch.setattr(q, "_may_repeat", lambda text: True)  # the regex scan on every text, as before
+    old = [(quality_signals(t), [check_quality(t, rules_for(k)) for k in DEFAULT_RULES]) for t in texts]
+    for text, (got_signals, got_verdicts), (want_signals, want_verdicts) in zip(texts, new, old):
+        assert got_signals == want_signals, text[:40]
+        assert got_verdicts == want_verdicts, text[:40]
+    assert sum(s["dup_5gram"] > 0 for s, _ in new) > 100 and sum(s["repetition"] > 0 for s, _ in new) > 20
+
+
+def test_repetition_precheck_never_skips_a_match():
+    rng = random.Random(7)
+    for _ in range(3000):
+        alphabet = rng.choice(["ab", "abc", "哈哈哈呵", "a b\n", "abcd"])
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
+        if q._REPEAT_RE.search(text):
+            assert q._may_repeat(text), text
 
 
 def test_terminal_punctuation_variants():
