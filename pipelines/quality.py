@@ -214,16 +214,54 @@ FLAGGED_WORDS: tuple[str, ...] = tuple(sorted(set(FLAGGED_WORDS_ZH), key=len, re
 _FLAGGED_RE = re.compile("|".join(map(re.escape, FLAGGED_WORDS))) if FLAGGED_WORDS else None
 
 
+# Per-character classes of the Basic Multilingual Plane, for the rules that count characters of one
+# class: each bit is the verdict of that rule's own regex (a one-character class) on that character, so
+# counting with the table equals counting with the regex. Texts with a character beyond the BMP use the
+# regexes. Built on first use (about 0.03 s).
+_WORD, _HAN_CHAR, _DIGIT, _SYMBOL = 1, 2, 4, 8
+_BMP = 0x10000
+_CLASS_TABLE: np.ndarray | None = None
+
+
+def _class_table() -> np.ndarray:
+    global _CLASS_TABLE
+    if _CLASS_TABLE is None:
+        points = np.arange(_BMP, dtype=np.uint32)
+        chars = points.tobytes().decode("utf-32-le", "surrogatepass")
+        table = np.zeros(_BMP, dtype=np.uint8)
+        for bit, pattern, invert in (
+            (_WORD, _NON_WORD_RE, True),
+            (_HAN_CHAR, _HAN_RUN_RE, False),
+            (_DIGIT, _DIGIT_RE, False),
+            (_SYMBOL, _SYMBOL_RE, False),
+        ):
+            one = re.compile(pattern.pattern.removesuffix("+"), pattern.flags)  # one character of the class
+            marked = one.sub("\x01", chars)
+            assert len(marked) == _BMP
+            hit = np.frombuffer(marked.encode("utf-32-le", "surrogatepass"), dtype=np.uint32) != points
+            hit[1] = one.fullmatch("\x01") is not None
+            table[hit != invert] |= bit
+        _CLASS_TABLE = table
+    return _CLASS_TABLE
+
+
+def _bit_counts(counts: list[int], bit: int) -> int:
+    return sum(c for cls, c in enumerate(counts) if cls & bit)
+
+
 class Doc:
     """The text plus lazily computed pieces shared by several rules."""
 
-    __slots__ = ("text", "_nonspace", "_lines", "_codes", "_cache")
+    __slots__ = ("text", "_nonspace", "_lines", "_codes", "_points", "_classes", "_class_counts", "_cache")
 
     def __init__(self, text: str):
         self.text = text
         self._nonspace = None
         self._lines = None
         self._codes = None
+        self._points = None
+        self._classes = None
+        self._class_counts = None
         self._cache: dict[str, float] = {}
 
     @property
@@ -240,11 +278,40 @@ class Doc:
         return self._lines
 
     @property
+    def points(self) -> np.ndarray:
+        """Code points of the whole text, as uint32 (lone surrogates included)."""
+        if self._points is None:
+            self._points = np.frombuffer(self.text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        return self._points
+
+    @property
+    def classes(self) -> np.ndarray | None:
+        """Each character's class bits (``_class_table``), or None when the text leaves the BMP."""
+        if self._classes is None:
+            points = self.points
+            if len(points) and int(points.max()) >= _BMP:
+                self._classes = False
+            else:
+                self._classes = _class_table()[points]
+        return None if self._classes is False else self._classes
+
+    def class_count(self, bit: int) -> int | None:
+        """How many characters have class ``bit``; None when the text leaves the BMP."""
+        if self._class_counts is None:
+            classes = self.classes
+            self._class_counts = False if classes is None else np.bincount(classes, minlength=16).tolist()
+        return None if self._class_counts is False else _bit_counts(self._class_counts, bit)
+
+    @property
     def codes(self) -> np.ndarray:
         """Code points of the word characters (punctuation and white space removed), as uint32."""
         if self._codes is None:
-            word = _NON_WORD_RE.sub("", self.text)
-            self._codes = np.frombuffer(word.encode("utf-32-le"), dtype=np.uint32)
+            classes = self.classes
+            if classes is None:
+                word = _NON_WORD_RE.sub("", self.text)
+                self._codes = np.frombuffer(word.encode("utf-32-le"), dtype=np.uint32)
+            else:
+                self._codes = self.points[(classes & _WORD) != 0]
         return self._codes
 
 
@@ -257,17 +324,24 @@ def _sig_n_chars(doc: Doc) -> float:
 
 
 def _sig_cjk_ratio(doc: Doc) -> float:
-    text = doc.text
-    return _ratio(len(text) - len(_HAN_RUN_RE.sub("", text)), doc.nonspace)
+    n = doc.class_count(_HAN_CHAR)
+    if n is None:
+        text = doc.text
+        n = len(text) - len(_HAN_RUN_RE.sub("", text))
+    return _ratio(n, doc.nonspace)
 
 
 def _sig_symbol_ratio(doc: Doc) -> float:
-    _, n = _SYMBOL_RE.subn("", doc.text)
+    n = doc.class_count(_SYMBOL)
+    if n is None:
+        _, n = _SYMBOL_RE.subn("", doc.text)
     return _ratio(n, doc.nonspace)
 
 
 def _sig_digit_ratio(doc: Doc) -> float:
-    _, n = _DIGIT_RE.subn("", doc.text)
+    n = doc.class_count(_DIGIT)
+    if n is None:
+        _, n = _DIGIT_RE.subn("", doc.text)
     return _ratio(n, doc.nonspace)
 
 
@@ -337,11 +411,10 @@ def _sig_dup_paras(doc: Doc) -> tuple[float, float]:
     return doc._cache["dup_paras"]
 
 
-def _may_repeat(text: str) -> bool:
-    """False when ``_REPEAT_RE`` cannot match: a unit of L characters repeated 5 times needs 4 * L
-    consecutive positions j with ``text[j] == text[j + L]``. A vectorised pre-check that spares most texts
-    the regex scan (which then decides exactly as before)."""
-    c = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+def _may_repeat(c: np.ndarray) -> bool:
+    """False when ``_REPEAT_RE`` cannot match the text of code points ``c``: a unit of L characters
+    repeated 5 times needs 4 * L consecutive positions j with ``c[j] == c[j + L]``. A vectorised pre-check
+    that spares most texts the regex scan (which then decides exactly as before)."""
     for lag in (1, 2, 3, 4):
         run = c[lag:] == c[:-lag]  # run[j]: position j starts a run of equalities of length >= 1
         have, need = 1, 4 * lag
@@ -356,7 +429,7 @@ def _may_repeat(text: str) -> bool:
 
 def _sig_repetition(doc: Doc) -> float:
     text = doc.text
-    if len(text) < 5 or not _may_repeat(text):
+    if len(text) < 5 or not _may_repeat(doc.points):
         return 0.0
     return _ratio(sum(m.end() - m.start() for m in _REPEAT_RE.finditer(text)), doc.nonspace)
 

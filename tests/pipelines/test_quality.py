@@ -287,12 +287,29 @@ def test_signals_identical_to_the_former_implementation(monkeypatch):
     texts = _all_fixture_texts()
     new = [(quality_signals(t), [check_quality(t, rules_for(k)) for k in DEFAULT_RULES]) for t in texts]
     monkeypatch.setattr(q, "_ngram_stats", _old_ngram_stats)
-    monkeypatch.setattr(q, "_may_repeat", lambda text: True)  # the regex scan on every text, as before
+    monkeypatch.setattr(q, "_may_repeat", lambda points: True)  # the regex scan on every text, as before
+    monkeypatch.setattr(q.Doc, "classes", property(lambda self: None))  # the regexes count, as before
     old = [(quality_signals(t), [check_quality(t, rules_for(k)) for k in DEFAULT_RULES]) for t in texts]
     for text, (got_signals, got_verdicts), (want_signals, want_verdicts) in zip(texts, new, old):
         assert got_signals == want_signals, text[:40]
         assert got_verdicts == want_verdicts, text[:40]
     assert sum(s["dup_5gram"] > 0 for s, _ in new) > 100 and sum(s["repetition"] > 0 for s, _ in new) > 20
+
+
+def test_character_class_table_counts_like_the_regexes():
+    """The BMP class table gives the former regex counts: Han, digits, symbols, word characters."""
+    texts = _all_fixture_texts() + ["".join(map(chr, range(lo, lo + 4096))) for lo in range(0, 0x10000, 4096)]
+    texts.append("\ud800\udfff a\x01_１２")  # lone surrogates, \x01 (the table's marker), underscore, full-width
+    for text in texts:
+        doc = Doc(text)
+        if doc.classes is None:
+            continue
+        assert doc.class_count(q._HAN_CHAR) == len(text) - len(q._HAN_RUN_RE.sub("", text))
+        assert doc.class_count(q._DIGIT) == q._DIGIT_RE.subn("", text)[1]
+        assert doc.class_count(q._SYMBOL) == q._SYMBOL_RE.subn("", text)[1]
+        word = q._NON_WORD_RE.sub("", text).encode("utf-32-le", "surrogatepass")
+        assert doc.codes.tobytes() == word
+    assert Doc("𠀀中国").classes is None and list(Doc("𠀀中国1").codes) == [0x20000, 0x4E2D, 0x56FD, 0x31]
 
 
 def test_repetition_precheck_never_skips_a_match():
@@ -301,7 +318,7 @@ def test_repetition_precheck_never_skips_a_match():
         alphabet = rng.choice(["ab", "abc", "哈哈哈呵", "a b\n", "abcd"])
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
         if q._REPEAT_RE.search(text):
-            assert q._may_repeat(text), text
+            assert q._may_repeat(Doc(text).points), text
 
 
 def test_terminal_punctuation_variants():
