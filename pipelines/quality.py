@@ -490,9 +490,9 @@ def _ngram_stats(doc: Doc) -> dict[str, float]:
     - ``entropy``: Shannon entropy (bits) of the character (n=1) distribution.
 
     Exact (no hashing). The characters become dense ranks 1..K (one sort of the code points, which also
-    gives the character counts). With K < 4096 each position's 5-gram packs into one int64 key (12 bits a
-    rank, rank 0 padding past the end), most significant character first, so after one sort every
-    n-gram (n <= 5) is a run of equal ``key >> 12 * (5 - n)``: the top 2/3/4-gram counts are the longest
+    gives the character counts). With K < 4096 each position's 5-gram packs into one int64 key (at most
+    12 bits a rank, rank 0 padding past the end), most significant character first, so after one sort every
+    n-gram (n <= 5) is a run of equal ``key >> bits * (5 - n)``: the top 2/3/4-gram counts are the longest
     runs (a prefix with padding occurs once, so it never wins). Larger alphabets refine dense n-gram
     ranks level by level instead. The duplicate n-grams (n = 5..10) then only look at the positions of
     repeated 5-grams (``_dup_coverage``).
@@ -554,15 +554,13 @@ def _ngram_stats(doc: Doc) -> dict[str, float]:
     else:
         ranks = rp[:total]
         for n in range(2, 6):
-            ranks, gcounts = np.unique(ranks[:-1] * (n_chars + 1) + rp[n - 1 : total], return_inverse=True, return_counts=True)[1:]
+            grams = ranks[:-1] * (n_chars + 1) + rp[n - 1 : total]  # (n-1)-gram rank, last character
+            ranks, gcounts = np.unique(grams, return_inverse=True, return_counts=True)[1:]
             if n in TOP_NGRAM_NS:
                 stats[f"top_{n}gram"] = min(1.0, int(gcounts.max()) * n / total)
-            if len(ranks) < 2:
-                break
-        else:
-            pos = np.flatnonzero(gcounts[ranks] > 1)
-            if len(pos):
-                gid5 = ranks[pos]
+        pos = np.flatnonzero(gcounts[ranks] > 1)  # this path has K >= 4096 characters, so 5-grams exist
+        if len(pos):
+            gid5 = ranks[pos]
     if gid5 is not None:
         _dup_coverage(pos, gid5.astype(np.int64), rp, total, stats)
     doc._cache["ngrams"] = stats
