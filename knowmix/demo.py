@@ -70,7 +70,7 @@ def demo_main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="knowmix demo", description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="out/demo")
-    parser.add_argument("--train-steps", type=int, default=30)
+    parser.add_argument("--train-steps", type=int, default=200)
     args = parser.parse_args(argv)
     out = os.path.abspath(args.output)
     os.makedirs(out, exist_ok=True)
