@@ -8,6 +8,7 @@ from knowmix.demo import demo_job_toml
 from knowmix.manifest import open_shard_dir
 from pipelines.clean import build_pipeline
 from pipelines.clean_config import load_config
+from tests.pipelines.dask_cluster import dask_runner_flags
 
 
 def small_job(tmp_path, out):
@@ -16,32 +17,13 @@ def small_job(tmp_path, out):
     return load_config(str(job))
 
 
-def close_runner_clients():
-    """Beam's DaskRunner opens its own Client and never closes it; left open it keeps trying to reconnect
-    (and logging) after the cluster is gone."""
-    from distributed.client import _global_clients
-
-    for client in list(_global_clients.values()):
-        client.close()
-
-
 def test_dask_runner_writes_the_same_shards_as_the_local_runner(tmp_path):
-    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("distributed")
     from pipelines.clean import run
 
     local = run(small_job(tmp_path, tmp_path / "local"), [], ["test"])
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with distributed.Client(cluster) as client:
-            dask = run(
-                small_job(tmp_path, tmp_path / "dask"),
-                [
-                    "--runner=apache_beam.runners.dask.dask_runner.DaskRunner",
-                    f"--dask_client_address={client.scheduler.address}",
-                    "--dask_npartitions=4",
-                ],
-                ["test"],
-            )
-            close_runner_clients()
+    with dask_runner_flags() as flags:
+        dask = run(small_job(tmp_path, tmp_path / "dask"), flags, ["test"])
     assert dask["shards"] == local["shards"]
     assert dask["counts"] == local["counts"]
     open_shard_dir(str(tmp_path / "dask"), kind="docs")  # checksums verify

@@ -390,20 +390,12 @@ def test_connected_components_match_union_find_and_fail_loudly_when_rounds_run_o
 
 
 def test_dask_runner_gives_the_same_result(planted, planted_result, tmp_path):
-    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("distributed")
+    from tests.pipelines.dask_cluster import dask_runner_flags
+
     docs, _, _ = planted
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with distributed.Client(cluster) as client:
-            dask = run_near(
-                docs,
-                NearDedupConfig(max_rounds=8),
-                tmp_path,
-                [
-                    "--runner=apache_beam.runners.dask.dask_runner.DaskRunner",
-                    f"--dask_client_address={client.scheduler.address}",
-                    "--dask_npartitions=2",
-                ],
-            )
+    with dask_runner_flags(npartitions=2) as flags:
+        dask = run_near(docs, NearDedupConfig(max_rounds=8), tmp_path, flags)
     assert dask["kept"] == planted_result["kept"]
     assert dask["clusters"] == planted_result["clusters"]
     assert dask["dropped"] == planted_result["dropped"]

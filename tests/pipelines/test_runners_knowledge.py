@@ -17,10 +17,9 @@ from knowmix.manifest import check_counts, open_shard_dir
 from pipelines.kg_samples import kg_samples_main
 from pipelines.tokenize import run as tokenize_run
 from tests.kg.helpers import ADMIN, WORLD, encyclopedia_docs, finre_docs, write_docs, write_finre_kg
-from tests.pipelines.test_clean_runners import close_runner_clients
+from tests.pipelines.dask_cluster import dask_runner_flags
 from tests.pipelines.test_tokenize_support import all_fixture_texts, docs_rows, write_bert_vocab, write_docs_dir
 
-DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +55,10 @@ def read(path: str) -> str | None:
 
 @pytest.fixture(scope="module")
 def runs(inputs):
-    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("distributed")
     local = run_jobs(inputs, "local", [])
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with distributed.Client(cluster) as client:
-            dask = run_jobs(inputs, "dask", [f"--runner={DASK_RUNNER}", f"--dask_client_address={client.scheduler.address}",
-                                             "--dask_npartitions=4"])
-            close_runner_clients()
+    with dask_runner_flags(npartitions=4) as flags:
+        dask = run_jobs(inputs, "dask", flags)
     return local, dask
 
 
