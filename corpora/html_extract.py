@@ -348,7 +348,6 @@ def _mark_posts(blocks: list[_Block], body) -> None:
     for key, members in groups.items():
         if len(members) < 3:
             continue
-        member_set = members
         # Relative path of each block inside its post; every prefix of it is a candidate content slot.
         weight: Counter = Counter()  # non-link characters of sentence-punctuated blocks under the prefix
         text: Counter = Counter()

@@ -45,7 +45,6 @@ from corpora.document import DeadLetter, Document
 from corpora.encoding import (
     bom_encoding,
     canonical_encoding,
-    compression_of,
     declared_html_charset,
     decode_document,
     detect_encoding,

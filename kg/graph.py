@@ -170,16 +170,21 @@ def _check_names(path: str, line: int, head: str, relation: str, tail: str, raw:
     return None
 
 
-def iter_tsv(path: str) -> Iterator[TripleRecord | Problem]:
-    lines = _open_lines(path)
-    header = None
+def _tsv_header(lines, path: str) -> tuple[list[str] | None, Problem | None]:
+    """The first non-blank line of a TSV as its column names; (None, problem) if the file breaks before it."""
     for lineno, line in lines:
         if isinstance(line, Unreadable):
-            yield Problem(path, lineno, UNREADABLE, str(line))
-            return
+            return None, Problem(path, lineno, UNREADABLE, str(line))
         if line.strip():
-            header = [h.strip() for h in line.split("\t")]
-            break
+            return [h.strip() for h in line.split("\t")], None
+    return None, None
+
+
+def iter_tsv(path: str) -> Iterator[TripleRecord | Problem]:
+    lines = _open_lines(path)
+    header, problem = _tsv_header(lines, path)
+    if problem:
+        yield problem
     if header is None:
         return
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
@@ -377,14 +382,9 @@ def _load_ntriples(graph: RawGraph, seen: set, path: str) -> None:
 def load_entities_tsv(graph: RawGraph, path: str) -> None:
     """``--entities``: a TSV with header ``name``, ``type``, ``aliases`` (``|``-separated); unknown columns ignored."""
     lines = _open_lines(path)
-    header = None
-    for lineno, line in lines:
-        if isinstance(line, Unreadable):
-            graph.problems.append(Problem(path, lineno, UNREADABLE, str(line)))
-            return
-        if line.strip():
-            header = [h.strip() for h in line.split("\t")]
-            break
+    header, problem = _tsv_header(lines, path)
+    if problem:
+        graph.problems.append(problem)
     if header is None:
         return
     if "name" not in header:

@@ -76,10 +76,6 @@ def unknown_beam_flags(beam_args: Iterable[str]) -> list[str]:
     return [a.split("=")[0] for a in unknown if a.startswith("--")]
 
 
-def is_local_runner(options: PipelineOptions) -> bool:
-    return options.view_as(StandardOptions).runner in LOCAL_RUNNER_NAMES | {FNAPI_RUNNER}
-
-
 # ---------------------------------------------------------------------------------------------- outputs
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 
-from corpora.document import DeadLetter, Document
+from corpora.document import Document
 from corpora.readers import read_path
 from corpora.sources import expand_paths
 from knowmix.errors import UserError

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from corpora.document import SOURCE_KINDS
@@ -95,7 +95,7 @@ def load_config(
         spec = source_from_dict(table, f"{where} [[sources]] #{i + 1}")
         # relative globs in a config file are relative to the file, so a job runs from any directory
         paths = tuple(p if os.path.isabs(p) or "://" in p else os.path.join(base, p) for p in spec.paths)
-        sources.append(_replace_paths(spec, paths))
+        sources.append(replace(spec, paths=paths))
     for shorthand in shorthands or []:
         sources.append(source_from_shorthand(shorthand))
     if not sources:
@@ -132,31 +132,19 @@ def load_config(
     return config
 
 
-def _replace_paths(spec: SourceSpec, paths: tuple[str, ...]) -> SourceSpec:
-    from dataclasses import replace
-
-    return replace(spec, paths=paths)
-
-
 def validate(config: CleanConfig, where: str) -> None:
     """Resolve every per-kind table now, so a typo fails before the pipeline starts."""
     from pipelines.neardup import NearDedupConfig
-    from pipelines.normalize import DEFAULT_STEPS, STEPS
     from pipelines.quality import rules_for
 
-    for kind, steps in config.normalize.items():
-        for step, value in steps.items():
-            if step not in STEPS:
-                raise UserError(f"{where}: unknown key [normalize.{kind}] {step!r} (expected one of {', '.join(STEPS)})")
-            if not isinstance(value, bool):
-                raise UserError(f"{where}: [normalize.{kind}] {step} must be true or false")
     for kind in SOURCE_KINDS:
+        steps_for(config, kind, where=f"{where} [normalize.{kind}]")
         rules_for(kind, config.rules.get(kind), where=f"{where} [rules.{kind}]")
-        _ = {**DEFAULT_STEPS[kind], **config.normalize.get(kind, {})}
     NearDedupConfig.from_dict(config.dedup, where=f"{where} [dedup]")
 
 
-def steps_for(config: CleanConfig, kind: str) -> dict[str, bool]:
-    from pipelines.normalize import DEFAULT_STEPS
+def steps_for(config: CleanConfig, kind: str, where: str = "config") -> dict[str, bool]:
+    """The normalisation steps of a source kind: its defaults with the config's [normalize.KIND] overrides."""
+    from pipelines import normalize
 
-    return {**DEFAULT_STEPS[kind], **config.normalize.get(kind, {})}
+    return normalize.steps_for(kind, config.normalize.get(kind), where=where)

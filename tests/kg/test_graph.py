@@ -3,7 +3,6 @@ import json
 
 import pytest
 
-from kg.graph import load_raw
 from kg.index import load_kg
 from kg.stats import graph_stats
 from kg.cli import kg_stats_main

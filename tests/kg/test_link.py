@@ -1,7 +1,3 @@
-import re
-
-import pytest
-
 from kg.index import index_from_triples, load_kg
 from kg.link import Linker, Segmenter, split_sentences
 from tests.kg.helpers import ADMIN, COOC, WORLD, encyclopedia_docs

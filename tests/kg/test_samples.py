@@ -3,8 +3,7 @@ import pytest
 from kg.index import index_from_triples, load_kg
 from kg.link import Linker, Mention
 from kg.samples import (
-    NA, TASKS, SubstitutionSampler, is_na, na_quota, relation_samples, select_na, sentence_outcomes,
-    sentence_samples, triple_mask_samples,
+    NA, TASKS, SubstitutionSampler, is_na, na_quota, select_na, sentence_outcomes, sentence_samples,
 )
 from tests.kg.helpers import ADMIN, COOC, WORLD
 
@@ -47,7 +46,6 @@ def test_relation_samples_invariants(kg, linked):
 
 def test_substitution_invariants(kg, linked):
     rows = [r for r in all_samples(kg, linked) if r["task"] == "substitution"]
-    surface_to_ids = kg.index.surface_to_ids
     name_to_id = {e.name: e.id for e in kg.index.entities.values()}
     replaced = kept = 0
     for r, (doc, sid, text, mentions) in zip(rows, [x for x in linked if x[3]]):
