@@ -34,14 +34,14 @@ def fixture_sentences() -> list[str]:
     return sentences
 
 
-def generate_corpus(path: str, megabytes: float, seed: int = 0) -> tuple[int, int]:
+def generate_corpus(path: str, megabytes: float, seed: int = 0, max_docs: int | None = None) -> tuple[int, int]:
     rng = random.Random(seed)
     sentences = fixture_sentences()
     target = int(megabytes * 1e6)
     written = docs = 0
     recent: list[str] = []
     with open(path, "w", encoding="utf-8") as fh:
-        while written < target:
+        while written < target and (max_docs is None or docs < max_docs):
             r = rng.random()
             if r < 0.05 and recent:
                 text = rng.choice(recent)  # an exact duplicate

@@ -166,6 +166,29 @@ class ArrowShardSink(FileBasedSink):
         super().close(handle)
 
 
+def write_shard(
+    out_dir: str, index: int, num_shards: int, schema: pa.Schema, batches: Iterable[pa.RecordBatch],
+    subdir: str = SHARDS_DIR,
+) -> dict:
+    """Write one shard under a temporary name, rename it, and return its manifest entry."""
+    name = shard_name(index, num_shards, subdir)
+    final = join(out_dir, name)
+    temp = f"{final}.tmp-{uuid.uuid4().hex[:12]}"
+    sink = ArrowShardSink(final, schema)
+    handle = sink.open(temp)
+    rows = 0
+    for batch in batches:
+        sink.write_record(handle, batch)
+        rows += batch.num_rows
+    sink.close(handle)
+    if FileSystems.exists(final):  # a retried bundle: same id set, same bytes
+        FileSystems.delete([final])
+    FileSystems.rename([temp], [final])
+    size, sha = digest_of(final)
+    beam.metrics.Metrics.counter("knowmix", "shard_rows").inc(rows)
+    return {"path": name, "rows": rows, "bytes": size, "sha256": sha}
+
+
 class _WriteShardFn(beam.DoFn):
     def __init__(self, out_dir: str, schema: pa.Schema, num_shards: int, sort_key: str, batch_rows: int, subdir: str):
         self.out_dir = out_dir
@@ -178,21 +201,11 @@ class _WriteShardFn(beam.DoFn):
     def process(self, element):
         index, rows = element
         rows = sorted(rows, key=lambda r: r[self.sort_key])
-        name = shard_name(index, self.num_shards, self.subdir)
-        final = join(self.out_dir, name)
-        temp = f"{final}.tmp-{uuid.uuid4().hex[:12]}"
-        sink = ArrowShardSink(final, self.schema)
-        handle = sink.open(temp)
-        for start in range(0, len(rows), self.batch_rows):
-            chunk = rows[start : start + self.batch_rows]
-            sink.write_record(handle, pa.RecordBatch.from_pylist(chunk, schema=self.schema))
-        sink.close(handle)
-        if FileSystems.exists(final):  # a retried bundle: same id set, same bytes
-            FileSystems.delete([final])
-        FileSystems.rename([temp], [final])
-        size, sha = digest_of(final)
-        beam.metrics.Metrics.counter("knowmix", "shard_rows").inc(len(rows))
-        yield {"path": name, "rows": len(rows), "bytes": size, "sha256": sha}
+        batches = (
+            pa.RecordBatch.from_pylist(rows[start : start + self.batch_rows], schema=self.schema)
+            for start in range(0, len(rows), self.batch_rows)
+        )
+        yield write_shard(self.out_dir, index, self.num_shards, self.schema, batches, self.subdir)
 
 
 class WriteShards(beam.PTransform):
@@ -264,13 +277,18 @@ class WriteDeadLetters(beam.PTransform):
 # ---------------------------------------------------------------------------------------------- accounting
 
 
-def tally(events: beam.PCollection) -> beam.PCollection:
+def tally(events: beam.PCollection, counted: Iterable[beam.PCollection] = ()) -> beam.PCollection:
     """Count accounting events ``(metric, reason, group)`` -> ``((metric, reason, group), n)``.
 
     metric is ``input``, ``output``, ``dead_letter`` or ``dropped`` (reason set only for ``dropped``);
-    group is the source kind (docs) or task (knowledge) the event belongs to.
+    group is the source kind (docs) or task (knowledge) the event belongs to. ``counted`` are PCollections
+    of already counted ``(event, n)`` pairs (e.g. from a step that writes a whole shard at once).
     """
-    return events | "CountEvents" >> beam.combiners.Count.PerElement()
+    counted = list(counted)
+    if not counted:
+        return events | "CountEvents" >> beam.combiners.Count.PerElement()
+    ones = events | "One" >> beam.Map(lambda e: (e, 1))
+    return (ones, *counted) | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombinePerKey(sum)
 
 
 def counts_from_tallies(tallies: Iterable[tuple[tuple[str, str | None, str | None], int]], group_name: str) -> dict:

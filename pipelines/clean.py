@@ -6,6 +6,10 @@ The recipe, top to bottom:
   -> 4. exact dedup -> 5. near dedup (MinHash-LSH)
   -> write docs shards + dead letters + manifest
 Every record is an accounting event, so ``input == output + dead_letter + sum(dropped)`` holds exactly.
+
+Memory: no document goes through a shuffle. The step that cleans a file spills its documents
+(``pipelines.spill``) and passes on only their dedup keys (``pipelines.dedup``, ~300 bytes a document);
+dedup decides on keys; each shard writer reads its shard's spilled batches and leaves out the losers.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from corpora.sources import expand_paths
 from knowmix.errors import UserError
 from pipelines import beamio
 from pipelines.clean_config import CleanConfig, load_config, steps_for
-from pipelines.dedup import ExactDedup
+from pipelines.dedup import DedupKeyBuffer
+from pipelines.spill import SPILL_DIR, SpilledTexts, SpillWriter, WriteShardsFromSpill, delete_spill
 
 DOCS_SCHEMA = pa.schema(
     [
@@ -108,6 +113,38 @@ class ReadAndClean(beam.DoFn):
             yield "kept", row
 
 
+class ReadCleanAndSpill(ReadAndClean):
+    """ReadAndClean whose kept documents go to a spill file (``pipelines.spill``) instead of downstream.
+
+    Emits ``("input", source kind)`` per kept document, its dedup keys packed per partition (``("exact" |
+    "band" | "meta", (partition, blob))``, see ``pipelines.dedup``), the spill locations ``("spill", (shard,
+    (path, batch)))`` once the file is complete, and ReadAndClean's ``dropped`` and ``dead_letter`` records.
+    """
+
+    KEYS_PER_FLUSH = 16384
+
+    def __init__(self, sources, steps_by_kind, rules_by_kind, spill_dir: str, num_shards: int, exact: bool, near, num_parts: int):
+        super().__init__(sources, steps_by_kind, rules_by_kind)
+        self.spill_dir, self.num_shards = spill_dir, num_shards
+        self.exact, self.near, self.num_parts = exact, near, num_parts
+
+    def process(self, element):
+        spill = SpillWriter(self.spill_dir, DOCS_SCHEMA, self.num_shards)
+        keys = DedupKeyBuffer(self.exact, self.near, self.num_parts)
+        for tag, value in super().process(element):
+            if tag != "kept":
+                yield tag, value
+                continue
+            yield "input", value["source_kind"]
+            spill.add(value)
+            keys.add(value["id"], value["source_kind"], value["text"])
+            if len(keys) >= self.KEYS_PER_FLUSH:
+                yield from keys.flush()
+        yield from keys.flush()
+        for location in spill.close():
+            yield "spill", location
+
+
 def events(pcoll, label: str, metric: str, kind_of=lambda x: x["source_kind"], reason=None):
     """Map a PCollection to accounting events ``(metric, reason, source_kind)``."""
     if reason is None:
@@ -117,9 +154,28 @@ def events(pcoll, label: str, metric: str, kind_of=lambda x: x["source_kind"], r
 
 # ---------------------------------------------------------------------------------------------- the job
 
+SHARD_TARGET_BYTES = 64 << 20
+COMPRESSED_RATIO = 4  # a rough expansion factor for .gz / .bz2 / .zst inputs
+
+
+def resolve_num_shards(config: CleanConfig, files: list[tuple[int, str]]) -> int:
+    """``num_shards = "auto"``: about 64 MB of input per shard, at least 4 (a shard is sorted in memory)."""
+    if config.num_shards != "auto":
+        return int(config.num_shards)
+    from apache_beam.io.filesystems import FileSystems
+
+    total = 0
+    for _, path in files:
+        try:
+            size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+        except Exception:  # unreadable: the reader reports it as a dead letter
+            continue
+        total += size * (COMPRESSED_RATIO if path.endswith((".gz", ".bz2", ".zst")) else 1)
+    return max(4, -(-total // SHARD_TARGET_BYTES))
+
 
 def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> None:
-    from pipelines.neardup import NearDedup, NearDedupConfig
+    from pipelines.neardup import ExactDedupKeys, NearDedupConfig, NearDedupKeys
     from pipelines.quality import rules_for
 
     kinds = sorted({s.kind for s in config.sources})
@@ -127,57 +183,58 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
     steps_by_kind = {k: steps_for(config, k) for k in kinds}
     rules_by_kind = {k: rules_for(k, config.rules.get(k)) for k in kinds}
     out = config.output_dir
+    num_shards = resolve_num_shards(config, files)
+    num_parts = num_shards  # dedup key partitions per shuffle: grows with the corpus like the shards
+    near_config = NearDedupConfig.from_dict(config.dedup)
 
-    # read, then 1-3: normalise, language id, quality rules
+    # read, then 1-3: normalise, language id, quality rules; kept docs are spilled, their keys go on
     records = (
         p
         | "Files" >> beam.Create(files)
         | "SpreadFiles" >> beam.Reshuffle()
-        | "ReadAndClean" >> beam.ParDo(ReadAndClean(config.sources, steps_by_kind, rules_by_kind))
+        | "ReadAndClean" >> beam.ParDo(
+            ReadCleanAndSpill(
+                config.sources, steps_by_kind, rules_by_kind, beamio.join(out, SPILL_DIR), num_shards,
+                config.exact_dedup, near_config, num_parts,
+            )
+        )
     )
-    records = beamio.split_by_tag(records, ("kept", "dropped", "dead_letter"), "Records")
-    kept, rule_drops, dead = records["kept"], records["dropped"], records["dead_letter"]
-    inputs = [
-        events(kept, "KeptInputs", "input"),
+    tags = ("input", "dropped", "dead_letter", "spill", "exact", "band", "meta")
+    records = beamio.split_by_tag(records, tags, "Records")
+    rule_drops, dead, spilled = records["dropped"], records["dead_letter"], records["spill"]
+    events_ = [
+        events(records["input"], "KeptInputs", "input", kind_of=lambda kind: kind),
         events(rule_drops, "DroppedInputs", "input", kind_of=lambda x: x[1]),
         events(dead, "DeadInputs", "input"),
+        events(dead, "DeadLetters", "dead_letter"),
+        events(rule_drops, "RuleDrops", "dropped", kind_of=lambda x: x[1], reason=lambda x: x[0]),
     ]
 
-    # 4: exact dedup
-    drops = [events(rule_drops, "RuleDrops", "dropped", kind_of=lambda x: x[1], reason=lambda x: x[0])]
+    # 4: exact dedup, 5: near dedup (MinHash-LSH) -- on keys only: (doc key, reason) for every loser
+    drops = []
+    exact_drops = None
     if config.exact_dedup:
-        exact = kept | "ExactDedup" >> ExactDedup()
-        kept = exact["kept"]
-        drops.append(events(exact["dropped"], "ExactDrops", "dropped", reason=lambda _: "exact_duplicate"))
-
-    # 5: near dedup (MinHash-LSH)
-    near_config = NearDedupConfig.from_dict(config.dedup)
+        exact_drops = {"exact": records["exact"], "meta": records["meta"]} | "ExactDedup" >> ExactDedupKeys(num_parts)
+        drops.append(exact_drops)
+    cluster_entries = None
     if near_config.near:
-        near = kept | "NearDedup" >> NearDedup(near_config)
-        kept = near.kept
-        drops.append(events(near.dropped, "NearDrops", "dropped", reason=lambda _: "near_duplicate"))
+        near_inputs = {"band": records["band"], "meta": records["meta"]}
+        if exact_drops is not None:
+            near_inputs["exact_drops"] = exact_drops
+        texts = SpilledTexts(spilled, DOCS_SCHEMA, num_shards) if near_config.verify else None
+        near = near_inputs | "NearDedup" >> NearDedupKeys(near_config, num_parts, texts)
+        drops.append(near.drops)
         if config.cluster_table:
             cluster_entries = near.clusters | "WriteClusters" >> beamio.WriteShards(
-                out, CLUSTER_SCHEMA, config.num_shards, sort_key="doc_id", subdir=CLUSTERS_DIR
+                out, CLUSTER_SCHEMA, num_shards, sort_key="doc_id", subdir=CLUSTERS_DIR
             )
-        else:
-            cluster_entries = None
-    else:
-        cluster_entries = None
+    drops = tuple(drops) | "AllDrops" >> beam.Flatten() if drops else p | "NoDrops" >> beam.Create([])
 
-    # write
-    shard_entries = kept | "WriteDocs" >> beamio.WriteShards(out, DOCS_SCHEMA, config.num_shards)
+    # write: each shard reads its spilled batches, leaves out the losers, sorts by id
+    written = {"spill": spilled, "drops": drops} | "WriteDocs" >> WriteShardsFromSpill(out, DOCS_SCHEMA, num_shards)
     dead_written = dead | "WriteDeadLetters" >> beamio.WriteDeadLetters(out)
 
-    tallies = beamio.tally(
-        (
-            *inputs,
-            events(dead, "DeadLetters", "dead_letter"),
-            events(kept, "Outputs", "output"),
-            *drops,
-        )
-        | "AllEvents" >> beam.Flatten()
-    )
+    tallies = beamio.tally(tuple(events_) | "AllEvents" >> beam.Flatten(), counted=[written["counts"]])
     extra = None
     if cluster_entries is not None:
         # no CombineGlobally here: Beam's Dask runner mis-combines global combines over several partitions
@@ -190,8 +247,9 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
             )
         )
     options = {"argv": argv, **config.to_options()}
+    options["output"]["num_shards"] = num_shards
     p | "Manifest" >> beamio.WriteManifest(
-        out, "docs", DOCS_SCHEMA, shard_entries, tallies, options, group_name="by_source_kind", extra=extra,
+        out, "docs", DOCS_SCHEMA, written["entries"], tallies, options, group_name="by_source_kind", extra=extra,
         after=[dead_written],
     )
 
@@ -201,9 +259,12 @@ def run(config: CleanConfig, beam_args: list[str], argv: list[str] | None = None
     from knowmix.manifest import read_manifest
 
     options = beamio.pipeline_options(beam_args)
-    beamio.clear_output(config.output_dir, extra_subdirs=(CLUSTERS_DIR,))
-    with beam.Pipeline(options=options) as p:
-        build_pipeline(p, config, argv if argv is not None else sys.argv)
+    beamio.clear_output(config.output_dir, extra_subdirs=(CLUSTERS_DIR, SPILL_DIR))
+    try:
+        with beam.Pipeline(options=options) as p:
+            build_pipeline(p, config, argv if argv is not None else sys.argv)
+    finally:
+        delete_spill(config.output_dir)
     return read_manifest(config.output_dir)
 
 

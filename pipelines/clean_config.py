@@ -6,7 +6,7 @@ kind = "qa"
 paths = ["data/zhidao/*.csv"]
 [output]
 dir = "out/docs"
-num_shards = 4           # rows are hash-partitioned by id into this many shards
+num_shards = "auto"      # rows are hash-partitioned by id; "auto": ~64 MB of input per shard, >= 4
 cluster_table = false    # also write doc_id -> cluster_id, cluster_size (near duplicates) under OUT/clusters/
 [normalize.web]          # per source kind: any of pipelines.normalize.STEPS = true/false
 t2s = true
@@ -37,7 +37,7 @@ OUTPUT_KEYS = {"dir", "num_shards", "cluster_table"}
 class CleanConfig:
     sources: list[SourceSpec]
     output_dir: str
-    num_shards: int = 4
+    num_shards: int | str = "auto"
     cluster_table: bool = False
     normalize: dict[str, dict[str, bool]] = field(default_factory=dict)  # kind -> step -> on/off (overrides)
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> rule -> threshold (overrides)
@@ -110,9 +110,9 @@ def load_config(
         raise UserError(f"{where}: no output directory (give [output] dir or --output)")
     if config_path and not output_dir and not os.path.isabs(out_dir) and "://" not in out_dir:
         out_dir = os.path.join(base, out_dir)
-    num_shards = output.get("num_shards", 4)
-    if not isinstance(num_shards, int) or num_shards < 1:
-        raise UserError(f"{where}: [output] num_shards must be a positive integer, got {num_shards!r}")
+    num_shards = output.get("num_shards", "auto")
+    if num_shards != "auto" and (isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1):
+        raise UserError(f'{where}: [output] num_shards must be a positive integer or "auto", got {num_shards!r}')
 
     dedup = dict(raw.get("dedup", {}))
     exact = dedup.pop("exact", True)

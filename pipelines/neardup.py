@@ -32,13 +32,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from itertools import combinations
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 import apache_beam as beam
+import numpy as np
 
 from knowmix.errors import UserError
-from pipelines.dedup import survivor_key
-from pipelines.minhash import TOKENIZERS, MinHasher, band_keys, is_empty_signature, optimal_params, text_jaccard
+from pipelines.beamio import split_by_tag
+from pipelines.dedup import (
+    BAND_DTYPE, EXACT_DTYPE, DedupKeyBuffer, doc_key, runs, shard_of_key, survivor_key, unpack, unpack_meta,
+)
+from pipelines.minhash import TOKENIZERS, optimal_params, text_jaccard
 
 NAMESPACE = "knowmix.neardup"
 VERIFY_ALL_PAIRS_MAX = 16  # verify mode: buckets up to this size check all pairs, larger ones star edges
@@ -124,71 +128,60 @@ def node_of(doc: Mapping) -> str:
     return f"{priority:02d}{_LEN_OFFSET + neg_len:012d}{doc_id}"
 
 
-def id_of(node: str) -> str:
-    return node[14:]
+# ---------------------------------------------------------------------------------------------- buckets
 
 
-# ---------------------------------------------------------------------------------------------- DoFns
+def _exact_groups(kv):
+    """(partition, exact blobs) -> (doc key, group key) for each member of a group of >= 2 identical texts;
+    the group key is the group's smallest doc key."""
+    _, blobs = kv
+    records = np.sort(unpack(blobs, EXACT_DTYPE), order=["h1", "h2", "doc"])
+    for s, e in runs(records["h1"], records["h2"]):
+        docs = np.unique(records["doc"][s:e])
+        if len(docs) >= 2:
+            group = int(docs[0])
+            for d in docs.tolist():
+                yield d, group
 
 
-class _SignatureFn(beam.DoFn):
-    """doc -> (band key, node) per band; docs without any shingle (empty text) get none."""
-
-    def __init__(self, config: NearDedupConfig):
-        self.config = config
-
-    def setup(self):
-        c = self.config
-        self.hasher = MinHasher(c.num_perm, c.ngram, c.tokenizer, c.seed)
-        self.bands, self.rows = c.bands_rows
-        self.docs = beam.metrics.Metrics.counter(NAMESPACE, "signatures")
-        self.empty = beam.metrics.Metrics.counter(NAMESPACE, "no_shingles")
-
-    def process(self, doc):
-        sig = self.hasher.signature(doc["text"])
-        self.docs.inc()
-        if is_empty_signature(sig):
-            self.empty.inc()
-            return
-        node = node_of(doc)
-        for key in band_keys(sig, self.bands, self.rows):
-            yield key, node
+def _bucket_docs(blobs) -> Iterator[np.ndarray]:
+    """Band blobs of one partition -> the distinct doc keys of each bucket (band hash) with >= 2 of them."""
+    records = np.sort(unpack(blobs, BAND_DTYPE), order=["h", "doc"])
+    for s, e in runs(records["h"]):
+        docs = np.unique(records["doc"][s:e])
+        if len(docs) >= 2:
+            yield docs
 
 
 def _star_edges(kv):
-    """A bucket -> edges (node, smallest node) for every other node in it."""
-    _, nodes = kv
-    nodes = set(nodes)
-    if len(nodes) < 2:
-        return
-    root = min(nodes)
-    for n in nodes:
-        if n != root:
-            yield n, root
+    """(band partition, blobs) -> (doc key, the bucket's smallest doc key) for every other doc in each bucket."""
+    for docs in _bucket_docs(kv[1]):
+        root = int(docs[0])
+        for d in docs[1:].tolist():
+            yield d, root
 
 
 def _candidate_pairs(kv):
-    """verify mode: a bucket -> candidate pairs (larger, smaller): all pairs if small, else star edges."""
-    _, nodes = kv
-    nodes = sorted(set(nodes))
-    if len(nodes) < 2:
-        return
-    if len(nodes) <= VERIFY_ALL_PAIRS_MAX:
-        for small, large in combinations(nodes, 2):
-            yield large, small
-    else:
-        for n in nodes[1:]:
-            yield n, nodes[0]
+    """verify mode: (band partition, blobs) -> pairs (larger, smaller) per bucket: all pairs in small buckets,
+    star edges in large ones."""
+    for docs in _bucket_docs(kv[1]):
+        docs = docs.tolist()
+        if len(docs) <= VERIFY_ALL_PAIRS_MAX:
+            for small, large in combinations(docs, 2):
+                yield large, small
+        else:
+            for d in docs[1:]:
+                yield d, docs[0]
 
 
 def _attach_first_text(kv):
-    """(id of the larger node, {pairs, text}) -> (id of the smaller node, (pair, larger text))."""
+    """(larger doc key, {pairs, text}) -> (smaller doc key, (pair, larger text))."""
     _, groups = kv
     texts = list(groups["text"])
     if not texts:
         return
     for pair in groups["pairs"]:
-        yield id_of(pair[1]), (pair, texts[0])
+        yield pair[1], (pair, texts[0])
 
 
 class _VerifyFn(beam.DoFn):
@@ -211,7 +204,6 @@ class _VerifyFn(beam.DoFn):
                 yield pair
             else:
                 self.rejected.inc()
-
 
 def _both_ways(edge):
     u, v = edge
@@ -299,33 +291,195 @@ class ConnectedComponents(beam.PTransform):
         return (edges, changes) | "WithChangeCount" >> beam.Flatten() | "CheckConverged" >> beam.FlatMap(check)
 
 
-def _cluster_members(kv):
-    """(root node, member nodes) -> (doc id, (cluster id, cluster size, is survivor)) for every member."""
+# ---------------------------------------------------------------------------------------------- decisions
+
+
+class Member(NamedTuple):
+    """A group member with what the survivor rule needs."""
+
+    priority: int
+    n_chars: int
+    id: str
+    doc: int
+    exact_loser: bool
+
+
+def _attach_meta(kv):
+    """(partition, {"meta": blobs, "members": (doc key, group), "losers": doc keys}) -> (group, Member)."""
+    _, groups = kv
+    members = list(groups["members"])
+    if not members:
+        return
+    records, ids = unpack_meta(groups["meta"])
+    losers = set(groups["losers"]) if "losers" in groups else set()
+    docs = records["doc"]
+    for doc, group in members:
+        i = int(np.searchsorted(docs, doc))
+        if i >= len(docs) or int(docs[i]) != doc:
+            raise RuntimeError(f"dedup: no metadata for doc key {doc} (a dedup record without its meta record)")
+        yield group, Member(int(records["priority"][i]), int(records["n_chars"][i]), ids[i], doc, doc in losers)
+
+
+def _exact_losers(kv):
+    """(group, members) -> (doc key, "exact_duplicate") for all but the survivor (kind priority, then id)."""
+    _, members = kv
+    ordered = sorted(set(members), key=lambda m: (m.priority, m.id, m.doc))
+    for m in ordered[1:]:
+        yield m.doc, "exact_duplicate"
+
+
+def _near_outcome(kv, output: str):
+    """(component root, members) -> with ``output`` "drops", (doc key, "near_duplicate") for every member but
+    the survivor (kind priority, longer text, smaller id); with "clusters", a cluster row per member.
+    Exact-duplicate losers are left out: their survivor has the same bands, so it is in the same component."""
+    _, members = kv
+    alive = sorted({m for m in members if not m.exact_loser}, key=lambda m: (m.priority, -m.n_chars, m.id, m.doc))
+    if len(alive) < 2:
+        return
+    if output == "drops":
+        for m in alive[1:]:
+            yield m.doc, "near_duplicate"
+    else:
+        cluster_id = min(m.id for m in alive)
+        for m in alive:
+            yield {"doc_id": m.id, "cluster_id": cluster_id, "cluster_size": len(alive)}
+
+
+def _component_members(kv):
+    """(root, non-root members) -> (doc key, root) for the root and every member."""
     root, members = kv
-    nodes = set(members)
-    nodes.add(root)
-    ids = [id_of(n) for n in nodes]
-    cluster_id = min(ids)
-    size = len(nodes)
-    for n in nodes:
-        yield id_of(n), (cluster_id, size, n == root)
+    yield root, root
+    for m in set(members):
+        yield m, root
+
+
+class _WithMeta(beam.PTransform):
+    """(doc key, group) memberships [+ exact losers] -> (group, [Member]) grouped, joined to the meta records
+    by partition (``doc key % num_parts``, as :class:`pipelines.dedup.DedupKeyBuffer` partitions them)."""
+
+    def __init__(self, meta, num_parts: int, losers=None):
+        super().__init__()
+        self.meta, self.num_parts, self.losers = meta, num_parts, losers
+
+    def expand(self, members):
+        n = self.num_parts
+        inputs = {"meta": self.meta, "members": members | "ByPartition" >> beam.Map(lambda m: (shard_of_key(m[0], n), m))}
+        if self.losers is not None:
+            inputs["losers"] = self.losers | "LosersByPartition" >> beam.Map(lambda d: (shard_of_key(d[0], n), d[0]))
+        return (
+            inputs
+            | "JoinMeta" >> beam.CoGroupByKey()
+            | "AttachMeta" >> beam.FlatMap(_attach_meta)
+            | "GroupMembers" >> beam.GroupByKey()
+        )
+
+
+class ExactDedupKeys(beam.PTransform):
+    """{"exact": exact blobs, "meta": meta blobs} -> (doc key, "exact_duplicate") for every loser."""
+
+    def __init__(self, num_parts: int):
+        super().__init__()
+        self.num_parts = num_parts
+
+    def expand(self, inputs):
+        return (
+            inputs["exact"]
+            | "GroupDigests" >> beam.GroupByKey()
+            | "Groups" >> beam.FlatMap(_exact_groups)
+            | "WithMeta" >> _WithMeta(inputs["meta"], self.num_parts)
+            | "Losers" >> beam.FlatMap(_exact_losers)
+        )
+
+
+class NearDecisions(NamedTuple):
+    drops: beam.PCollection  # (doc key, "near_duplicate")
+    clusters: beam.PCollection  # {"doc_id", "cluster_id", "cluster_size"}
+
+
+class NearDedupKeys(beam.PTransform):
+    """{"band": band blobs, "meta": meta blobs[, "exact_drops": (doc key, reason)]} -> :class:`NearDecisions`.
+
+    ``texts_for`` (verify mode only) is a PTransform from doc keys (with repeats) to ``(doc key, text)``
+    for each of them: the documents' text lives wherever the caller keeps it.
+    """
+
+    def __init__(self, config: NearDedupConfig, num_parts: int, texts_for: beam.PTransform | None = None):
+        super().__init__()
+        if config.verify and texts_for is None:
+            raise ValueError("verify needs texts_for")
+        self.config, self.num_parts, self.texts_for = config, num_parts, texts_for
+
+    def expand(self, inputs):
+        c = self.config
+        buckets = inputs["band"] | "GroupBuckets" >> beam.GroupByKey()
+        if c.verify:
+            pairs = buckets | "CandidatePairs" >> beam.FlatMap(_candidate_pairs) | "DistinctPairs" >> beam.Distinct()
+            texts = pairs | "PairDocs" >> beam.FlatMap(lambda pair: pair) | "Texts" >> self.texts_for
+            half = (
+                {"pairs": pairs | "PairByFirst" >> beam.Map(lambda pair: (pair[0], pair)), "text": texts}
+                | "JoinFirstText" >> beam.CoGroupByKey()
+                | "AttachFirstText" >> beam.FlatMap(_attach_first_text)
+            )
+            edges = {"half": half, "text": texts} | "JoinSecondText" >> beam.CoGroupByKey() | "Verify" >> beam.ParDo(_VerifyFn(c))
+        else:
+            edges = buckets | "StarEdges" >> beam.FlatMap(_star_edges)
+        grouped = (
+            edges
+            | "Components" >> ConnectedComponents(c.max_rounds)
+            | "ByRoot" >> beam.Map(lambda e: (e[1], e[0]))
+            | "GroupByRoot" >> beam.GroupByKey()
+            | "Members" >> beam.FlatMap(_component_members)
+            | "WithMeta" >> _WithMeta(inputs["meta"], self.num_parts, inputs.get("exact_drops"))
+        )
+        # two single-output steps (Beam's Dask runner mixes up tagged outputs)
+        return NearDecisions(
+            grouped | "Drops" >> beam.FlatMap(_near_outcome, output="drops"),
+            grouped | "Clusters" >> beam.FlatMap(_near_outcome, output="clusters"),
+        )
+
+
+# ---------------------------------------------------------------------------------------------- on documents
+
+
+class _DocKeysFn(beam.DoFn):
+    def __init__(self, config: NearDedupConfig, num_parts: int):
+        self.config, self.num_parts = config, num_parts
+
+    def setup(self):
+        self.buffer = DedupKeyBuffer(False, self.config, self.num_parts)
+
+    def process(self, doc):
+        self.buffer.add(doc["id"], doc["source_kind"], doc["text"])
+        yield from self.buffer.flush()
+
+
+class _TextsOfDocs(beam.PTransform):
+    """doc keys -> (doc key, text), joined to a PCollection of (doc key, doc)."""
+
+    def __init__(self, docs_by_key):
+        super().__init__()
+        self.docs_by_key = docs_by_key
+
+    def expand(self, keys):
+        def texts(kv):
+            key, groups = kv
+            if list(groups["want"]):
+                for d in list(groups["doc"])[:1]:
+                    yield key, d["text"]
+
+        return (
+            {"want": keys | "Want" >> beam.Map(lambda k: (k, None)), "doc": self.docs_by_key}
+            | "JoinDocs" >> beam.CoGroupByKey()
+            | "PickTexts" >> beam.FlatMap(texts)
+        )
 
 
 def _route(kv, output: str):
-    """(doc id, {doc, cluster}) -> the doc if ``output`` is "kept" and it survives (or is in no cluster), the doc
-    if "dropped" and it loses, its cluster row if "clusters" and it is in a cluster."""
+    """(doc key, {doc, drop}) -> the docs if ``output`` is "kept" and there is no drop, if "dropped" and there is."""
     _, groups = kv
-    assignments = list(groups["cluster"])
-    for doc in groups["doc"]:
-        if not assignments:
-            if output == "kept":
-                yield doc
-            continue
-        cluster_id, size, survivor = assignments[0]
-        if output == "clusters":
-            yield {"doc_id": doc["id"], "cluster_id": cluster_id, "cluster_size": size}
-        elif (output == "kept") == survivor:
-            yield doc
+    dropped = bool(list(groups["drop"]))
+    if dropped == (output == "dropped"):
+        yield from groups["doc"]
 
 
 class NearDedupOutputs(NamedTuple):
@@ -339,19 +493,19 @@ class NearDedupOutputs(NamedTuple):
         return getattr(self, key) if isinstance(key, str) else tuple.__getitem__(self, key)
 
 
-# ---------------------------------------------------------------------------------------------- the transform
-
-
 class NearDedup(beam.PTransform):
     """docs -> outputs ``.kept``, ``.dropped`` (reason ``near_duplicate``) and ``.clusters``
     (``{"doc_id", "cluster_id", "cluster_size"}`` for every doc in a cluster of size >= 2).
 
-    Docs need ``id`` (unique), ``source_kind`` and ``text``; every other column passes through untouched.
+    The same decisions as the clean job's step 5, on a PCollection of docs (``id`` unique, ``source_kind``,
+    ``text``; other columns pass through). The clean job itself never shuffles documents: it spills them and
+    runs :class:`NearDedupKeys` on their keys.
     """
 
-    def __init__(self, config: NearDedupConfig | None = None):
+    def __init__(self, config: NearDedupConfig | None = None, num_parts: int = 4):
         super().__init__()
         self.config = config or NearDedupConfig()
+        self.num_parts = num_parts
 
     def expand(self, docs):
         c = self.config
@@ -362,47 +516,15 @@ class NearDedup(beam.PTransform):
                 p | "NoDropped" >> beam.Create([]),
                 p | "NoClusters" >> beam.Create([]),
             )
-
-        buckets = (
-            docs
-            | "Signatures" >> beam.ParDo(_SignatureFn(c))
-            | "GroupBuckets" >> beam.GroupByKey()
+        keys = split_by_tag(docs | "Keys" >> beam.ParDo(_DocKeysFn(c, self.num_parts)), ("band", "meta"), "Keys")
+        by_key = docs | "DocByKey" >> beam.Map(lambda d: (doc_key(d["id"]), d))
+        near = keys | "Decide" >> NearDedupKeys(c, self.num_parts, _TextsOfDocs(by_key) if c.verify else None)
+        joined = {"doc": by_key, "drop": near.drops} | "JoinDrops" >> beam.CoGroupByKey()
+        return NearDedupOutputs(
+            joined | "RouteKept" >> beam.FlatMap(_route, output="kept"),
+            joined | "RouteDropped" >> beam.FlatMap(_route, output="dropped"),
+            near.clusters,
         )
-        if c.verify:
-            texts = docs | "TextById" >> beam.Map(lambda d: (d["id"], d["text"]))
-            pairs = (
-                buckets
-                | "CandidatePairs" >> beam.FlatMap(_candidate_pairs)
-                | "DistinctPairs" >> beam.Distinct()
-                | "PairByFirst" >> beam.Map(lambda pair: (id_of(pair[0]), pair))
-            )
-            edges = (
-                {"pairs": pairs, "text": texts}
-                | "JoinFirstText" >> beam.CoGroupByKey()
-                | "AttachFirstText" >> beam.FlatMap(_attach_first_text)
-            )
-            edges = (
-                {"half": edges, "text": texts}
-                | "JoinSecondText" >> beam.CoGroupByKey()
-                | "Verify" >> beam.ParDo(_VerifyFn(c))
-            )
-        else:
-            edges = buckets | "StarEdges" >> beam.FlatMap(_star_edges)
-
-        assignments = (
-            edges
-            | "Components" >> ConnectedComponents(c.max_rounds)
-            | "ByRoot" >> beam.Map(lambda e: (e[1], e[0]))
-            | "GroupByRoot" >> beam.GroupByKey()
-            | "Members" >> beam.FlatMap(_cluster_members)
-        )
-        joined = (
-            {"doc": docs | "DocById" >> beam.Map(lambda d: (d["id"], d)), "cluster": assignments}
-            | "JoinClusters" >> beam.CoGroupByKey()
-        )
-        # three single-output steps (Beam's Dask runner mixes up tagged outputs)
-        return NearDedupOutputs(*(joined | f"Route{o.title()}" >> beam.FlatMap(_route, output=o) for o in ("kept", "dropped", "clusters")))
-
 
 def count_clusters(rows: Iterable[Mapping]) -> dict[int, int]:
     """Cluster-size histogram ``{size: number of clusters}`` from cluster rows (for stats and tests)."""

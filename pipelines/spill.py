@@ -1,0 +1,188 @@
+"""Spilled documents: written once where they are cleaned, read once where their shard is written.
+
+Runners that keep shuffled data in memory (Beam's local FnApiRunner keeps every stage's output and every
+GroupByKey's values in the driver) would otherwise hold the whole corpus several times over. So the clean job
+never shuffles a document: the step that cleans a file writes its documents to one spill file (Arrow IPC,
+one record batch per shard per flush) and emits only *locations* ``(shard, (path, batch index))`` and the
+documents' dedup keys. The shard writer then reads its shard's batches, drops what dedup decided, sorts by
+id and writes the shard. Memory is bounded by one shard, not by the corpus.
+
+Spill files live under ``OUT/_spill/`` (any Beam filesystem: local, gs://, s3://) and are removed when the
+job ends. A retried bundle writes a new spill file under a new name; only the locations of the attempt
+that succeeded reach the writer, so the orphan is never read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from typing import Iterable
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines import beamio
+from pipelines.dedup import doc_key, shard_of_key
+
+SPILL_DIR = "_spill"
+
+
+class SpillWriter:
+    """Rows -> one spill file, a record batch per shard each time ``flush_rows`` rows are buffered.
+
+    ``close()`` returns the locations ``(shard, (path, batch index))`` of every batch written.
+    """
+
+    def __init__(self, spill_dir: str, schema: pa.Schema, num_shards: int, flush_rows: int = 4096):
+        self.spill_dir, self.schema, self.num_shards, self.flush_rows = spill_dir, schema, num_shards, flush_rows
+        self.buffers: dict[int, list[dict]] = defaultdict(list)
+        self.buffered = 0
+        self.path: str | None = None
+        self.handle = self.writer = None
+        self.batches = 0
+        self.locations: list[tuple[int, tuple[str, int]]] = []
+
+    def add(self, row: dict) -> None:
+        self.buffers[beamio.shard_of(row["id"], self.num_shards)].append(row)
+        self.buffered += 1
+        if self.buffered >= self.flush_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffered:
+            return
+        if self.writer is None:
+            self.path = beamio.join(self.spill_dir, f"{uuid.uuid4().hex}.arrow")
+            self.handle = FileSystems.create(self.path, compression_type=CompressionTypes.UNCOMPRESSED)
+            self.writer = pa.ipc.new_file(self.handle, self.schema, options=pa.ipc.IpcWriteOptions(compression="lz4"))
+        for shard in sorted(self.buffers):
+            self.writer.write_batch(pa.RecordBatch.from_pylist(self.buffers[shard], schema=self.schema))
+            self.locations.append((shard, (self.path, self.batches)))
+            self.batches += 1
+        self.buffers.clear()
+        self.buffered = 0
+
+    def close(self) -> list[tuple[int, tuple[str, int]]]:
+        self.flush()
+        if self.writer is not None:
+            self.writer.close()
+            self.handle.close()
+        return self.locations
+
+
+def read_spilled(locations: Iterable[tuple[str, int]], schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
+    """The batches at ``locations`` as one table, in (path, batch) order; each file is opened once."""
+    by_path: dict[str, list[int]] = defaultdict(list)
+    for path, batch in locations:
+        by_path[path].append(batch)
+    batches = []
+    for path in sorted(by_path):
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+            reader = pa.ipc.open_file(pa.PythonFile(fh, mode="r"))
+            for i in sorted(set(by_path[path])):
+                batch = reader.get_batch(i)
+                batches.append(batch.select(columns) if columns else batch)
+    target = pa.schema([schema.field(c) for c in columns]) if columns else schema
+    return pa.Table.from_batches(batches, schema=target)
+
+
+def delete_spill(out_dir: str) -> None:
+    pattern = beamio.join(out_dir, SPILL_DIR, "*")
+    matches = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
+    if matches:
+        FileSystems.delete(matches)
+
+
+# ---------------------------------------------------------------------------------------------- shard writer
+
+
+class _WriteShardFromSpillFn(beam.DoFn):
+    """(shard, {"spill": locations, "drops": (doc key, reason)}) -> ("entry", manifest entry) and
+    ("event", ((metric, reason, source kind), n)) accounting counts for the rows written and dropped."""
+
+    def __init__(self, out_dir: str, schema: pa.Schema, num_shards: int, batch_rows: int):
+        self.out_dir, self.schema, self.num_shards, self.batch_rows = out_dir, schema, num_shards, batch_rows
+
+    def process(self, kv):
+        shard, groups = kv
+        locations = list(groups["spill"])
+        if not locations:
+            return
+        drops = dict(groups["drops"])
+        table = read_spilled(locations, self.schema)
+        kinds = table.column("source_kind").to_pylist()
+        if drops:
+            reasons = [drops.get(doc_key(i)) for i in table.column("id").to_pylist()]
+            dropped: dict[tuple, int] = defaultdict(int)
+            for reason, kind in zip(reasons, kinds):
+                if reason is not None:
+                    dropped[("dropped", reason, kind)] += 1
+            for event, n in sorted(dropped.items()):
+                yield "event", (event, n)
+            keep = np.array([r is None for r in reasons], dtype=bool)
+            table = table.filter(pa.array(keep))
+            kinds = [k for k, r in zip(kinds, reasons) if r is None]
+        kept: dict[tuple, int] = defaultdict(int)
+        for kind in kinds:
+            kept[("output", None, kind)] += 1
+        for event, n in sorted(kept.items()):
+            yield "event", (event, n)
+        if table.num_rows == 0:
+            return
+        table = table.take(pc.sort_indices(table, sort_keys=[("id", "ascending")])).combine_chunks()
+        yield "entry", beamio.write_shard(
+            self.out_dir, shard, self.num_shards, self.schema, table.to_batches(max_chunksize=self.batch_rows)
+        )
+
+
+class WriteShardsFromSpill(beam.PTransform):
+    """{"spill": (shard, location), "drops": (doc key, reason)} -> {"entries": manifest entries,
+    "counts": ((metric, reason, source kind), n)}: every spilled row is written or counted as dropped."""
+
+    def __init__(self, out_dir: str, schema: pa.Schema, num_shards: int, batch_rows: int = 2048):
+        super().__init__()
+        self.out_dir, self.schema, self.num_shards, self.batch_rows = out_dir, schema, num_shards, batch_rows
+
+    def expand(self, inputs):
+        n = self.num_shards
+        drops = inputs["drops"] | "DropsByShard" >> beam.Map(lambda d: (shard_of_key(d[0], n), d))
+        written = (
+            {"spill": inputs["spill"], "drops": drops}
+            | "JoinDrops" >> beam.CoGroupByKey()
+            | "WriteShard" >> beam.ParDo(_WriteShardFromSpillFn(self.out_dir, self.schema, n, self.batch_rows))
+        )
+        split = beamio.split_by_tag(written, ("entry", "event"), "Written")
+        return {"entries": split["entry"], "counts": split["event"]}
+
+
+class SpilledTexts(beam.PTransform):
+    """doc keys (with repeats) -> (doc key, text), read from the spilled shards they belong to."""
+
+    def __init__(self, spill_locations, schema: pa.Schema, num_shards: int):
+        super().__init__()
+        self.spill_locations, self.schema, self.num_shards = spill_locations, schema, num_shards
+
+    def expand(self, keys):
+        n, schema = self.num_shards, self.schema
+
+        def texts(kv):
+            _, groups = kv
+            wanted = set(groups["want"])
+            if not wanted:
+                return
+            table = read_spilled(groups["spill"], schema, columns=["id", "text"])
+            for doc_id, text in zip(table.column("id").to_pylist(), table.column("text").to_pylist()):
+                key = doc_key(doc_id)
+                if key in wanted:
+                    wanted.discard(key)
+                    yield key, text
+
+        return (
+            {"want": keys | "WantByShard" >> beam.Map(lambda k: (shard_of_key(k, n), k)), "spill": self.spill_locations}
+            | "JoinSpill" >> beam.CoGroupByKey()
+            | "ReadTexts" >> beam.FlatMap(texts)
+        )
