@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from typing import Any
 
 import apache_beam as beam
@@ -116,9 +117,11 @@ class ReadAndClean(beam.DoFn):
 class ReadCleanAndSpill(ReadAndClean):
     """ReadAndClean whose kept documents go to a spill file (``pipelines.spill``) instead of downstream.
 
-    Emits ``("input", source kind)`` per kept document, its dedup keys packed per partition (``("exact" |
-    "band" | "meta", (partition, blob))``, see ``pipelines.dedup``), the spill locations ``("spill", (shard,
-    (path, batch)))`` once the file is complete, and ReadAndClean's ``dropped`` and ``dead_letter`` records.
+    Emits the kept documents' dedup keys packed per partition (``("exact" | "band" | "meta", (partition,
+    blob))``, see ``pipelines.dedup``); once the file is done, the spill locations ``("spill", (shard, (path,
+    batch)))`` and the file's accounting counts ``("counts", ((metric, reason, source kind), n))`` for kept and
+    rule-dropped documents; and ReadAndClean's ``dead_letter`` rows. Nothing per document leaves the step
+    but its packed keys.
     """
 
     KEYS_PER_FLUSH = 16384
@@ -131,11 +134,17 @@ class ReadCleanAndSpill(ReadAndClean):
     def process(self, element):
         spill = SpillWriter(self.spill_dir, DOCS_SCHEMA, self.num_shards)
         keys = DedupKeyBuffer(self.exact, self.near, self.num_parts)
+        counts: Counter = Counter()
         for tag, value in super().process(element):
-            if tag != "kept":
+            if tag == "dead_letter":
                 yield tag, value
                 continue
-            yield "input", value["source_kind"]
+            if tag == "dropped":
+                reason, kind = value
+                counts[("input", None, kind)] += 1
+                counts[("dropped", reason, kind)] += 1
+                continue
+            counts[("input", None, value["source_kind"])] += 1
             spill.add(value)
             keys.add(value["id"], value["source_kind"], value["text"])
             if len(keys) >= self.KEYS_PER_FLUSH:
@@ -143,6 +152,8 @@ class ReadCleanAndSpill(ReadAndClean):
         yield from keys.flush()
         for location in spill.close():
             yield "spill", location
+        for event, n in sorted(counts.items(), key=str):
+            yield "counts", (event, n)
 
 
 def events(pcoll, label: str, metric: str, kind_of=lambda x: x["source_kind"], reason=None):
@@ -199,16 +210,13 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
             )
         )
     )
-    tags = ("input", "dropped", "dead_letter", "spill", "exact", "band", "meta")
+    tags = ("counts", "dead_letter", "spill", "exact", "band", "meta")
     records = beamio.split_by_tag(records, tags, "Records")
-    rule_drops, dead, spilled = records["dropped"], records["dead_letter"], records["spill"]
-    events_ = [
-        events(records["input"], "KeptInputs", "input", kind_of=lambda kind: kind),
-        events(rule_drops, "DroppedInputs", "input", kind_of=lambda x: x[1]),
+    dead, spilled = records["dead_letter"], records["spill"]
+    dead_events = (
         events(dead, "DeadInputs", "input"),
         events(dead, "DeadLetters", "dead_letter"),
-        events(rule_drops, "RuleDrops", "dropped", kind_of=lambda x: x[1], reason=lambda x: x[0]),
-    ]
+    )
 
     # 4: exact dedup, 5: near dedup (MinHash-LSH) -- on keys only: (doc key, reason) for every loser
     drops = []
@@ -234,7 +242,7 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
     written = {"spill": spilled, "drops": drops} | "WriteDocs" >> WriteShardsFromSpill(out, DOCS_SCHEMA, num_shards)
     dead_written = dead | "WriteDeadLetters" >> beamio.WriteDeadLetters(out)
 
-    tallies = beamio.tally(tuple(events_) | "AllEvents" >> beam.Flatten(), counted=[written["counts"]])
+    tallies = beamio.tally(dead_events | "AllEvents" >> beam.Flatten(), counted=[records["counts"], written["counts"]])
     extra = None
     if cluster_entries is not None:
         # no CombineGlobally here: Beam's Dask runner mis-combines global combines over several partitions
