@@ -5,8 +5,10 @@
    (SHA-1 per shingle, the default), ``MinHash.bulk`` and ``update_batch`` with a cheap hashfunc; and datatrove's
    ``MinhashDedupSignature`` shingles + signature (its own tokenizer for ``zh``) when a separate venv with
    datatrove is given (``--datatrove-python /tmp/benchvenv/bin/python``; it is never installed into .venv).
-2. End-to-end ``NearDedup`` of ``--docs N`` generated documents (10 % planted near-duplicates) on the local
-   runner: docs/s, near-duplicates dropped, peak RSS.
+2. End-to-end near dedup of ``--docs N`` generated documents (10 % planted near-duplicates) on the local
+   runner, docs/s and peak RSS, two ways, each in its own process: ``keys`` (what the clean job runs: packed
+   dedup keys per chunk of documents, ``NearDedupKeys``, the documents never shuffled) and ``docs`` (the
+   ``NearDedup`` transform on a PCollection of documents, which joins the decisions back to the documents).
 
     .venv/bin/python bench/neardup.py --docs 20000 [--datatrove-python /tmp/benchvenv/bin/python]
 """
@@ -169,35 +171,55 @@ def signature_table(texts: list[str], datatrove_python: str | None) -> list[tupl
 # ---------------------------------------------------------------------------------------------- end to end
 
 
-def end_to_end(n_docs: int, beam_args: list[str], verify: bool) -> dict:
+def end_to_end(n_docs: int, beam_args: list[str], verify: bool, mode: str) -> dict:
     """Docs are generated inside the pipeline (chunks of 1000), so the job graph stays small."""
     import apache_beam as beam
 
-    from pipelines.beamio import pipeline_options
-    from pipelines.neardup import NearDedup, NearDedupConfig
+    from pipelines.beamio import pipeline_options, split_by_tag
+    from pipelines.dedup import DedupKeyBuffer, doc_key
+    from pipelines.neardup import NearDedup, NearDedupConfig, NearDedupKeys, _TextsOfDocs
 
     out_dir = Path(tempfile.mkdtemp(prefix="neardup-bench-"))
+    config = NearDedupConfig(verify=verify)
+    parts = 8
 
     class Count(beam.DoFn):
         def process(self, kv):
             tag, n = kv
             (out_dir / f"{tag}.count").write_text(str(n))
 
+    def keys_of_chunk(chunk):
+        buffer = DedupKeyBuffer(False, config, parts)
+        for d in generate_chunk(*chunk):
+            buffer.add(d["id"], d["source_kind"], d["text"])
+        yield from buffer.flush()
+
     chunks = [(k, min(CHUNK, n_docs - k * CHUNK)) for k in range((n_docs + CHUNK - 1) // CHUNK)]
     start = time.perf_counter()
     with beam.Pipeline(options=pipeline_options(beam_args)) as p:
-        docs = p | beam.Create(chunks) | beam.Reshuffle() | beam.FlatMap(lambda c: generate_chunk(*c))
-        out = docs | NearDedup(NearDedupConfig(verify=verify))
+        chunk_pcoll = p | beam.Create(chunks) | beam.Reshuffle()
+        if mode == "docs":
+            docs = chunk_pcoll | beam.FlatMap(lambda c: generate_chunk(*c))
+            out = docs | NearDedup(config)
+            outputs = {"dropped": out.dropped, "clusters": out.clusters}
+        else:
+            keys = split_by_tag(chunk_pcoll | "Keys" >> beam.FlatMap(keys_of_chunk), ("band", "meta"), "Keys")
+            texts = None
+            if verify:  # the texts of candidates: regenerated and joined by doc key (the clean job reads its spill)
+                by_key = chunk_pcoll | "Regenerate" >> beam.FlatMap(lambda c: [(doc_key(d["id"]), d) for d in generate_chunk(*c)])
+                texts = _TextsOfDocs(by_key)
+            near = keys | NearDedupKeys(config, parts, texts)
+            outputs = {"dropped": near.drops, "clusters": near.clusters}
         (
-            [getattr(out, t) | f"Tag{t}" >> beam.Map(lambda _, t=t: t) for t in ("kept", "dropped", "clusters")]
+            [pc | f"Tag{t}" >> beam.Map(lambda _, t=t: t) for t, pc in outputs.items()]
             | beam.Flatten()
             | beam.combiners.Count.PerElement()
             | beam.ParDo(Count())
         )
     seconds = time.perf_counter() - start
     counts = {t: int((out_dir / f"{t}.count").read_text()) if (out_dir / f"{t}.count").exists() else 0
-              for t in ("kept", "dropped", "clusters")}
-    return {"seconds": seconds, "docs_s": n_docs / seconds, **counts}
+              for t in ("dropped", "clusters")}
+    return {"seconds": seconds, "docs_s": n_docs / seconds, "peak_rss_mb": peak_rss_mb(), **counts}
 
 
 def peak_rss_mb() -> float:
@@ -213,11 +235,15 @@ def main() -> None:
     ap.add_argument("--datatrove-python", default=None, help="python of a separate venv with datatrove installed")
     ap.add_argument("--verify", action="store_true", help="end-to-end with verify = true")
     ap.add_argument("--skip-e2e", action="store_true")
+    ap.add_argument("--e2e-only", choices=("keys", "docs"), help=argparse.SUPPRESS)
     ap.add_argument("--repeat", type=int, default=3, help="signature timings: best of this many runs")
     args, beam_args = ap.parse_known_args()
     global REPEAT
     REPEAT = max(1, args.repeat)
 
+    if args.e2e_only:
+        print(json.dumps(end_to_end(args.docs, beam_args, args.verify, args.e2e_only)))
+        return
     sig_docs = generate_docs(args.sig_docs, seed=3)
     texts = [d["text"] for d in sig_docs]
     mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
@@ -231,15 +257,19 @@ def main() -> None:
     if args.skip_e2e:
         return
     mb = sum(len(d["text"].encode("utf-8")) for d in generate_docs(min(args.docs, 5000))) / min(args.docs, 5000) * args.docs / 1e6
-    rss_before = peak_rss_mb()
-    result = end_to_end(args.docs, beam_args, args.verify)
     print(
-        f"\nend to end NearDedup (verify={args.verify}, {' '.join(beam_args) or 'FnApiRunner in-process'}): "
-        f"{args.docs} docs, ~{mb:.0f} MB (generated in the pipeline, ~10 % planted near-copies)"
+        f"\nend to end near dedup (verify={args.verify}, {' '.join(beam_args) or 'FnApiRunner in-process'}): "
+        f"{args.docs} docs, ~{mb:.0f} MB (generated in the pipeline, ~10 % planted near-copies), each in its own process"
     )
-    print(f"  {result['seconds']:.1f} s, {result['docs_s']:.0f} docs/s, {mb / result['seconds']:.2f} MB/s")
-    print(f"  kept {result['kept']}, dropped {result['dropped']}, docs in clusters {result['clusters']}")
-    print(f"  peak RSS {peak_rss_mb():.0f} MB (self or largest child; before the pipeline: {rss_before:.0f} MB)")
+    results = {}
+    for mode in ("keys", "docs"):
+        cmd = [sys.executable, __file__, "--e2e-only", mode, "--docs", str(args.docs), *(["--verify"] if args.verify else []), *beam_args]
+        results[mode] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+    print(f"{'path':58s} {'s':>7s} {'docs/s':>8s} {'dropped':>8s} {'peak RSS MB':>12s}")
+    names = {"keys": "keys (the clean job: packed keys, docs never shuffled)", "docs": "docs (NearDedup on a PCollection of docs)"}
+    for mode, r in results.items():
+        print(f"{names[mode]:58s} {r['seconds']:7.1f} {r['docs_s']:8.0f} {r['dropped']:8d} {r['peak_rss_mb']:12.0f}")
+    print(f"peak RSS, keys vs docs: {results['keys']['peak_rss_mb'] / results['docs']['peak_rss_mb']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -211,8 +211,8 @@ class _WriteShardFn(beam.DoFn):
 class WriteShards(beam.PTransform):
     """PCollection of row dicts -> Arrow shards under OUT/shards/; outputs one entry per shard for the manifest.
 
-    A shard is held in memory while it is sorted and written: choose ``num_shards`` so a shard stays
-    well below a worker's memory (the CLI defaults to about 64 MB of text per shard).
+    The rows go through a GroupByKey and a shard is sorted in memory: for small tables (cluster rows,
+    knowledge samples). The clean job writes its documents from spill files instead (``pipelines.spill``).
     """
 
     def __init__(

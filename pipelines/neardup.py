@@ -1,16 +1,17 @@
-"""Near-duplicate removal (step 5 of the clean job): MinHash-LSH and connected components, all in Beam.
+"""Near-duplicate removal (step 5 of the clean job): MinHash-LSH and connected components, all in Beam,
+on packed dedup keys (``pipelines.dedup``), never on documents.
 
 The recipe, as the pipeline graph reads top to bottom:
 
-1. ``Signatures``: per document a MinHash signature (``pipelines.minhash``), cut into ``bands x rows``
-   (chosen from the threshold by datasketch's ``_optimal_param`` minimisation, weights ``LSH_WEIGHTS``);
-   one ``(band key, node)`` per band.
-   A *node* is a string that sorts like ``survivor_key(doc, prefer_longer=True)`` (source-kind priority, then
-   longer text, then smaller id), so the smallest node of a component is its survivor.
-2. ``Buckets``: group by band key; each bucket with >= 2 nodes emits star edges to its smallest node.
-   With ``verify``, the bucket's candidate pairs (all pairs in small buckets, star edges in large ones) are
-   checked by exact shingle Jaccard >= threshold first: the texts are joined to the pairs by document id with
-   two ``CoGroupByKey`` steps (never a side input).
+1. Keys (made where the document is cleaned, :class:`pipelines.dedup.DedupKeyBuffer`): a MinHash signature
+   (``pipelines.minhash``) cut into ``bands x rows`` (chosen from the threshold by datasketch's
+   ``_optimal_param`` minimisation, weights ``LSH_WEIGHTS``), one 64-bit hash per band, packed with the
+   document's 64-bit *doc key* into blobs keyed ``(band, hash % num_parts)``.
+2. ``GroupBuckets``: a partition's blobs are concatenated and sorted by hash; each run of equal hashes is a
+   bucket, which emits star edges to its smallest doc key. With ``verify``, the bucket's candidate pairs (all
+   pairs in small buckets, star edges in large ones) are checked by exact shingle Jaccard >= threshold first:
+   the texts (fetched by the caller's ``texts_for``: the clean job reads them back from its spill files) are
+   joined to the pairs by doc key with two ``CoGroupByKey`` steps (never a side input).
 3. ``Components``: large-star / small-star (Kiveris et al., "Connected Components in MapReduce and Beyond",
    SoCC 2014), unrolled ``max_rounds`` times in the graph. Both steps leave a converged graph (a forest of
    stars, each centred on its component's minimum) unchanged, so extra rounds are harmless. The last round
@@ -20,12 +21,15 @@ The recipe, as the pipeline graph reads top to bottom:
    recomputes a side input's whole upstream graph inside each task that reads it, so a per-round gate on the
    previous round's change count grows without bound there; the price is that every round re-shuffles
    the edge set (only documents that have a near-duplicate candidate, usually a small share of the corpus).
-4. ``Clusters``: group members by component root -> cluster id (smallest doc id), size, survivor (the root);
-   join back to the documents by id -> kept / dropped / cluster rows.
+4. Decisions: each component's members are joined (by doc-key partition) to their meta records (source-kind
+   priority, length, id) and to the exact-dedup losers; the survivor is the smallest by
+   ``survivor_key(prefer_longer=True)``; the others become ``(doc key, "near_duplicate")``; a cluster row
+   ``{doc_id, cluster_id (smallest id), cluster_size}`` is written per member. Exact-duplicate losers are left
+   out of clusters: they share every band with their exact survivor, so leaving them out changes no component.
 
-No step sees all edges or all signatures: every shuffle is keyed by a band key, a node or a document id; the
-only global value is the last round's change count (one integer). Beam's Dask runner (2.77) does not keep
-tagged outputs of a multi-output ParDo apart, so every step here has a single output.
+No step sees all edges or all signatures: every shuffle is keyed by a band partition, a node or a doc-key
+partition; the only global value is the last round's change count (one integer). Beam's Dask runner (2.77)
+does not keep tagged outputs of a multi-output ParDo apart, so every step here has a single output.
 """
 
 from __future__ import annotations

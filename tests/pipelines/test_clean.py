@@ -15,6 +15,7 @@ from knowmix.demo import demo_job_toml, fixture
 from knowmix.manifest import ContractError, open_shard_dir, read_arrow
 from pipelines.beamio import shard_of
 from pipelines.clean import DOCS_SCHEMA
+from pipelines.minhash import text_jaccard
 
 
 def run_clean(tmp_path, *args) -> int:
@@ -235,3 +236,49 @@ def test_near_duplicates_are_removed_and_the_cluster_table_is_written(tmp_path, 
     report = json.loads(capsys.readouterr().out)
     assert report["cluster_sizes"] == {"2": 1}
     assert report["near_duplicate_rate"]["encyclopedia"] == pytest.approx(1 / 3)
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def _near_dup_sources(tmp_path):
+    """encyclopedia: the original; web: its exact copy, a one-character edit of it, an unrelated text."""
+    contexts = json.load(open(fixture("encyclopedia_cmrc2018_trial.json"), encoding="utf-8"))
+    original, other = contexts[1]["context_text"], contexts[2]["context_text"]
+    edited = original[:100] + "某" + original[101:]
+    _write_jsonl(tmp_path / "enc.jsonl", [{"id": "orig", "text": original}])
+    _write_jsonl(tmp_path / "web.jsonl", [{"id": "copy", "text": original}, {"id": "edit", "text": edited},
+                                          {"id": "other", "text": other}])
+    return original, edited, other
+
+
+@pytest.mark.parametrize("verify", [False, True])
+def test_exact_and_near_duplicates_together(tmp_path, verify):
+    """The exact copy goes as exact_duplicate, the edit as near_duplicate; the cluster table holds the exact
+    survivors only (the original and the edit). With verify, the candidates' texts are read back from the spill."""
+    original, edited, other = _near_dup_sources(tmp_path)
+    job = tmp_path / "job.toml"
+    job.write_text(
+        f'[[sources]]\nkind = "encyclopedia"\nformat = "jsonl"\npaths = ["{tmp_path / "enc.jsonl"}"]\n'
+        f'[[sources]]\nkind = "web"\nformat = "jsonl"\npaths = ["{tmp_path / "web.jsonl"}"]\n'
+        f'[output]\ndir = "{tmp_path / "out"}"\nnum_shards = 3\ncluster_table = true\n'
+        f'[dedup]\nverify = {str(verify).lower()}\n',
+        encoding="utf-8",
+    )
+    assert knowmix(["clean", "--config", str(job)]) == 0
+    d = open_shard_dir(str(tmp_path / "out"))
+    counts = d.manifest["counts"]
+    assert counts["dropped"] == {"exact_duplicate": 1, "near_duplicate": 1}
+    assert counts["input"] == 4 and counts["output"] == 2
+    rows = d.read_all().to_pylist()
+    assert sorted(r["source_kind"] for r in rows) == ["encyclopedia", "web"]
+    web_text = next(r["text"] for r in rows if r["source_kind"] == "web")  # normalised: compare by Jaccard
+    assert text_jaccard(web_text, other) > 0.8 and text_jaccard(web_text, edited) < 0.2
+    clusters = pa.concat_tables(
+        [read_arrow(os.path.join(str(tmp_path / "out"), e["path"])) for e in d.manifest["cluster_table"]]
+    ).to_pylist()
+    assert len(clusters) == 2 and {c["cluster_size"] for c in clusters} == {2}
+    kept_original = next(r["id"] for r in rows if r["source_kind"] == "encyclopedia")
+    assert kept_original in {c["doc_id"] for c in clusters}
+    assert os.listdir(tmp_path / "out" / "_spill") == []  # spill files are removed when the job ends

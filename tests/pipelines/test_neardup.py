@@ -399,3 +399,40 @@ def test_dask_runner_gives_the_same_result(planted, planted_result, tmp_path):
     assert dask["kept"] == planted_result["kept"]
     assert dask["clusters"] == planted_result["clusters"]
     assert dask["dropped"] == planted_result["dropped"]
+
+
+# ---------------------------------------------------------------------------------------------- dedup keys
+
+
+def test_doc_keys_find_the_shard_of_their_id():
+    from pipelines.beamio import shard_of
+    from pipelines.dedup import doc_key, shard_of_key
+
+    for i in range(300):
+        for n in (1, 3, 7, 64):
+            assert shard_of_key(doc_key(f"doc-{i}"), n) == shard_of(f"doc-{i}", n)
+
+
+def test_key_buffer_packs_every_document_once_in_its_partition():
+    import numpy as np
+
+    from pipelines.dedup import BAND_DTYPE, EXACT_DTYPE, DedupKeyBuffer, doc_key, shard_of_key, unpack, unpack_meta
+
+    texts = news_lines()[:50]
+    buffer = DedupKeyBuffer(exact=True, near=NearDedupConfig(), num_parts=3)
+    for i, text in enumerate(texts):
+        buffer.add(f"n{i}", "news", text)
+    out = buffer.flush()
+    assert len(buffer) == 0 and buffer.flush() == []
+    by_tag: dict[str, list] = {}
+    for tag, (part, blob) in out:
+        by_tag.setdefault(tag, []).append((part, blob))
+    records, ids = unpack_meta(blob for _, blob in by_tag["meta"])
+    assert sorted(ids) == sorted(f"n{i}" for i in range(len(texts)))
+    assert [doc_key(i) for i in ids] == records["doc"].tolist() and np.all(np.diff(records["doc"]) >= 0)
+    for part, blob in by_tag["meta"]:
+        assert {shard_of_key(int(d), 3) for d in unpack_meta([blob])[0]["doc"]} == {part}
+    assert len(unpack([b for _, b in by_tag["exact"]], EXACT_DTYPE)) == len(texts)
+    bands, _ = NearDedupConfig().bands_rows
+    assert len(unpack([b for _, b in by_tag["band"]], BAND_DTYPE)) == bands * len(texts)
+    assert {part[0] for part, _ in by_tag["band"]} == set(range(bands))
