@@ -175,13 +175,15 @@ def resolve_num_shards(config: CleanConfig, files: list[tuple[int, str]]) -> int
         return int(config.num_shards)
     from apache_beam.io.filesystems import FileSystems
 
+    paths = [path for _, path in files]
+    try:
+        results = FileSystems.match(paths) if paths else []
+    except Exception:  # e.g. a path that vanished: the reader reports it as a dead letter
+        results = []
     total = 0
-    for _, path in files:
-        try:
-            size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
-        except Exception:  # unreadable: the reader reports it as a dead letter
-            continue
-        total += size * (COMPRESSED_RATIO if path.endswith((".gz", ".bz2", ".zst")) else 1)
+    for path, result in zip(paths, results):
+        factor = COMPRESSED_RATIO if path.endswith((".gz", ".bz2", ".zst")) else 1
+        total += sum(m.size_in_bytes for m in result.metadata_list) * factor
     return max(4, -(-total // SHARD_TARGET_BYTES))
 
 

@@ -282,3 +282,19 @@ def test_exact_and_near_duplicates_together(tmp_path, verify):
     kept_original = next(r["id"] for r in rows if r["source_kind"] == "encyclopedia")
     assert kept_original in {c["doc_id"] for c in clusters}
     assert os.listdir(tmp_path / "out" / "_spill") == []  # spill files are removed when the job ends
+
+
+def test_auto_num_shards_grows_with_the_input(tmp_path):
+    from pipelines.clean import SHARD_TARGET_BYTES, resolve_num_shards
+    from pipelines.clean_config import load_config
+
+    small, big = tmp_path / "small.jsonl", tmp_path / "big.jsonl"
+    small.write_text("x\n", encoding="utf-8")
+    with open(big, "wb") as fh:
+        fh.truncate(SHARD_TARGET_BYTES * 9 + 1)  # a sparse file: 9 shards' worth and a byte
+    config = load_config(None, [f"web:jsonl={small}"], str(tmp_path / "out"))
+    assert config.num_shards == "auto"
+    assert resolve_num_shards(config, [(0, str(small))]) == 4
+    assert resolve_num_shards(config, [(0, str(small)), (0, str(big))]) == 10
+    config.num_shards = 3
+    assert resolve_num_shards(config, [(0, str(big))]) == 3
