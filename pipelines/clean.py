@@ -29,7 +29,7 @@ from knowmix.errors import UserError
 from pipelines import beamio
 from pipelines.clean_config import CleanConfig, load_config, steps_for
 from pipelines.dedup import DedupKeyBuffer
-from pipelines.spill import SPILL_DIR, SpilledTexts, SpillWriter, WriteShardsFromSpill, delete_spill
+from pipelines.spill import SPILL_DIR, BlobSpill, SpilledTexts, SpillWriter, WriteShardsFromSpill, delete_spill
 
 DOCS_SCHEMA = pa.schema(
     [
@@ -117,11 +117,12 @@ class ReadAndClean(beam.DoFn):
 class ReadCleanAndSpill(ReadAndClean):
     """ReadAndClean whose kept documents go to a spill file (``pipelines.spill``) instead of downstream.
 
-    Emits the kept documents' dedup keys packed per partition (``("exact" | "band" | "meta", (partition,
-    blob))``, see ``pipelines.dedup``); once the file is done, the spill locations ``("spill", (shard, (path,
-    batch)))`` and the file's accounting counts ``("counts", ((metric, reason, source kind), n))`` for kept and
-    rule-dropped documents; and ReadAndClean's ``dead_letter`` rows. Nothing per document leaves the step
-    but its packed keys.
+    The kept documents' dedup keys are packed per partition (``pipelines.dedup``) and spilled too. Once the
+    file is done, emits the keys' locations ``("exact" | "band" | "meta", (partition, (path, offset,
+    length)))``, the documents' locations ``("spill", (shard, (path, batch)))`` and the file's accounting
+    counts ``("counts", ((metric, reason, source kind), n))`` for kept and rule-dropped documents; and
+    ReadAndClean's ``dead_letter`` rows. Nothing per document leaves the step: the runner's shuffles carry
+    locations, a few per file and partition.
     """
 
     KEYS_PER_FLUSH = 16384
@@ -134,6 +135,8 @@ class ReadCleanAndSpill(ReadAndClean):
     def process(self, element):
         spill = SpillWriter(self.spill_dir, DOCS_SCHEMA, self.num_shards)
         keys = DedupKeyBuffer(self.exact, self.near, self.num_parts)
+        key_spill = BlobSpill(self.spill_dir)
+        key_locations: list[tuple[str, tuple]] = []
         counts: Counter = Counter()
         for tag, value in super().process(element):
             if tag == "dead_letter":
@@ -148,8 +151,10 @@ class ReadCleanAndSpill(ReadAndClean):
             spill.add(value)
             keys.add(value["id"], value["source_kind"], value["text"])
             if len(keys) >= self.KEYS_PER_FLUSH:
-                yield from keys.flush()
-        yield from keys.flush()
+                key_locations.extend((tag, (part, key_spill.put(blob))) for tag, (part, blob) in keys.flush())
+        key_locations.extend((tag, (part, key_spill.put(blob))) for tag, (part, blob) in keys.flush())
+        key_spill.close()
+        yield from key_locations
         for location in spill.close():
             yield "spill", location
         for event, n in sorted(counts.items(), key=str):

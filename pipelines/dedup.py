@@ -1,5 +1,9 @@
 """Dedup keys: what exact and near dedup need to know about a document, packed small.
 
+(A blob travels in-line as bytes, or, in the clean job, as the location ``(path, offset, length)`` of the
+bytes in a spill file, so that the runner's shuffles hold a few locations instead of the keys: see
+:func:`resolve`.)
+
 Deduplication never moves texts through a shuffle. Each document contributes a few fixed-width records:
 
 * ``exact``: the 128-bit digest of its normalised text and its *doc key*;
@@ -56,6 +60,18 @@ def shard_of_key(key: int, num_shards: int) -> int:
 # ---------------------------------------------------------------------------------------------- blobs
 
 
+def resolve(blobs) -> list[bytes]:
+    """Blobs as given in-line (bytes) or by their spill location ``(path, offset, length)`` -> bytes."""
+    blobs = list(blobs)
+    located = [b for b in blobs if not isinstance(b, (bytes, bytearray))]
+    if not located:
+        return blobs
+    from pipelines.spill import read_blobs
+
+    loaded = iter(read_blobs(located))
+    return [b if isinstance(b, (bytes, bytearray)) else next(loaded) for b in blobs]
+
+
 def pack_meta(records: np.ndarray, ids: list[str]) -> bytes:
     return pickle.dumps((records.tobytes(), ids), protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -63,7 +79,7 @@ def pack_meta(records: np.ndarray, ids: list[str]) -> bytes:
 def unpack_meta(blobs) -> tuple[np.ndarray, list[str]]:
     """Meta blobs -> (records sorted by doc key, ids in the same order)."""
     arrays, ids = [], []
-    for blob in blobs:
+    for blob in resolve(blobs):
         raw, part_ids = pickle.loads(blob)
         arrays.append(np.frombuffer(raw, dtype=META_DTYPE))
         ids.extend(part_ids)
@@ -75,7 +91,7 @@ def unpack_meta(blobs) -> tuple[np.ndarray, list[str]]:
 
 
 def unpack(blobs, dtype: np.dtype) -> np.ndarray:
-    arrays = [np.frombuffer(b, dtype=dtype) for b in blobs]
+    arrays = [np.frombuffer(b, dtype=dtype) for b in resolve(blobs)]
     return np.concatenate(arrays) if arrays else np.empty(0, dtype=dtype)
 
 

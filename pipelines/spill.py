@@ -74,6 +74,49 @@ class SpillWriter:
         return self.locations
 
 
+class BlobSpill:
+    """Byte blobs (packed dedup keys) -> one spill file; ``put`` returns the blob's location
+    ``(path, offset, length)``, valid once ``close()`` has returned."""
+
+    def __init__(self, spill_dir: str):
+        self.spill_dir = spill_dir
+        self.path: str | None = None
+        self.handle = None
+        self.offset = 0
+
+    def put(self, blob: bytes) -> tuple[str, int, int]:
+        if self.handle is None:
+            self.path = beamio.join(self.spill_dir, f"keys-{uuid.uuid4().hex}.bin")
+            self.handle = FileSystems.create(self.path, compression_type=CompressionTypes.UNCOMPRESSED)
+        self.handle.write(blob)
+        location = (self.path, self.offset, len(blob))
+        self.offset += len(blob)
+        return location
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
+def read_blobs(locations: Iterable[tuple[str, int, int]]) -> list[bytes]:
+    """The blobs at ``locations`` (in the order given); each file is opened once."""
+    locations = list(locations)
+    by_path: dict[str, list[int]] = defaultdict(list)
+    for i, (path, _, _) in enumerate(locations):
+        by_path[path].append(i)
+    out: list[bytes] = [b""] * len(locations)
+    for path, indices in by_path.items():
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+            for i in sorted(indices, key=lambda i: locations[i][1]):
+                _, offset, length = locations[i]
+                fh.seek(offset)
+                out[i] = fh.read(length)
+                if len(out[i]) != length:
+                    raise RuntimeError(f"spill file {path} is truncated: wanted {length} bytes at {offset}")
+    return out
+
+
 def read_spilled(locations: Iterable[tuple[str, int]], schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
     """The batches at ``locations`` as one table, in (path, batch) order; each file is opened once."""
     by_path: dict[str, list[int]] = defaultdict(list)
@@ -133,10 +176,14 @@ class _WriteShardFromSpillFn(beam.DoFn):
             yield "event", (event, n)
         if table.num_rows == 0:
             return
-        table = table.take(pc.sort_indices(table, sort_keys=[("id", "ascending")])).combine_chunks()
-        yield "entry", beamio.write_shard(
-            self.out_dir, shard, self.num_shards, self.schema, table.to_batches(max_chunksize=self.batch_rows)
+        order = pc.sort_indices(table, sort_keys=[("id", "ascending")])
+        batches = (  # gathered a batch at a time: the shard is held once, not twice
+            table.take(order[start : start + self.batch_rows]).combine_chunks().to_batches()[0]
+            for start in range(0, table.num_rows, self.batch_rows)
         )
+        yield "entry", beamio.write_shard(self.out_dir, shard, self.num_shards, self.schema, batches)
+        del table, order, batches
+        pa.default_memory_pool().release_unused()  # hand the shard's memory back before the next one
 
 
 class WriteShardsFromSpill(beam.PTransform):
