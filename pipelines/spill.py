@@ -124,13 +124,22 @@ def read_spilled(locations: Iterable[tuple[str, int]], schema: pa.Schema, column
         by_path[path].append(batch)
     batches = []
     for path in sorted(by_path):
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
-            reader = pa.ipc.open_file(pa.PythonFile(fh, mode="r"))
+        with _open_for_arrow(path) as fh:
+            reader = pa.ipc.open_file(fh)
             for i in sorted(set(by_path[path])):
                 batch = reader.get_batch(i)
                 batches.append(batch.select(columns) if columns else batch)
     target = pa.schema([schema.field(c) for c in columns]) if columns else schema
-    return pa.Table.from_batches(batches, schema=target)
+    # one contiguous table: a take or filter on many small chunks would concatenate them again each time
+    return pa.Table.from_batches(batches, schema=target).combine_chunks()
+
+
+def _open_for_arrow(path: str):
+    """A local file through Arrow's own reader (its buffers come from Arrow's pool, returned after each
+    shard); any other Beam filesystem (gs://, s3://) through a Python file object."""
+    if "://" not in path:
+        return pa.OSFile(path, "rb")
+    return pa.PythonFile(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED), mode="r")
 
 
 def delete_spill(out_dir: str) -> None:
