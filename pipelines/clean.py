@@ -227,15 +227,15 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
 
     # 4: exact dedup, 5: near dedup (MinHash-LSH) -- on keys only: (doc key, reason) for every loser
     drops = []
-    exact_drops = None
+    exact = None
     if config.exact_dedup:
-        exact_drops = {"exact": records["exact"], "meta": records["meta"]} | "ExactDedup" >> ExactDedupKeys(num_parts)
-        drops.append(exact_drops)
+        exact = {"exact": records["exact"], "meta": records["meta"]} | "ExactDedup" >> ExactDedupKeys(num_parts)
+        drops.append(exact.drops)
     cluster_entries = None
     if near_config.near:
         near_inputs = {"band": records["band"], "meta": records["meta"]}
-        if exact_drops is not None:
-            near_inputs["exact_drops"] = exact_drops
+        if exact is not None:  # exact duplicates go through near dedup as one node per group
+            near_inputs.update(exact_drops=exact.drops, exact_groups=exact.groups)
         texts = SpilledTexts(spilled, DOCS_SCHEMA, num_shards) if near_config.verify else None
         near = near_inputs | "NearDedup" >> NearDedupKeys(near_config, num_parts, texts)
         drops.append(near.drops)

@@ -7,7 +7,8 @@ bytes in a spill file, so that the runner's shuffles hold a few locations instea
 Deduplication never moves texts through a shuffle. Each document contributes a few fixed-width records:
 
 * ``exact``: the 128-bit digest of its normalised text and its *doc key*;
-* ``band``: one 64-bit hash per MinHash band (``bands`` of them) and its doc key;
+* ``band``: one 64-bit hash per MinHash band (``bands`` of them), its doc key and (with exact dedup on) its
+  text digest, so a bucket can count a group of exact duplicates once;
 * ``meta``: its doc key, source-kind priority, length and id (what the survivor rule needs).
 
 A *doc key* is the signed 64-bit view of ``blake2b(id, 8)``, the same digest that picks the document's
@@ -31,7 +32,8 @@ SOURCE_PRIORITY = {"encyclopedia": 0, "news": 1, "qa": 2, "web": 3}
 _U64 = (1 << 64) - 1
 
 EXACT_DTYPE = np.dtype([("h1", "<u8"), ("h2", "<u8"), ("doc", "<i8")])
-BAND_DTYPE = np.dtype([("h", "<u8"), ("doc", "<i8")])
+# d1, d2: the text digest when exact dedup is on (zeros otherwise), so a bucket can fold exact duplicates
+BAND_DTYPE = np.dtype([("h", "<u8"), ("doc", "<i8"), ("d1", "<u8"), ("d2", "<u8")])
 META_DTYPE = np.dtype([("doc", "<i8"), ("priority", "u1"), ("n_chars", "<i8")])
 
 
@@ -136,6 +138,7 @@ class DedupKeyBuffer:
         self.exact_rows: list[tuple[int, int, int]] = []
         self.band_rows: list[np.ndarray] = []  # per document: (bands,) uint64 band hashes
         self.band_docs: list[int] = []
+        self.band_digests: list[tuple[int, int]] = []
         self.meta_rows: list[tuple[int, int, int]] = []
         self.ids: list[str] = []
 
@@ -152,9 +155,11 @@ class DedupKeyBuffer:
         key = doc_key(doc_id)
         self.meta_rows.append((key, SOURCE_PRIORITY.get(source_kind, len(SOURCE_PRIORITY)), len(text)))
         self.ids.append(doc_id)
+        digest = (0, 0)
         if self.exact:
             d = text_digest(text)
-            self.exact_rows.append((int.from_bytes(d[:8], "little"), int.from_bytes(d[8:], "little"), key))
+            digest = (int.from_bytes(d[:8], "little"), int.from_bytes(d[8:], "little"))
+            self.exact_rows.append((*digest, key))
         if self.near is not None:
             from pipelines.minhash import is_empty_signature
 
@@ -162,6 +167,7 @@ class DedupKeyBuffer:
             if not is_empty_signature(sig):  # no shingles: never a near duplicate
                 self.band_rows.append(band_hashes(sig, self.bands, self.rows))
                 self.band_docs.append(key)
+                self.band_digests.append(digest)
 
     def flush(self) -> list[tuple[str, tuple]]:
         if not self.ids:
@@ -181,9 +187,11 @@ class DedupKeyBuffer:
         if self.band_rows:
             hashes = np.stack(self.band_rows)  # (docs, bands)
             docs = np.array(self.band_docs, dtype=np.int64)
+            digests = np.array(self.band_digests, dtype=np.uint64).reshape(-1, 2)
             for b in range(hashes.shape[1]):
                 records = np.empty(len(docs), dtype=BAND_DTYPE)
                 records["h"], records["doc"] = hashes[:, b], docs
+                records["d1"], records["d2"] = digests[:, 0], digests[:, 1]
                 part = (records["h"] % n).astype(np.int64)
                 for p in np.unique(part).tolist():
                     out.append(("band", ((b, p), records[part == p].tobytes())))

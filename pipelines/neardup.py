@@ -148,27 +148,37 @@ def _exact_groups(kv):
                 yield d, group
 
 
-def _bucket_docs(blobs) -> Iterator[np.ndarray]:
-    """Band blobs of one partition -> the distinct doc keys of each bucket (band hash) with >= 2 of them."""
+def _bucket_docs(blobs, fold_exact: bool = False) -> Iterator[np.ndarray]:
+    """Band blobs of one partition -> the distinct doc keys of each bucket (band hash) with >= 2 of them.
+
+    With ``fold_exact``, the documents of a bucket that share a text digest count once, as their smallest doc
+    key: exact duplicates share every band, so that key is the same in every bucket, and it is the group key
+    ``_exact_groups`` gives them (the group is put back after the components, see ``_unfold_exact``).
+    Exact duplicates then cost the component search nothing, however many there are.
+    """
     records = np.sort(unpack(blobs, BAND_DTYPE), order=["h", "doc"])
     for s, e in runs(records["h"]):
-        docs = np.unique(records["doc"][s:e])
+        run = records[s:e]
+        if fold_exact:
+            _, first = np.unique(run[["d1", "d2"]], return_index=True)  # sorted by doc: first = smallest
+            run = run[first]
+        docs = np.unique(run["doc"])
         if len(docs) >= 2:
             yield docs
 
 
-def _star_edges(kv):
+def _star_edges(kv, fold_exact: bool = False):
     """(band partition, blobs) -> (doc key, the bucket's smallest doc key) for every other doc in each bucket."""
-    for docs in _bucket_docs(kv[1]):
+    for docs in _bucket_docs(kv[1], fold_exact):
         root = int(docs[0])
         for d in docs[1:].tolist():
             yield d, root
 
 
-def _candidate_pairs(kv):
+def _candidate_pairs(kv, fold_exact: bool = False):
     """verify mode: (band partition, blobs) -> pairs (larger, smaller) per bucket: all pairs in small buckets,
     star edges in large ones."""
-    for docs in _bucket_docs(kv[1]):
+    for docs in _bucket_docs(kv[1], fold_exact):
         docs = docs.tolist()
         if len(docs) <= VERIFY_ALL_PAIRS_MAX:
             for small, large in combinations(docs, 2):
@@ -349,6 +359,19 @@ def _near_outcome(kv, output: str):
             yield {"doc_id": m.id, "cluster_id": cluster_id, "cluster_size": len(alive)}
 
 
+def _unfold_exact(kv):
+    """(doc key, {"root": its component root, "group": members of the exact group it stands for}) -> (doc key,
+    root) for it and every member of its group."""
+    doc, groups = kv
+    roots = list(groups["root"])
+    if not roots:
+        return
+    yield doc, roots[0]
+    for member in set(groups["group"]):
+        if member != doc:
+            yield member, roots[0]
+
+
 def _component_members(kv):
     """(root, non-root members) -> (doc key, root) for the root and every member."""
     root, members = kv
@@ -378,21 +401,22 @@ class _WithMeta(beam.PTransform):
         )
 
 
+class ExactDecisions(NamedTuple):
+    drops: beam.PCollection  # (doc key, "exact_duplicate")
+    groups: beam.PCollection  # (doc key, group key) for every member of a group of >= 2
+
+
 class ExactDedupKeys(beam.PTransform):
-    """{"exact": exact blobs, "meta": meta blobs} -> (doc key, "exact_duplicate") for every loser."""
+    """{"exact": exact blobs, "meta": meta blobs} -> :class:`ExactDecisions`."""
 
     def __init__(self, num_parts: int):
         super().__init__()
         self.num_parts = num_parts
 
     def expand(self, inputs):
-        return (
-            inputs["exact"]
-            | "GroupDigests" >> beam.GroupByKey()
-            | "Groups" >> beam.FlatMap(_exact_groups)
-            | "WithMeta" >> _WithMeta(inputs["meta"], self.num_parts)
-            | "Losers" >> beam.FlatMap(_exact_losers)
-        )
+        groups = inputs["exact"] | "GroupDigests" >> beam.GroupByKey() | "Groups" >> beam.FlatMap(_exact_groups)
+        drops = groups | "WithMeta" >> _WithMeta(inputs["meta"], self.num_parts) | "Losers" >> beam.FlatMap(_exact_losers)
+        return ExactDecisions(drops, groups)
 
 
 class NearDecisions(NamedTuple):
@@ -401,7 +425,9 @@ class NearDecisions(NamedTuple):
 
 
 class NearDedupKeys(beam.PTransform):
-    """{"band": band blobs, "meta": meta blobs[, "exact_drops": (doc key, reason)]} -> :class:`NearDecisions`.
+    """{"band": band blobs, "meta": meta blobs[, "exact_drops": (doc key, reason), "exact_groups": (doc key,
+    group key)]} -> :class:`NearDecisions`. With the exact inputs, a group of exact duplicates goes through the
+    buckets and components as one node (its group key) and is unfolded again before the decisions.
 
     ``texts_for`` (verify mode only) is a PTransform from doc keys (with repeats) to ``(doc key, text)``
     for each of them: the documents' text lives wherever the caller keeps it.
@@ -415,9 +441,14 @@ class NearDedupKeys(beam.PTransform):
 
     def expand(self, inputs):
         c = self.config
+        fold = "exact_groups" in inputs
         buckets = inputs["band"] | "GroupBuckets" >> beam.GroupByKey()
         if c.verify:
-            pairs = buckets | "CandidatePairs" >> beam.FlatMap(_candidate_pairs) | "DistinctPairs" >> beam.Distinct()
+            pairs = (
+                buckets
+                | "CandidatePairs" >> beam.FlatMap(_candidate_pairs, fold_exact=fold)
+                | "DistinctPairs" >> beam.Distinct()
+            )
             texts = pairs | "PairDocs" >> beam.FlatMap(lambda pair: pair) | "Texts" >> self.texts_for
             half = (
                 {"pairs": pairs | "PairByFirst" >> beam.Map(lambda pair: (pair[0], pair)), "text": texts}
@@ -426,15 +457,21 @@ class NearDedupKeys(beam.PTransform):
             )
             edges = {"half": half, "text": texts} | "JoinSecondText" >> beam.CoGroupByKey() | "Verify" >> beam.ParDo(_VerifyFn(c))
         else:
-            edges = buckets | "StarEdges" >> beam.FlatMap(_star_edges)
-        grouped = (
+            edges = buckets | "StarEdges" >> beam.FlatMap(_star_edges, fold_exact=fold)
+        members = (
             edges
             | "Components" >> ConnectedComponents(c.max_rounds)
             | "ByRoot" >> beam.Map(lambda e: (e[1], e[0]))
             | "GroupByRoot" >> beam.GroupByKey()
             | "Members" >> beam.FlatMap(_component_members)
-            | "WithMeta" >> _WithMeta(inputs["meta"], self.num_parts, inputs.get("exact_drops"))
         )
+        if fold:
+            members = (
+                {"root": members, "group": inputs["exact_groups"] | "ByGroup" >> beam.Map(lambda m: (m[1], m[0]))}
+                | "JoinExactGroups" >> beam.CoGroupByKey()
+                | "UnfoldExact" >> beam.FlatMap(_unfold_exact)
+            )
+        grouped = members | "WithMeta" >> _WithMeta(inputs["meta"], self.num_parts, inputs.get("exact_drops"))
         # two single-output steps (Beam's Dask runner mixes up tagged outputs)
         return NearDecisions(
             grouped | "Drops" >> beam.FlatMap(_near_outcome, output="drops"),

@@ -242,26 +242,31 @@ def _write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
-def _near_dup_sources(tmp_path):
-    """encyclopedia: the original; web: its exact copy, a one-character edit of it, an unrelated text."""
+def _near_dup_sources(tmp_path, copy_key_smaller: bool):
+    """encyclopedia: the original; web: its exact copy, a one-character edit of it, an unrelated text.
+    The copy's id is chosen so its doc key is smaller (or larger) than the original's: near dedup sees a group
+    of exact duplicates as its smallest doc key, which must work whether or not that is the exact survivor."""
+    from pipelines.dedup import doc_key
+
     contexts = json.load(open(fixture("encyclopedia_cmrc2018_trial.json"), encoding="utf-8"))
     original, other = contexts[1]["context_text"], contexts[2]["context_text"]
     edited = original[:100] + "某" + original[101:]
     _write_jsonl(tmp_path / "enc.jsonl", [{"id": "orig", "text": original}])
-    _write_jsonl(tmp_path / "web.jsonl", [{"id": "copy", "text": original}, {"id": "edit", "text": edited},
+    copy_id = next(f"copy{i}" for i in range(100) if (doc_key(f"copy{i}") < doc_key("orig")) == copy_key_smaller)
+    _write_jsonl(tmp_path / "web.jsonl", [{"id": copy_id, "text": original}, {"id": "edit", "text": edited},
                                           {"id": "other", "text": other}])
     return original, edited, other
 
 
-@pytest.mark.parametrize("verify", [False, True])
-def test_exact_and_near_duplicates_together(tmp_path, verify):
+@pytest.mark.parametrize("verify,copy_key_smaller", [(False, True), (False, False), (True, True)])
+def test_exact_and_near_duplicates_together(tmp_path, verify, copy_key_smaller):
     """The exact copy goes as exact_duplicate, the edit as near_duplicate; the cluster table holds the exact
     survivors only (the original and the edit). With verify, the candidates' texts are read back from the spill."""
-    original, edited, other = _near_dup_sources(tmp_path)
+    original, edited, other = _near_dup_sources(tmp_path, copy_key_smaller)
     job = tmp_path / "job.toml"
     job.write_text(
-        f'[[sources]]\nkind = "encyclopedia"\nformat = "jsonl"\npaths = ["{tmp_path / "enc.jsonl"}"]\n'
-        f'[[sources]]\nkind = "web"\nformat = "jsonl"\npaths = ["{tmp_path / "web.jsonl"}"]\n'
+        f'[[sources]]\nkind = "encyclopedia"\nformat = "jsonl"\nid_field = "id"\npaths = ["{tmp_path / "enc.jsonl"}"]\n'
+        f'[[sources]]\nkind = "web"\nformat = "jsonl"\nid_field = "id"\npaths = ["{tmp_path / "web.jsonl"}"]\n'
         f'[output]\ndir = "{tmp_path / "out"}"\nnum_shards = 3\ncluster_table = true\n'
         f'[dedup]\nverify = {str(verify).lower()}\n',
         encoding="utf-8",
@@ -279,8 +284,7 @@ def test_exact_and_near_duplicates_together(tmp_path, verify):
         [read_arrow(os.path.join(str(tmp_path / "out"), e["path"])) for e in d.manifest["cluster_table"]]
     ).to_pylist()
     assert len(clusters) == 2 and {c["cluster_size"] for c in clusters} == {2}
-    kept_original = next(r["id"] for r in rows if r["source_kind"] == "encyclopedia")
-    assert kept_original in {c["doc_id"] for c in clusters}
+    assert {c["doc_id"] for c in clusters} == {"orig", "edit"} and {c["cluster_id"] for c in clusters} == {"edit"}
     assert os.listdir(tmp_path / "out" / "_spill") == []  # spill files are removed when the job ends
 
 
