@@ -8,7 +8,9 @@ The recipe, as the pipeline graph reads top to bottom:
    ``_optimal_param`` minimisation, weights ``LSH_WEIGHTS``), one 64-bit hash per band, packed with the
    document's 64-bit *doc key* into blobs keyed ``(band, hash % num_parts)``.
 2. ``GroupBuckets``: a partition's blobs are concatenated and sorted by hash; each run of equal hashes is a
-   bucket, which emits star edges to its smallest doc key. With ``verify``, the bucket's candidate pairs (all
+   bucket, which emits star edges to its smallest doc key. With exact dedup on, a group of exact duplicates
+   counts once per bucket (as its smallest doc key) and is unfolded again after step 3, so exact duplicates,
+   often a large share of web text, cost the component search nothing. With ``verify``, the bucket's candidate pairs (all
    pairs in small buckets, star edges in large ones) are checked by exact shingle Jaccard >= threshold first:
    the texts (fetched by the caller's ``texts_for``: the clean job reads them back from its spill files) are
    joined to the pairs by doc key with two ``CoGroupByKey`` steps (never a side input).
