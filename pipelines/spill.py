@@ -143,10 +143,15 @@ def _open_for_arrow(path: str):
 
 
 def delete_spill(out_dir: str) -> None:
-    pattern = beamio.join(out_dir, SPILL_DIR, "*")
-    matches = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
+    """Remove the spill files (and, on a local disk, the emptied directory)."""
+    import os
+
+    spill_dir = beamio.join(out_dir, SPILL_DIR)
+    matches = [m.path for r in FileSystems.match([beamio.join(spill_dir, "*")]) for m in r.metadata_list]
     if matches:
         FileSystems.delete(matches)
+    if "://" not in spill_dir and os.path.isdir(spill_dir) and not os.listdir(spill_dir):
+        os.rmdir(spill_dir)
 
 
 # ---------------------------------------------------------------------------------------------- shard writer
