@@ -39,6 +39,7 @@ import pyarrow as pa  # noqa: E402
 import torch  # noqa: E402
 
 from knowmix.manifest import write_shard_dir  # noqa: E402
+from knowmix.schemas import KNOWLEDGE_TOKENS_SCHEMA, PRETRAIN_SCHEMA  # noqa: E402
 from trainer.config import SIZES, load_config  # noqa: E402
 from trainer.heads import KnowmixForPretraining  # noqa: E402
 from trainer.loop import PEAK_TFLOPS  # noqa: E402
@@ -202,11 +203,8 @@ def write_bench_shards(root: str, vocab: int, seq: int, n_pre: int, n_k: int, ks
     ids[:, 0], ids[:, -1] = 2, 3
     ws = rng.random((n_pre, seq)) < 0.6
     table = pa.table({"id": [f"d{i}:0" for i in range(n_pre)], "input_ids": [r for r in ids.tolist()],
-                      "word_start": ws.tolist(), "source_kinds": [["web"]] * n_pre},
-                     schema=pa.schema([("id", pa.string()), ("input_ids", pa.list_(pa.int32())),
-                                       ("word_start", pa.list_(pa.bool_())), ("source_kinds", pa.list_(pa.string()))]))
+                      "word_start": ws.tolist(), "source_kinds": [["web"]] * n_pre}, schema=PRETRAIN_SCHEMA)
     write_shard_dir(pre, "pretrain", [table.slice(0, n_pre // 2), table.slice(n_pre // 2)], extra={"tokenizer": tok})
-    span = pa.struct([("start", pa.int32()), ("end", pa.int32())])
     rows = []
     for i in range(n_k):
         task = ("relation", "substitution", "triple_mask")[i % 3]
@@ -234,14 +232,7 @@ def write_bench_shards(root: str, vocab: int, seq: int, n_pre: int, n_k: int, ks
             tt = [0] * 9 + [1] * (n - 9)
         r.update(input_ids=body, token_type_ids=tt, word_start=[True] * n)
         rows.append(r)
-    schema = pa.schema([
-        ("id", pa.string()), ("task", pa.string()), ("input_ids", pa.list_(pa.int32())),
-        ("token_type_ids", pa.list_(pa.int8())), ("word_start", pa.list_(pa.bool_())),
-        ("e1_pos", pa.int32()), ("e2_pos", pa.int32()), ("head_span", span), ("tail_span", span),
-        ("relations", pa.list_(pa.int32())), ("mention_spans", pa.list_(span)), ("mention_labels", pa.list_(pa.int8())),
-        ("triple_head_span", span), ("triple_relation_span", span), ("triple_tail_span", span),
-    ])
-    kt = pa.Table.from_pylist(rows, schema=schema)
+    kt = pa.Table.from_pylist(rows, schema=KNOWLEDGE_TOKENS_SCHEMA)
     write_shard_dir(ktok, "knowledge_tokens", [kt.slice(0, n_k // 2), kt.slice(n_k // 2)], extra={"tokenizer": tok})
     with open(os.path.join(ktok, "relations.json"), "w") as fh:
         json.dump(["NA"] + [f"r{i}" for i in range(1, 20)], fh)

@@ -23,6 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from knowmix.manifest import DEAD_LETTER_DIR, MANIFEST_NAME, SHARDS_DIR, build_manifest
+from pipelines.dedup import doc_key, shard_of_key
 
 FNAPI_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 LOCAL_RUNNER_NAMES = {None, "", "DirectRunner", "direct", "FnApiRunner"}
@@ -124,8 +125,8 @@ def digest_of(path: str) -> tuple[int, str]:
 
 
 def shard_of(key: str, num_shards: int) -> int:
-    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % num_shards
+    """The shard of an id: its 64-bit doc key (``pipelines.dedup.doc_key``) modulo ``num_shards``."""
+    return shard_of_key(doc_key(key), num_shards)
 
 
 def shard_name(index: int, num_shards: int, subdir: str = SHARDS_DIR) -> str:

@@ -28,7 +28,7 @@ from corpora.sources import expand_paths
 from knowmix.errors import UserError
 from pipelines import beamio
 from pipelines.clean_config import CleanConfig, load_config, steps_for
-from pipelines.dedup import DedupKeyBuffer
+from pipelines.dedup import DedupKeyBuffer, doc_key
 from pipelines.spill import SPILL_DIR, BlobSpill, SpilledTexts, SpillWriter, WriteShardsFromSpill, delete_spill
 
 DOCS_SCHEMA = pa.schema(
@@ -137,6 +137,10 @@ class ReadCleanAndSpill(ReadAndClean):
         keys = DedupKeyBuffer(self.exact, self.near, self.num_parts)
         key_spill = BlobSpill(self.spill_dir)
         key_locations: list[tuple[str, tuple]] = []
+
+        def spill_keys():
+            key_locations.extend((tag, (part, key_spill.put(blob))) for tag, (part, blob) in keys.flush())
+
         counts: Counter = Counter()
         for tag, value in super().process(element):
             if tag == "dead_letter":
@@ -148,11 +152,12 @@ class ReadCleanAndSpill(ReadAndClean):
                 counts[("dropped", reason, kind)] += 1
                 continue
             counts[("input", None, value["source_kind"])] += 1
-            spill.add(value)
-            keys.add(value["id"], value["source_kind"], value["text"])
+            key = doc_key(value["id"])
+            spill.add(value, key)
+            keys.add(value["id"], value["source_kind"], value["text"], key)
             if len(keys) >= self.KEYS_PER_FLUSH:
-                key_locations.extend((tag, (part, key_spill.put(blob))) for tag, (part, blob) in keys.flush())
-        key_locations.extend((tag, (part, key_spill.put(blob))) for tag, (part, blob) in keys.flush())
+                spill_keys()
+        spill_keys()
         key_spill.close()
         yield from key_locations
         for location in spill.close():

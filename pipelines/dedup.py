@@ -149,10 +149,11 @@ class DedupKeyBuffer:
     def enabled(self) -> bool:
         return self.exact or self.near is not None
 
-    def add(self, doc_id: str, source_kind: str, text: str) -> None:
+    def add(self, doc_id: str, source_kind: str, text: str, key: int | None = None) -> None:
+        """``key``: the document's ``doc_key(doc_id)`` where the caller has it already."""
         if not self.enabled:
             return
-        key = doc_key(doc_id)
+        key = doc_key(doc_id) if key is None else key
         self.meta_rows.append((key, SOURCE_PRIORITY.get(source_kind, len(SOURCE_PRIORITY)), len(text)))
         self.ids.append(doc_id)
         digest = (0, 0)
@@ -161,7 +162,7 @@ class DedupKeyBuffer:
             digest = (int.from_bytes(d[:8], "little"), int.from_bytes(d[8:], "little"))
             self.exact_rows.append((*digest, key))
         if self.near is not None:
-            from pipelines.minhash import is_empty_signature
+            from pipelines.minhash import band_hashes, is_empty_signature
 
             sig = self.hasher.signature(text)
             if not is_empty_signature(sig):  # no shingles: never a near duplicate
@@ -197,12 +198,3 @@ class DedupKeyBuffer:
                     out.append(("band", ((b, p), records[part == p].tobytes())))
         self._clear()
         return out
-
-
-def band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """One 64-bit hash per band (blake2b of the band's ``rows`` uint32 values); equal bands, equal hashes."""
-    raw = np.ascontiguousarray(sig[: bands * rows], dtype="<u4").reshape(bands, rows)
-    return np.array(
-        [int.from_bytes(hashlib.blake2b(raw[i].tobytes(), digest_size=8).digest(), "little") for i in range(bands)],
-        dtype=np.uint64,
-    )

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import hashlib
+
 import numpy as np
 
 MAX_HASH32 = np.uint32(0xFFFFFFFF)
@@ -239,3 +241,12 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> list[bytes]:
     """
     raw = np.ascontiguousarray(sig[: bands * rows], dtype="<u4").reshape(bands, rows)
     return [i.to_bytes(2, "big") + raw[i].tobytes() for i in range(bands)]
+
+
+def band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """One 64-bit hash per band (blake2b of :func:`band_keys`' band values), for packed bucket records:
+    equal bands, equal hashes; the band index is kept beside the hash, not in it."""
+    return np.array(
+        [int.from_bytes(hashlib.blake2b(k[2:], digest_size=8).digest(), "little") for k in band_keys(sig, bands, rows)],
+        dtype=np.uint64,
+    )

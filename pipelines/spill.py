@@ -46,8 +46,10 @@ class SpillWriter:
         self.batches = 0
         self.locations: list[tuple[int, tuple[str, int]]] = []
 
-    def add(self, row: dict) -> None:
-        self.buffers[beamio.shard_of(row["id"], self.num_shards)].append(row)
+    def add(self, row: dict, key: int | None = None) -> None:
+        """``key``: the row's ``doc_key(row["id"])`` where the caller has it already."""
+        key = doc_key(row["id"]) if key is None else key
+        self.buffers[shard_of_key(key, self.num_shards)].append(row)
         self.buffered += 1
         if self.buffered >= self.flush_rows:
             self.flush()

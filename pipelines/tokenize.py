@@ -28,11 +28,12 @@ import sys
 from typing import Any, Tuple
 
 import apache_beam as beam
-import pyarrow as pa
+
 from apache_beam.io.filesystems import FileSystems
 
 from knowmix.errors import UserError
 from knowmix.manifest import ContractError, open_shard_dir
+from knowmix.schemas import KNOWLEDGE_TOKENS_SCHEMA, PRETRAIN_SCHEMA
 from pipelines import beamio
 from pipelines.tokenizers import (
     BadRow,
@@ -45,33 +46,6 @@ from pipelines.tokenizers import (
     pack_documents,
     tokenize_knowledge,
 )
-
-SPAN = pa.struct([("start", pa.int32()), ("end", pa.int32())])
-
-PRETRAIN_SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("input_ids", pa.list_(pa.int32())),
-    ("word_start", pa.list_(pa.bool_())),
-    ("source_kinds", pa.list_(pa.string())),
-])
-
-KNOWLEDGE_TOKENS_SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("task", pa.string()),
-    ("input_ids", pa.list_(pa.int32())),
-    ("token_type_ids", pa.list_(pa.int8())),
-    ("word_start", pa.list_(pa.bool_())),
-    ("e1_pos", pa.int32()),
-    ("e2_pos", pa.int32()),
-    ("head_span", SPAN),
-    ("tail_span", SPAN),
-    ("relations", pa.list_(pa.int32())),
-    ("mention_spans", pa.list_(SPAN)),
-    ("mention_labels", pa.list_(pa.int8())),
-    ("triple_head_span", SPAN),
-    ("triple_relation_span", SPAN),
-    ("triple_tail_span", SPAN),
-])
 
 RAW_LIMIT = 2000
 TARGET_SHARD_BYTES = 64 << 20  # input (compressed) bytes per output shard

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from knowmix.manifest import write_shard_dir
+from knowmix.schemas import KNOWLEDGE_TOKENS_SCHEMA, PRETRAIN_SCHEMA
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[E1]", "[/E1]", "[E2]", "[/E2]"]
 CHARS = list("的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可也你")
@@ -19,17 +20,7 @@ SPECIAL_IDS = {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4, "e1": 5, "e1_e
 CLS, SEP, E1, E1E, E2, E2E = 2, 3, 5, 6, 7, 8
 RELATIONS = ["NA", "出生于", "位于", "作者"]
 
-SPAN = pa.struct([("start", pa.int32()), ("end", pa.int32())])
-PRETRAIN_SCHEMA = pa.schema([
-    ("id", pa.string()), ("input_ids", pa.list_(pa.int32())), ("word_start", pa.list_(pa.bool_())), ("source_kinds", pa.list_(pa.string())),
-])
-KTOK_SCHEMA = pa.schema([
-    ("id", pa.string()), ("task", pa.string()), ("input_ids", pa.list_(pa.int32())),
-    ("token_type_ids", pa.list_(pa.int8())), ("word_start", pa.list_(pa.bool_())),
-    ("e1_pos", pa.int32()), ("e2_pos", pa.int32()), ("head_span", SPAN), ("tail_span", SPAN),
-    ("relations", pa.list_(pa.int32())), ("mention_spans", pa.list_(SPAN)), ("mention_labels", pa.list_(pa.int8())),
-    ("triple_head_span", SPAN), ("triple_relation_span", SPAN), ("triple_tail_span", SPAN),
-])
+KTOK_SCHEMA = KNOWLEDGE_TOKENS_SCHEMA
 
 
 def write_vocab(path: str) -> dict:
