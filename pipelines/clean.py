@@ -42,6 +42,7 @@ DOCS_SCHEMA = pa.schema(
         ("lang", pa.string()),
         ("lang_score", pa.float32()),
         ("n_chars", pa.int32()),
+        ("script", pa.string()),  # the text's script as read: simplified | traditional | mixed | none
     ]
 )
 CLUSTER_SCHEMA = pa.schema([("doc_id", pa.string()), ("cluster_id", pa.string()), ("cluster_size", pa.int32())])
@@ -54,7 +55,7 @@ CLUSTERS_DIR = "clusters"
 class ReadAndClean(beam.DoFn):
     """(source index, path) -> the file's records through steps 1-3: normalise, language id, quality rules.
 
-    Emits ``("kept", row)`` with ``lang``, ``lang_score``, ``n_chars`` set, ``("dropped", (reason, kind))``
+    Emits ``("kept", row)`` with ``lang``, ``lang_score``, ``n_chars``, ``script`` set, ``("dropped", (reason, kind))``
     or ``("dead_letter", row)``. Documents go through the steps a chunk at a time, stage by stage: run
     document by document, fastText and the numpy n-gram statistics evict each other from the CPU caches
     (measured: steps 1-3 about 30% slower). Chunks are formed inside ``process`` (not in
@@ -95,9 +96,10 @@ class ReadAndClean(beam.DoFn):
     def clean(self, rows: list[dict]):
         from pipelines.quality import check_language, check_quality
 
-        texts = [self.normalizers[r["source_kind"]](r["text"]) for r in rows]
+        normalized = [self.normalizers[r["source_kind"]].normalize(r["text"]) for r in rows]
+        texts = [n.text for n in normalized]
         langs = [self.lid.predict(t) if t.strip() else (None, 0.0) for t in texts]
-        for row, text, (lang, score) in zip(rows, texts, langs):
+        for row, (text, script, converted), (lang, score) in zip(rows, normalized, langs):
             kind = row["source_kind"]
             if lang is None:
                 yield "dropped", ("empty", kind)
@@ -109,8 +111,8 @@ class ReadAndClean(beam.DoFn):
                 yield "dropped", (reason, kind)
                 continue
             if row.get("title"):
-                row["title"] = self.normalizers[kind](row["title"])
-            row.update(text=text, lang=lang, lang_score=float(score), n_chars=len(text))
+                row["title"] = self.normalizers[kind](row["title"], t2s=converted)  # converted with its text
+            row.update(text=text, lang=lang, lang_score=float(score), n_chars=len(text), script=script)
             yield "kept", row
 
 

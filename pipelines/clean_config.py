@@ -8,8 +8,11 @@ paths = ["data/zhidao/*.csv"]
 dir = "out/docs"
 num_shards = "auto"      # rows are hash-partitioned by id; "auto": ~64 MB of input per shard, >= 4
 cluster_table = false    # also write doc_id -> cluster_id, cluster_size (near duplicates) under OUT/clusters/
+[normalize]
+keep_words = "words.txt" # optional: names (one a line) left as written inside converted documents
+t2s_threshold = 0.5      # a mixed-script document is converted when its traditional share reaches this
 [normalize.web]          # per source kind: any of pipelines.normalize.STEPS = true/false
-t2s = true
+t2s = "auto"             # "auto" (default): convert traditional documents only; true: all; false: none
 [rules.web]              # per source kind: any key of pipelines.quality.DEFAULT_RULES[kind]
 min_chars = 200
 [dedup]
@@ -39,7 +42,9 @@ class CleanConfig:
     output_dir: str
     num_shards: int | str = "auto"
     cluster_table: bool = False
-    normalize: dict[str, dict[str, bool]] = field(default_factory=dict)  # kind -> step -> on/off (overrides)
+    normalize: dict[str, dict[str, bool | str]] = field(default_factory=dict)  # kind -> step -> on/off (overrides)
+    keep_words: str | None = None  # [normalize] keep_words: a word-list file (names kept as written by t2s)
+    t2s_threshold: float = 0.5  # [normalize] t2s_threshold: see pipelines.normalize.DEFAULT_T2S_THRESHOLD
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> rule -> threshold (overrides)
     exact_dedup: bool = True
     dedup: dict[str, Any] = field(default_factory=dict)  # NearDedupConfig keys
@@ -51,7 +56,7 @@ class CleanConfig:
                 {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(s).items()} for s in self.sources
             ],
             "output": {"dir": self.output_dir, "num_shards": self.num_shards, "cluster_table": self.cluster_table},
-            "normalize": self.normalize,
+            "normalize": {**self.normalize, "keep_words": self.keep_words, "t2s_threshold": self.t2s_threshold},
             "rules": self.rules,
             "dedup": {"exact": self.exact_dedup, **self.dedup},
         }
@@ -114,6 +119,19 @@ def load_config(
     if num_shards != "auto" and (isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1):
         raise UserError(f'{where}: [output] num_shards must be a positive integer or "auto", got {num_shards!r}')
 
+    # [normalize] holds the options beside the per-kind tables: pop them before the tables are checked
+    normalize = raw.get("normalize", {})
+    keep_words, t2s_threshold = None, 0.5
+    if isinstance(normalize, dict):
+        normalize = dict(normalize)
+        keep_words = normalize.pop("keep_words", None)
+        t2s_threshold = normalize.pop("t2s_threshold", 0.5)
+    if keep_words is not None:
+        if not isinstance(keep_words, str) or not keep_words:
+            raise UserError(f"{where}: [normalize] keep_words must be a file path, got {keep_words!r}")
+        if config_path and not os.path.isabs(keep_words):
+            keep_words = os.path.join(base, keep_words)
+
     dedup = dict(raw.get("dedup", {}))
     exact = dedup.pop("exact", True)
     config = CleanConfig(
@@ -121,7 +139,9 @@ def load_config(
         output_dir=out_dir,
         num_shards=num_shards,
         cluster_table=bool(output.get("cluster_table", False)),
-        normalize=_check_kind_tables(raw.get("normalize", {}), "normalize", where),
+        normalize=_check_kind_tables(normalize, "normalize", where),
+        keep_words=keep_words,
+        t2s_threshold=t2s_threshold,
         rules=_check_kind_tables(raw.get("rules", {}), "rules", where),
         exact_dedup=bool(exact),
         dedup=dedup,
@@ -135,16 +155,43 @@ def load_config(
 def validate(config: CleanConfig, where: str) -> None:
     """Resolve every per-kind table now, so a typo fails before the pipeline starts."""
     from pipelines.neardup import NearDedupConfig
+    from pipelines.normalize import check_t2s_threshold
     from pipelines.quality import rules_for
 
+    config.t2s_threshold = check_t2s_threshold(config.t2s_threshold, f"{where} [normalize]")
+    if config.keep_words:
+        _keep_words(config.keep_words, f"{where} [normalize]")
     for kind in SOURCE_KINDS:
         steps_for(config, kind, where=f"{where} [normalize.{kind}]")
         rules_for(kind, config.rules.get(kind), where=f"{where} [rules.{kind}]")
     NearDedupConfig.from_dict(config.dedup, where=f"{where} [dedup]")
 
 
-def steps_for(config: CleanConfig, kind: str, where: str = "config") -> dict[str, bool]:
-    """The normalisation steps of a source kind: its defaults with the config's [normalize.KIND] overrides."""
+def steps_for(config: CleanConfig, kind: str, where: str = "config") -> dict[str, Any]:
+    """The normalisation settings of a source kind (what ``pipelines.normalize.Normalizer`` takes): its default
+    steps with the config's [normalize.KIND] overrides, plus the [normalize] options where they are set."""
     from pipelines import normalize
 
-    return normalize.steps_for(kind, config.normalize.get(kind), where=where)
+    settings: dict[str, Any] = normalize.steps_for(kind, config.normalize.get(kind), where=where)
+    if config.keep_words:
+        settings["keep_words"] = _keep_words(config.keep_words, where)
+    if config.t2s_threshold != normalize.DEFAULT_T2S_THRESHOLD:
+        settings["t2s_threshold"] = config.t2s_threshold
+    return settings
+
+
+def _keep_words(path: str, where: str) -> tuple[str, ...]:
+    """The keep-words file's words, read once per file version (steps_for runs once per kind)."""
+    from pipelines.normalize import load_keep_words
+
+    try:
+        stat = os.stat(path)
+        key = (path, stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        key = (path, None, None)
+    if key not in _KEEP_WORDS:
+        _KEEP_WORDS[key] = load_keep_words(path, where)
+    return _KEEP_WORDS[key]
+
+
+_KEEP_WORDS: dict[tuple, tuple[str, ...]] = {}

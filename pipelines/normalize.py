@@ -9,7 +9,13 @@ Each step is switchable per source kind (``DEFAULT_STEPS``); the steps always ru
   corpus is Chinese, and the quality rules/tokenizer treat ``，`` and ``,`` differently).
 - ``fullwidth``: only the full-width ASCII block (U+FF01..U+FF5E) and the ideographic space -> ASCII,
   with the same ``KEEP_FULLWIDTH`` exception; a no-op after ``nfkc``, useful when ``nfkc`` is off.
-- ``t2s``: traditional -> simplified Chinese with OpenCC (``t2s``).
+- ``t2s``: traditional -> simplified Chinese with OpenCC (``t2s``), only where the document is traditional.
+  ``"auto"`` (the default): every document's script is detected (``detect_script``: the counts of
+  traditional-only and simplified-only characters, ``pipelines.script_chars``) and only ``traditional``
+  documents, and ``mixed`` ones whose traditional share reaches ``t2s_threshold``, are converted; simplified
+  text is never rewritten (OpenCC would turn the names 萧乾, 昇辉电子, 二噁英 into 萧干, 升辉电子, 二𫫇英).
+  ``true``: every document (the old behaviour); ``false``: none. Inside a converted document the spans that
+  are ``keep_words`` (a user word list: names) are left as written.
 - ``control_chars``: removes C0/C1 control characters (keeps ``\\n``, ``\\t``; ``\\r\\n``/``\\r`` become ``\\n``),
   zero-width and bidi-format characters (ZWSP, ZWNJ, ZWJ, BOM, soft hyphen, LRM/RLM, ...).
 - ``whitespace``: line breaks normalised (``\\r\\n``, ``\\r``, U+2028 -> ``\\n``; U+2029 -> blank line),
@@ -22,7 +28,9 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
+
+import numpy as np
 
 from knowmix.errors import UserError
 
@@ -32,10 +40,18 @@ SOURCE_KINDS: tuple[str, ...] = ("web", "encyclopedia", "news", "qa")
 
 # Every step on for every kind: entities show up in all scraped text (MediaWiki dumps included), the
 # encyclopedia fixtures include traditional-script (DRCD, Taiwan) articles, and the later rules assume
-# collapsed white space. Each is switchable per kind in the job config.
-DEFAULT_STEPS: dict[str, dict[str, bool]] = {
-    kind: {step: True for step in STEPS} for kind in SOURCE_KINDS
+# collapsed white space. Each is switchable per kind in the job config; t2s converts only what is
+# traditional ("auto").
+DEFAULT_STEPS: dict[str, dict[str, bool | str]] = {
+    kind: {step: "auto" if step == "t2s" else True for step in STEPS} for kind in SOURCE_KINDS
 }
+
+# Script detection: share = traditional-only / (traditional-only + simplified-only characters).
+SCRIPTS: tuple[str, ...] = ("simplified", "traditional", "mixed", "none")
+SIMPLIFIED_MAX_SHARE = 0.1  # at most this share: "simplified" (a few quoted traditional characters are common)
+TRADITIONAL_MIN_SHARE = 0.9  # at least this share: "traditional"; in between: "mixed"
+DEFAULT_T2S_THRESHOLD = 0.5  # a mixed document is converted when its traditional share reaches this
+OPTIONS: tuple[str, ...] = ("keep_words", "t2s_threshold")  # settings beside the steps (see Normalizer)
 
 # Chinese punctuation that stays full-width (GB/T 15834 forms); NFKC would map them to ASCII.
 KEEP_FULLWIDTH = "！，：；？（）…"
@@ -107,19 +123,82 @@ def _whitespace(text: str) -> str:
     return text.strip()
 
 
-def check_steps(steps: Mapping[str, Any], where: str = "config") -> dict[str, bool]:
-    """Validate a step -> on/off mapping; unknown step or non-bool value -> UserError naming ``where``."""
-    out: dict[str, bool] = {}
+class _ScriptTable:
+    """Code point -> 0 (neither), 1 (traditional-only), 2 (simplified-only), built on first use; counting a
+    text is a numpy gather over its UTF-32 code units (~100 M characters/s, faster than OpenCC itself)."""
+
+    lut: np.ndarray | None = None
+
+    @classmethod
+    def get(cls) -> np.ndarray:
+        if cls.lut is None:
+            from pipelines.script_chars import SIMPLIFIED_ONLY, TRADITIONAL_ONLY
+
+            lut = np.zeros(max(map(ord, TRADITIONAL_ONLY + SIMPLIFIED_ONLY)) + 2, np.uint8)
+            lut[[ord(c) for c in TRADITIONAL_ONLY]] = 1
+            lut[[ord(c) for c in SIMPLIFIED_ONLY]] = 2
+            cls.lut = lut  # the last entry stays 0: code points above the table are clipped onto it
+        return cls.lut
+
+
+def script_counts(text: str) -> tuple[int, int]:
+    """(traditional-only, simplified-only) character counts of ``text`` (``pipelines.script_chars``)."""
+    if text.isascii():
+        return 0, 0
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+    counts = np.bincount(_ScriptTable.get().take(codes, mode="clip"), minlength=3)
+    return int(counts[1]), int(counts[2])
+
+
+def traditional_share(trad: int, simp: int) -> float:
+    """The traditional-only share of the script-specific characters (0.0 when there are none)."""
+    return trad / (trad + simp) if trad + simp else 0.0
+
+
+def script_of(trad: int, simp: int) -> str:
+    """``none`` (no script-specific character), ``simplified`` (traditional share <= 0.1), ``traditional``
+    (>= 0.9) or ``mixed``."""
+    if trad + simp == 0:
+        return "none"
+    share = trad / (trad + simp)
+    if share <= SIMPLIFIED_MAX_SHARE:
+        return "simplified"
+    return "traditional" if share >= TRADITIONAL_MIN_SHARE else "mixed"
+
+
+def detect_script(text: str) -> str:
+    """The script of ``text``: ``simplified``, ``traditional``, ``mixed`` or ``none`` (see ``script_of``)."""
+    return script_of(*script_counts(text))
+
+
+def _check_t2s(value: Any, where: str) -> bool | str:
+    if isinstance(value, bool) or value == "auto":
+        return value
+    raise UserError(f'{where}: normalisation step \'t2s\' must be true, false or "auto", got {value!r}')
+
+
+def check_steps(steps: Mapping[str, Any], where: str = "config") -> dict[str, bool | str]:
+    """Validate a step -> on/off mapping (``t2s`` may also be ``"auto"``); unknown step or bad value ->
+    UserError naming ``where``."""
+    out: dict[str, bool | str] = {}
     for key, value in steps.items():
         if key not in STEPS:
             raise UserError(f"{where}: unknown normalisation step {key!r} (known: {', '.join(STEPS)})")
-        if not isinstance(value, bool):
+        if key == "t2s":
+            value = _check_t2s(value, where)
+        elif not isinstance(value, bool):
             raise UserError(f"{where}: normalisation step {key!r} must be true or false, got {value!r}")
         out[key] = value
     return out
 
 
-def steps_for(kind: str, overrides: Mapping[str, Any] | None = None, where: str = "config") -> dict[str, bool]:
+def check_t2s_threshold(value: Any, where: str = "config") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise UserError(f"{where}: t2s_threshold must be a number between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def steps_for(kind: str, overrides: Mapping[str, Any] | None = None, where: str = "config") -> dict[str, bool | str]:
     """The steps for a source kind: ``DEFAULT_STEPS[kind]`` updated with validated ``overrides``."""
     if kind not in DEFAULT_STEPS:
         raise UserError(f"{where}: unknown source kind {kind!r} (known: {', '.join(SOURCE_KINDS)})")
@@ -129,31 +208,62 @@ def steps_for(kind: str, overrides: Mapping[str, Any] | None = None, where: str 
     return steps
 
 
+class Normalized(NamedTuple):
+    text: str
+    script: str  # the document's script as read (before t2s): one of SCRIPTS
+    converted: bool  # whether t2s rewrote it
+
+
 class Normalizer:
     """Callable text normaliser for one set of steps; picklable for Beam (the OpenCC converter is
-    created lazily in each process and never pickled). Steps missing from ``steps`` are off."""
+    created lazily in each process and never pickled). Steps missing from ``steps`` are off.
 
-    def __init__(self, steps: Mapping[str, bool], where: str = "normalisation steps"):
-        self.steps = check_steps(steps, where)
+    ``steps`` may also hold the options ``keep_words`` (words left as written inside converted documents)
+    and ``t2s_threshold`` (the traditional share from which a mixed document is converted)."""
+
+    def __init__(self, steps: Mapping[str, Any], where: str = "normalisation steps"):
+        settings = dict(steps)
+        keep_words = settings.pop("keep_words", ())
+        self.t2s_threshold = check_t2s_threshold(settings.pop("t2s_threshold", DEFAULT_T2S_THRESHOLD), where)
+        self.steps = check_steps(settings, where)
+        self.keep_words = tuple(keep_words)
         self._converter = None
+        self._keep_re = None
 
     def __getstate__(self) -> dict:
-        return {"steps": self.steps}
+        return {"steps": self.steps, "keep_words": self.keep_words, "t2s_threshold": self.t2s_threshold}
 
     def __setstate__(self, state: dict) -> None:
         self.steps = state["steps"]
+        self.keep_words = state.get("keep_words", ())
+        self.t2s_threshold = state.get("t2s_threshold", DEFAULT_T2S_THRESHOLD)
         self._converter = None
+        self._keep_re = None
 
-    def _t2s(self, text: str) -> str:
-        if text.isascii():
-            return text
+    def _convert(self, text: str) -> str:
         if self._converter is None:
             import opencc
 
             self._converter = opencc.OpenCC("t2s")
         return self._converter.convert(text)
 
-    def __call__(self, text: str) -> str:
+    def _t2s(self, text: str) -> str:
+        """t2s around the keep_words spans (each stretch between them converted on its own)."""
+        if text.isascii():
+            return text
+        if not self.keep_words:
+            return self._convert(text)
+        if self._keep_re is None:
+            words = {self._before_t2s(w) for w in self.keep_words}
+            self._keep_re = re.compile(trie_regex(w for w in words if w))
+        parts, last = [], 0
+        for match in self._keep_re.finditer(text):
+            parts += (self._convert(text[last : match.start()]), match.group())
+            last = match.end()
+        parts.append(self._convert(text[last:]))
+        return "".join(parts)
+
+    def _before_t2s(self, text: str) -> str:
         on = self.steps.get
         if on("html_entities"):
             text = _html_entities(text)
@@ -161,24 +271,77 @@ class Normalizer:
             text = _nfkc(text)
         if on("fullwidth"):
             text = _fullwidth(text)
-        if on("t2s"):
+        return text
+
+    def _should_convert(self, script: str, share: float) -> bool:
+        mode = self.steps.get("t2s", False)
+        if mode != "auto":
+            return bool(mode)
+        return script == "traditional" or (script == "mixed" and share >= self.t2s_threshold)
+
+    def normalize(self, text: str, t2s: bool | None = None) -> Normalized:
+        """The normalised text, the document's script and whether it was converted; ``t2s`` overrides the
+        conversion decision (a title follows its document's)."""
+        text = self._before_t2s(text)
+        trad, simp = script_counts(text)
+        script = script_of(trad, simp)
+        converted = self._should_convert(script, traditional_share(trad, simp)) if t2s is None else t2s
+        if converted:
             text = self._t2s(text)
+        on = self.steps.get
         if on("control_chars"):
             text = _control_chars(text)
         if on("whitespace"):
             text = _whitespace(text)
-        return text
+        return Normalized(text, script, converted)
+
+    def __call__(self, text: str, t2s: bool | None = None) -> str:
+        return self.normalize(text, t2s).text
 
     def __repr__(self) -> str:
-        return f"Normalizer({self.steps!r})"
+        return f"Normalizer({self.steps!r}, keep_words={len(self.keep_words)}, t2s_threshold={self.t2s_threshold})"
+
+
+def trie_regex(words: Iterable[str]) -> str:
+    """A regex matching any of ``words``, longest first at each position, as a character trie
+    (``蕭乾|蕭紅`` -> ``蕭(?:乾|紅)``): fast for long word lists, where a plain alternation tries each word."""
+    trie: dict = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict) -> str:
+        end = "" in node
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        if end:
+            return "(?:" + "|".join(branches) + ")?"
+        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+    return build(trie) or "(?!)"
+
+
+def load_keep_words(path: str, where: str = "config") -> tuple[str, ...]:
+    """The words of a keep-words file: one a line, UTF-8; blank lines and ``#`` comments skipped."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
+        raise UserError(f"{where}: keep_words file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{where}: keep_words file {path} unreadable ({exc})") from None
+    return tuple(w for w in (line.strip() for line in lines) if w and not w.startswith("#"))
 
 
 _CACHE: dict[tuple, Normalizer] = {}
 
 
-def normalize_text(text: str, steps: Mapping[str, bool]) -> str:
+def normalize_text(text: str, steps: Mapping[str, Any]) -> str:
     """Normalise ``text`` with the steps switched on in ``steps`` (run in ``STEPS`` order)."""
-    key = tuple(sorted(steps.items()))
+    key = tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in steps.items()))
     norm = _CACHE.get(key)
     if norm is None:
         norm = _CACHE[key] = Normalizer(steps)
