@@ -1,7 +1,7 @@
 """``knowmix stats DIR``: what a stage's output holds, from its manifest and shards.
 
 One report dict, three renderings: a terminal table (rich), ``--json``, and ``--html FILE`` (self-contained,
-inline SVG plots: length histograms per source kind, drop reasons, language scores, cluster sizes).
+inline SVG plots: length histograms per source kind, drop reasons, language scores, cluster sizes, scripts).
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def build_report(out_dir: str, verify: bool = False) -> dict[str, Any]:
     kind = manifest["kind"]
     if kind == "docs":
         report["per_source_kind"] = _docs_per_kind(tables)
+        report["script"] = _script_distribution(tables)
         scores = _column(tables, "lang_score")
         report["lang_score_histogram"] = _histogram(
             scores.to_numpy().astype(float) if scores is not None else np.array([]), bins=20
@@ -105,6 +106,25 @@ def _docs_per_kind(tables: list[pa.Table]) -> dict[str, Any]:
             "length": _percentiles(sel),
             "length_histogram": _histogram(sel, bins=20, log=True),
         }
+    return result
+
+
+SCRIPTS = ("simplified", "traditional", "mixed", "none")  # pipelines.normalize.SCRIPTS (knowmix/ imports no pipelines)
+
+
+def _script_distribution(tables: list[pa.Table]) -> dict[str, dict[str, int]]:
+    """Rows per script (the ``script`` column: the text's script as read) per source kind and ``all``; empty
+    for shards written before the column existed."""
+    tables = [t.select(["source_kind", "script"]) for t in tables if "script" in t.column_names]
+    if not tables:
+        return {}
+    groups = pa.concat_tables(tables).group_by(["source_kind", "script"]).aggregate([([], "count_all")])
+    result: dict[str, dict[str, int]] = {"all": dict.fromkeys(SCRIPTS, 0)}
+    for row in sorted(groups.to_pylist(), key=lambda r: r["source_kind"]):
+        script = row["script"] or "none"
+        for group in ("all", row["source_kind"]):
+            counts = result.setdefault(group, dict.fromkeys(SCRIPTS, 0))
+            counts[script] = counts.get(script, 0) + row["count_all"]
     return result
 
 
@@ -179,6 +199,14 @@ def render_terminal(report: dict[str, Any]) -> None:
                 f"{L['p99']:.0f}", f"{report['near_duplicate_rate'].get(kind, 0):.2%}",
             )
         console.print(lengths)
+    if report.get("script"):
+        scripts = Table(title="script of the text as read (t2s converts traditional ones)")
+        names = list(report["script"]["all"])
+        for col in ("source kind", *names):
+            scripts.add_column(col, justify="right" if col != "source kind" else "left")
+        for kind, by_script in report["script"].items():
+            scripts.add_row(kind, *(f"{by_script.get(name, 0):,}" for name in names))
+        console.print(scripts)
     if report.get("cluster_sizes"):
         console.print("near-duplicate cluster sizes: " + ", ".join(f"{k}: {v}" for k, v in report["cluster_sizes"].items()))
     if report.get("per_task"):
@@ -232,6 +260,9 @@ def render_html(report: dict[str, Any]) -> str:
     ]
     for kind, v in report.get("per_source_kind", {}).items():
         sections.append(_svg_histogram(v["length_histogram"], f"document length (chars, log bins): {kind}", log=True))
+    if report.get("script"):
+        by_script = report["script"]["all"]
+        sections.append(_svg_bars(list(by_script), list(by_script.values()), "documents by script (as read)"))
     if report.get("lang_score_histogram"):
         sections.append(_svg_histogram(report["lang_score_histogram"], "language-id score"))
     if report.get("cluster_sizes"):

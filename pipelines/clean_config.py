@@ -126,6 +126,11 @@ def load_config(
         normalize = dict(normalize)
         keep_words = normalize.pop("keep_words", None)
         t2s_threshold = normalize.pop("t2s_threshold", 0.5)
+        for key, value in normalize.items():
+            if key not in SOURCE_KINDS and not isinstance(value, dict):
+                raise UserError(
+                    f"{where}: unknown key [normalize] {key!r} (expected keep_words, t2s_threshold, or a [normalize.KIND] table)"
+                )
     if keep_words is not None:
         if not isinstance(keep_words, str) or not keep_words:
             raise UserError(f"{where}: [normalize] keep_words must be a file path, got {keep_words!r}")
