@@ -94,9 +94,10 @@ class ReadAndClean(beam.DoFn):
             yield from self.clean(chunk)
 
     def clean(self, rows: list[dict]):
+        from pipelines.normalize import normalize_rows
         from pipelines.quality import check_language, check_quality
 
-        normalized = [self.normalizers[r["source_kind"]].normalize(r["text"]) for r in rows]
+        normalized = normalize_rows(self.normalizers, rows)
         texts = [n.text for n in normalized]
         langs = [self.lid.predict(t) if t.strip() else (None, 0.0) for t in texts]
         for row, (text, script, converted), (lang, score) in zip(rows, normalized, langs):

@@ -129,7 +129,8 @@ def load_config(
         for key, value in normalize.items():
             if key not in SOURCE_KINDS and not isinstance(value, dict):
                 raise UserError(
-                    f"{where}: unknown key [normalize] {key!r} (expected keep_words, t2s_threshold, or a [normalize.KIND] table)"
+                    f"{where}: unknown key [normalize] {key!r}"
+                    " (expected keep_words, t2s_threshold, or a [normalize.KIND] table)"
                 )
     if keep_words is not None:
         if not isinstance(keep_words, str) or not keep_words:

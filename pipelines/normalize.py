@@ -28,7 +28,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -73,6 +73,7 @@ _CONTROL_RE = re.compile(
     "\ufeff\ufff9-\ufffb]"  # BOM / ZWNBSP, interlinear annotation
 )
 
+_SURROGATE_RE = re.compile("([\ud800-\udfff]+)")
 _HSPACE_RUN = re.compile(r"[^\S\n]+")
 _SPACE_AROUND_NL = re.compile(r" ?\n ?")
 _MANY_NL = re.compile(r"\n{3,}")
@@ -124,30 +125,52 @@ def _whitespace(text: str) -> str:
 
 
 class _ScriptTable:
-    """Code point -> 0 (neither), 1 (traditional-only), 2 (simplified-only), built on first use; counting a
-    text is a numpy gather over its UTF-32 code units (~100 M characters/s, faster than OpenCC itself)."""
+    """Code point -> traditional-only / simplified-only, as numpy lookup tables built on first use: counting a
+    text is a gather over its UTF-32 code units (~100 M characters/s, faster than OpenCC's conversion)."""
 
-    lut: np.ndarray | None = None
+    classes: np.ndarray | None = None  # 0 neither, 1 traditional-only, 2 simplified-only
+    packed: np.ndarray | None = None  # 1 traditional-only, 1 << 32 simplified-only: one sum counts both
 
     @classmethod
-    def get(cls) -> np.ndarray:
-        if cls.lut is None:
+    def get(cls) -> tuple[np.ndarray, np.ndarray]:
+        if cls.classes is None:
             from pipelines.script_chars import SIMPLIFIED_ONLY, TRADITIONAL_ONLY
 
-            lut = np.zeros(max(map(ord, TRADITIONAL_ONLY + SIMPLIFIED_ONLY)) + 2, np.uint8)
-            lut[[ord(c) for c in TRADITIONAL_ONLY]] = 1
-            lut[[ord(c) for c in SIMPLIFIED_ONLY]] = 2
-            cls.lut = lut  # the last entry stays 0: code points above the table are clipped onto it
-        return cls.lut
+            # the last entry stays 0: code points above the tables are clipped onto it
+            size = max(map(ord, TRADITIONAL_ONLY + SIMPLIFIED_ONLY)) + 2
+            trad, simp = [ord(c) for c in TRADITIONAL_ONLY], [ord(c) for c in SIMPLIFIED_ONLY]
+            classes, packed = np.zeros(size, np.uint8), np.zeros(size, np.uint64)
+            classes[trad], classes[simp] = 1, 2
+            packed[trad], packed[simp] = 1, 1 << 32
+            cls.classes, cls.packed = classes, packed
+        return cls.classes, cls.packed
+
+
+def _utf32(text: str) -> np.ndarray:
+    # surrogatepass: a lone surrogate is one code unit too, so positions stay those of the str
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
 
 
 def script_counts(text: str) -> tuple[int, int]:
     """(traditional-only, simplified-only) character counts of ``text`` (``pipelines.script_chars``)."""
     if text.isascii():
         return 0, 0
-    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
-    counts = np.bincount(_ScriptTable.get().take(codes, mode="clip"), minlength=3)
+    counts = np.bincount(_ScriptTable.get()[0].take(_utf32(text), mode="clip"), minlength=3)
     return int(counts[1]), int(counts[2])
+
+
+def script_counts_many(texts: Sequence[str]) -> list[tuple[int, int]]:
+    """``script_counts`` of each text, in one numpy pass over them all (for short documents, numpy's
+    per-call overhead would cost more than the counting)."""
+    joined = "".join(texts)
+    if joined.isascii():
+        return [(0, 0)] * len(texts)
+    values = _ScriptTable.get()[1].take(_utf32(joined), mode="clip")
+    running = np.zeros(values.size + 1, np.uint64)
+    np.cumsum(values, out=running[1:])
+    ends = np.cumsum([len(t) for t in texts])
+    per_text = np.diff(running[ends], prepend=np.uint64(0))
+    return list(zip((per_text & np.uint64(0xFFFFFFFF)).tolist(), (per_text >> np.uint64(32)).tolist()))
 
 
 def traditional_share(trad: int, simp: int) -> float:
@@ -245,7 +268,11 @@ class Normalizer:
             import opencc
 
             self._converter = opencc.OpenCC("t2s")
-        return self._converter.convert(text)
+        try:
+            return self._converter.convert(text)
+        except UnicodeEncodeError:  # lone surrogates (JSON can hold them): OpenCC takes UTF-8 only
+            parts = _SURROGATE_RE.split(text)  # odd positions: the surrogates, kept as they are
+            return "".join(p if i % 2 else self._converter.convert(p) for i, p in enumerate(parts))
 
     def _t2s(self, text: str) -> str:
         """t2s around the keep_words spans (each stretch between them converted on its own)."""
@@ -269,7 +296,7 @@ class Normalizer:
             text = _html_entities(text)
         if on("nfkc"):
             text = _nfkc(text)
-        if on("fullwidth"):
+        if on("fullwidth") and not on("nfkc"):  # NFKC maps every character _fullwidth maps: skip the scan
             text = _fullwidth(text)
         return text
 
@@ -283,7 +310,14 @@ class Normalizer:
         """The normalised text, the document's script and whether it was converted; ``t2s`` overrides the
         conversion decision (a title follows its document's)."""
         text = self._before_t2s(text)
-        trad, simp = script_counts(text)
+        return self._after_detection(text, *script_counts(text), t2s)
+
+    def normalize_many(self, texts: Sequence[str]) -> list[Normalized]:
+        """``normalize`` of each text, the script detection done for all of them at once."""
+        texts = [self._before_t2s(text) for text in texts]
+        return [self._after_detection(text, *counts, None) for text, counts in zip(texts, script_counts_many(texts))]
+
+    def _after_detection(self, text: str, trad: int, simp: int, t2s: bool | None) -> Normalized:
         script = script_of(trad, simp)
         converted = self._should_convert(script, traditional_share(trad, simp)) if t2s is None else t2s
         if converted:
@@ -334,6 +368,18 @@ def load_keep_words(path: str, where: str = "config") -> tuple[str, ...]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{where}: keep_words file {path} unreadable ({exc})") from None
     return tuple(w for w in (line.strip() for line in lines) if w and not w.startswith("#"))
+
+
+def normalize_rows(normalizers: Mapping[str, Normalizer], rows: Sequence[Mapping[str, Any]]) -> list[Normalized]:
+    """Each row's ``text`` through its ``source_kind``'s normaliser, a kind's rows in one ``normalize_many``."""
+    out: list[Normalized | None] = [None] * len(rows)
+    by_kind: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_kind.setdefault(row["source_kind"], []).append(i)
+    for kind, indices in by_kind.items():
+        for i, result in zip(indices, normalizers[kind].normalize_many([rows[i]["text"] for i in indices])):
+            out[i] = result
+    return out  # type: ignore[return-value]
 
 
 _CACHE: dict[tuple, Normalizer] = {}

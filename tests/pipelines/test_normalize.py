@@ -181,6 +181,8 @@ def test_script_counts_by_hand():
     assert script_counts("hello") == (0, 0) and detect_script("hello") == "none"
     assert script_counts("𫫇") == (0, 1)  # outside the BMP (the simplified form of 噁)
     assert script_counts("a\ud800臺") == (1, 0)  # a lone surrogate does not break counting
+    # nor conversion (OpenCC takes UTF-8 only: it raised UnicodeEncodeError; JSON input can hold them)
+    assert normalize_text("國\ud800家", only("t2s")) == "国\ud800家"
 
 
 @pytest.mark.parametrize("text", SIMPLIFIED_PROPER_USES)
@@ -388,3 +390,29 @@ def test_clean_job_writes_the_script_column_and_stats_show_it(tmp_path, capsys):
     assert "documents by script" in (tmp_path / "report.html").read_text(encoding="utf-8")
     assert knowmix(["stats", str(out)]) == 0
     assert "traditional" in capsys.readouterr().out
+
+
+SCRIPT_ALPHABET = st.sampled_from(list("我們的國家们国这這乾昇噁榘塚，。 ａＡ　\n&") + ["𫫇", "𠀀", "\u200b", "\ud800"])
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.text(SCRIPT_ALPHABET, max_size=30).map(lambda t: t.replace("&", "&amp;")), max_size=12), st.booleans())
+def test_batched_detection_equals_one_by_one(texts, with_ascii):
+    from pipelines.normalize import normalize_rows, script_counts_many
+
+    if with_ascii:
+        texts = texts + ["plain ascii"]
+    assert script_counts_many(texts) == [script_counts(t) for t in texts]
+    norm = Normalizer(AUTO)
+    assert norm.normalize_many(texts) == [norm.normalize(t) for t in texts]
+    rows = [{"source_kind": ("web", "news")[i % 2], "text": t} for i, t in enumerate(texts)]
+    normalizers = {"web": norm, "news": Normalizer(FORCED)}
+    assert normalize_rows(normalizers, rows) == [normalizers[r["source_kind"]].normalize(r["text"]) for r in rows]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFFFF, blacklist_categories=("Cs",)), max_size=40))
+def test_fullwidth_is_a_no_op_after_nfkc(text):
+    # why Normalizer skips the full-width scan when nfkc ran
+    after_nfkc = normalize_text(text, only("nfkc"))
+    assert normalize_text(after_nfkc, only("fullwidth")) == after_nfkc
