@@ -51,7 +51,6 @@ SCRIPTS: tuple[str, ...] = ("simplified", "traditional", "mixed", "none")
 SIMPLIFIED_MAX_SHARE = 0.1  # at most this share: "simplified" (a few quoted traditional characters are common)
 TRADITIONAL_MIN_SHARE = 0.9  # at least this share: "traditional"; in between: "mixed"
 DEFAULT_T2S_THRESHOLD = 0.5  # a mixed document is converted when its traditional share reaches this
-OPTIONS: tuple[str, ...] = ("keep_words", "t2s_threshold")  # settings beside the steps (see Normalizer)
 
 # Chinese punctuation that stays full-width (GB/T 15834 forms); NFKC would map them to ASCII.
 KEEP_FULLWIDTH = "！，：；？（）…"
@@ -247,6 +246,8 @@ class Normalizer:
     def __init__(self, steps: Mapping[str, Any], where: str = "normalisation steps"):
         settings = dict(steps)
         keep_words = settings.pop("keep_words", ())
+        if isinstance(keep_words, str) or not all(isinstance(w, str) for w in keep_words):
+            raise UserError(f"{where}: keep_words must be a list of words, got {keep_words!r:.80}")
         self.t2s_threshold = check_t2s_threshold(settings.pop("t2s_threshold", DEFAULT_T2S_THRESHOLD), where)
         self.steps = check_steps(settings, where)
         self.keep_words = tuple(keep_words)
