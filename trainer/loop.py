@@ -20,7 +20,7 @@ from trainer import distributed as D
 from trainer.config import Config, distill_layers, dump_toml, model_dims
 from trainer.data import GeneralPath, KnowledgePath, TokenizerInfo, Vocab, file_sha256, load_relations, open_dir
 from trainer.dual_path import DualPathData, Inline, Prefetcher, to_device
-from trainer.export import RUN_INFO, apply_init, load_init
+from trainer.export import RUN_INFO, apply_init, load_init, read_run_info
 from trainer.heads import MAX_ROUNDS, N_STATS, STAT_INDEX, TASKS, KnowmixForPretraining
 from trainer.model import EncoderConfig
 
@@ -94,8 +94,8 @@ class _Sigterm:
             signal.signal(signal.SIGTERM, self.previous)
 
 
-def setup_data(cfg: Config, info: D.DistInfo):
-    pre = open_dir(cfg.data.pretrain, "pretrain", "data.pretrain", cfg.data.verify)
+def setup_data(cfg: Config, info: D.DistInfo, verify: bool = True):
+    pre = open_dir(cfg.data.pretrain, "pretrain", "data.pretrain", verify)
     tok = TokenizerInfo.from_manifest(pre, "data.pretrain")
     vocab = Vocab(tok)
     rounds = cfg.mlm.rounds if cfg.mlm.mode == "multiround" else 1
@@ -104,7 +104,7 @@ def setup_data(cfg: Config, info: D.DistInfo):
     knowledge, relations = None, ["NA"]
     weights = {"relation": cfg.tasks.relation, "substitution": cfg.tasks.substitution, "triple_mask": cfg.tasks.triple_mask}
     if cfg.data.knowledge and any(weights.values()):
-        kdir = open_dir(cfg.data.knowledge, "knowledge_tokens", "data.knowledge", cfg.data.verify)
+        kdir = open_dir(cfg.data.knowledge, "knowledge_tokens", "data.knowledge", verify)
         ktok = TokenizerInfo.from_manifest(kdir, "data.knowledge")
         tok.check_same(ktok, f"{cfg.data.knowledge}/manifest.json")
         relations = load_relations(kdir)
@@ -163,31 +163,44 @@ def write_run_info(cfg: Config, enc: EncoderConfig, tok: TokenizerInfo, relation
         fh.write(dump_toml(cfg))
 
 
+def prepare_output_dir(out: str) -> None:
+    """``train.output_dir`` must be a writable directory (created if missing)."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"train.output_dir = {out!r}: exists and is not a directory")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"train.output_dir = {out!r}: cannot create ({exc.strerror or exc})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UserError(f"train.output_dir = {out!r}: not writable")
+
+
 def check_resume_tokenizer(cfg: Config, tok: TokenizerInfo) -> None:
-    path = os.path.join(cfg.train.output_dir, RUN_INFO)
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as fh:
-            old = json.load(fh).get("tokenizer", {})
+    if os.path.isfile(os.path.join(cfg.train.output_dir, RUN_INFO)):
+        path = os.path.join(cfg.train.output_dir, RUN_INFO)
+        old = read_run_info(cfg.train.output_dir).get("tokenizer") or {}
         if old and (old.get("sha256"), old.get("vocab_size")) != (tok.sha256, tok.vocab_size):
             raise UserError(f"{path}: the run was trained with another tokenizer than the shards' (sha256/vocab_size)")
 
 
-def train(cfg: Config, resume: bool = False, log=print, on_end=None) -> dict:
+def train(cfg: Config, resume: bool = False, log=print, on_end=None, verify: bool = True) -> dict:
     """Run training as configured; return the summary (also printed on rank 0).
 
-    ``on_end(model, info)``, if given, is called with the (wrapped) model after the last step (tests use it to
-    all-gather the parameters)."""
+    ``verify=False`` (``--no-verify``) skips hashing the shards at start (their paths and sizes are still
+    checked). ``on_end(model, info)``, if given, is called with the (wrapped) model after the last step (tests
+    use it to all-gather the parameters)."""
+    prepare_output_dir(cfg.train.output_dir)
     info = D.init(cfg.train.device)
     try:
-        return _train(cfg, resume, info, log, on_end)
+        return _train(cfg, resume, info, log, on_end, verify)
     finally:
         D.shutdown(info)
 
 
-def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dict:
+def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None, verify: bool = True) -> dict:
     t = cfg.train
     main = info.is_main
-    data, tok, relations = setup_data(cfg, info)
+    data, tok, relations = setup_data(cfg, info, verify)
     enc, init_state, init_path = encoder_config(cfg, tok)
     if resume:
         check_resume_tokenizer(cfg, tok)
