@@ -101,6 +101,21 @@ def test_tokenizer_file_hashed_against_its_manifest(tmp_path, shards, which, cap
     assert not (out / "tokenizer").exists()  # nothing copied
 
 
+def test_shards_of_two_tokenizers_refused(tmp_path, shards, capsys):
+    """Knowledge shards made with another tokenizer than the pretrain shards (each consistent with its own
+    manifest) are refused: the path production takes, not a helper only tests call."""
+    pre, ktok = shards
+    other = tmp_path / "ktok"
+    shutil.copytree(ktok, other)
+    vocab = other / "vocab.txt"
+    vocab.write_text(vocab.read_text(encoding="utf-8") + "新\n", encoding="utf-8")
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["tokenizer"].update(sha256=sha(vocab), vocab_size=manifest["tokenizer"]["vocab_size"] + 1)
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    rc, err = run_cli(train_args(pre, other, tmp_path / "run"), capsys)
+    assert rc == 2 and "tokenizer differs" in one_line(err) and "ktok" in err
+
+
 def test_tokenizer_copy_matches_manifest(run_dir, shards):
     pre, _ = shards
     manifest = json.loads(open(os.path.join(pre, "manifest.json")).read())
