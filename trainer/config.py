@@ -79,7 +79,8 @@ class TrainConfig:
     log_every: int = 10
     device: str = "auto"  # auto | cpu | cuda
     peak_tflops: float = 0.0  # 0 = look up the device's peak for MFU (unknown devices report mfu 0)
-    max_skipped_steps: int = 100  # fp16: stop after this many skipped (overflowing) steps in a row
+    max_skipped_steps: int = 100  # stop after this many skipped (non-finite) steps in a row (checked when logging)
+    host_sync_every_step: bool = False  # read the grad norm / agree on SIGTERM every step (bench: the cost)
     tensorboard: bool = True
     progress: bool = True
 
