@@ -202,21 +202,22 @@ def check_resume_tokenizer(cfg: Config, tok: TokenizerInfo) -> None:
             raise UserError(f"{path}: the run was trained with another tokenizer than the shards' (sha256/vocab_size)")
 
 
-def train(cfg: Config, resume: bool = False, log=print, on_end=None, verify: bool = True) -> dict:
+def train(cfg: Config, resume: bool = False, log=print, on_end=None, verify: bool = True, on_step=None) -> dict:
     """Run training as configured; return the summary (also printed on rank 0).
 
     ``verify=False`` (``--no-verify``) skips hashing the shards at start (their paths and sizes are still
     checked). ``on_end(model, info)``, if given, is called with the (wrapped) model after the last step (tests
-    use it to all-gather the parameters)."""
+    use it to all-gather the parameters); ``on_step(step)`` after every optimizer step (bench/profile_step.py
+    drives torch.profiler's schedule with it)."""
     prepare_output_dir(cfg.train.output_dir)
     info = D.init(cfg.train.device)
     try:
-        return _train(cfg, resume, info, log, on_end, verify)
+        return _train(cfg, resume, info, log, on_end, verify, on_step)
     finally:
         D.shutdown(info)
 
 
-def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None, verify: bool = True) -> dict:
+def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None, verify: bool = True, on_step=None) -> dict:
     t = cfg.train
     main = info.is_main
     data, tok, relations = setup_data(cfg, info, verify)
@@ -365,6 +366,8 @@ def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None, verify
             win_tokens, win_flops, win_steps, win_start = 0, 0.0, 0, time.perf_counter()
         if bar is not None:
             bar.update(1)
+        if on_step is not None:
+            on_step(step)
 
         # SIGTERM: one process sees its own flag every step; several agree on it (a collective, so a host sync)
         # on logging and checkpoint steps only, unless host_sync_every_step
