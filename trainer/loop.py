@@ -28,11 +28,10 @@ from trainer import distributed as D
 from trainer.config import Config, distill_layers, dump_toml, model_dims
 from trainer.data import GeneralPath, KnowledgePath, TokenizerInfo, Vocab, file_sha256, load_relations, open_dir
 from trainer.dual_path import DualPathData, Inline, Prefetcher, to_device
-from trainer.flops import batch_flops, peak_flops
 from trainer.export import RUN_INFO, apply_init, load_init, read_run_info
+from trainer.flops import batch_flops, peak_flops
 from trainer.heads import MAX_ROUNDS, N_STATS, STAT_INDEX, TASKS, KnowmixForPretraining
 from trainer.model import EncoderConfig
-
 
 
 class TrainingStopped(Exception):
@@ -195,8 +194,8 @@ def prepare_output_dir(out: str) -> None:
 
 
 def check_resume_tokenizer(cfg: Config, tok: TokenizerInfo) -> None:
-    if os.path.isfile(os.path.join(cfg.train.output_dir, RUN_INFO)):
-        path = os.path.join(cfg.train.output_dir, RUN_INFO)
+    path = os.path.join(cfg.train.output_dir, RUN_INFO)
+    if os.path.isfile(path):
         old = read_run_info(cfg.train.output_dir).get("tokenizer") or {}
         if old and (old.get("sha256"), old.get("vocab_size")) != (tok.sha256, tok.vocab_size):
             raise UserError(f"{path}: the run was trained with another tokenizer than the shards' (sha256/vocab_size)")
