@@ -502,18 +502,6 @@ class TokenizerSpec:
         return cls(path, self.lowercase)
 
 
-def check_tokenizer(manifest_tokenizer: dict | None, tokenizer_info: dict, where: str = "manifest.json") -> None:
-    """Refuse shards tokenised with another tokenizer than the model's (sha256 and vocab size must agree)."""
-    if not manifest_tokenizer:
-        raise UserError(f"{where}: no tokenizer entry; these shards were not made by `knowmix tokenize`")
-    for key in ("sha256", "vocab_size"):
-        if manifest_tokenizer.get(key) != tokenizer_info.get(key):
-            raise UserError(
-                f"{where}: tokenizer {key} {str(manifest_tokenizer.get(key))[:16]} differs from the model's"
-                f" {str(tokenizer_info.get(key))[:16]} ({tokenizer_info.get('file')})"
-            )
-
-
 # ---------------------------------------------------------------------------------------------- word boundaries
 
 

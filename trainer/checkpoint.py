@@ -6,7 +6,9 @@
   so FSDP2's sharded parameters are saved shard by shard; scheduler, grad scaler and the step);
 - ``rank-RRRRR.pt`` per rank: that rank's sampler position and RNG states (tensors and ints only, read back
   with ``weights_only=True``);
-- ``COMPLETE`` (JSON: step, world size), written last.
+- ``COMPLETE`` (JSON: step, world size), written once every rank has finished;
+- ``manifest.json``, written last: every other file's size and sha256 (``trainer/integrity.py``). :func:`load` and
+  :func:`load_model_only` check it before torch reads anything (DCP's ``.metadata`` is a pickle).
 
 A checkpoint is written under ``.tmp-step-NNNNNNN`` and renamed once every rank has finished, so a directory
 named ``step-*`` with ``COMPLETE`` is always whole; only the newest ``keep`` are kept.
@@ -27,6 +29,7 @@ from torch.distributed.checkpoint.stateful import Stateful
 
 from knowmix.errors import UserError
 from trainer.distributed import DistInfo, barrier
+from trainer.integrity import verify_checkpoint, write_checkpoint_manifest
 
 STEP_RE = re.compile(r"^step-(\d{7,})$")
 
@@ -107,6 +110,7 @@ def save(root: str, state: TrainerState, rank_state: dict, info: DistInfo, keep:
     if info.is_main:
         with open(os.path.join(tmp, "COMPLETE"), "w") as fh:
             json.dump({"step": state.step, "world": info.world}, fh)
+        write_checkpoint_manifest(tmp, state.step, info.world)
         if os.path.exists(final):
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -117,7 +121,10 @@ def save(root: str, state: TrainerState, rank_state: dict, info: DistInfo, keep:
 
 
 def load(path: str, state: TrainerState, info: DistInfo) -> dict:
-    """Restore ``state`` from ``path``; return this rank's own part (sampler position, RNG states)."""
+    """Restore ``state`` from ``path``; return this rank's own part (sampler position, RNG states).
+
+    Every rank checks the whole directory against its manifest first (same files, same verdict on every rank)."""
+    verify_checkpoint(path)
     with open(os.path.join(path, "COMPLETE")) as fh:
         meta = json.load(fh)
     if int(meta.get("world", 1)) != info.world:
@@ -133,8 +140,30 @@ def load(path: str, state: TrainerState, info: DistInfo) -> dict:
 
 def load_model_only(path: str, model: torch.nn.Module) -> None:
     """Load the model weights of a checkpoint into a plain (unsharded) module, in one process."""
+    verify_checkpoint(path)
     sd = {"trainer": {"model": model.state_dict()}}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch.distributed is disabled.*")
         dcp.load(sd, checkpoint_id=path)
     model.load_state_dict(sd["trainer"]["model"])
+
+
+def resolve(run_dir: str, which: str | None) -> str:
+    """The checkpoint ``which`` names: a folder, a step number or a ``step-NNNNNNN`` name under the run's
+    ``checkpoints/``; the newest complete one when None. A UserError lists the steps there are otherwise."""
+    root = os.path.join(run_dir, "checkpoints")
+    if which is None:
+        path = latest(root)
+        if not path:
+            raise UserError(f"{root}: no complete checkpoint")
+        return path
+    if os.path.isdir(which):
+        return which
+    if which.isdigit():
+        cand = step_dir(root, int(which))
+    else:
+        cand = os.path.join(root, os.path.basename(which.rstrip("/")))
+    if os.path.isdir(cand):
+        return cand
+    steps = ", ".join(str(s) for s, _ in complete_checkpoints(root)) or "none"
+    raise UserError(f"--checkpoint {which}: no such checkpoint (complete steps in {root}: {steps})")

@@ -21,6 +21,9 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("config", help="a TOML config, e.g. configs/base.toml")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="override any config key")
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip hashing every shard against its manifest at start (paths and sizes are still"
+                             " checked; the tokenizer file and a resumed checkpoint are always verified)")
     args = parser.parse_args(argv)
     try:
         from trainer.config import load_config
@@ -28,7 +31,7 @@ def train_main(argv: list[str]) -> int:
 
         cfg = load_config(args.config, args.overrides)
         try:
-            train(cfg, resume=args.resume)
+            train(cfg, resume=args.resume, verify=not args.no_verify)
         except TrainingStopped as exc:
             print(f"knowmix train: {exc}", file=sys.stderr)
             return 1
@@ -43,7 +46,9 @@ def export_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="knowmix export", description="export a run as a Hugging Face folder")
     parser.add_argument("run_dir", help="a training run's output_dir")
     parser.add_argument("--hf", required=True, metavar="OUT", help="the Hugging Face BertForMaskedLM folder to write")
-    parser.add_argument("--checkpoint", default=None, help="a checkpoint folder (default: the newest complete one)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="a checkpoint folder, or a step number / step-NNNNNNN under RUN_DIR/checkpoints"
+                             " (default: the newest complete one); verified against its manifest before loading")
     args = parser.parse_args(argv)
     try:
         from trainer.export import export_run

@@ -40,7 +40,7 @@ class DataConfig:
     seq_len: int = 512  # general path; longer rows are truncated
     knowledge_seq_len: int = 0  # 0 = seq_len
     mlm_probability: float = 0.15
-    verify: bool = True  # check every shard's sha256 against its manifest at start
+    # (every shard's sha256 is checked at start; `knowmix train --no-verify` skips it: no config key)
 
 
 @dataclass
@@ -79,7 +79,8 @@ class TrainConfig:
     log_every: int = 10
     device: str = "auto"  # auto | cpu | cuda
     peak_tflops: float = 0.0  # 0 = look up the device's peak for MFU (unknown devices report mfu 0)
-    max_skipped_steps: int = 100  # fp16: stop after this many skipped (overflowing) steps in a row
+    max_skipped_steps: int = 100  # stop after this many skipped (non-finite) steps in a row (checked when logging)
+    host_sync_every_step: bool = False  # read the grad norm / agree on SIGTERM every step (bench: the cost)
     tensorboard: bool = True
     progress: bool = True
 
@@ -140,6 +141,11 @@ SIZES = {  # hidden, layers, heads, intermediate
 }
 
 
+RETIRED = {  # keys that once existed: a message saying what replaced them, instead of "unknown key"
+    ("data", "verify"): "the shard check is always on; pass --no-verify to `knowmix train` to skip hashing",
+}
+
+
 def _section_obj(cfg: Config, name: str):
     return getattr(cfg, name)
 
@@ -147,11 +153,10 @@ def _section_obj(cfg: Config, name: str):
 def _coerce(where: str, key: str, default: Any, value: Any) -> Any:
     """Coerce ``value`` to the type of ``default``; raise UserError naming ``where`` and ``key`` if impossible."""
     want = type(default)
-    if want is bool:
+    if want is bool:  # TOML's true/false only: a string ("false", "no") is never read as a boolean
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
+        raise UserError(f"{where}: {key} = {value!r} is not a boolean (write true or false, unquoted)")
     elif want is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -189,6 +194,8 @@ def _set(cfg: Config, where: str, section: str, key: str, value: Any) -> None:
         raise UserError(f"{where}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
     obj = _section_obj(cfg, section)
     names = [f.name for f in dataclasses.fields(obj)]
+    if (section, key) in RETIRED:
+        raise UserError(f"{where}: {section}.{key} is no longer a config key: {RETIRED[(section, key)]}")
     if key not in names:
         raise UserError(f"{where}: unknown key {section}.{key} (known in [{section}]: {', '.join(names)})")
     value = _coerce(where, f"{section}.{key}", getattr(obj, key), value)
@@ -216,6 +223,8 @@ def load_config(path: str | None, overrides: list[str] = ()) -> Config:
                 doc = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise UserError(f"{path}: not valid TOML ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); a config is a UTF-8 TOML file") from None
         except OSError as exc:
             raise UserError(f"{path}: cannot read ({exc.strerror})") from None
         cfg.source = path
@@ -234,22 +243,61 @@ def load_config(path: str | None, overrides: list[str] = ()) -> Config:
     return cfg
 
 
+# (section, key) -> (low, high, low inclusive, high inclusive); None = unbounded on that side
+RANGES = {
+    ("train", "max_steps"): (0, None, False, False),
+    ("train", "micro_batch_size"): (0, None, False, False),
+    ("train", "grad_accum"): (0, None, False, False),
+    ("train", "log_every"): (0, None, False, False),
+    ("train", "knowledge_micro_batch_size"): (0, None, True, False),
+    ("train", "prefetch"): (0, None, True, False),
+    ("train", "peak_tflops"): (0, None, True, False),
+    ("train", "max_skipped_steps"): (0, None, False, False),
+    ("data", "seq_len"): (0, None, False, False),
+    ("data", "knowledge_seq_len"): (0, None, True, False),
+    ("checkpoint", "keep"): (0, None, False, False),
+    ("checkpoint", "interval"): (0, None, True, False),
+    ("model", "dropout"): (0, 1, True, False),
+    ("model", "attention_dropout"): (0, 1, True, False),
+    ("model", "hidden_size"): (0, None, True, False),
+    ("model", "layers"): (0, None, True, False),
+    ("model", "heads"): (0, None, True, False),
+    ("model", "intermediate_size"): (0, None, True, False),
+    ("model", "max_position_embeddings"): (0, None, False, False),
+    ("model", "type_vocab_size"): (0, None, False, False),
+    ("optim", "lr"): (0, None, False, False),
+    ("optim", "warmup_steps"): (0, None, True, False),
+    ("optim", "min_lr_ratio"): (0, 1, True, True),
+    ("optim", "weight_decay"): (0, None, True, False),
+    ("optim", "grad_clip"): (0, None, True, False),
+    ("optim", "beta1"): (0, 1, True, False),
+    ("optim", "beta2"): (0, 1, True, False),
+    ("optim", "eps"): (0, None, False, False),
+    ("tasks", "relation"): (0, None, True, False),
+    ("tasks", "substitution"): (0, None, True, False),
+    ("tasks", "triple_mask"): (0, None, True, False),
+    ("distill", "rdrop_alpha"): (0, None, True, False),
+    ("distill", "layer_beta"): (0, None, True, False),
+}
+
+
+def _range_text(low, high, low_in, high_in) -> str:
+    if high is None:
+        return f"{'>=' if low_in else '>'} {low}"
+    return f"in {'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}"
+
+
 def validate(cfg: Config) -> None:
     where = cfg.source
-    positive = [
-        ("train", "max_steps"), ("train", "micro_batch_size"), ("train", "grad_accum"), ("train", "log_every"),
-        ("data", "seq_len"), ("checkpoint", "keep"),
-    ]
-    for section, key in positive:
-        if getattr(_section_obj(cfg, section), key) <= 0:
-            raise UserError(f"{where}: {section}.{key} must be > 0")
-    for key in ("relation", "substitution", "triple_mask"):
-        if getattr(cfg.tasks, key) < 0:
-            raise UserError(f"{where}: tasks.{key} must be >= 0")
+    for (section, key), (low, high, low_in, high_in) in RANGES.items():
+        v = getattr(_section_obj(cfg, section), key)
+        ok = v == v and (v >= low if low_in else v > low)  # v == v: NaN is never in range
+        if ok and high is not None:
+            ok = v <= high if high_in else v < high
+        if not ok or v in (float("inf"), float("-inf")):
+            raise UserError(f"{where}: {section}.{key} = {v!r} must be {_range_text(low, high, low_in, high_in)}")
     if not 0 < cfg.data.mlm_probability < 1:
         raise UserError(f"{where}: data.mlm_probability must be in (0, 1)")
-    if cfg.distill.rdrop_alpha < 0 or cfg.distill.layer_beta < 0:
-        raise UserError(f"{where}: distill.rdrop_alpha and distill.layer_beta must be >= 0")
     if not 0 <= cfg.model.attn_residual_decay <= 1:
         raise UserError(f"{where}: model.attn_residual_decay must be in [0, 1] (0 = off, 1 = RealFormer)")
     if not 2 <= cfg.mlm.rounds <= 4:

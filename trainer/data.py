@@ -1,6 +1,7 @@
 """Shard datasets for the two paths, read through the shard contract (``knowmix.manifest``) only.
 
-- Shards are memory-mapped Arrow IPC files; their manifest checksums are verified at start.
+- Shards are memory-mapped Arrow IPC files; their paths are confined to the manifest's directory and their
+  checksums verified at start (``trainer/integrity.py``; ``--no-verify`` compares sizes only).
 - Each rank reads its own shards (``shards[rank::world]``); with fewer shards than ranks, the rows are split
   instead (``row % world == rank``), so no row is read by two ranks.
 - A :class:`Stream` walks its rows epoch by epoch (shard order shuffled, rows shuffled inside a shard, so only a
@@ -22,6 +23,7 @@ import torch
 
 from knowmix.errors import UserError
 from knowmix.manifest import ContractError, ShardDir, open_shard_dir
+from trainer.integrity import check_shard_dir, tokenizer_file
 from trainer.masking import PATH_GENERAL, PATH_KNOWLEDGE, PATH_ROUNDS, assign_rounds, rng_for, triple_mask, whole_word_mask
 
 KNOWLEDGE_TASKS = ("relation", "substitution", "triple_mask")
@@ -31,13 +33,17 @@ SPECIAL_KEYS = ("pad", "unk", "cls", "sep", "mask", "e1", "e1_end", "e2", "e2_en
 # ---------------------------------------------------------------------------------------------- opening
 
 
-def open_dir(path: str, kind: str, key: str, verify: bool) -> ShardDir:
+def open_dir(path: str, kind: str, key: str, verify: bool = True) -> ShardDir:
+    """Open a shard directory through the shard contract: manifest read, every shard path confined to the
+    directory, then (``verify``) each shard's sha256 and row count checked; without it, sizes only."""
     if not path or not os.path.isdir(path):
         raise UserError(f"{key} = {path!r}: no such shard directory (run `knowmix tokenize` first, or fix {key})")
     try:
-        return open_shard_dir(path, kind=kind, verify=verify)
+        shard_dir = open_shard_dir(path, kind=kind, verify=False)  # the manifest only: paths are checked first
     except ContractError as exc:
         raise UserError(f"{key}: {exc}") from None
+    check_shard_dir(shard_dir, key, verify)
+    return shard_dir
 
 
 @dataclass
@@ -66,10 +72,8 @@ class TokenizerInfo:
         missing = [k for k in ("pad", "unk", "cls", "sep", "mask") if k not in info.special_ids]
         if missing:
             raise UserError(f"{where}: tokenizer.special_ids lacks {', '.join(missing)}")
-        for cand in (os.path.join(shard_dir.root, info.file), os.path.join(os.path.dirname(shard_dir.root.rstrip("/")), info.file)):
-            if os.path.isfile(cand):
-                info.path = os.path.abspath(cand)
-                break
+        # the file beside the manifest (knowmix tokenize copies it there), hashed against tokenizer.sha256
+        info.path = tokenizer_file(shard_dir, info.file, info.sha256, key)
         return info
 
     def to_dict(self) -> dict:

@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from knowmix.errors import UserError
+
 try:  # torch >= 2.6
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 except ImportError:  # pragma: no cover - older torch
@@ -47,7 +49,12 @@ def init(device: str = "auto") -> DistInfo:
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError(f'train.device = "cuda" but torch {torch.__version__} sees no CUDA device;'
+                        ' use train.device = "auto" or "cpu"')
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and local_rank >= torch.cuda.device_count():
+        raise UserError(f"LOCAL_RANK {local_rank}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if use_cuda:
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)

@@ -17,6 +17,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from knowmix.errors import UserError
+from knowmix.manifest import sha256_file
+from trainer.integrity import confined
 from trainer.model import EncoderConfig, hf_state_dict, normalise_hf_keys
 
 RUN_INFO = "run.json"
@@ -125,11 +127,40 @@ def save_hf(model: torch.nn.Module, cfg: EncoderConfig, out_dir: str, tok: dict 
 
 
 def read_run_info(run_dir: str) -> dict:
+    """``run.json`` of a training run, checked for the keys export and resume read (one-line UserError)."""
     path = os.path.join(run_dir, RUN_INFO)
     if not os.path.isfile(path):
         raise UserError(f"{path}: missing ({run_dir} is not a knowmix training run)")
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            info = json.load(fh)
+    except (OSError, ValueError) as exc:  # ValueError covers JSONDecodeError and UnicodeDecodeError
+        raise UserError(f"{path}: not a readable run record ({type(exc).__name__}: {exc})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("encoder"), dict):
+        raise UserError(f"{path}: malformed run record (no `encoder` object)")
+    for key, kind in (("tokenizer", dict), ("tokenizer_copy", str), ("num_relations", int)):
+        if key in info and info[key] is not None and not isinstance(info[key], kind):
+            raise UserError(f"{path}: malformed run record (`{key}` is not a {kind.__name__})")
+    return info
+
+
+def encoder_from_run(info: dict, run_dir: str) -> EncoderConfig:
+    try:
+        return EncoderConfig(**info["encoder"])
+    except TypeError as exc:
+        raise UserError(f"{os.path.join(run_dir, RUN_INFO)}: malformed `encoder` ({exc})") from None
+
+
+def check_hf_out(out_dir: str) -> None:
+    """The export folder must be a directory (or creatable as one)."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise UserError(f"--hf {out_dir}: exists and is not a directory")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--hf {out_dir}: cannot create ({exc.strerror or exc})") from None
+    if not os.access(out_dir, os.W_OK):
+        raise UserError(f"--hf {out_dir}: not writable")
 
 
 def export_run(run_dir: str, out_dir: str, checkpoint_path: str | None = None, log=print) -> tuple[str, list[str]]:
@@ -141,14 +172,19 @@ def export_run(run_dir: str, out_dir: str, checkpoint_path: str | None = None, l
     from trainer.heads import KnowmixForPretraining
 
     info = read_run_info(run_dir)
-    path = checkpoint_path or ckpt.latest(os.path.join(run_dir, "checkpoints"))
-    if not path:
-        raise UserError(f"{run_dir}/checkpoints: no complete checkpoint to export")
-    cfg = EncoderConfig(**info["encoder"])
+    path = ckpt.resolve(run_dir, checkpoint_path)
+    cfg = encoder_from_run(info, run_dir)
+    check_hf_out(out_dir)
     if cfg.attn_residual_decay:
         log(f"note: {run_dir} was trained with model.attn_residual_decay = {cfg.attn_residual_decay:g}; Hugging Face"
             " BertForMaskedLM has no attention residual, so the exported model's outputs differ from knowmix's")
     model = KnowmixForPretraining(cfg, num_relations=int(info.get("num_relations", 1)))
-    ckpt.load_model_only(path, model)
-    tok_path = os.path.join(run_dir, info["tokenizer_copy"]) if info.get("tokenizer_copy") else ""
-    return path, save_hf(model, cfg, out_dir, info.get("tokenizer"), tok_path)
+    ckpt.load_model_only(path, model)  # checks the checkpoint's manifest before torch reads it
+    tok_path = confined(run_dir, info["tokenizer_copy"], f"{run_dir}/{RUN_INFO}: tokenizer_copy") \
+        if info.get("tokenizer_copy") else ""
+    tok = info.get("tokenizer")
+    if tok and not isinstance(tok.get("kind"), str):
+        raise UserError(f"{run_dir}/{RUN_INFO}: malformed `tokenizer` entry (no kind)")
+    if tok and tok_path and os.path.isfile(tok_path) and sha256_file(tok_path) != tok.get("sha256"):
+        raise UserError(f"{tok_path}: sha256 differs from {RUN_INFO}'s tokenizer.sha256; refusing to export it")
+    return path, save_hf(model, cfg, out_dir, tok, tok_path)

@@ -1,5 +1,13 @@
 """The training loop: data -> dual-path forward/backward -> (fp16 unscale) -> clip -> AdamW -> schedule,
-with metrics, TensorBoard, a progress bar on rank 0, checkpoints (interval, SIGTERM, end) and a summary."""
+with metrics, TensorBoard, a progress bar on rank 0, checkpoints (interval, SIGTERM, end) and a summary.
+
+No per-step host syncs: the gradient norm, the skip decision for a non-finite step (fused AdamW's ``found_inf``,
+or GradScaler's under fp16) and the skipped-step counters stay on the device; the host reads them only on
+a logging step (every ``log_every``). A SIGTERM is seen on the next step in one process; several processes
+agree on it (an all-reduce) on logging and checkpoint steps. ``train.host_sync_every_step`` restores the
+per-step reads (``float(norm)``, the SIGTERM all-reduce) with the same math: ``bench/train.py`` measures the
+difference, and the losses are identical either way.
+"""
 
 from __future__ import annotations
 
@@ -20,28 +28,14 @@ from trainer import distributed as D
 from trainer.config import Config, distill_layers, dump_toml, model_dims
 from trainer.data import GeneralPath, KnowledgePath, TokenizerInfo, Vocab, file_sha256, load_relations, open_dir
 from trainer.dual_path import DualPathData, Inline, Prefetcher, to_device
-from trainer.export import RUN_INFO, apply_init, load_init
+from trainer.export import RUN_INFO, apply_init, load_init, read_run_info
+from trainer.flops import batch_flops, peak_flops
 from trainer.heads import MAX_ROUNDS, N_STATS, STAT_INDEX, TASKS, KnowmixForPretraining
 from trainer.model import EncoderConfig
-
-# dense bf16/fp16 tensor-core peaks (TFLOP/s) for MFU; train.peak_tflops overrides
-PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "H800": 989.0, "A100": 312.0, "A800": 312.0, "L40S": 362.0,
-               "L4": 121.0, "A10": 125.0, "V100": 125.0, "4090": 165.0}
 
 
 class TrainingStopped(Exception):
     """The run cannot go on (e.g. fp16 overflowing step after step); the message says why."""
-
-
-def peak_flops(cfg: Config, device: torch.device) -> float:
-    if cfg.train.peak_tflops > 0:
-        return cfg.train.peak_tflops * 1e12
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        for key, tf in PEAK_TFLOPS.items():
-            if key in name:
-                return tf * 1e12
-    return 0.0
 
 
 def lr_lambda(cfg: Config):
@@ -59,14 +53,38 @@ def lr_lambda(cfg: Config):
     return f
 
 
-def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device | None = None) -> torch.optim.Optimizer:
+    """AdamW; fused (one kernel, and it skips a step on the device when told ``found_inf``) on CPU and CUDA."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps)
+    fused = device is not None and device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps,
+                             fused=fused or None)
+
+
+def optimizer_step(optimizer, scaler, norm: torch.Tensor) -> torch.Tensor:
+    """Step unless ``norm`` is not finite (every rank sees the same global norm, so all agree); return the
+    skipped flag as a 0-dim float tensor on the device. No host sync on the fused path (GradScaler or not)."""
+    found = (~torch.isfinite(norm)).float()
+    if scaler.is_enabled():
+        # every rank must agree on skipping: set the scaler's per-device found_inf from the global norm
+        for v in scaler._per_optimizer_states[id(optimizer)]["found_inf_per_device"].values():
+            v.copy_(found.to(v.device))
+        scaler.step(optimizer)
+        scaler.update()
+    elif getattr(optimizer, "_step_supports_amp_scaling", False):  # fused: the kernel skips when found_inf is 1
+        optimizer.found_inf = found
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf
+    elif not found.item():  # a non-fused optimizer can only skip from the host
+        optimizer.step()
+    return found
 
 
 def _debug_inf_steps() -> set[int]:
@@ -94,8 +112,8 @@ class _Sigterm:
             signal.signal(signal.SIGTERM, self.previous)
 
 
-def setup_data(cfg: Config, info: D.DistInfo):
-    pre = open_dir(cfg.data.pretrain, "pretrain", "data.pretrain", cfg.data.verify)
+def setup_data(cfg: Config, info: D.DistInfo, verify: bool = True):
+    pre = open_dir(cfg.data.pretrain, "pretrain", "data.pretrain", verify)
     tok = TokenizerInfo.from_manifest(pre, "data.pretrain")
     vocab = Vocab(tok)
     rounds = cfg.mlm.rounds if cfg.mlm.mode == "multiround" else 1
@@ -104,7 +122,7 @@ def setup_data(cfg: Config, info: D.DistInfo):
     knowledge, relations = None, ["NA"]
     weights = {"relation": cfg.tasks.relation, "substitution": cfg.tasks.substitution, "triple_mask": cfg.tasks.triple_mask}
     if cfg.data.knowledge and any(weights.values()):
-        kdir = open_dir(cfg.data.knowledge, "knowledge_tokens", "data.knowledge", cfg.data.verify)
+        kdir = open_dir(cfg.data.knowledge, "knowledge_tokens", "data.knowledge", verify)
         ktok = TokenizerInfo.from_manifest(kdir, "data.knowledge")
         tok.check_same(ktok, f"{cfg.data.knowledge}/manifest.json")
         relations = load_relations(kdir)
@@ -163,31 +181,45 @@ def write_run_info(cfg: Config, enc: EncoderConfig, tok: TokenizerInfo, relation
         fh.write(dump_toml(cfg))
 
 
+def prepare_output_dir(out: str) -> None:
+    """``train.output_dir`` must be a writable directory (created if missing)."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"train.output_dir = {out!r}: exists and is not a directory")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"train.output_dir = {out!r}: cannot create ({exc.strerror or exc})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UserError(f"train.output_dir = {out!r}: not writable")
+
+
 def check_resume_tokenizer(cfg: Config, tok: TokenizerInfo) -> None:
     path = os.path.join(cfg.train.output_dir, RUN_INFO)
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as fh:
-            old = json.load(fh).get("tokenizer", {})
+        old = read_run_info(cfg.train.output_dir).get("tokenizer") or {}
         if old and (old.get("sha256"), old.get("vocab_size")) != (tok.sha256, tok.vocab_size):
             raise UserError(f"{path}: the run was trained with another tokenizer than the shards' (sha256/vocab_size)")
 
 
-def train(cfg: Config, resume: bool = False, log=print, on_end=None) -> dict:
+def train(cfg: Config, resume: bool = False, log=print, on_end=None, verify: bool = True, on_step=None) -> dict:
     """Run training as configured; return the summary (also printed on rank 0).
 
-    ``on_end(model, info)``, if given, is called with the (wrapped) model after the last step (tests use it to
-    all-gather the parameters)."""
+    ``verify=False`` (``--no-verify``) skips hashing the shards at start (their paths and sizes are still
+    checked). ``on_end(model, info)``, if given, is called with the (wrapped) model after the last step (tests
+    use it to all-gather the parameters); ``on_step(step)`` after every optimizer step (bench/profile_step.py
+    drives torch.profiler's schedule with it)."""
+    prepare_output_dir(cfg.train.output_dir)
     info = D.init(cfg.train.device)
     try:
-        return _train(cfg, resume, info, log, on_end)
+        return _train(cfg, resume, info, log, on_end, verify, on_step)
     finally:
         D.shutdown(info)
 
 
-def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dict:
+def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None, verify: bool = True, on_step=None) -> dict:
     t = cfg.train
     main = info.is_main
-    data, tok, relations = setup_data(cfg, info)
+    data, tok, relations = setup_data(cfg, info, verify)
     enc, init_state, init_path = encoder_config(cfg, tok)
     if resume:
         check_resume_tokenizer(cfg, tok)
@@ -202,7 +234,7 @@ def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dic
     model.to(info.device)
     core = model
     model = D.wrap(model, t.zero, t.precision, t.activation_checkpointing, info, compile=t.compile)
-    optimizer = build_optimizer(model, cfg)
+    optimizer = build_optimizer(model, cfg, info.device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     scaler = torch.amp.GradScaler(info.device.type, enabled=t.precision == "fp16")
     state = ckpt.TrainerState(core, optimizer, scheduler, scaler, step=0)
@@ -231,7 +263,7 @@ def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dic
         trim_metrics(metrics_path, start_step)
 
     params = [p for p in model.parameters() if p.requires_grad]
-    peak = peak_flops(cfg, info.device) * info.world
+    peak = peak_flops(info.device, t.peak_tflops) * info.world
     sigterm = _Sigterm()
     sigterm.install()
     inf_steps = _debug_inf_steps()
@@ -251,26 +283,34 @@ def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dic
         bar = tqdm(total=t.max_steps, initial=start_step, desc="train", dynamic_ncols=True, file=sys.stderr,
                    mininterval=1.0)
 
-    window = torch.zeros(N_STATS, dtype=torch.float64, device=info.device)
-    win_tokens, win_norm, win_steps, win_start = 0, 0.0, 0, time.perf_counter()
+    dev = info.device
+    window = torch.zeros(N_STATS, dtype=torch.float64, device=dev)
+    win_norm = torch.zeros((), dtype=torch.float64, device=dev)  # sum of the window's finite grad norms
+    skipped_total_t = torch.zeros((), dtype=torch.float64, device=dev)
+    skipped_row_t = torch.zeros((), dtype=torch.float64, device=dev)  # skipped steps in a row, up to now
+    win_tokens, win_flops, win_steps, win_start = 0, 0.0, 0, time.perf_counter()
     run_start = time.perf_counter()
     skipped_total, skipped_row, history = 0, 0, []
     last_saved = -1
     step = start_step
     stop_reason = "max_steps"
     dual = data.dual
+    copies = 2 if cfg.distill.rdrop_alpha > 0 else 1
+    distilled = len(distill_layers(cfg, enc.num_hidden_layers))
     sampler_state = data.state_dict()
-    feed = (Prefetcher(data, start_step, t.max_steps, t.prefetch, pin=info.device.type == "cuda")
+    feed = (Prefetcher(data, start_step, t.max_steps, t.prefetch, pin=dev.type == "cuda")
             if t.prefetch > 0 else Inline(data))
     model.train()
     while step < t.max_steps:
+        # forward/backward over the step's micro-batches (general and knowledge alternating)
         batches, sampler_state = feed.get(step)
         scales, _ = data.scales(batches, info)
         for i, b in enumerate(batches):
             win_tokens += int(b["n_tokens"])
+            win_flops += batch_flops(b, enc, copies, distilled)
             with D.grad_sync(model, t.zero, last=i == len(batches) - 1):
-                with D.autocast(model, t.precision, info.device):
-                    loss, stats = model(to_device(b, info.device), scales)
+                with D.autocast(model, t.precision, dev):
+                    loss, stats = model(to_device(b, dev), scales)
                 scaler.scale(loss).backward() if scaler.is_enabled() else loss.backward()
             window += stats.double()
         if step in inf_steps:
@@ -279,44 +319,36 @@ def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dic
                 local = g.to_local() if hasattr(g, "to_local") else g
                 if local.numel():
                     local.view(-1)[0] = float("inf")
+
+        # clip, then step unless the global norm is not finite (decided on the device)
         if scaler.is_enabled():
             scaler.unscale_(optimizer)
         norm = torch.nn.utils.clip_grad_norm_(params, t_clip(cfg))
         norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
-        norm_val = float(norm)
-        skipped = False
-        if scaler.is_enabled():
-            # every rank must agree on skipping: set the scaler's per-device found_inf from the global norm
-            found = 0.0 if math.isfinite(norm_val) else 1.0
-            for v in scaler._per_optimizer_states[id(optimizer)]["found_inf_per_device"].values():
-                v.fill_(found)
-            before = scaler.get_scale()
-            scaler.step(optimizer)
-            scaler.update()
-            skipped = scaler.get_scale() < before
-        elif math.isfinite(norm_val):
-            optimizer.step()
-        else:
-            skipped = True
+        if t.host_sync_every_step:
+            float(norm)  # the per-step host read this switch restores (bench/train.py measures its cost)
+        skipped = optimizer_step(optimizer, scaler, norm).double()
         optimizer.zero_grad(set_to_none=True)
-        with warnings.catch_warnings():  # a skipped fp16 step makes torch warn that the scheduler ran first
+        with warnings.catch_warnings():  # a skipped step makes torch warn that the scheduler ran first
             warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*")
             scheduler.step()
         step += 1
         state.step = step
-        skipped_total += skipped
-        skipped_row = skipped_row + 1 if skipped else 0
-        if math.isfinite(norm_val):
-            win_norm += norm_val
+        skipped_total_t += skipped
+        skipped_row_t.add_(1).mul_(skipped)  # back to 0 on a step that was taken
+        win_norm += torch.where(skipped > 0, torch.zeros_like(win_norm), norm.detach().double())
         win_steps += 1
 
-        if step % t.log_every == 0 or step == t.max_steps:
+        # timing and logging: the host reads the device's counters here, once per log_every steps
+        log_now = step % t.log_every == 0 or step == t.max_steps
+        if log_now:
             D.all_reduce_(window, info)
             elapsed = max(time.perf_counter() - win_start, 1e-9)
-            tok_t = torch.tensor([float(win_tokens)], device=info.device)
-            D.all_reduce_(tok_t, info)
-            rec = metrics_record(window, step, dual, cfg, scheduler.get_last_lr()[0], win_norm / max(win_steps, 1),
-                                 scaler, float(tok_t) / elapsed, enc, peak)
+            totals = torch.tensor([float(win_tokens), win_flops], dtype=torch.float64, device=dev)
+            D.all_reduce_(totals, info)
+            skipped_total, skipped_row = int(skipped_total_t), int(skipped_row_t)
+            rec = metrics_record(window, step, dual, cfg, scheduler.get_last_lr()[0], float(win_norm) / max(win_steps, 1),
+                                 scaler, float(totals[0]) / elapsed, float(totals[1]) / elapsed, peak)
             rec["skipped_steps"] = skipped_total
             history.append(rec)
             if main:
@@ -329,23 +361,37 @@ def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None) -> dic
                 if bar is not None:
                     bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.2e}")
             window.zero_()
-            win_tokens, win_norm, win_steps, win_start = 0, 0.0, 0, time.perf_counter()
+            win_norm.zero_()
+            win_tokens, win_flops, win_steps, win_start = 0, 0.0, 0, time.perf_counter()
         if bar is not None:
             bar.update(1)
+        if on_step is not None:
+            on_step(step)
 
-        term = torch.tensor([1.0 if sigterm.flag else 0.0], device=info.device)
-        D.all_reduce_(term, info, op=torch.distributed.ReduceOp.MAX)
-        if (cfg.checkpoint.interval and step % cfg.checkpoint.interval == 0) or term.item() > 0:
-            ckpt.save(ckpt_root, state, {"sampler": sampler_state, "rng": ckpt.rng_state(info.device)}, info,
+        # SIGTERM: one process sees its own flag every step; several agree on it (a collective, so a host sync)
+        # on logging and checkpoint steps only, unless host_sync_every_step
+        interval_due = bool(cfg.checkpoint.interval and step % cfg.checkpoint.interval == 0)
+        term = sigterm.flag
+        if info.distributed and (log_now or interval_due or t.host_sync_every_step):
+            flag = torch.tensor([1.0 if sigterm.flag else 0.0], device=dev)
+            D.all_reduce_(flag, info, op=torch.distributed.ReduceOp.MAX)
+            term = flag.item() > 0
+        elif info.distributed:
+            term = False  # acted on at the next agreement step, by every rank together
+        elif t.host_sync_every_step:
+            term = torch.tensor([1.0 if sigterm.flag else 0.0], device=dev).item() > 0
+        if interval_due or term:
+            ckpt.save(ckpt_root, state, {"sampler": sampler_state, "rng": ckpt.rng_state(dev)}, info,
                       cfg.checkpoint.keep)
             last_saved = step
-        if term.item() > 0:
+        if term:
             stop_reason = "SIGTERM"
             break
-        if skipped_row >= t.max_skipped_steps:
+        if log_now and skipped_row >= t.max_skipped_steps:
             stop_reason = f"{skipped_row} fp16 steps in a row overflowed"
             break
 
+    skipped_total = int(skipped_total_t)
     if last_saved != step:
         ckpt.save(ckpt_root, state, {"sampler": sampler_state, "rng": ckpt.rng_state(info.device)}, info,
                   cfg.checkpoint.keep)
@@ -392,7 +438,8 @@ def t_clip(cfg: Config) -> float:
     return cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
 
 
-def metrics_record(window, step, dual, cfg, lr, grad_norm, scaler, tokens_per_s, enc, peak) -> dict:
+def metrics_record(window, step, dual, cfg, lr, grad_norm, scaler, tokens_per_s, flops_per_s, peak) -> dict:
+    """One metrics.jsonl line. ``mfu`` = the FLOPs the steps actually did (trainer/flops.py) / the devices' peak."""
     w = window.tolist()
 
     def mean(task, k=0):
@@ -425,7 +472,7 @@ def metrics_record(window, step, dual, cfg, lr, grad_norm, scaler, tokens_per_s,
     rec["grad_norm"] = grad_norm
     rec["loss_scale"] = scaler.get_scale() if scaler.is_enabled() else None
     rec["tokens_per_s"] = tokens_per_s
-    rec["mfu"] = tokens_per_s * enc.flops_per_token(cfg.data.seq_len) / peak if peak else 0.0
+    rec["mfu"] = flops_per_s / peak if peak else 0.0
     return rec
 
 

@@ -15,7 +15,6 @@ from pipelines.tokenizers import (
     DocTokens,
     Dropped,
     WordSegmenter,
-    check_tokenizer,
     encode_with_words,
     load_tokenizer,
     pack_documents,
@@ -162,15 +161,6 @@ def test_bad_tokenizer_specs(tmp_path):
     (tmp_path / "v.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n中\n")
     with pytest.raises(UserError, match="unused"):
         load_tokenizer(f"wordpiece:{tmp_path}/v.txt")
-
-
-def test_tokenizer_hash_refusal(vocab, wp, tmp_path):
-    check_tokenizer(wp.info(), wp.info())
-    other = load_tokenizer("wordpiece:" + write_bert_vocab(str(tmp_path / "vocab.txt"), news_lines(20)))
-    with pytest.raises(UserError, match="sha256"):
-        check_tokenizer(other.info(), wp.info())
-    with pytest.raises(UserError, match="no tokenizer"):
-        check_tokenizer(None, wp.info())
 
 
 # ---------------------------------------------------------------------------------------------- sentencepiece

@@ -269,3 +269,57 @@ def test_fresh_run_refuses_existing_checkpoints(tmp_path, shards, capsys):
     assert train_main(["", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--resume" in err
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_host_sync_switch_changes_no_number(tmp_path, shards, monkeypatch, precision):
+    """The loop keeps the grad norm and the skip decision on the device (fused AdamW's found_inf, or GradScaler's)
+    and reads them when logging; train.host_sync_every_step reads them every step. Same numbers either way,
+    including a step with an inf gradient (index 2), which is skipped in both."""
+    pre, ktok = shards
+    monkeypatch.setenv("KNOWMIX_DEBUG_INF_STEPS", "2")
+    runs = {}
+    for sync in ("false", "true"):
+        out = tmp_path / f"sync-{sync}"
+        args = tiny_overrides(pre, ktok, str(out), **{"train.max_steps": 5, "train.log_every": 1,
+                                                      "train.precision": f'"{precision}"',
+                                                      "train.host_sync_every_step": sync})
+        assert train_main(["", *args]) == 0
+        runs[sync] = read_metrics(str(out))
+    assert len(runs["false"]) == len(runs["true"]) == 5
+    for a, b in zip(runs["false"], runs["true"]):
+        for key in a:
+            if key not in ("tokens_per_s", "mfu"):
+                assert a[key] == b[key], (key, a[key], b[key])
+    m = {r["step"]: r for r in runs["false"]}
+    skipped_before = m[2]["skipped_steps"]
+    assert m[3]["skipped_steps"] == skipped_before + 1 and m[4]["skipped_steps"] == m[3]["skipped_steps"]
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["grad_norm"]) for r in runs["false"])
+    if precision == "fp32":
+        assert skipped_before == 0 and m[3]["grad_norm"] == 0.0  # the skipped step's norm is left out
+
+
+def test_skipped_step_leaves_weights_unchanged(tmp_path, shards, monkeypatch):
+    """fp32: an inf gradient at the last step (index 2 of 3) is skipped on the device: the final weights equal
+    those of a 2-step run (the skipped step changed nothing, optimizer state included)."""
+    import torch
+
+    from trainer import checkpoint as ckpt
+    from trainer.export import read_run_info
+    from trainer.heads import KnowmixForPretraining
+    from trainer.model import EncoderConfig
+
+    pre, ktok = shards
+    constant = {"optim.schedule": '"constant"'}  # the same learning rates whatever max_steps
+
+    def weights(run):
+        info = read_run_info(str(run))
+        model = KnowmixForPretraining(EncoderConfig(**info["encoder"]), num_relations=info["num_relations"])
+        ckpt.load_model_only(ckpt.latest(str(run / "checkpoints")), model)
+        return model.state_dict()
+
+    assert train_main(["", *tiny_overrides(pre, ktok, str(tmp_path / "two"), **{"train.max_steps": 2, **constant})]) == 0
+    monkeypatch.setenv("KNOWMIX_DEBUG_INF_STEPS", "2")
+    assert train_main(["", *tiny_overrides(pre, ktok, str(tmp_path / "three"), **{"train.max_steps": 3, **constant})]) == 0
+    a, b = weights(tmp_path / "two"), weights(tmp_path / "three")
+    assert all(torch.equal(a[k], b[k]) for k in a)
