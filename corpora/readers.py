@@ -32,6 +32,7 @@ on the same paths give the same ids.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -48,6 +49,7 @@ from corpora.encoding import (
     declared_html_charset,
     decode_document,
     detect_encoding,
+    is_text_codec,
     open_binary,
     read_head,
 )
@@ -169,6 +171,8 @@ def _file_encoding(ctx: _Ctx) -> tuple[str | None, str | None, bytes]:
     if not head:
         return None, (f"cannot read: {err}" if err else "empty file"), head
     if ctx.spec.encoding.lower() != "auto":
+        if not is_text_codec(ctx.spec.encoding):  # sources.py refuses these; a hand-made spec may not
+            return None, f"encoding {ctx.spec.encoding!r} is not a text encoding", head
         enc = canonical_encoding(ctx.spec.encoding)
         if enc == "utf-8" and bom_encoding(head) == "utf-8-sig":
             enc = "utf-8-sig"
@@ -180,70 +184,150 @@ def _file_encoding(ctx: _Ctx) -> tuple[str | None, str | None, bytes]:
     return enc, None, head
 
 
+_READ_BLOCK = 1 << 20
+_EOL_BYTES = re.compile(rb"\r\n?|\n")
+_EOL_STR = re.compile(r"\r\n?|\n")
+_STR_LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+#: what a text-decoding error becomes inside a decoded wide (UTF-16/32) line: a lone surrogate, which no
+#: strictly valid decoding produces (surrogateescape uses U+DC80..U+DCFF), so a line holding it had bad data
+_BAD_UNIT = "\udc00"
+codecs.register_error("knowmix.bad_unit", lambda e: (_BAD_UNIT, e.end))
+
+
+def _blocks(f) -> Iterator[bytes]:
+    """The stream's bytes a block at a time (read1: what came before a broken compressed stream is not lost)."""
+    read = f.read1 if hasattr(f, "read1") else f.read
+    while True:
+        block = read(_READ_BLOCK)
+        if not block:
+            return
+        yield block
+
+
+def _split_lines(blocks: Iterator, limit: int, split: Callable, eol: re.Pattern) -> Iterator[tuple[Any, int, bool]]:
+    """(line, size, too_long) for every line of a stream given as blocks (all bytes or all str).
+
+    A line ends at "\\n", "\\r\\n" or a lone "\\r" (kept on the line). A line longer than `limit` comes once as
+    (its first 1000 units, its size, True) and is skipped without being held in memory.
+    """
+    carry = None  # the unterminated tail of the last block
+    skipping = -1  # size so far of an over-long line being skipped; -1 when not skipping
+    head = None
+    after_cr = False  # the last line ended in "\r": a "\n" starting the next block belongs to it
+    for block in blocks:
+        if after_cr:
+            after_cr = False
+            if block[:1] in ("\n", b"\n"):
+                block = block[1:]
+        if skipping >= 0:
+            m = eol.search(block)
+            if m is None:
+                skipping += len(block)
+                continue
+            skipping += m.end()
+            yield head, skipping, True
+            skipping = -1
+            after_cr = m.end() == len(block) and block[-1:] in ("\r", b"\r")
+            block = block[m.end() :]
+        if carry:
+            block, carry = carry + block, None
+        lines = split(block)
+        if lines:
+            last = lines[-1]
+            if last[-1:] in ("\n", b"\n"):
+                pass
+            elif last[-1:] in ("\r", b"\r"):
+                after_cr = True
+            else:
+                carry = lines.pop()
+        for line in lines:
+            if len(line) > limit:
+                yield line[:1000], len(line), True
+            else:
+                yield line, len(line), False
+        if carry is not None and len(carry) > limit:
+            skipping, head, carry = len(carry), carry[:1000], None
+    if skipping >= 0:
+        yield head, skipping, True
+    elif carry:
+        yield carry, len(carry), False
+
+
 def _iter_lines(ctx: _Ctx) -> Iterator[_Line]:
-    """Decoded lines; invalid bytes, NULs and over-long lines come as error lines; a broken stream ends it."""
+    """Decoded lines, each decoded on its own with the file's encoding: invalid bytes, NULs and over-long lines
+    come as error lines (one line each); a broken stream ends it with a fatal line."""
     limit = ctx.spec.max_record_bytes
     enc, err, head = _file_encoding(ctx)
     if err:
         yield _Line(0, None, head[:1000], err, fatal=True)
         return
     assert enc is not None
-    if enc.replace("_", "-").startswith(("utf-16", "utf-32")):
+    if "\n\r".encode(enc) != b"\n\r" or enc.replace("_", "-").startswith(("utf-16", "utf-32")):
         yield from _iter_wide_lines(ctx, enc)
         return
     line_enc = "utf-8" if enc == "utf-8-sig" else enc
     lineno = 0
     with open_binary(ctx.path) as f:
         try:
-            while True:
-                line = f.readline(limit + 1)
-                if not line:
-                    return
+            for line, size, too_long in _split_lines(_blocks(f), limit, _byte_lines, _EOL_BYTES):
                 lineno += 1
-                if lineno == 1 and enc == "utf-8-sig" and line.startswith(b"\xef\xbb\xbf"):
+                if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
                     line = line[3:]
-                if len(line) > limit and not line.endswith(b"\n"):
-                    total = len(line)
-                    while True:  # skip the rest of the line without holding it
-                        chunk = f.readline(1 << 20)
-                        total += len(chunk)
-                        if not chunk or chunk.endswith(b"\n"):
-                            break
-                    yield _Line(lineno, None, line[:1000], f"line longer than {limit} bytes ({total} bytes)", nbytes=total)
+                if too_long:
+                    yield _Line(lineno, None, line, f"line longer than {limit} bytes ({size} bytes)", nbytes=size)
                     continue
                 if b"\x00" in line:
-                    yield _Line(lineno, None, line, "NUL byte in line (binary data?)", nbytes=len(line))
+                    yield _Line(lineno, None, line, "NUL byte in line (binary data?)", nbytes=size)
                     continue
                 try:
                     text = line.decode(line_enc)
                 except UnicodeDecodeError as e:
-                    yield _Line(lineno, None, line, f"invalid {line_enc} bytes at byte {e.start} of the line", nbytes=len(line))
+                    yield _Line(lineno, None, line, f"invalid {line_enc} bytes at byte {e.start} of the line", nbytes=size)
                     continue
-                yield _Line(lineno, text, line, nbytes=len(line))
+                yield _Line(lineno, text, line, nbytes=size)
         except _STREAM_ERRORS as e:
             yield _Line(lineno + 1, None, "", f"truncated or corrupt compressed data after line {lineno}: {e}", fatal=True)
 
 
+def _byte_lines(data: bytes) -> list[bytes]:
+    return data.splitlines(True)  # bytes split only at \n, \r\n and \r
+
+
+def _str_lines(text: str) -> list[str]:
+    return _STR_LINES.findall(text)
+
+
 def _iter_wide_lines(ctx: _Ctx, enc: str) -> Iterator[_Line]:
-    limit_chars = max(1, ctx.spec.max_record_bytes // 2)
+    """Lines of a UTF-16/UTF-32 (or other non-ASCII-compatible) file, split after decoding so a line break is
+    a whole code unit; a line holding an invalid unit is one error line, the lines around it are intact."""
+    unit = max(1, len("\n".encode(enc.replace("-sig", ""))) if not enc.lower().startswith(("utf-16", "utf-32")) else (4 if "32" in enc else 2))
+    limit_chars = max(1, ctx.spec.max_record_bytes // unit)
+    decoder = codecs.getincrementaldecoder(enc)("knowmix.bad_unit")
+
+    def texts(f) -> Iterator[str]:
+        for block in _blocks(f):
+            text = decoder.decode(block, final=False)
+            if text:
+                yield text
+        text = decoder.decode(b"", final=True)
+        if text:
+            yield text
+
     lineno = 0
-    with io.TextIOWrapper(open_binary(ctx.path), encoding=enc, errors="strict", newline="") as f:
+    with open_binary(ctx.path) as f:
         try:
-            while True:
-                line = f.readline(limit_chars + 1)
-                if not line:
-                    return
+            for line, size, too_long in _split_lines(texts(f), limit_chars, _str_lines, _EOL_STR):
                 lineno += 1
-                if len(line) > limit_chars and not line.endswith(("\n", "\r")):
-                    while True:
-                        chunk = f.readline(1 << 20)
-                        if not chunk or chunk.endswith(("\n", "\r")):
-                            break
-                    yield _Line(lineno, None, line[:1000], f"line longer than {ctx.spec.max_record_bytes} bytes")
-                    continue
-                yield _Line(lineno, line, line, nbytes=len(line) * 2)
-        except UnicodeDecodeError as e:
-            yield _Line(lineno + 1, None, "", f"invalid {enc} data after line {lineno}: {e.reason}", fatal=True)
+                if lineno == 1 and line.startswith("\ufeff"):
+                    line = line[1:]
+                if too_long:
+                    yield _Line(lineno, None, line.replace(_BAD_UNIT, "\ufffd"), f"line longer than {ctx.spec.max_record_bytes} bytes", nbytes=size * unit)
+                elif _BAD_UNIT in line:
+                    yield _Line(lineno, None, line.replace(_BAD_UNIT, "\ufffd"), f"invalid {enc} data at character {line.index(_BAD_UNIT)} of the line", nbytes=size * unit)
+                elif "\x00" in line:
+                    yield _Line(lineno, None, line, "NUL character in line (binary data?)", nbytes=size * unit)
+                else:
+                    yield _Line(lineno, line, line, nbytes=size * unit)
         except _STREAM_ERRORS as e:
             yield _Line(lineno + 1, None, "", f"truncated or corrupt compressed data after line {lineno}: {e}", fatal=True)
 
