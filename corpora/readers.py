@@ -42,7 +42,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from corpora.document import DeadLetter, Document
+from corpora.document import FORMATS, DeadLetter, Document
 from corpora.encoding import (
     bom_encoding,
     canonical_encoding,
@@ -54,6 +54,7 @@ from corpora.encoding import (
     read_head,
 )
 from corpora.sources import SourceSpec, format_of
+from knowmix.errors import UserError
 
 Record = Document | DeadLetter
 
@@ -71,6 +72,29 @@ try:
     _STREAM_ERRORS += (zstandard.ZstdError,)
 except ImportError:  # pragma: no cover
     pass
+
+
+@dataclass
+class ReadStats:
+    """What one `read_path` call saw, counted where the bytes become records, apart from what it yielded.
+
+    `records` are the raw records of the format's `unit` (lines; blocks in txt block mode; CSV rows, the header
+    included; HTML pages; WARC records; MediaWiki pages; SQuAD articles or CMRC records); `not_input` those that
+    are not input (blank lines, the CSV header, WARC requests and non-HTML responses, non-article pages);
+    `file_rows` the dead letters that stand for a whole file or the unreadable rest of one rather than for one
+    raw record. Every raw record that is input gives exactly one Document or DeadLetter, so
+    `docs + dead == records - not_input + file_rows` (`unaccounted()` is the difference, 0 unless a record was lost).
+    """
+
+    unit: str = "records"
+    records: int = 0
+    not_input: int = 0
+    file_rows: int = 0
+    docs: int = 0
+    dead: int = 0
+
+    def unaccounted(self) -> int:
+        return self.records - self.not_input + self.file_rows - self.docs - self.dead
 
 
 class _Ctx:
@@ -333,6 +357,8 @@ def _iter_wide_lines(ctx: _Ctx, enc: str) -> Iterator[_Line]:
 
 
 def _line_error(ctx: _Ctx, line: _Line) -> DeadLetter:
+    if line.fatal:  # the file, or the unreadable rest of it: no one raw record
+        ctx.stats.file_rows += 1
     return ctx.dead(f":{line.lineno}" if line.lineno else "", line.error or "unreadable line", line.raw)
 
 
@@ -343,29 +369,40 @@ def _read_txt(ctx: _Ctx) -> Iterator[Record]:
     if ctx.spec.txt_mode == "block":
         yield from _read_txt_blocks(ctx)
         return
+    stats = ctx.stats
+    stats.unit = "lines"
     for line in _iter_lines(ctx):
+        stats.records += not line.fatal
         if line.text is None:
             yield _line_error(ctx, line)
             continue
         text = line.text.strip()
         if text:
             yield ctx.doc(f":{line.lineno}", text)
+        else:
+            stats.not_input += 1
 
 
 def _read_txt_blocks(ctx: _Ctx) -> Iterator[Record]:
     limit = ctx.spec.max_record_bytes
     start, parts, size, error, raw = 0, [], 0, None, b""
+    ctx.stats.unit = "blocks"
 
     def flush() -> Record | None:
         if not start:
             return None
+        ctx.stats.records += 1
         if error:
             return ctx.dead(f":{start}", error, raw)
         return ctx.doc(f":{start}", "\n".join(parts))
 
     for line in _iter_lines(ctx):
         if line.fatal:  # the block in progress (if any) was cut short: it is the one dead-letter row
-            yield ctx.dead(f":{start}", line.error or "", raw) if start else _line_error(ctx, line)
+            if start:
+                ctx.stats.records += 1
+                yield ctx.dead(f":{start}", line.error or "", raw)
+            else:
+                yield _line_error(ctx, line)
             return
         if line.text is not None and not line.text.strip():
             rec = flush()
@@ -390,17 +427,24 @@ def _read_txt_blocks(ctx: _Ctx) -> Iterator[Record]:
 
 
 def _read_jsonl(ctx: _Ctx) -> Iterator[Record]:
+    stats = ctx.stats
+    stats.unit = "lines"
     for line in _iter_lines(ctx):
+        stats.records += not line.fatal
         if line.text is None:
             yield _line_error(ctx, line)
             continue
         if not line.text.strip():
+            stats.not_input += 1
             continue
         suffix = f":{line.lineno}"
         try:
             obj = json.loads(line.text)
         except json.JSONDecodeError as e:
             yield ctx.dead(suffix, f"malformed JSON: {e.msg} at column {e.colno}", line.text)
+            continue
+        except (ValueError, RecursionError) as e:  # a 5000-digit number, nesting deeper than the parser's stack
+            yield ctx.dead(suffix, f"unreadable JSON: {type(e).__name__}: {_one_line(e)}", line.text)
             continue
         if not isinstance(obj, dict):
             yield ctx.dead(suffix, f"not a JSON object (a {type(obj).__name__})", line.text)
@@ -409,49 +453,84 @@ def _read_jsonl(ctx: _Ctx) -> Iterator[Record]:
 
 
 class _CsvFeed:
-    """Feeds decoded lines to csv.reader and remembers which lines (and errors) the current row took."""
+    """Feeds decoded lines to csv.reader and remembers which lines (and errors) the current row took.
+
+    Lines can be given back (`give_back`) to be read again: how a row that went wrong across lines is undone.
+    """
 
     def __init__(self, ctx: _Ctx):
         self.ctx = ctx
         self.lines = _iter_lines(ctx)
+        self.given_back: list[_Line] = []  # stack: the next line to read is the last one
         self.row_lines: list[_Line] = []
         self.row_bytes = 0
-        self.stop: _Line | None = None  # fatal line, or an over-long record
+        self.over = False  # the current row went over max_record_bytes (its reading was cut there)
+        self.stop: _Line | None = None  # the fatal line that ended the file
 
     def __iter__(self):
         return self
 
     def __next__(self) -> str:
-        if self.stop is not None:
+        if self.over:
             raise StopIteration
-        line = next(self.lines)
-        if line.fatal:
-            self.stop = line
+        if self.given_back:
+            line = self.given_back.pop()
+        elif self.stop is not None:
             raise StopIteration
+        else:
+            line = next(self.lines)
+            if line.fatal:
+                self.stop = line
+                raise StopIteration
         self.row_lines.append(line)
         self.row_bytes += line.nbytes
-        if self.row_bytes > self.ctx.spec.max_record_bytes:
-            self.stop = _Line(self.row_lines[0].lineno, None, line.raw, f"CSV record longer than {self.ctx.spec.max_record_bytes} bytes (unclosed quote?)", fatal=True)
+        if len(self.row_lines) > 1 and self.row_bytes > self.ctx.spec.max_record_bytes:
+            self.over = True
             raise StopIteration
         return line.text if line.text is not None else "\n"
 
-    def take(self) -> tuple[int, str | None, str]:
-        """(first line number, first error, raw text) of the row just read; resets for the next row."""
-        lines, self.row_lines, self.row_bytes = self.row_lines, [], 0
-        first = lines[0].lineno if lines else 0
-        error = next((f"line {ln.lineno}: {ln.error}" for ln in lines if ln.error), None)
-        raw = "".join(ln.text if ln.text is not None else _bytes_repr(ln.raw) for ln in lines)
-        return first, error, raw
+    def take(self) -> list[_Line]:
+        """The lines of the row just read; resets for the next row."""
+        lines, self.row_lines, self.row_bytes, self.over = self.row_lines, [], 0, False
+        return lines
+
+    def give_back(self, lines: list[_Line]) -> None:
+        self.given_back.extend(reversed(lines))
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception's message on one line, cut to 200 characters."""
+    return " ".join(str(e).split())[:200]
 
 
 def _bytes_repr(raw: bytes | str) -> str:
     return raw if isinstance(raw, str) else raw[:4000].decode("utf-8", "backslashreplace")
 
 
+def _row_text(lines: list[_Line]) -> str:
+    return "".join(ln.text if ln.text is not None else _bytes_repr(ln.raw) for ln in lines)
+
+
+def _quoting_error(text: str) -> str | None:
+    """Why a row that spans lines is not one well-formed CSV record (read strictly), or None if it is.
+
+    A quoted field may hold line breaks, but a quote left open runs on into the rows after it: read leniently,
+    they become one record ending at the next quote or the end of the file. Read strictly, that record breaks
+    (text after the closing quote, or no closing quote at all), which is what tells the two apart.
+    """
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    except csv.Error as e:
+        return str(e)
+    return None if len(rows) == 1 else f"{len(rows)} records"
+
+
 def _read_csv(ctx: _Ctx) -> Iterator[Record]:
     spec = ctx.spec
     if csv.field_size_limit() < spec.max_record_bytes:
         csv.field_size_limit(spec.max_record_bytes)
+    stats = ctx.stats
+    stats.unit = "csv rows"
     feed = _CsvFeed(ctx)
     reader = csv.reader(feed)
     header: list[str] | None = None
@@ -464,14 +543,32 @@ def _read_csv(ctx: _Ctx) -> Iterator[Record]:
             break
         except csv.Error as e:
             row, csv_error = None, f"malformed CSV: {e}"
-        first, line_error, raw = feed.take()
-        suffix = f":{first}"
-        if feed.stop is not None:
-            break  # the row was cut short (broken stream or over-long record): only the stop row below counts
+        over = feed.over
+        lines = feed.take()
+        if not lines:
+            break
+        suffix = f":{lines[0].lineno}"
+        if feed.stop is not None and not feed.given_back:
+            break  # the row was cut short by a broken stream: only the stop row below counts
+        if len(lines) > 1 and (over or csv_error or _quoting_error(_row_text(lines))):
+            # a quote left open: this row's first line is the bad record; the lines after it are read again
+            stats.records += 1
+            why = f"CSV record longer than {spec.max_record_bytes} bytes (unclosed quote?)" if over else (
+                f"unclosed or stray quote: the record starting here does not end well ({csv_error or _quoting_error(_row_text(lines))})"
+            )
+            yield ctx.dead(suffix, why, _row_text(lines[:1]))
+            feed.give_back(lines[1:])
+            reader = csv.reader(feed)
+            continue
+        line_error = next((f"line {ln.lineno}: {ln.error}" for ln in lines if ln.error), None)
+        raw = _row_text(lines)
+        stats.records += 1
         if header is None:
             if line_error or csv_error or not row:
+                stats.file_rows += 1
                 yield ctx.dead(suffix, f"unreadable CSV header ({line_error or csv_error or 'empty'})", raw)
                 return
+            stats.not_input += 1
             header = [h.strip() for h in row]
             if header and header[0].startswith("\ufeff"):
                 header[0] = header[0][1:]
@@ -479,10 +576,12 @@ def _read_csv(ctx: _Ctx) -> Iterator[Record]:
                 # default text_fields and no "text" column: every column except id/url makes the text
                 text_fields = tuple(h for h in header if h and h not in (spec.id_field, spec.url_field))
             elif not any(f in header for f in text_fields):
+                stats.file_rows += 1
                 yield ctx.dead(suffix, f"CSV header has none of the text fields {list(text_fields)} (columns: {', '.join(header)})", raw)
                 return
             continue
         if row == [] and not line_error:
+            stats.not_input += 1
             continue  # a blank line
         if line_error or csv_error:
             yield ctx.dead(suffix, line_error or csv_error or "", raw)
@@ -495,6 +594,7 @@ def _read_csv(ctx: _Ctx) -> Iterator[Record]:
         yield _fields_record(ctx, suffix, values.get, raw, text_fields)
     if feed.stop is not None:
         stop = feed.stop
+        stats.file_rows += 1
         yield ctx.dead(f":{stop.lineno}" if stop.lineno else "", stop.error or "", stop.raw)
 
 
@@ -524,6 +624,8 @@ def _html_record(ctx: _Ctx, suffix: str, data: bytes, declared: str | None, url:
 
 def _read_html(ctx: _Ctx) -> Iterator[Record]:
     limit = ctx.spec.max_record_bytes
+    ctx.stats.unit = "html pages"
+    ctx.stats.records += 1
     data, err = read_head(ctx.path, limit + 1)
     if err is not None:
         yield ctx.dead("#0", f"truncated or corrupt compressed data: {err}", data[:1000])
@@ -671,13 +773,17 @@ def _read_mediawiki(ctx: _Ctx) -> Iterator[Record]:
     limit = ctx.spec.max_record_bytes
     trap = _Trap(open_binary(ctx.path))
     index = -1
+    stats = ctx.stats
+    stats.unit = "pages"
     try:
         for _, page in etree.iterparse(trap, events=("end",), tag="{*}page", huge_tree=True):
             index += 1
+            stats.records += 1
             suffix = f"#{index}"
             try:
                 ns = (page.findtext("{*}ns") or "0").strip()
                 if ns != "0" or page.find("{*}redirect") is not None:
+                    stats.not_input += 1
                     continue
                 title = (page.findtext("{*}title") or "").strip() or None
                 wikitext = page.findtext("{*}revision/{*}text") or ""
@@ -699,12 +805,15 @@ def _read_mediawiki(ctx: _Ctx) -> Iterator[Record]:
                     yield ctx.dead(suffix, "article has no text", wikitext)
                     continue
                 yield ctx.doc(suffix, text, id=page_id, title=title)
+            except Exception as e:  # noqa: BLE001 - anything odd in one page is that page's problem only
+                yield ctx.dead(suffix, f"unreadable page: {type(e).__name__}: {_one_line(e)}")
             finally:
                 page.clear()
                 while page.getprevious() is not None:
                     del page.getparent()[0]
     except etree.XMLSyntaxError as e:
         why = f"stream broke: {trap.error}" if trap.error is not None else str(e)
+        stats.file_rows += 1
         yield ctx.dead(f"#{index + 1}", f"malformed or truncated XML after page {index}: {why}")
     finally:
         trap.close()
@@ -712,6 +821,9 @@ def _read_mediawiki(ctx: _Ctx) -> Iterator[Record]:
 
 def _read_squad(ctx: _Ctx) -> Iterator[Record]:
     spec = ctx.spec
+    stats = ctx.stats
+    stats.unit = "articles"
+    stats.file_rows += 1  # until the file parses, any dead letter stands for the whole file
     enc, err, head = _file_encoding(ctx)
     if err:
         yield ctx.dead("", err, head[:1000])
@@ -731,8 +843,13 @@ def _read_squad(ctx: _Ctx) -> Iterator[Record]:
     except json.JSONDecodeError as e:
         yield ctx.dead("", f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}", text[max(0, e.pos - 200) : e.pos + 200])
         return
+    except (ValueError, RecursionError) as e:
+        yield ctx.dead("", f"unreadable JSON: {type(e).__name__}: {_one_line(e)}", text[:1000])
+        return
     title_field = spec.title_field or "title"
     if isinstance(obj, dict) and isinstance(obj.get("data"), list):  # SQuAD layout
+        stats.file_rows -= 1
+        stats.records += len(obj["data"])
         for i, article in enumerate(obj["data"]):
             suffix = f"#{i}"
             raw = json.dumps(article, ensure_ascii=False)[:1000] if not isinstance(article, str) else article
@@ -759,6 +876,7 @@ def _read_squad(ctx: _Ctx) -> Iterator[Record]:
                           url=_as_text(article.get(spec.url_field)) if spec.url_field else None)
     elif isinstance(obj, list):  # CMRC 2018 layout
         id_field = spec.id_field or "context_id"
+        stats.unit, stats.file_rows, stats.records = "records", stats.file_rows - 1, stats.records + len(obj)
         for i, rec in enumerate(obj):
             suffix = f"#{i}"
             raw = json.dumps(rec, ensure_ascii=False)[:1000]
@@ -790,27 +908,52 @@ _READERS: dict[str, Callable[[_Ctx], Iterator[Record]]] = {
 }
 
 
-def read_path(spec: SourceSpec, path: str) -> Iterator[Document | DeadLetter]:
+def read_path(spec: SourceSpec, path: str, stats: ReadStats | None = None) -> Iterator[Document | DeadLetter]:
     """Every record of one file as a Document or a DeadLetter (see the module docstring); never raises for bad input.
 
     A file that yields no record at all (empty, or only blank lines) gives one DeadLetter, so every file
-    is accounted for. Raises UserError only when the format cannot be told from the file name.
+    is accounted for; so do a file whose format cannot be told from its name and a file whose name is not
+    valid UTF-8 (it could not be written into a shard's `location`: rename it). `stats`, when given, is
+    filled in as the file is read (see ReadStats).
     """
-    fmt = format_of(spec, path)
+    stats = stats if stats is not None else ReadStats()
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        stats.file_rows += 1
+        stats.dead += 1
+        yield DeadLetter(spec.kind, shown, "file name is not valid UTF-8 (not read: rename the file)", "")
+        return
+    try:
+        fmt = format_of(spec, path)
+    except UserError:
+        stats.file_rows += 1
+        stats.dead += 1
+        yield DeadLetter(spec.kind, path, f"cannot tell the format from the file name (not read: set format = one of {', '.join(FORMATS)})", "")
+        return
     ctx = _Ctx(spec, path)
+    ctx.stats = stats
     head, err = read_head(path, 1)
     if not head:
+        stats.file_rows += 1
+        stats.dead += 1
         yield ctx.dead("", f"cannot read: {err}" if err is not None else "empty file")
         return
-    n = 0
     try:
         for rec in _READERS[fmt](ctx):
-            n += 1
+            if isinstance(rec, Document):
+                stats.docs += 1
+            else:
+                stats.dead += 1
             yield rec
     except ImportError:
         raise  # a missing dependency is not the input's fault
     except Exception as e:  # noqa: BLE001 - bad input never crashes the job: the rest of the file is one row
-        n += 1
-        yield ctx.dead("", f"unreadable {fmt} file: {type(e).__name__}: {e}")
-    if n == 0:
+        stats.file_rows += 1
+        stats.dead += 1
+        yield ctx.dead("", f"unreadable {fmt} file: {type(e).__name__}: {_one_line(e)}")
+    if stats.docs + stats.dead == 0:
+        stats.file_rows += 1
+        stats.dead += 1
         yield ctx.dead("", "no records in file")
