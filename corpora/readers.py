@@ -670,75 +670,253 @@ def _charset_of(content_type: str | None) -> str | None:
     m = _CHARSET.search(content_type or "")
     if not m:
         return None
-    import codecs
+    return m.group(1) if is_text_codec(m.group(1)) else None
 
-    try:
-        codecs.lookup(m.group(1))
-    except LookupError:
+
+def _warc_record(ctx: _Ctx, suffix: str, rec, limit: int) -> Record | None:
+    """One parsed WARC record (warcio's) as a Document or DeadLetter; None when it is not input (a request,
+    metadata, a non-2xx or non-HTML response)."""
+    rtype = rec.rec_type
+    url = rec.rec_headers.get_header("WARC-Target-URI")
+    rec_id = rec.rec_headers.get_header(ctx.spec.id_field) if ctx.spec.id_field else None
+    if rtype == "conversion":
+        ctype = rec.rec_headers.get_header("Content-Type") or "text/plain"
+        is_html = False
+    elif rtype in ("response", "resource"):
+        headers = rec.http_headers
+        if headers is not None:
+            status = headers.get_statuscode() or ""
+            if not status.startswith("2"):
+                return None
+            ctype = headers.get_header("Content-Type") or ""
+        else:
+            ctype = rec.rec_headers.get_header("Content-Type") or ""
+        if not ctype.split(";")[0].strip().lower() in _HTML_TYPES:
+            return None
+        is_html = True
+    else:
         return None
-    return m.group(1)
+    try:
+        data = rec.content_stream().read(limit + 1)
+    except Exception as e:  # noqa: BLE001 - a broken chunked/gzip payload is this record's problem
+        return ctx.dead(suffix, f"unreadable WARC payload: {type(e).__name__}: {_one_line(e)}", url or "")
+    if len(data) > limit:
+        return ctx.dead(suffix, f"WARC payload larger than {limit} bytes", data[:1000])
+    if is_html:
+        return _html_record(ctx, suffix, data, _charset_of(ctype), url, id=rec_id)
+    text, _ = decode_document(data, _charset_of(ctype) or "utf-8")
+    if not text or not text.strip():
+        return ctx.dead(suffix, "empty WET text record", data[:1000])
+    return ctx.doc(suffix, text.strip(), id=rec_id, url=url)
+
+
+class _Bytes:
+    """A byte stream read through a buffer that can give bytes back (`unread`) and peek; a broken compressed
+    stream reads as its end, and the error is kept in `error`."""
+
+    def __init__(self, f):
+        self.f = f
+        self.buf = bytearray()
+        self.error: BaseException | None = None
+        self.eof = False
+
+    def _more(self) -> bool:
+        if self.eof:
+            return False
+        try:
+            chunk = self.f.read1(1 << 16) if hasattr(self.f, "read1") else self.f.read(1 << 16)
+        except _STREAM_ERRORS as e:
+            self.error, chunk = e, b""
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf += chunk
+        return True
+
+    def _take(self, n: int) -> bytes:
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def readline(self, limit: int) -> bytes:
+        start = 0
+        while True:
+            i = self.buf.find(b"\n", start, limit)
+            if i >= 0:
+                return self._take(i + 1)
+            start = len(self.buf)
+            if len(self.buf) >= limit or not self._more():
+                return self._take(limit)
+
+    def read(self, n: int) -> bytes:
+        while len(self.buf) < n and self._more():
+            pass
+        return self._take(n)
+
+    def skip(self, n: int) -> int:
+        done = 0
+        while done < n:
+            chunk = self.read(min(n - done, 1 << 20))
+            if not chunk:
+                break
+            done += len(chunk)
+        return done
+
+    def peek(self, n: int) -> bytes:
+        while len(self.buf) < n and self._more():
+            pass
+        return bytes(self.buf[:n])
+
+    def unread(self, data: bytes) -> None:
+        self.buf[:0] = data
+
+
+_WARC_START = b"WARC/1."
+_CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d+)[ \t]*\r?$", re.I | re.M)
+
+
+def _warc_frames(r: _Bytes, limit: int) -> Iterator[tuple[str, bytes, Any]]:
+    """The records of an uncompressed WARC stream, framed by their header block and Content-Length.
+
+    Yields ("record", header, payload), ("large", header, payload head) for a payload over `limit` (skipped),
+    ("bad", header, why) for a record that does not end where its Content-Length says (with CRLF CRLF) or has
+    no valid header block, ("cut", header, why) when the stream
+    breaks inside a record (the last one), and ("junk", first bytes, size) for bytes between records that
+    are no record. After a bad record, reading goes on from the line after its "WARC/1." line, at the next
+    line that starts with "WARC/1.": a wrong length costs that record only (bytes in between are its own).
+    """
+    junk, n_junk, in_bad = b"", 0, False
+    at_line_start = True
+    while True:
+        line = r.readline(1 << 16)
+        if not line:
+            break
+        is_start = at_line_start and line.startswith(_WARC_START)
+        at_line_start = line.endswith(b"\n")
+        if not is_start:
+            if not in_bad and line.strip():
+                n_junk += len(line)
+                junk = (junk + line)[:1000]
+            continue
+        if n_junk:
+            yield "junk", junk, n_junk
+            junk, n_junk = b"", 0
+        in_bad = False
+        parts, size, complete = [line], len(line), False
+        while size < (1 << 20):
+            part = r.readline(1 << 16)
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+            if part in (b"\r\n", b"\n"):
+                complete = True
+                break
+        head = b"".join(parts)
+        m = _CONTENT_LENGTH.search(head)
+        if r.error is not None and not complete:
+            yield "cut", head, f"truncated WARC record (stream broke: {r.error})"
+            return
+        if not complete or m is None:
+            r.unread(head[len(line) :])
+            in_bad = at_line_start = True
+            yield "bad", head, "WARC header block without a valid Content-Length"
+            continue
+        length = int(m.group(1))
+        large = length > limit
+        body = r.read(min(length, limit + 1))
+        got = len(body) + (r.skip(length - len(body)) if large else 0)
+        tail = r.read(4)
+        if got < length and r.error is not None:
+            yield "cut", head, f"truncated WARC record (stream broke: {r.error})"
+            return
+        ends_well = tail == b"\r\n\r\n" or (tail[:2] == b"\n\n" and (r.unread(tail[2:]) or True))
+        if got == length and ends_well:
+            yield ("large" if large else "record"), head, body
+            continue
+        r.unread((b"" if large else body) + tail)
+        in_bad = at_line_start = True
+        yield "bad", head, f"WARC record does not end where its Content-Length ({length}) says"
+    if r.error is not None:
+        yield "cut", b"", f"truncated or corrupt compressed data: {r.error}"
+    elif n_junk:
+        yield "junk", junk, n_junk
 
 
 def _read_warc(ctx: _Ctx) -> Iterator[Record]:
     from warcio.archiveiterator import ArchiveIterator
 
     limit = ctx.spec.max_record_bytes
-    trap = _Trap(open_binary(ctx.path))
-    index = -1
-    cut_record = False
+    stats = ctx.stats
+    stats.unit = "warc records"
+    r = _Bytes(open_binary(ctx.path))
     try:
-        for rec in ArchiveIterator(trap, arc2warc=True):
+        if not r.peek(64).lstrip().startswith(b"WARC/"):  # an ARC file (or junk): warcio reads it as it can
+            yield from _read_warc_stream(ctx, r)
+            return
+        index = -1
+        for what, head, value in _warc_frames(r, limit):
+            if what == "junk":
+                stats.file_rows += 1
+                yield ctx.dead(f"#{index + 1}", f"not a WARC record: {value} bytes between records", head)
+                continue
+            if what == "cut" and not head:
+                stats.file_rows += 1
+                yield ctx.dead(f"#{index + 1}", value.replace("data:", f"data after record {index}:"))
+                continue
             index += 1
+            stats.records += 1
             suffix = f"#{index}"
-            rtype = rec.rec_type
-            url = rec.rec_headers.get_header("WARC-Target-URI")
-            rec_id = rec.rec_headers.get_header(ctx.spec.id_field) if ctx.spec.id_field else None
-            if rtype == "conversion":
-                ctype = rec.rec_headers.get_header("Content-Type") or "text/plain"
-                is_html = False
-            elif rtype in ("response", "resource"):
-                headers = rec.http_headers
-                if headers is not None:
-                    status = headers.get_statuscode() or ""
-                    if not status.startswith("2"):
-                        continue
-                    ctype = headers.get_header("Content-Type") or ""
-                else:
-                    ctype = rec.rec_headers.get_header("Content-Type") or ""
-                if not ctype.split(";")[0].strip().lower() in _HTML_TYPES:
-                    continue
-                is_html = True
-            else:
+            if what in ("bad", "cut"):
+                yield ctx.dead(suffix, value, head)
+                continue
+            if what == "large":
+                yield ctx.dead(suffix, f"WARC record larger than {limit} bytes", head + value[:1000])
                 continue
             try:
-                data = rec.content_stream().read(limit + 1)
-            except Exception as e:  # noqa: BLE001 - a broken chunked/gzip payload is this record's problem
-                yield ctx.dead(suffix, f"unreadable WARC payload: {type(e).__name__}: {e}", url or "")
-                continue
-            if len(data) > limit:
-                yield ctx.dead(suffix, f"WARC payload larger than {limit} bytes", data[:1000])
-                continue
-            if getattr(rec.raw_stream, "limit", 0) > 0 and trap.error is not None:
-                cut_record = True
-                yield ctx.dead(suffix, f"truncated WARC record (stream broke: {trap.error})", data[:1000])
-                break
-            if is_html:
-                yield _html_record(ctx, suffix, data, _charset_of(ctype), url, id=rec_id)
+                rec = next(iter(ArchiveIterator(io.BytesIO(head + value + b"\r\n\r\n"), arc2warc=True)))
+                out = _warc_record(ctx, suffix, rec, limit)
+            except ImportError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a record warcio cannot parse is this record's problem
+                out = ctx.dead(suffix, f"unreadable WARC record: {type(e).__name__}: {_one_line(e)}", head)
+            if out is None:
+                stats.not_input += 1
             else:
-                text, _ = decode_document(data, _charset_of(ctype) or "utf-8")
-                if not text or not text.strip():
-                    yield ctx.dead(suffix, "empty WET text record", data[:1000])
-                else:
-                    yield ctx.doc(suffix, text.strip(), id=rec_id, url=url)
+                yield out
+    finally:
+        r.f.close()
+
+
+def _read_warc_stream(ctx: _Ctx, r: _Bytes) -> Iterator[Record]:
+    """ARC files (and anything that does not start as a WARC does), read by warcio's own iterator."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    limit = ctx.spec.max_record_bytes
+    stats = ctx.stats
+    index = -1
+    try:
+        for rec in ArchiveIterator(r, arc2warc=True):
+            index += 1
+            stats.records += 1
+            suffix = f"#{index}"
+            if getattr(rec.raw_stream, "limit", 0) > 0 and r.error is not None:
+                yield ctx.dead(suffix, f"truncated record (stream broke: {r.error})")
+                return
+            out = _warc_record(ctx, suffix, rec, limit)
+            if out is None:
+                stats.not_input += 1
+            else:
+                yield out
     except ImportError:
         raise
     except Exception as e:  # noqa: BLE001 - warcio raises ArchiveLoadFailed and friends on junk
-        yield ctx.dead(f"#{index + 1}", f"malformed WARC after record {index}: {type(e).__name__}: {e}")
+        stats.file_rows += 1
+        yield ctx.dead(f"#{index + 1}", f"malformed WARC/ARC after record {index}: {type(e).__name__}: {_one_line(e)}")
         return
-    finally:
-        trap.close()
-    if trap.error is not None and not cut_record:
-        yield ctx.dead(f"#{index + 1}", f"truncated or corrupt compressed data after record {index}: {trap.error}")
+    if r.error is not None:
+        stats.file_rows += 1
+        yield ctx.dead(f"#{index + 1}", f"truncated or corrupt compressed data after record {index}: {r.error}")
 
 
 _NON_ARTICLE_LINK = re.compile(
