@@ -78,8 +78,8 @@ except ImportError:  # pragma: no cover
 class ReadStats:
     """What one `read_path` call saw, counted where the bytes become records, apart from what it yielded.
 
-    `records` are the raw records of the format's `unit` (lines; blocks in txt block mode; CSV rows, the header
-    included; HTML pages; WARC records; MediaWiki pages; SQuAD articles or CMRC records); `not_input` those that
+    `records` are the raw records of the format's `unit` (lines; blocks in txt block mode; csv rows, the header
+    included; html pages; warc records; pages of a MediaWiki dump; articles of a SQuAD file or cmrc records); `not_input` those that
     are not input (blank lines, the CSV header, WARC requests and non-HTML responses, non-article pages);
     `file_rows` the dead letters that stand for a whole file or the unreadable rest of one rather than for one
     raw record. Every raw record that is input gives exactly one Document or DeadLetter, so
@@ -1054,7 +1054,7 @@ def _read_squad(ctx: _Ctx) -> Iterator[Record]:
                           url=_as_text(article.get(spec.url_field)) if spec.url_field else None)
     elif isinstance(obj, list):  # CMRC 2018 layout
         id_field = spec.id_field or "context_id"
-        stats.unit, stats.file_rows, stats.records = "records", stats.file_rows - 1, stats.records + len(obj)
+        stats.unit, stats.file_rows, stats.records = "cmrc records", stats.file_rows - 1, stats.records + len(obj)
         for i, rec in enumerate(obj):
             suffix = f"#{i}"
             raw = json.dumps(rec, ensure_ascii=False)[:1000]
@@ -1086,15 +1086,16 @@ _READERS: dict[str, Callable[[_Ctx], Iterator[Record]]] = {
 }
 
 
-def read_path(spec: SourceSpec, path: str, stats: ReadStats | None = None) -> Iterator[Document | DeadLetter]:
+def read_path(spec: SourceSpec, path: str | bytes, stats: ReadStats | None = None) -> Iterator[Document | DeadLetter]:
     """Every record of one file as a Document or a DeadLetter (see the module docstring); never raises for bad input.
 
     A file that yields no record at all (empty, or only blank lines) gives one DeadLetter, so every file
     is accounted for; so do a file whose format cannot be told from its name and a file whose name is not
     valid UTF-8 (it could not be written into a shard's `location`: rename it). `stats`, when given, is
-    filled in as the file is read (see ReadStats).
+    filled in as the file is read (see ReadStats). A path given as bytes is decoded as `os.fsdecode` does.
     """
     stats = stats if stats is not None else ReadStats()
+    path = os.fsdecode(path)
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:

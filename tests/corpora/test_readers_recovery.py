@@ -253,3 +253,26 @@ def test_warc_junk_between_records(tmp_path):
     docs, dead = read(spec("web"), p)
     assert [d.url for d in docs] == [f"http://x/{i}" for i in range(6)]
     assert len(dead) == 1 and "not a WARC record" in dead[0].reason
+
+
+# ------------------------------------------------------------------------------------------ file names
+
+
+def test_unknown_extension_is_one_dead_letter(tmp_path):
+    p = tmp_path / "notes.md"
+    p.write_text("# 标题\n正文\n", encoding="utf-8")
+    docs, dead = read(spec(), p)
+    assert docs == [] and [(d.location, d.reason.split(" (")[0]) for d in dead] == [(str(p), "cannot tell the format from the file name")]
+
+
+def test_non_utf8_file_name_is_one_dead_letter(tmp_path):
+    import os
+
+    name = os.fsdecode(b"\xff\xfe-news.txt")  # surrogate-escaped, as glob returns it
+    p = os.path.join(str(tmp_path), name)
+    with open(p, "w", encoding="utf-8") as f:
+        f.write("第一行\n第二行\n")
+    (d,) = list(read_path(spec(), p))
+    assert isinstance(d, DeadLetter) and "file name is not valid UTF-8" in d.reason
+    assert d.location.endswith("\\xff\\xfe-news.txt")
+    d.location.encode("utf-8")  # writable into a shard or a JSON line
