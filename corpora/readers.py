@@ -466,6 +466,7 @@ class _CsvFeed:
         self.row_bytes = 0
         self.over = False  # the current row went over max_record_bytes (its reading was cut there)
         self.stop: _Line | None = None  # the fatal line that ended the file
+        self.exhausted = False  # the file's lines have all been read
 
     def __iter__(self):
         return self
@@ -478,7 +479,11 @@ class _CsvFeed:
         elif self.stop is not None:
             raise StopIteration
         else:
-            line = next(self.lines)
+            try:
+                line = next(self.lines)
+            except StopIteration:
+                self.exhausted = True
+                raise
             if line.fatal:
                 self.stop = line
                 raise StopIteration
@@ -550,12 +555,20 @@ def _read_csv(ctx: _Ctx) -> Iterator[Record]:
         suffix = f":{lines[0].lineno}"
         if feed.stop is not None and not feed.given_back:
             break  # the row was cut short by a broken stream: only the stop row below counts
-        if len(lines) > 1 and (over or csv_error or _quoting_error(_row_text(lines))):
+        if feed.exhausted and not feed.given_back and len(lines) == 1 and '"' in _row_text(lines) and _quoting_error(_row_text(lines)):
+            stats.records += 1  # the last row, ended by the end of the file inside a quoted field
+            yield ctx.dead(suffix, f"unclosed quote at the end of the file ({_quoting_error(_row_text(lines))})", _row_text(lines))
+            continue
+        wrong_width = header is not None and row is not None and len(row) != len(header)
+        if len(lines) > 1 and (over or csv_error or wrong_width or _quoting_error(_row_text(lines))):
             # a quote left open: this row's first line is the bad record; the lines after it are read again
             stats.records += 1
-            why = f"CSV record longer than {spec.max_record_bytes} bytes (unclosed quote?)" if over else (
-                f"unclosed or stray quote: the record starting here does not end well ({csv_error or _quoting_error(_row_text(lines))})"
-            )
+            if over:
+                why = f"CSV record longer than {spec.max_record_bytes} bytes (unclosed quote?)"
+            elif wrong_width:
+                why = f"unclosed or stray quote: the record starting here spans {len(lines)} lines and has {len(row or ())} fields, not {len(header or ())}"
+            else:
+                why = f"unclosed or stray quote: the record starting here does not end well ({csv_error or _quoting_error(_row_text(lines))})"
             yield ctx.dead(suffix, why, _row_text(lines[:1]))
             feed.give_back(lines[1:])
             reader = csv.reader(feed)
