@@ -149,11 +149,21 @@ def csv_field(t: str) -> str:
     return '"' + t.replace('"', '""') + '"'
 
 
+def no_quote_before_newline(t: str) -> str:
+    """A quote right before a line break inside a field can close a quote an earlier row left open, and the
+    bytes are then valid CSV either way (the lines `0,"0`, then `1,` and three quote characters, then `0"` are
+    one record or two): no reader can tell, so the generator does not write that."""
+    while '"\n' in t:
+        t = t.replace('"\n', "\n")
+    return t
+
+
 @PROPS
 @given(plan=plans(["bytes", "quote", "fields", "garbage"], allow_newline=True), enc=ENCODINGS, newline=NEWLINES,
        how=COMPRESSION, junk=st.binary(max_size=40))
 def test_csv_rows(plan, enc, newline, how, junk):
     rows = []  # one entry per CSV record (a good record's quoted field may hold line breaks)
+    plan = [(what, no_quote_before_newline(t)) for what, t in plan]
     for i, (what, t) in enumerate(plan):
         row = {
             "good": lambda: f"{i},{csv_field(t)}".encode(enc),
@@ -168,3 +178,33 @@ def test_csv_rows(plan, enc, newline, how, junk):
     docs, dead, stats = read_all(spec_for(enc, "csv", id_field="id"), write("a.csv" + ext, data))
     # + the header row; a quoted field keeps the file's own line breaks
     check(plan, docs, dead, stats, len(rows) + 1, newline)
+
+
+@PROPS
+@given(
+    damage=st.lists(st.one_of(st.just(0), st.integers(-300, -1), st.integers(1, 3000), st.just("junk")), min_size=1, max_size=8),
+    gz=st.booleans(),
+)
+def test_warc_records(damage, gz):
+    """Records whose Content-Length is off by `delta` (0: intact) or that are followed by junk: every intact
+    record that no damage touches is read exactly once, each damaged one costs at most itself (one dead letter
+    or, where a short length ends on a CRLF CRLF inside it, a cut page and the junk after it)."""
+    from tests.corpora.test_readers_recovery import _warc_records
+
+    recs = _warc_records(len(damage))
+    for i, d in enumerate(damage):
+        if d == "junk":
+            recs[i] += b"junk between records\r\n"
+        elif d:
+            head, _, rest = recs[i].partition(b"Content-Length: ")
+            n, _, tail = rest.partition(b"\r\n")
+            recs[i] = head + b"Content-Length: " + str(max(0, int(n) + d)).encode() + b"\r\n" + tail
+    data = b"".join(gzip.compress(r) for r in recs) if gz else b"".join(recs)
+    docs, dead, stats = read_all(SourceSpec(kind="web", format="warc", paths=()), write("a.warc" + (".gz" if gz else ""), data))
+    intact = [f"http://x/{i}" for i, d in enumerate(damage) if d in (0, "junk")]
+    urls = [d.url for d in docs]
+    assert [u for u in urls if u in intact] == intact
+    assert len(urls) == len(set(urls))
+    n_damaged = sum(d not in (0, "junk") for d in damage)
+    assert len(docs) + len(dead) <= len(damage) + n_damaged + sum(d == "junk" for d in damage)
+    assert stats.records == len(damage) and stats.unaccounted() == 0
