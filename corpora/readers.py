@@ -14,11 +14,28 @@ What a record is, per format:
   (`context_text`, id = `context_id`); location `path#N`. This format reads the whole (decompressed) JSON
   file into memory (no streaming JSON parser is installed); the others stream.
 
-A file-level failure (an empty file, binary content, an undecodable encoding, a file that cannot be opened)
-gives one dead-letter row for the file. A stream that breaks (a truncated .gz/.bz2/.zst, malformed XML) keeps
-the records read before the break and gives one dead-letter row for the rest. A record longer than
-`spec.max_record_bytes` (default 8 MiB) is a dead-letter row and is skipped without being held in memory
-(for line-based formats; an HTML file or WARC payload is read up to the cap).
+A bad record costs that record, never the rest of its file; readers recover at the next record boundary:
+- lines end at "\n", "\r\n" or a lone "\r", and each line is decoded on its own with the file's (declared or
+  detected) encoding, so an invalid byte (GBK, UTF-8), a bad UTF-16/32 unit, a NUL, or a line of another
+  encoding is one dead-letter line; a JSON line that does not parse (malformed, a 5000-digit number, nesting
+  too deep) is one dead letter;
+- csv: a row that spans lines but is not one well-formed record (a quote left open: read strictly it breaks,
+  has the wrong number of fields, or runs past `max_record_bytes`) is a dead letter for its first line, and
+  the lines after it are read again as rows; an open quote on the last line is a dead letter;
+- warc: records are framed by their header block and Content-Length; one that does not end where its length
+  says costs that record, and reading goes on at the next line starting "WARC/1."; bytes between records that
+  are no record are one dead letter; a charset label naming no text encoding ("hex", "rot13") is ignored;
+- compressed files: what decoded before a break (a truncated .gz/.bz2/.zst, trailing garbage after the last
+  gzip member or zstd frame, malformed XML) is kept, and the rest is one dead-letter row.
+A file-level failure (an empty file, binary content, an undecodable encoding, a file that cannot be opened, a
+name with no known extension, a name that is not valid UTF-8) gives one dead-letter row for the file. A record
+longer than `spec.max_record_bytes` (default 8 MiB) is a dead-letter row and is skipped without being held in
+memory (for line-based formats; an HTML file or WARC payload is read up to the cap). Known limit: CSV is
+ambiguous where a later field's quote happens to close an earlier row's open quote into a valid record (a
+quote right before a line break inside a quoted field); that is read as one record.
+
+`read_path(spec, path, stats)` also counts what the file held (`ReadStats`: raw lines, CSV rows, WARC records,
+pages, articles; those that are not input; dead letters that stand for a file), apart from what it yielded.
 
 Fields: jsonl/csv join `spec.text_fields` (present, non-empty ones) with "\n"; jsonl field names may be dotted
 paths into nested objects ("meta.url"). A CSV whose header has no "text" column while `text_fields` is the
@@ -286,10 +303,10 @@ def _iter_lines(ctx: _Ctx) -> Iterator[_Line]:
         yield _Line(0, None, head[:1000], err, fatal=True)
         return
     assert enc is not None
-    if "\n\r".encode(enc) != b"\n\r" or enc.replace("_", "-").startswith(("utf-16", "utf-32")):
+    line_enc = "utf-8" if enc == "utf-8-sig" else enc
+    if enc.replace("_", "-").startswith(("utf-16", "utf-32")) or "\n\r".encode(line_enc) != b"\n\r":
         yield from _iter_wide_lines(ctx, enc)
         return
-    line_enc = "utf-8" if enc == "utf-8-sig" else enc
     lineno = 0
     with open_binary(ctx.path) as f:
         try:
@@ -324,7 +341,7 @@ def _str_lines(text: str) -> list[str]:
 def _iter_wide_lines(ctx: _Ctx, enc: str) -> Iterator[_Line]:
     """Lines of a UTF-16/UTF-32 (or other non-ASCII-compatible) file, split after decoding so a line break is
     a whole code unit; a line holding an invalid unit is one error line, the lines around it are intact."""
-    unit = max(1, len("\n".encode(enc.replace("-sig", ""))) if not enc.lower().startswith(("utf-16", "utf-32")) else (4 if "32" in enc else 2))
+    unit = 4 if "32" in enc else 2 if "16" in enc else 1  # bytes per code unit, for the size cap
     limit_chars = max(1, ctx.spec.max_record_bytes // unit)
     decoder = codecs.getincrementaldecoder(enc)("knowmix.bad_unit")
 
@@ -850,6 +867,7 @@ def _warc_frames(r: _Bytes, limit: int) -> Iterator[tuple[str, bytes, Any]]:
             if nxt and not nxt.startswith(_WARC_START) and nxt[:1] not in (b"\r", b"\n") and _HEADER_LINE.search(body):
                 # too long a Content-Length that happened to end on a CRLF CRLF: it swallowed the next record
                 ends_well = False
+        if got == length and ends_well:
             yield ("large" if large else "record"), head, body
             continue
         r.unread((b"" if large else body) + tail)

@@ -150,12 +150,12 @@ def csv_field(t: str) -> str:
 
 
 def no_quote_before_newline(t: str) -> str:
-    """A quote right before a line break inside a field can close a quote an earlier row left open, and the
-    bytes are then valid CSV either way (the lines `0,"0`, then `1,` and three quote characters, then `0"` are
-    one record or two): no reader can tell, so the generator does not write that."""
+    """A quote right before a line break in a quoted field (the opening quote included) can close a quote an
+    earlier row left open, and the bytes are then valid CSV either way (the lines `0,"0`, then `1,` and three
+    quote characters, then `0"` are one record or two): no reader can tell, so the generator does not write it."""
     while '"\n' in t:
         t = t.replace('"\n', "\n")
-    return t
+    return t.strip() or "x"
 
 
 @PROPS
