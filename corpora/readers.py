@@ -802,7 +802,8 @@ class _Bytes:
 
 
 _WARC_START = b"WARC/1."
-_HEADER_LINE = re.compile(rb"(?:^|\n)WARC/1\.\d\r?\n")
+#: a record's end (CRLF CRLF) and the next record's first line inside one payload: the length was too long
+_SWALLOWED_RECORD = re.compile(rb"\r\n\r\nWARC/1\.\d\r\n")
 _CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d+)[ \t]*\r?$", re.I | re.M)
 
 
@@ -862,11 +863,8 @@ def _warc_frames(r: _Bytes, limit: int) -> Iterator[tuple[str, bytes, Any]]:
             yield "cut", head, f"truncated WARC record (stream broke: {r.error})"
             return
         ends_well = tail == b"\r\n\r\n" or (tail[:2] == b"\n\n" and (r.unread(tail[2:]) or True))
-        if got == length and ends_well and not large:
-            nxt = r.peek(len(_WARC_START))
-            if nxt and not nxt.startswith(_WARC_START) and nxt[:1] not in (b"\r", b"\n") and _HEADER_LINE.search(body):
-                # too long a Content-Length that happened to end on a CRLF CRLF: it swallowed the next record
-                ends_well = False
+        if got == length and ends_well and not large and _SWALLOWED_RECORD.search(body):
+            ends_well = False  # too long a Content-Length that happened to end on a CRLF CRLF: it took a record
         if got == length and ends_well:
             yield ("large" if large else "record"), head, body
             continue
