@@ -281,11 +281,12 @@ def _split_lines(blocks: Iterator, limit: int, split: Callable, eol: re.Pattern)
                 after_cr = True
             else:
                 carry = lines.pop()
-        for line in lines:
-            if len(line) > limit:
-                yield line[:1000], len(line), True
-            else:
+        if len(block) <= limit:  # no line of it can be too long
+            for line in lines:
                 yield line, len(line), False
+        else:
+            for line in lines:
+                yield (line[:1000], len(line), True) if len(line) > limit else (line, len(line), False)
         if carry is not None and len(carry) > limit:
             skipping, head, carry = len(carry), carry[:1000], None
     if skipping >= 0:
