@@ -45,7 +45,8 @@ _ALIASES = {
 
 
 def is_text_codec(name: str) -> bool:
-    """Whether `name` is a codec that turns bytes into text (`hex`, `rot13`, `base64`, `zlib` are not)."""
+    """Whether `name` is a codec that turns bytes into text (`hex`, `rot13`, `base64`, `zlib` are not; CPython
+    marks text encodings in `CodecInfo._is_text_encoding`, which `bytes.decode` itself checks)."""
     try:
         return codecs.lookup(name)._is_text_encoding
     except (LookupError, TypeError, ValueError):
@@ -191,7 +192,7 @@ def _mostly_utf8(sample: bytes) -> bool:
     return good >= 3 * bad  # GBK read as UTF-8 gives ~0.3 accidental good chars per bad one, Big5 ~0.16
 
 
-def _strict_ok(sample: bytes, enc: str) -> bool:
+def _decodes_nearly(sample: bytes, enc: str) -> bool:
     """Whether the sample decodes under `enc` with at most a few invalid bytes (one per 1000 characters, at
     least 3): a file with a damaged line is still that encoding, and readers dead-letter the damaged lines."""
     text = codecs.getincrementaldecoder(enc)("replace").decode(sample, final=False)
@@ -219,12 +220,12 @@ def detect_encoding(sample: bytes) -> str | None:
         from charset_normalizer import from_bytes
 
         best = from_bytes(cut, cp_isolation=["gb18030", "big5"]).best()
-    except Exception:  # noqa: BLE001 - detection failing is not fatal, the strict tries follow
+    except Exception:  # noqa: BLE001 - detection failing is not fatal, the plain tries follow
         best = None
-    if best is not None and is_text_codec(best.encoding) and _strict_ok(cut, canonical_encoding(best.encoding)):
+    if best is not None and is_text_codec(best.encoding) and _decodes_nearly(cut, canonical_encoding(best.encoding)):
         return canonical_encoding(best.encoding)
     for enc in ("gb18030", "big5"):
-        if _strict_ok(cut, enc):
+        if _decodes_nearly(cut, enc):
             return enc
     return None
 
