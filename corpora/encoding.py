@@ -1,11 +1,13 @@
 """Opening input files: transparent decompression and the character encoding ("auto" detection).
 
 `auto` looks at the first `SNIFF_BYTES` of the (decompressed) file:
-1. a byte-order mark -> UTF-8 (BOM stripped) or UTF-16 (LE/BE);
+1. a byte-order mark -> UTF-8 (BOM stripped), UTF-32 or UTF-16 (LE/BE; UTF-32's BOM is checked first, as
+   it begins with UTF-16 LE's);
 2. else UTF-8 when the sample decodes as UTF-8, or nearly so (a few invalid bytes among many valid multi-byte
    characters: the file is UTF-8 with damaged lines, which readers turn into dead-letter rows);
 3. else charset-normalizer choosing between GB18030 (superset of GBK/GB2312) and Big5; failing that, whichever
-   of the two decodes the sample strictly;
+   of the two decodes the sample strictly, or nearly so (a few invalid bytes: readers decode line by line, so
+   each damaged line is one dead-letter row, not the whole file);
 4. else None: the content is not text we can read (binary junk), and readers dead-letter the whole file.
 A sample more than 1% NUL bytes (and no UTF-16 BOM) is binary. Known limits: a file whose first MiB is pure ASCII
 is read as UTF-8 (later GBK lines would be dead-lettered as invalid UTF-8: set `encoding` explicitly for such
@@ -42,6 +44,15 @@ _ALIASES = {
 }
 
 
+def is_text_codec(name: str) -> bool:
+    """Whether `name` is a codec that turns bytes into text (`hex`, `rot13`, `base64`, `zlib` are not; CPython
+    marks text encodings in `CodecInfo._is_text_encoding`, which `bytes.decode` itself checks)."""
+    try:
+        return codecs.lookup(name)._is_text_encoding
+    except (LookupError, TypeError, ValueError):
+        return False
+
+
 def canonical_encoding(name: str) -> str:
     """A codec name with the GBK family mapped to GB18030 (its superset), so declared GBK never fails on GB18030 chars."""
     try:
@@ -63,12 +74,17 @@ class _ZstdRaw(io.RawIOBase):
         self._dobj = self._dctx.decompressobj()
         self._in_frame = False
         self._buf = b""
+        self._error: BaseException | None = None  # raised once the data decoded before it has been read
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b) -> int:
+        import zstandard
+
         while not self._buf:
+            if self._error is not None:
+                raise self._error
             chunk = self._f.read(1 << 16)
             if not chunk:
                 if self._in_frame:
@@ -76,7 +92,11 @@ class _ZstdRaw(io.RawIOBase):
                 return 0
             while chunk:
                 self._in_frame = True
-                self._buf += self._dobj.decompress(chunk)
+                try:
+                    self._buf += self._dobj.decompress(chunk)
+                except zstandard.ZstdError as e:  # trailing garbage or a corrupt frame: keep what came before
+                    self._error = e
+                    break
                 if self._dobj.eof:
                     chunk = self._dobj.unused_data
                     self._dobj = self._dctx.decompressobj()
@@ -152,8 +172,12 @@ def read_head(path: str, n: int = SNIFF_BYTES) -> tuple[bytes, Exception | None]
 
 
 def bom_encoding(sample: bytes) -> str | None:
+    """"utf-8-sig", "utf-32" or "utf-16" when the sample starts with that byte-order mark (Python's utf-16 and
+    utf-32 codecs read the mark and its byte order), else None."""
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
+    if sample.startswith(codecs.BOM_UTF32_LE) or sample.startswith(codecs.BOM_UTF32_BE):
+        return "utf-32"
     if sample.startswith(codecs.BOM_UTF16_LE) or sample.startswith(codecs.BOM_UTF16_BE):
         return "utf-16"
     return None
@@ -168,12 +192,12 @@ def _mostly_utf8(sample: bytes) -> bool:
     return good >= 3 * bad  # GBK read as UTF-8 gives ~0.3 accidental good chars per bad one, Big5 ~0.16
 
 
-def _strict_ok(sample: bytes, enc: str) -> bool:
-    try:
-        codecs.getincrementaldecoder(enc)("strict").decode(sample, final=False)
-        return True
-    except UnicodeDecodeError:
-        return False
+def _decodes_nearly(sample: bytes, enc: str) -> bool:
+    """Whether the sample decodes under `enc` with at most a few invalid bytes (one per 1000 characters, at
+    least 3): a file with a damaged line is still that encoding, and readers dead-letter the damaged lines."""
+    text = codecs.getincrementaldecoder(enc)("replace").decode(sample, final=False)
+    bad = text.count("\ufffd")
+    return bad == 0 or bad <= max(3, len(text) // 1000)
 
 
 def detect_encoding(sample: bytes) -> str | None:
@@ -196,12 +220,12 @@ def detect_encoding(sample: bytes) -> str | None:
         from charset_normalizer import from_bytes
 
         best = from_bytes(cut, cp_isolation=["gb18030", "big5"]).best()
-    except Exception:  # noqa: BLE001 - detection failing is not fatal, the strict tries follow
+    except Exception:  # noqa: BLE001 - detection failing is not fatal, the plain tries follow
         best = None
-    if best is not None and _strict_ok(cut, canonical_encoding(best.encoding)):
+    if best is not None and is_text_codec(best.encoding) and _decodes_nearly(cut, canonical_encoding(best.encoding)):
         return canonical_encoding(best.encoding)
     for enc in ("gb18030", "big5"):
-        if _strict_ok(cut, enc):
+        if _decodes_nearly(cut, enc):
             return enc
     return None
 
@@ -215,9 +239,7 @@ def declared_html_charset(head: bytes) -> str | None:
     if not m:
         return None
     name = m.group(1).decode("ascii", "ignore")
-    try:
-        codecs.lookup(name)
-    except LookupError:
+    if not is_text_codec(name):  # unknown, or a bytes-to-bytes codec such as "hex": sniff instead
         return None
     return canonical_encoding(name)
 
@@ -228,6 +250,8 @@ def decode_document(data: bytes, declared: str | None = None) -> tuple[str | Non
     Returns (text, encoding); text is None when the bytes are not readable text. Invalid bytes under a declared
     or detected charset are replaced (a web page with one broken byte is still a page).
     """
+    if declared and not is_text_codec(declared):
+        declared = None  # a label such as "hex" or "rot13" names no text encoding: sniff instead
     enc = bom_encoding(data) or (canonical_encoding(declared) if declared else None) or detect_encoding(data[:SNIFF_BYTES])
     if enc is None:
         return None, "binary"

@@ -14,11 +14,28 @@ What a record is, per format:
   (`context_text`, id = `context_id`); location `path#N`. This format reads the whole (decompressed) JSON
   file into memory (no streaming JSON parser is installed); the others stream.
 
-A file-level failure (an empty file, binary content, an undecodable encoding, a file that cannot be opened)
-gives one dead-letter row for the file. A stream that breaks (a truncated .gz/.bz2/.zst, malformed XML) keeps
-the records read before the break and gives one dead-letter row for the rest. A record longer than
-`spec.max_record_bytes` (default 8 MiB) is a dead-letter row and is skipped without being held in memory
-(for line-based formats; an HTML file or WARC payload is read up to the cap).
+A bad record costs that record, never the rest of its file; readers recover at the next record boundary:
+- lines end at "\n", "\r\n" or a lone "\r", and each line is decoded on its own with the file's (declared or
+  detected) encoding, so an invalid byte (GBK, UTF-8), a bad UTF-16/32 unit, a NUL, or a line of another
+  encoding is one dead-letter line; a JSON line that does not parse (malformed, a 5000-digit number, nesting
+  too deep) is one dead letter;
+- csv: a row that spans lines but is not one well-formed record (a quote left open: read strictly it breaks,
+  has the wrong number of fields, or runs past `max_record_bytes`) is a dead letter for its first line, and
+  the lines after it are read again as rows; an open quote on the last line is a dead letter;
+- warc: records are framed by their header block and Content-Length; one that does not end where its length
+  says costs that record, and reading goes on at the next line starting "WARC/1."; bytes between records that
+  are no record are one dead letter; a charset label naming no text encoding ("hex", "rot13") is ignored;
+- compressed files: what decoded before a break (a truncated .gz/.bz2/.zst, trailing garbage after the last
+  gzip member or zstd frame, malformed XML) is kept, and the rest is one dead-letter row.
+A file-level failure (an empty file, binary content, an undecodable encoding, a file that cannot be opened, a
+name with no known extension, a name that is not valid UTF-8) gives one dead-letter row for the file. A record
+longer than `spec.max_record_bytes` (default 8 MiB) is a dead-letter row and is skipped without being held in
+memory (for line-based formats; an HTML file or WARC payload is read up to the cap). Known limit: CSV is
+ambiguous where a later field's quote happens to close an earlier row's open quote into a valid record (a
+quote right before a line break inside a quoted field); that is read as one record.
+
+`read_path(spec, path, stats)` also counts what the file held (`ReadStats`: raw lines, CSV rows, WARC records,
+pages, articles; those that are not input; dead letters that stand for a file), apart from what it yielded.
 
 Fields: jsonl/csv join `spec.text_fields` (present, non-empty ones) with "\n"; jsonl field names may be dotted
 paths into nested objects ("meta.url"). A CSV whose header has no "text" column while `text_fields` is the
@@ -32,6 +49,7 @@ on the same paths give the same ids.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -41,17 +59,19 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from corpora.document import DeadLetter, Document
+from corpora.document import FORMATS, DeadLetter, Document
 from corpora.encoding import (
     bom_encoding,
     canonical_encoding,
     declared_html_charset,
     decode_document,
     detect_encoding,
+    is_text_codec,
     open_binary,
     read_head,
 )
 from corpora.sources import SourceSpec, format_of
+from knowmix.errors import UserError
 
 Record = Document | DeadLetter
 
@@ -69,6 +89,29 @@ try:
     _STREAM_ERRORS += (zstandard.ZstdError,)
 except ImportError:  # pragma: no cover
     pass
+
+
+@dataclass
+class ReadStats:
+    """What one `read_path` call saw, counted where the bytes become records, apart from what it yielded.
+
+    `records` are the raw records of the format's `unit` (lines; blocks in txt block mode; csv rows, the header
+    included; html pages; warc records; pages of a MediaWiki dump; articles of a SQuAD file or cmrc records); `not_input` those that
+    are not input (blank lines, the CSV header, WARC requests and non-HTML responses, non-article pages);
+    `file_rows` the dead letters that stand for a whole file or the unreadable rest of one rather than for one
+    raw record. Every raw record that is input gives exactly one Document or DeadLetter, so
+    `docs + dead == records - not_input + file_rows` (`unaccounted()` is the difference, 0 unless a record was lost).
+    """
+
+    unit: str = "records"
+    records: int = 0
+    not_input: int = 0
+    file_rows: int = 0
+    docs: int = 0
+    dead: int = 0
+
+    def unaccounted(self) -> int:
+        return self.records - self.not_input + self.file_rows - self.docs - self.dead
 
 
 class _Ctx:
@@ -169,6 +212,8 @@ def _file_encoding(ctx: _Ctx) -> tuple[str | None, str | None, bytes]:
     if not head:
         return None, (f"cannot read: {err}" if err else "empty file"), head
     if ctx.spec.encoding.lower() != "auto":
+        if not is_text_codec(ctx.spec.encoding):  # sources.py refuses these; a hand-made spec may not
+            return None, f"encoding {ctx.spec.encoding!r} is not a text encoding", head
         enc = canonical_encoding(ctx.spec.encoding)
         if enc == "utf-8" and bom_encoding(head) == "utf-8-sig":
             enc = "utf-8-sig"
@@ -180,75 +225,158 @@ def _file_encoding(ctx: _Ctx) -> tuple[str | None, str | None, bytes]:
     return enc, None, head
 
 
+_READ_BLOCK = 1 << 20
+_EOL_BYTES = re.compile(rb"\r\n?|\n")
+_EOL_STR = re.compile(r"\r\n?|\n")
+_STR_LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+#: what a text-decoding error becomes inside a decoded wide (UTF-16/32) line: a lone surrogate, which no
+#: strictly valid decoding produces (surrogateescape uses U+DC80..U+DCFF), so a line holding it had bad data
+_BAD_UNIT = "\udc00"
+codecs.register_error("knowmix.bad_unit", lambda e: (_BAD_UNIT, e.end))
+
+
+def _blocks(f) -> Iterator[bytes]:
+    """The stream's bytes a block at a time (read1: what came before a broken compressed stream is not lost)."""
+    read = f.read1 if hasattr(f, "read1") else f.read
+    while True:
+        block = read(_READ_BLOCK)
+        if not block:
+            return
+        yield block
+
+
+def _split_lines(blocks: Iterator, limit: int, split: Callable, eol: re.Pattern) -> Iterator[tuple[Any, int, bool]]:
+    """(line, size, too_long) for every line of a stream given as blocks (all bytes or all str).
+
+    A line ends at "\\n", "\\r\\n" or a lone "\\r" (kept on the line). A line longer than `limit` comes once as
+    (its first 1000 units, its size, True) and is skipped without being held in memory.
+    """
+    carry = None  # the unterminated tail of the last block
+    skipping = -1  # size so far of an over-long line being skipped; -1 when not skipping
+    head = None
+    after_cr = False  # the last line ended in "\r": a "\n" starting the next block belongs to it
+    for block in blocks:
+        if after_cr:
+            after_cr = False
+            if block[:1] in ("\n", b"\n"):
+                block = block[1:]
+        if skipping >= 0:
+            m = eol.search(block)
+            if m is None:
+                skipping += len(block)
+                continue
+            skipping += m.end()
+            yield head, skipping, True
+            skipping = -1
+            after_cr = m.end() == len(block) and block[-1:] in ("\r", b"\r")
+            block = block[m.end() :]
+        if carry:
+            block, carry = carry + block, None
+        lines = split(block)
+        if lines:
+            last = lines[-1]
+            if last[-1:] in ("\n", b"\n"):
+                pass
+            elif last[-1:] in ("\r", b"\r"):
+                after_cr = True
+            else:
+                carry = lines.pop()
+        if len(block) <= limit:  # no line of it can be too long
+            for line in lines:
+                yield line, len(line), False
+        else:
+            for line in lines:
+                yield (line[:1000], len(line), True) if len(line) > limit else (line, len(line), False)
+        if carry is not None and len(carry) > limit:
+            skipping, head, carry = len(carry), carry[:1000], None
+    if skipping >= 0:
+        yield head, skipping, True
+    elif carry:
+        yield carry, len(carry), False
+
+
 def _iter_lines(ctx: _Ctx) -> Iterator[_Line]:
-    """Decoded lines; invalid bytes, NULs and over-long lines come as error lines; a broken stream ends it."""
+    """Decoded lines, each decoded on its own with the file's encoding: invalid bytes, NULs and over-long lines
+    come as error lines (one line each); a broken stream ends it with a fatal line."""
     limit = ctx.spec.max_record_bytes
     enc, err, head = _file_encoding(ctx)
     if err:
         yield _Line(0, None, head[:1000], err, fatal=True)
         return
     assert enc is not None
-    if enc.replace("_", "-").startswith(("utf-16", "utf-32")):
+    line_enc = "utf-8" if enc == "utf-8-sig" else enc
+    if enc.replace("_", "-").startswith(("utf-16", "utf-32")) or "\n\r".encode(line_enc) != b"\n\r":
         yield from _iter_wide_lines(ctx, enc)
         return
-    line_enc = "utf-8" if enc == "utf-8-sig" else enc
     lineno = 0
     with open_binary(ctx.path) as f:
         try:
-            while True:
-                line = f.readline(limit + 1)
-                if not line:
-                    return
+            for line, size, too_long in _split_lines(_blocks(f), limit, _byte_lines, _EOL_BYTES):
                 lineno += 1
-                if lineno == 1 and enc == "utf-8-sig" and line.startswith(b"\xef\xbb\xbf"):
+                if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
                     line = line[3:]
-                if len(line) > limit and not line.endswith(b"\n"):
-                    total = len(line)
-                    while True:  # skip the rest of the line without holding it
-                        chunk = f.readline(1 << 20)
-                        total += len(chunk)
-                        if not chunk or chunk.endswith(b"\n"):
-                            break
-                    yield _Line(lineno, None, line[:1000], f"line longer than {limit} bytes ({total} bytes)", nbytes=total)
+                if too_long:
+                    yield _Line(lineno, None, line, f"line longer than {limit} bytes ({size} bytes)", nbytes=size)
                     continue
                 if b"\x00" in line:
-                    yield _Line(lineno, None, line, "NUL byte in line (binary data?)", nbytes=len(line))
+                    yield _Line(lineno, None, line, "NUL byte in line (binary data?)", nbytes=size)
                     continue
                 try:
                     text = line.decode(line_enc)
                 except UnicodeDecodeError as e:
-                    yield _Line(lineno, None, line, f"invalid {line_enc} bytes at byte {e.start} of the line", nbytes=len(line))
+                    yield _Line(lineno, None, line, f"invalid {line_enc} bytes at byte {e.start} of the line", nbytes=size)
                     continue
-                yield _Line(lineno, text, line, nbytes=len(line))
+                yield _Line(lineno, text, line, nbytes=size)
         except _STREAM_ERRORS as e:
             yield _Line(lineno + 1, None, "", f"truncated or corrupt compressed data after line {lineno}: {e}", fatal=True)
 
 
+def _byte_lines(data: bytes) -> list[bytes]:
+    return data.splitlines(True)  # bytes split only at \n, \r\n and \r
+
+
+def _str_lines(text: str) -> list[str]:
+    return _STR_LINES.findall(text)
+
+
 def _iter_wide_lines(ctx: _Ctx, enc: str) -> Iterator[_Line]:
-    limit_chars = max(1, ctx.spec.max_record_bytes // 2)
+    """Lines of a UTF-16/UTF-32 (or other non-ASCII-compatible) file, split after decoding so a line break is
+    a whole code unit; a line holding an invalid unit is one error line, the lines around it are intact."""
+    unit = 4 if "32" in enc else 2 if "16" in enc else 1  # bytes per code unit, for the size cap
+    limit_chars = max(1, ctx.spec.max_record_bytes // unit)
+    decoder = codecs.getincrementaldecoder(enc)("knowmix.bad_unit")
+
+    def texts(f) -> Iterator[str]:
+        for block in _blocks(f):
+            text = decoder.decode(block, final=False)
+            if text:
+                yield text
+        text = decoder.decode(b"", final=True)
+        if text:
+            yield text
+
     lineno = 0
-    with io.TextIOWrapper(open_binary(ctx.path), encoding=enc, errors="strict", newline="") as f:
+    with open_binary(ctx.path) as f:
         try:
-            while True:
-                line = f.readline(limit_chars + 1)
-                if not line:
-                    return
+            for line, size, too_long in _split_lines(texts(f), limit_chars, _str_lines, _EOL_STR):
                 lineno += 1
-                if len(line) > limit_chars and not line.endswith(("\n", "\r")):
-                    while True:
-                        chunk = f.readline(1 << 20)
-                        if not chunk or chunk.endswith(("\n", "\r")):
-                            break
-                    yield _Line(lineno, None, line[:1000], f"line longer than {ctx.spec.max_record_bytes} bytes")
-                    continue
-                yield _Line(lineno, line, line, nbytes=len(line) * 2)
-        except UnicodeDecodeError as e:
-            yield _Line(lineno + 1, None, "", f"invalid {enc} data after line {lineno}: {e.reason}", fatal=True)
+                if lineno == 1 and line.startswith("\ufeff"):
+                    line = line[1:]
+                if too_long:
+                    yield _Line(lineno, None, line.replace(_BAD_UNIT, "\ufffd"), f"line longer than {ctx.spec.max_record_bytes} bytes", nbytes=size * unit)
+                elif _BAD_UNIT in line:
+                    yield _Line(lineno, None, line.replace(_BAD_UNIT, "\ufffd"), f"invalid {enc} data at character {line.index(_BAD_UNIT)} of the line", nbytes=size * unit)
+                elif "\x00" in line:
+                    yield _Line(lineno, None, line, "NUL character in line (binary data?)", nbytes=size * unit)
+                else:
+                    yield _Line(lineno, line, line, nbytes=size * unit)
         except _STREAM_ERRORS as e:
             yield _Line(lineno + 1, None, "", f"truncated or corrupt compressed data after line {lineno}: {e}", fatal=True)
 
 
 def _line_error(ctx: _Ctx, line: _Line) -> DeadLetter:
+    if line.fatal:  # the file, or the unreadable rest of it: no one raw record
+        ctx.stats.file_rows += 1
     return ctx.dead(f":{line.lineno}" if line.lineno else "", line.error or "unreadable line", line.raw)
 
 
@@ -259,29 +387,40 @@ def _read_txt(ctx: _Ctx) -> Iterator[Record]:
     if ctx.spec.txt_mode == "block":
         yield from _read_txt_blocks(ctx)
         return
+    stats = ctx.stats
+    stats.unit = "lines"
     for line in _iter_lines(ctx):
+        stats.records += not line.fatal
         if line.text is None:
             yield _line_error(ctx, line)
             continue
         text = line.text.strip()
         if text:
             yield ctx.doc(f":{line.lineno}", text)
+        else:
+            stats.not_input += 1
 
 
 def _read_txt_blocks(ctx: _Ctx) -> Iterator[Record]:
     limit = ctx.spec.max_record_bytes
     start, parts, size, error, raw = 0, [], 0, None, b""
+    ctx.stats.unit = "blocks"
 
     def flush() -> Record | None:
         if not start:
             return None
+        ctx.stats.records += 1
         if error:
             return ctx.dead(f":{start}", error, raw)
         return ctx.doc(f":{start}", "\n".join(parts))
 
     for line in _iter_lines(ctx):
         if line.fatal:  # the block in progress (if any) was cut short: it is the one dead-letter row
-            yield ctx.dead(f":{start}", line.error or "", raw) if start else _line_error(ctx, line)
+            if start:
+                ctx.stats.records += 1
+                yield ctx.dead(f":{start}", line.error or "", raw)
+            else:
+                yield _line_error(ctx, line)
             return
         if line.text is not None and not line.text.strip():
             rec = flush()
@@ -306,17 +445,24 @@ def _read_txt_blocks(ctx: _Ctx) -> Iterator[Record]:
 
 
 def _read_jsonl(ctx: _Ctx) -> Iterator[Record]:
+    stats = ctx.stats
+    stats.unit = "lines"
     for line in _iter_lines(ctx):
+        stats.records += not line.fatal
         if line.text is None:
             yield _line_error(ctx, line)
             continue
         if not line.text.strip():
+            stats.not_input += 1
             continue
         suffix = f":{line.lineno}"
         try:
             obj = json.loads(line.text)
         except json.JSONDecodeError as e:
             yield ctx.dead(suffix, f"malformed JSON: {e.msg} at column {e.colno}", line.text)
+            continue
+        except (ValueError, RecursionError) as e:  # a 5000-digit number, nesting deeper than the parser's stack
+            yield ctx.dead(suffix, f"unreadable JSON: {type(e).__name__}: {_one_line(e)}", line.text)
             continue
         if not isinstance(obj, dict):
             yield ctx.dead(suffix, f"not a JSON object (a {type(obj).__name__})", line.text)
@@ -325,49 +471,89 @@ def _read_jsonl(ctx: _Ctx) -> Iterator[Record]:
 
 
 class _CsvFeed:
-    """Feeds decoded lines to csv.reader and remembers which lines (and errors) the current row took."""
+    """Feeds decoded lines to csv.reader and remembers which lines (and errors) the current row took.
+
+    Lines can be given back (`give_back`) to be read again: how a row that went wrong across lines is undone.
+    """
 
     def __init__(self, ctx: _Ctx):
         self.ctx = ctx
         self.lines = _iter_lines(ctx)
+        self.given_back: list[_Line] = []  # stack: the next line to read is the last one
         self.row_lines: list[_Line] = []
         self.row_bytes = 0
-        self.stop: _Line | None = None  # fatal line, or an over-long record
+        self.over = False  # the current row went over max_record_bytes (its reading was cut there)
+        self.stop: _Line | None = None  # the fatal line that ended the file
+        self.exhausted = False  # the file's lines have all been read
 
     def __iter__(self):
         return self
 
     def __next__(self) -> str:
-        if self.stop is not None:
+        if self.over:
             raise StopIteration
-        line = next(self.lines)
-        if line.fatal:
-            self.stop = line
+        if self.given_back:
+            line = self.given_back.pop()
+        elif self.stop is not None:
             raise StopIteration
+        else:
+            try:
+                line = next(self.lines)
+            except StopIteration:
+                self.exhausted = True
+                raise
+            if line.fatal:
+                self.stop = line
+                raise StopIteration
         self.row_lines.append(line)
         self.row_bytes += line.nbytes
-        if self.row_bytes > self.ctx.spec.max_record_bytes:
-            self.stop = _Line(self.row_lines[0].lineno, None, line.raw, f"CSV record longer than {self.ctx.spec.max_record_bytes} bytes (unclosed quote?)", fatal=True)
+        if len(self.row_lines) > 1 and self.row_bytes > self.ctx.spec.max_record_bytes:
+            self.over = True
             raise StopIteration
         return line.text if line.text is not None else "\n"
 
-    def take(self) -> tuple[int, str | None, str]:
-        """(first line number, first error, raw text) of the row just read; resets for the next row."""
-        lines, self.row_lines, self.row_bytes = self.row_lines, [], 0
-        first = lines[0].lineno if lines else 0
-        error = next((f"line {ln.lineno}: {ln.error}" for ln in lines if ln.error), None)
-        raw = "".join(ln.text if ln.text is not None else _bytes_repr(ln.raw) for ln in lines)
-        return first, error, raw
+    def take(self) -> list[_Line]:
+        """The lines of the row just read; resets for the next row."""
+        lines, self.row_lines, self.row_bytes, self.over = self.row_lines, [], 0, False
+        return lines
+
+    def give_back(self, lines: list[_Line]) -> None:
+        self.given_back.extend(reversed(lines))
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception's message on one line, cut to 200 characters."""
+    return " ".join(str(e).split())[:200]
 
 
 def _bytes_repr(raw: bytes | str) -> str:
     return raw if isinstance(raw, str) else raw[:4000].decode("utf-8", "backslashreplace")
 
 
+def _row_text(lines: list[_Line]) -> str:
+    return "".join(ln.text if ln.text is not None else _bytes_repr(ln.raw) for ln in lines)
+
+
+def _quoting_error(text: str) -> str | None:
+    """Why a row that spans lines is not one well-formed CSV record (read strictly), or None if it is.
+
+    A quoted field may hold line breaks, but a quote left open runs on into the rows after it: read leniently,
+    they become one record ending at the next quote or the end of the file. Read strictly, that record breaks
+    (text after the closing quote, or no closing quote at all), which is what tells the two apart.
+    """
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    except csv.Error as e:
+        return str(e)
+    return None if len(rows) == 1 else f"{len(rows)} records"
+
+
 def _read_csv(ctx: _Ctx) -> Iterator[Record]:
     spec = ctx.spec
     if csv.field_size_limit() < spec.max_record_bytes:
         csv.field_size_limit(spec.max_record_bytes)
+    stats = ctx.stats
+    stats.unit = "csv rows"
     feed = _CsvFeed(ctx)
     reader = csv.reader(feed)
     header: list[str] | None = None
@@ -380,14 +566,40 @@ def _read_csv(ctx: _Ctx) -> Iterator[Record]:
             break
         except csv.Error as e:
             row, csv_error = None, f"malformed CSV: {e}"
-        first, line_error, raw = feed.take()
-        suffix = f":{first}"
-        if feed.stop is not None:
-            break  # the row was cut short (broken stream or over-long record): only the stop row below counts
+        over = feed.over
+        lines = feed.take()
+        if not lines:
+            break
+        suffix = f":{lines[0].lineno}"
+        if feed.stop is not None and not feed.given_back:
+            break  # the row was cut short by a broken stream: only the stop row below counts
+        if feed.exhausted and not feed.given_back and len(lines) == 1 and '"' in _row_text(lines) and _quoting_error(_row_text(lines)):
+            stats.records += 1  # the last row, ended by the end of the file inside a quoted field
+            yield ctx.dead(suffix, f"unclosed quote at the end of the file ({_quoting_error(_row_text(lines))})", _row_text(lines))
+            continue
+        wrong_width = header is not None and row is not None and len(row) != len(header)
+        if len(lines) > 1 and (over or csv_error or wrong_width or _quoting_error(_row_text(lines))):
+            # a quote left open: this row's first line is the bad record; the lines after it are read again
+            stats.records += 1
+            if over:
+                why = f"CSV record longer than {spec.max_record_bytes} bytes (unclosed quote?)"
+            elif wrong_width:
+                why = f"unclosed or stray quote: the record starting here spans {len(lines)} lines and has {len(row or ())} fields, not {len(header or ())}"
+            else:
+                why = f"unclosed or stray quote: the record starting here does not end well ({csv_error or _quoting_error(_row_text(lines))})"
+            yield ctx.dead(suffix, why, _row_text(lines[:1]))
+            feed.give_back(lines[1:])
+            reader = csv.reader(feed)
+            continue
+        line_error = next((f"line {ln.lineno}: {ln.error}" for ln in lines if ln.error), None)
+        raw = _row_text(lines)
+        stats.records += 1
         if header is None:
             if line_error or csv_error or not row:
+                stats.file_rows += 1
                 yield ctx.dead(suffix, f"unreadable CSV header ({line_error or csv_error or 'empty'})", raw)
                 return
+            stats.not_input += 1
             header = [h.strip() for h in row]
             if header and header[0].startswith("\ufeff"):
                 header[0] = header[0][1:]
@@ -395,10 +607,12 @@ def _read_csv(ctx: _Ctx) -> Iterator[Record]:
                 # default text_fields and no "text" column: every column except id/url makes the text
                 text_fields = tuple(h for h in header if h and h not in (spec.id_field, spec.url_field))
             elif not any(f in header for f in text_fields):
+                stats.file_rows += 1
                 yield ctx.dead(suffix, f"CSV header has none of the text fields {list(text_fields)} (columns: {', '.join(header)})", raw)
                 return
             continue
         if row == [] and not line_error:
+            stats.not_input += 1
             continue  # a blank line
         if line_error or csv_error:
             yield ctx.dead(suffix, line_error or csv_error or "", raw)
@@ -411,6 +625,7 @@ def _read_csv(ctx: _Ctx) -> Iterator[Record]:
         yield _fields_record(ctx, suffix, values.get, raw, text_fields)
     if feed.stop is not None:
         stop = feed.stop
+        stats.file_rows += 1
         yield ctx.dead(f":{stop.lineno}" if stop.lineno else "", stop.error or "", stop.raw)
 
 
@@ -440,6 +655,8 @@ def _html_record(ctx: _Ctx, suffix: str, data: bytes, declared: str | None, url:
 
 def _read_html(ctx: _Ctx) -> Iterator[Record]:
     limit = ctx.spec.max_record_bytes
+    ctx.stats.unit = "html pages"
+    ctx.stats.records += 1
     data, err = read_head(ctx.path, limit + 1)
     if err is not None:
         yield ctx.dead("#0", f"truncated or corrupt compressed data: {err}", data[:1000])
@@ -484,75 +701,257 @@ def _charset_of(content_type: str | None) -> str | None:
     m = _CHARSET.search(content_type or "")
     if not m:
         return None
-    import codecs
+    return m.group(1) if is_text_codec(m.group(1)) else None
 
-    try:
-        codecs.lookup(m.group(1))
-    except LookupError:
+
+def _warc_record(ctx: _Ctx, suffix: str, rec, limit: int) -> Record | None:
+    """One parsed WARC record (warcio's) as a Document or DeadLetter; None when it is not input (a request,
+    metadata, a non-2xx or non-HTML response)."""
+    rtype = rec.rec_type
+    url = rec.rec_headers.get_header("WARC-Target-URI")
+    rec_id = rec.rec_headers.get_header(ctx.spec.id_field) if ctx.spec.id_field else None
+    if rtype == "conversion":
+        ctype = rec.rec_headers.get_header("Content-Type") or "text/plain"
+        is_html = False
+    elif rtype in ("response", "resource"):
+        headers = rec.http_headers
+        if headers is not None:
+            status = headers.get_statuscode() or ""
+            if not status.startswith("2"):
+                return None
+            ctype = headers.get_header("Content-Type") or ""
+        else:
+            ctype = rec.rec_headers.get_header("Content-Type") or ""
+        if not ctype.split(";")[0].strip().lower() in _HTML_TYPES:
+            return None
+        is_html = True
+    else:
         return None
-    return m.group(1)
+    try:
+        data = rec.content_stream().read(limit + 1)
+    except Exception as e:  # noqa: BLE001 - a broken chunked/gzip payload is this record's problem
+        return ctx.dead(suffix, f"unreadable WARC payload: {type(e).__name__}: {_one_line(e)}", url or "")
+    if len(data) > limit:
+        return ctx.dead(suffix, f"WARC payload larger than {limit} bytes", data[:1000])
+    if is_html:
+        return _html_record(ctx, suffix, data, _charset_of(ctype), url, id=rec_id)
+    text, _ = decode_document(data, _charset_of(ctype) or "utf-8")
+    if not text or not text.strip():
+        return ctx.dead(suffix, "empty WET text record", data[:1000])
+    return ctx.doc(suffix, text.strip(), id=rec_id, url=url)
+
+
+class _Bytes:
+    """A byte stream read through a buffer that can give bytes back (`unread`) and peek; a broken compressed
+    stream reads as its end, and the error is kept in `error`."""
+
+    def __init__(self, f):
+        self.f = f
+        self.buf = bytearray()
+        self.error: BaseException | None = None
+        self.eof = False
+
+    def _more(self) -> bool:
+        if self.eof:
+            return False
+        try:
+            chunk = self.f.read1(1 << 16) if hasattr(self.f, "read1") else self.f.read(1 << 16)
+        except _STREAM_ERRORS as e:
+            self.error, chunk = e, b""
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf += chunk
+        return True
+
+    def _take(self, n: int) -> bytes:
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def readline(self, limit: int) -> bytes:
+        start = 0
+        while True:
+            i = self.buf.find(b"\n", start, limit)
+            if i >= 0:
+                return self._take(i + 1)
+            start = len(self.buf)
+            if len(self.buf) >= limit or not self._more():
+                return self._take(limit)
+
+    def read(self, n: int) -> bytes:
+        while len(self.buf) < n and self._more():
+            pass
+        return self._take(n)
+
+    def skip(self, n: int) -> int:
+        done = 0
+        while done < n:
+            chunk = self.read(min(n - done, 1 << 20))
+            if not chunk:
+                break
+            done += len(chunk)
+        return done
+
+    def peek(self, n: int) -> bytes:
+        while len(self.buf) < n and self._more():
+            pass
+        return bytes(self.buf[:n])
+
+    def unread(self, data: bytes) -> None:
+        self.buf[:0] = data
+
+
+_WARC_START = b"WARC/1."
+#: a record's end (CRLF CRLF) and the next record's first line inside one payload: the length was too long
+_SWALLOWED_RECORD = re.compile(rb"\r\n\r\nWARC/1\.\d\r\n")
+_CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*(\d+)[ \t]*\r?$", re.I | re.M)
+
+
+def _warc_frames(r: _Bytes, limit: int) -> Iterator[tuple[str, bytes, Any]]:
+    """The records of an uncompressed WARC stream, framed by their header block and Content-Length.
+
+    Yields ("record", header, payload), ("large", header, payload head) for a payload over `limit` (skipped),
+    ("bad", header, why) for a record that does not end where its Content-Length says (with CRLF CRLF) or has
+    no valid header block, ("cut", header, why) when the stream
+    breaks inside a record (the last one), and ("junk", first bytes, size) for bytes between records that
+    are no record. After a bad record, reading goes on from the line after its "WARC/1." line, at the next
+    line that starts with "WARC/1.": a wrong length costs that record only (bytes in between are its own).
+    """
+    junk, n_junk, in_bad = b"", 0, False
+    at_line_start = True
+    while True:
+        line = r.readline(1 << 16)
+        if not line:
+            break
+        is_start = at_line_start and line.startswith(_WARC_START)
+        at_line_start = line.endswith(b"\n")
+        if not is_start:
+            if not in_bad and line.strip():
+                n_junk += len(line)
+                junk = (junk + line)[:1000]
+            continue
+        if n_junk:
+            yield "junk", junk, n_junk
+            junk, n_junk = b"", 0
+        in_bad = False
+        parts, size, complete = [line], len(line), False
+        while size < (1 << 20):
+            part = r.readline(1 << 16)
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+            if part in (b"\r\n", b"\n"):
+                complete = True
+                break
+        head = b"".join(parts)
+        m = _CONTENT_LENGTH.search(head)
+        if r.error is not None and not complete:
+            yield "cut", head, f"truncated WARC record (stream broke: {r.error})"
+            return
+        if not complete or m is None:
+            r.unread(head[len(line) :])
+            in_bad = at_line_start = True
+            yield "bad", head, "WARC header block without a valid Content-Length"
+            continue
+        length = int(m.group(1))
+        large = length > limit
+        body = r.read(min(length, limit + 1))
+        got = len(body) + (r.skip(length - len(body)) if large else 0)
+        tail = r.read(4)
+        if got < length and r.error is not None:
+            yield "cut", head, f"truncated WARC record (stream broke: {r.error})"
+            return
+        ends_well = tail == b"\r\n\r\n" or (tail[:2] == b"\n\n" and (r.unread(tail[2:]) or True))
+        if got == length and ends_well and not large and _SWALLOWED_RECORD.search(body):
+            ends_well = False  # too long a Content-Length that happened to end on a CRLF CRLF: it took a record
+        if got == length and ends_well:
+            yield ("large" if large else "record"), head, body
+            continue
+        r.unread((b"" if large else body) + tail)
+        in_bad = at_line_start = True
+        yield "bad", head, f"WARC record does not end where its Content-Length ({length}) says"
+    if r.error is not None:
+        yield "cut", b"", f"truncated or corrupt compressed data: {r.error}"
+    elif n_junk:
+        yield "junk", junk, n_junk
 
 
 def _read_warc(ctx: _Ctx) -> Iterator[Record]:
     from warcio.archiveiterator import ArchiveIterator
 
     limit = ctx.spec.max_record_bytes
-    trap = _Trap(open_binary(ctx.path))
-    index = -1
-    cut_record = False
+    stats = ctx.stats
+    stats.unit = "warc records"
+    r = _Bytes(open_binary(ctx.path))
     try:
-        for rec in ArchiveIterator(trap, arc2warc=True):
+        if not r.peek(64).lstrip().startswith(b"WARC/"):  # an ARC file (or junk): warcio reads it as it can
+            yield from _read_warc_stream(ctx, r)
+            return
+        index = -1
+        for what, head, value in _warc_frames(r, limit):
+            if what == "junk":
+                stats.file_rows += 1
+                yield ctx.dead(f"#{index + 1}", f"not a WARC record: {value} bytes between records", head)
+                continue
+            if what == "cut" and not head:
+                stats.file_rows += 1
+                yield ctx.dead(f"#{index + 1}", value.replace("data:", f"data after record {index}:"))
+                continue
             index += 1
+            stats.records += 1
             suffix = f"#{index}"
-            rtype = rec.rec_type
-            url = rec.rec_headers.get_header("WARC-Target-URI")
-            rec_id = rec.rec_headers.get_header(ctx.spec.id_field) if ctx.spec.id_field else None
-            if rtype == "conversion":
-                ctype = rec.rec_headers.get_header("Content-Type") or "text/plain"
-                is_html = False
-            elif rtype in ("response", "resource"):
-                headers = rec.http_headers
-                if headers is not None:
-                    status = headers.get_statuscode() or ""
-                    if not status.startswith("2"):
-                        continue
-                    ctype = headers.get_header("Content-Type") or ""
-                else:
-                    ctype = rec.rec_headers.get_header("Content-Type") or ""
-                if not ctype.split(";")[0].strip().lower() in _HTML_TYPES:
-                    continue
-                is_html = True
-            else:
+            if what in ("bad", "cut"):
+                yield ctx.dead(suffix, value, head)
+                continue
+            if what == "large":
+                yield ctx.dead(suffix, f"WARC record larger than {limit} bytes", head + value[:1000])
                 continue
             try:
-                data = rec.content_stream().read(limit + 1)
-            except Exception as e:  # noqa: BLE001 - a broken chunked/gzip payload is this record's problem
-                yield ctx.dead(suffix, f"unreadable WARC payload: {type(e).__name__}: {e}", url or "")
-                continue
-            if len(data) > limit:
-                yield ctx.dead(suffix, f"WARC payload larger than {limit} bytes", data[:1000])
-                continue
-            if getattr(rec.raw_stream, "limit", 0) > 0 and trap.error is not None:
-                cut_record = True
-                yield ctx.dead(suffix, f"truncated WARC record (stream broke: {trap.error})", data[:1000])
-                break
-            if is_html:
-                yield _html_record(ctx, suffix, data, _charset_of(ctype), url, id=rec_id)
+                rec = next(iter(ArchiveIterator(io.BytesIO(head + value + b"\r\n\r\n"), arc2warc=True)))
+                out = _warc_record(ctx, suffix, rec, limit)
+            except ImportError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a record warcio cannot parse is this record's problem
+                out = ctx.dead(suffix, f"unreadable WARC record: {type(e).__name__}: {_one_line(e)}", head)
+            if out is None:
+                stats.not_input += 1
             else:
-                text, _ = decode_document(data, _charset_of(ctype) or "utf-8")
-                if not text or not text.strip():
-                    yield ctx.dead(suffix, "empty WET text record", data[:1000])
-                else:
-                    yield ctx.doc(suffix, text.strip(), id=rec_id, url=url)
+                yield out
+    finally:
+        r.f.close()
+
+
+def _read_warc_stream(ctx: _Ctx, r: _Bytes) -> Iterator[Record]:
+    """ARC files (and anything that does not start as a WARC does), read by warcio's own iterator."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    limit = ctx.spec.max_record_bytes
+    stats = ctx.stats
+    index = -1
+    try:
+        for rec in ArchiveIterator(r, arc2warc=True):
+            index += 1
+            stats.records += 1
+            suffix = f"#{index}"
+            if getattr(rec.raw_stream, "limit", 0) > 0 and r.error is not None:
+                yield ctx.dead(suffix, f"truncated record (stream broke: {r.error})")
+                return
+            out = _warc_record(ctx, suffix, rec, limit)
+            if out is None:
+                stats.not_input += 1
+            else:
+                yield out
     except ImportError:
         raise
     except Exception as e:  # noqa: BLE001 - warcio raises ArchiveLoadFailed and friends on junk
-        yield ctx.dead(f"#{index + 1}", f"malformed WARC after record {index}: {type(e).__name__}: {e}")
+        stats.file_rows += 1
+        yield ctx.dead(f"#{index + 1}", f"malformed WARC/ARC after record {index}: {type(e).__name__}: {_one_line(e)}")
         return
-    finally:
-        trap.close()
-    if trap.error is not None and not cut_record:
-        yield ctx.dead(f"#{index + 1}", f"truncated or corrupt compressed data after record {index}: {trap.error}")
+    if r.error is not None:
+        stats.file_rows += 1
+        yield ctx.dead(f"#{index + 1}", f"truncated or corrupt compressed data after record {index}: {r.error}")
 
 
 _NON_ARTICLE_LINK = re.compile(
@@ -587,13 +986,17 @@ def _read_mediawiki(ctx: _Ctx) -> Iterator[Record]:
     limit = ctx.spec.max_record_bytes
     trap = _Trap(open_binary(ctx.path))
     index = -1
+    stats = ctx.stats
+    stats.unit = "pages"
     try:
         for _, page in etree.iterparse(trap, events=("end",), tag="{*}page", huge_tree=True):
             index += 1
+            stats.records += 1
             suffix = f"#{index}"
             try:
                 ns = (page.findtext("{*}ns") or "0").strip()
                 if ns != "0" or page.find("{*}redirect") is not None:
+                    stats.not_input += 1
                     continue
                 title = (page.findtext("{*}title") or "").strip() or None
                 wikitext = page.findtext("{*}revision/{*}text") or ""
@@ -615,12 +1018,15 @@ def _read_mediawiki(ctx: _Ctx) -> Iterator[Record]:
                     yield ctx.dead(suffix, "article has no text", wikitext)
                     continue
                 yield ctx.doc(suffix, text, id=page_id, title=title)
+            except Exception as e:  # noqa: BLE001 - anything odd in one page is that page's problem only
+                yield ctx.dead(suffix, f"unreadable page: {type(e).__name__}: {_one_line(e)}")
             finally:
                 page.clear()
                 while page.getprevious() is not None:
                     del page.getparent()[0]
     except etree.XMLSyntaxError as e:
         why = f"stream broke: {trap.error}" if trap.error is not None else str(e)
+        stats.file_rows += 1
         yield ctx.dead(f"#{index + 1}", f"malformed or truncated XML after page {index}: {why}")
     finally:
         trap.close()
@@ -628,6 +1034,9 @@ def _read_mediawiki(ctx: _Ctx) -> Iterator[Record]:
 
 def _read_squad(ctx: _Ctx) -> Iterator[Record]:
     spec = ctx.spec
+    stats = ctx.stats
+    stats.unit = "articles"
+    stats.file_rows += 1  # until the file parses, any dead letter stands for the whole file
     enc, err, head = _file_encoding(ctx)
     if err:
         yield ctx.dead("", err, head[:1000])
@@ -647,8 +1056,13 @@ def _read_squad(ctx: _Ctx) -> Iterator[Record]:
     except json.JSONDecodeError as e:
         yield ctx.dead("", f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}", text[max(0, e.pos - 200) : e.pos + 200])
         return
+    except (ValueError, RecursionError) as e:
+        yield ctx.dead("", f"unreadable JSON: {type(e).__name__}: {_one_line(e)}", text[:1000])
+        return
     title_field = spec.title_field or "title"
     if isinstance(obj, dict) and isinstance(obj.get("data"), list):  # SQuAD layout
+        stats.file_rows -= 1
+        stats.records += len(obj["data"])
         for i, article in enumerate(obj["data"]):
             suffix = f"#{i}"
             raw = json.dumps(article, ensure_ascii=False)[:1000] if not isinstance(article, str) else article
@@ -675,6 +1089,7 @@ def _read_squad(ctx: _Ctx) -> Iterator[Record]:
                           url=_as_text(article.get(spec.url_field)) if spec.url_field else None)
     elif isinstance(obj, list):  # CMRC 2018 layout
         id_field = spec.id_field or "context_id"
+        stats.unit, stats.file_rows, stats.records = "cmrc records", stats.file_rows - 1, stats.records + len(obj)
         for i, rec in enumerate(obj):
             suffix = f"#{i}"
             raw = json.dumps(rec, ensure_ascii=False)[:1000]
@@ -706,27 +1121,53 @@ _READERS: dict[str, Callable[[_Ctx], Iterator[Record]]] = {
 }
 
 
-def read_path(spec: SourceSpec, path: str) -> Iterator[Document | DeadLetter]:
+def read_path(spec: SourceSpec, path: str | bytes, stats: ReadStats | None = None) -> Iterator[Document | DeadLetter]:
     """Every record of one file as a Document or a DeadLetter (see the module docstring); never raises for bad input.
 
     A file that yields no record at all (empty, or only blank lines) gives one DeadLetter, so every file
-    is accounted for. Raises UserError only when the format cannot be told from the file name.
+    is accounted for; so do a file whose format cannot be told from its name and a file whose name is not
+    valid UTF-8 (it could not be written into a shard's `location`: rename it). `stats`, when given, is
+    filled in as the file is read (see ReadStats). A path given as bytes is decoded as `os.fsdecode` does.
     """
-    fmt = format_of(spec, path)
+    stats = stats if stats is not None else ReadStats()
+    path = os.fsdecode(path)
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        stats.file_rows += 1
+        stats.dead += 1
+        yield DeadLetter(spec.kind, shown, "file name is not valid UTF-8 (not read: rename the file)", "")
+        return
+    try:
+        fmt = format_of(spec, path)
+    except UserError:
+        stats.file_rows += 1
+        stats.dead += 1
+        yield DeadLetter(spec.kind, path, f"cannot tell the format from the file name (not read: set format = one of {', '.join(FORMATS)})", "")
+        return
     ctx = _Ctx(spec, path)
+    ctx.stats = stats
     head, err = read_head(path, 1)
     if not head:
+        stats.file_rows += 1
+        stats.dead += 1
         yield ctx.dead("", f"cannot read: {err}" if err is not None else "empty file")
         return
-    n = 0
     try:
         for rec in _READERS[fmt](ctx):
-            n += 1
+            if isinstance(rec, Document):
+                stats.docs += 1
+            else:
+                stats.dead += 1
             yield rec
     except ImportError:
         raise  # a missing dependency is not the input's fault
     except Exception as e:  # noqa: BLE001 - bad input never crashes the job: the rest of the file is one row
-        n += 1
-        yield ctx.dead("", f"unreadable {fmt} file: {type(e).__name__}: {e}")
-    if n == 0:
+        stats.file_rows += 1
+        stats.dead += 1
+        yield ctx.dead("", f"unreadable {fmt} file: {type(e).__name__}: {_one_line(e)}")
+    if stats.docs + stats.dead == 0:
+        stats.file_rows += 1
+        stats.dead += 1
         yield ctx.dead("", "no records in file")

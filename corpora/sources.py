@@ -5,7 +5,7 @@
 kind = "qa"                     # web | encyclopedia | news | qa
 format = "csv"                  # jsonl | txt | csv | html | warc | mediawiki | squad  (else from the extension)
 paths = ["data/zhidao/*.csv"]   # globs; .gz / .bz2 / .zst read transparently
-encoding = "auto"               # auto (BOM, UTF-8, GB18030/GBK, Big5) or any Python codec name
+encoding = "auto"               # auto (BOM, UTF-8, GB18030/GBK, Big5) or any Python text codec name
 text_fields = ["title", "question", "reply"]   # jsonl/csv: joined with "\\n" into the text
 id_field = "id"                 # optional (jsonl/csv/squad): the doc id is that value
 title_field = "title"           # optional
@@ -83,9 +83,11 @@ def _check_encoding(where: str, enc) -> str:
     if enc.lower() == "auto":
         return "auto"
     try:
-        codecs.lookup(enc)
+        info = codecs.lookup(enc)
     except LookupError:
         raise UserError(f"{where}: encoding = {enc!r} is not a known codec (use \"auto\", \"utf-8\", \"gb18030\", \"big5\", ...)") from None
+    if not info._is_text_encoding:  # hex, rot13, base64, zlib...: bytes-to-bytes or str-to-str, not a charset
+        raise UserError(f"{where}: encoding = {enc!r} is not a text encoding (use \"auto\", \"utf-8\", \"gb18030\", \"big5\", ...)")
     return enc
 
 

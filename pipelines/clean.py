@@ -15,6 +15,7 @@ dedup decides on keys; each shard writer reads its shard's spilled batches and l
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from typing import Any
@@ -23,7 +24,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from corpora.document import Document
-from corpora.readers import read_path
+from corpora.readers import ReadStats, read_path
 from corpora.sources import expand_paths
 from knowmix.errors import UserError
 from pipelines import beamio
@@ -80,7 +81,8 @@ class ReadAndClean(beam.DoFn):
         index, path = element
         spec = self.sources[index]
         chunk: list[dict] = []
-        for record in read_path(spec, path):
+        stats = ReadStats()
+        for record in read_path(spec, path, stats):
             if isinstance(record, Document):
                 chunk.append(record.to_row())
                 if len(chunk) >= self.CHUNK:
@@ -90,6 +92,7 @@ class ReadAndClean(beam.DoFn):
                 row = record.to_row()
                 row["source_kind"] = spec.kind
                 yield "dead_letter", row
+        count_read(stats)
         if chunk:
             yield from self.clean(chunk)
 
@@ -169,6 +172,20 @@ class ReadCleanAndSpill(ReadAndClean):
             yield "counts", (event, n)
 
 
+def count_read(stats: ReadStats) -> None:
+    """The reader's own count of what one file held, as Beam counters (namespace ``knowmix.read``): raw records
+    seen (in all and per unit: lines, csv_rows, warc_records, ...), those that are not input, dead letters that
+    stand for a file, and ``unaccounted`` (raw records neither yielded nor skipped as not input: 0 unless a
+    reader lost one). ``counts.input == raw_records - not_input + file_rows`` holds when nothing was lost."""
+    counter = beam.metrics.Metrics.counter
+    counter("knowmix.read", "raw_records").inc(stats.records)
+    if stats.records:
+        counter("knowmix.read", "raw_" + stats.unit.replace(" ", "_")).inc(stats.records)
+    counter("knowmix.read", "not_input").inc(stats.not_input)
+    counter("knowmix.read", "file_rows").inc(stats.file_rows)
+    counter("knowmix.read", "unaccounted").inc(stats.unaccounted())
+
+
 def events(pcoll, label: str, metric: str, kind_of=lambda x: x["source_kind"], reason=None):
     """Map a PCollection to accounting events ``(metric, reason, source_kind)``."""
     if reason is None:
@@ -216,7 +233,7 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
     # read, then 1-3: normalise, language id, quality rules; kept docs are spilled, their keys go on
     records = (
         p
-        | "Files" >> beam.Create(files)
+        | "Files" >> beam.Create([(i, os.fsencode(path)) for i, path in files])  # bytes: a name need not be UTF-8
         | "SpreadFiles" >> beam.Reshuffle()
         | "ReadAndClean" >> beam.ParDo(
             ReadCleanAndSpill(
