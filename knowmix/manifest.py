@@ -292,10 +292,11 @@ def _check_shard_list(entries: Any, what: str) -> None:
             raise ContractError(f"{where}.sha256 ({norm}) must be 64 lower-case hex digits, got {sha!r}")
 
 
-def check_manifest(manifest: Any) -> None:
+def check_manifest(manifest: Any, check_rows: bool = True) -> None:
     """The manifest's own consistency (no shard file is opened): types, keys, paths, counts, rows, schema.
 
-    Raises ContractError with a one-line message (the caller prefixes the manifest's path).
+    Raises ContractError with a one-line message (the caller prefixes the manifest's path). ``check_rows``:
+    the shards' rows must add up to the kind's count (``check_shard_rows``).
     """
     if not isinstance(manifest, dict):
         raise ContractError(f"not a manifest (a JSON {type(manifest).__name__}, expected an object)")
@@ -313,11 +314,8 @@ def check_manifest(manifest: Any) -> None:
     check_counts(manifest["counts"])
     what, expected = expected_shard_rows(manifest)
     _check_count(expected, what)
-    rows = sum(s["rows"] for s in manifest["shards"])
-    if rows != expected:
-        raise ContractError(
-            f"the shards hold {rows} rows but {what} is {expected} (a shard left out of the list, or one too many)"
-        )
+    if check_rows:
+        check_shard_rows(manifest)
     schema = manifest.get("schema")
     if schema is not None:
         if not isinstance(schema, list) or not all(
@@ -332,7 +330,31 @@ def check_manifest(manifest: Any) -> None:
         _check_shard_list(manifest["cluster_table"], "cluster_table")
 
 
-def read_manifest(out_dir: str) -> dict:
+def check_shard_rows(manifest: Mapping[str, Any], out_dir: str | None = None) -> None:
+    """The shards' rows must add up to the kind's count: a manifest that leaves a shard out, or lists one too
+    many, is refused. With ``out_dir``, the message names a shard file that is there but not listed."""
+    what, expected = expected_shard_rows(manifest)
+    rows = sum(s["rows"] for s in manifest["shards"])
+    if rows == expected:
+        return
+    hint = "a shard left out of the list, or one too many"
+    if out_dir is not None:
+        listed = {check_relative_path(s["path"], "path") for s in manifest["shards"]}
+        folders = sorted({p.rsplit("/", 1)[0] for p in listed if "/" in p} or {SHARDS_DIR})
+        unlisted = sorted(
+            f"{folder}/{name}"
+            for folder in folders
+            if os.path.isdir(os.path.join(out_dir, folder))
+            for name in os.listdir(os.path.join(out_dir, folder))
+            if name.endswith(".arrow") and f"{folder}/{name}" not in listed
+        )
+        if unlisted:
+            hint = f"{os.path.join(out_dir, unlisted[0])} is in the directory but not in the manifest"
+    raise ContractError(f"the shards hold {rows} rows but {what} is {expected} ({hint})")
+
+
+def read_manifest(out_dir: str, check_rows: bool = True) -> dict:
+    """Read ``OUT/manifest.json`` and check its own consistency (``check_manifest``); one-line ContractErrors."""
     path = os.path.join(out_dir, MANIFEST_NAME)
     if not os.path.isdir(out_dir):
         raise ContractError(f"{out_dir}: no such directory")
@@ -344,7 +366,9 @@ def read_manifest(out_dir: str) -> dict:
     except (OSError, ValueError) as exc:
         raise ContractError(f"{path}: not a readable JSON manifest ({_one_line(exc)})") from None
     try:
-        check_manifest(manifest)
+        check_manifest(manifest, check_rows=False)
+        if check_rows:
+            check_shard_rows(manifest, out_dir)
     except ContractError as exc:
         raise ContractError(f"{path}: {exc}") from None
     return manifest
@@ -356,7 +380,9 @@ def open_shard_dir(out_dir: str, kind: str | tuple[str, ...] | None = None, veri
     Without ``verify`` the manifest's own consistency (types, paths inside the directory, no shard twice,
     rows adding up to the counts) is still checked: it costs no shard read.
     """
-    manifest = read_manifest(out_dir)
+    # with verify, each shard is checked against its entry before the entries' sum is: a shard's edited row
+    # count is then reported with the shard's name
+    manifest = read_manifest(out_dir, check_rows=not verify)
     kinds = (kind,) if isinstance(kind, str) else kind
     if kinds and manifest["kind"] not in kinds:
         raise ContractError(
@@ -372,6 +398,10 @@ def open_shard_dir(out_dir: str, kind: str | tuple[str, ...] | None = None, veri
             verify_shard(path, entry, kind=manifest["kind"], schema=recorded)
         for entry, path in zip(cluster_entries, cluster_paths):
             verify_shard(path, entry)
+        try:
+            check_shard_rows(manifest, out_dir)
+        except ContractError as exc:
+            raise ContractError(f"{os.path.join(out_dir, MANIFEST_NAME)}: {exc}") from None
     return shard_dir
 
 
