@@ -39,12 +39,15 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def quiet_beam_logging() -> None:
-    """Beam's local runner logs worker chatter at WARNING; keep the terminal for our own progress."""
+def quiet_beam_logging(debug: bool = False) -> None:
+    """Beam's local runner logs worker chatter at WARNING, and a failing step's traceback at ERROR before it
+    re-raises the exception; keep the terminal for our own progress and the one-line error (``--debug`` or
+    ``KNOWMIX_BEAM_LOG=1`` shows Beam's errors)."""
     if os.environ.get("KNOWMIX_BEAM_LOG"):
         return
+    level = logging.ERROR if debug else logging.CRITICAL
     for name in ("apache_beam", "apache_beam.runners.portability", "apache_beam.runners.worker"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"knowmix: unknown subcommand {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module_name, func_name, _ = SUBCOMMANDS[name]
-    quiet_beam_logging()
+    quiet_beam_logging(debug)
     try:
         func = getattr(importlib.import_module(module_name), func_name)
         return int(func(rest) or 0)

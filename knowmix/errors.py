@@ -25,6 +25,16 @@ def user_message(exc: BaseException) -> str | None:
     """
     from knowmix.manifest import ContractError
 
+    if type(exc) is RuntimeError:
+        # Beam's local runner re-raises a worker's exception whose type it cannot rebuild (an OSError with
+        # an errno) as a RuntimeError "TypeName: message [while running 'Step']", the original as its context
+        inner = exc.__cause__ or exc.__context__
+        if inner is not None and inner is not exc:
+            message = user_message(inner)
+            if message is not None:
+                step = str(exc).rsplit("[while running ", 1)
+                return message + (f" [while running {step[1].strip()}" if len(step) == 2 else "")
+        return None
     if isinstance(exc, (UserError, ContractError)):
         return first_line(str(exc)) or type(exc).__name__
     if isinstance(exc, OSError):

@@ -272,3 +272,68 @@ def test_a_shard_checksum_is_the_file_checksum(good):
     for entry in m["shards"]:
         path = os.path.join(good, entry["path"])
         assert hashlib.sha256(open(path, "rb").read()).hexdigest() == entry["sha256"] == sha256_file(path)
+
+
+# ---------------------------------------------------------------------------------------------- the jobs' inputs
+
+
+def _flip(out):
+    path = shard(out, 1)
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0x01
+    open(path, "wb").write(bytes(data))
+    return shard(out, 1)
+
+
+def _truncate(out):
+    with open(shard(out), "r+b") as fh:
+        fh.truncate(100)
+    return shard(out)
+
+
+def _twice(out):
+    def change(m):
+        m["shards"].append(dict(m["shards"][0]))
+        m["counts"]["output"] += N_ROWS[0]
+        m["counts"]["input"] += N_ROWS[0]
+
+    edit_manifest(out, change)
+    return "shards/part-00000-of-00002.arrow twice"
+
+
+def _left_out(out):
+    edit_manifest(out, lambda m: m["shards"].pop(1))
+    return shard(out, 1)
+
+
+def _rows_edited(out):
+    edit_manifest(out, lambda m: m["shards"][1].update(rows=N_ROWS[1] - 1))
+    # named by the shard where it is verified first, by the manifest where its sum is checked first
+    return (f"part-00001-of-00002.arrow: {N_ROWS[1]} rows, the manifest says {N_ROWS[1] - 1}",
+            f"hold {sum(N_ROWS) - 1} rows but counts.output is {sum(N_ROWS)}")
+
+
+def _escaping(out):
+    edit_manifest(out, lambda m: m["shards"][0].update(path="../../../etc/passwd"))
+    return "leaves the directory"
+
+
+@pytest.mark.parametrize("damage", [_flip, _truncate, _twice, _left_out, _rows_edited, _escaping])
+@pytest.mark.parametrize("job", ["kg-samples", "tokenize"])
+def test_the_jobs_refuse_a_damaged_input_with_one_line(bad, tmp_path, capsys, damage, job):
+    needles = damage(bad)
+    needles = (needles,) if isinstance(needles, str) else needles
+    out = str(tmp_path / "out")
+    if job == "kg-samples":
+        from tests.kg.helpers import ADMIN
+
+        args = ["kg-samples", "--kg", ADMIN, "--docs", bad, "--output", out]
+    else:
+        vocab = tmp_path / "vocab.txt"
+        vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"第篇文章的正"]) + "\n", encoding="utf-8")
+        args = ["tokenize", "--input", bad, "--output", out, "--tokenizer", f"wordpiece:{vocab}"]
+    capsys.readouterr()
+    assert knowmix(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and any(n in err[0] for n in needles), err
+    assert not os.path.exists(os.path.join(out, "manifest.json"))
