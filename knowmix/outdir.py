@@ -10,8 +10,9 @@ A job writes everything into the staging directory. Once the staged ``manifest.j
 swaps the entries in: the old manifest leaves first (so no consumer ever sees a manifest beside half-swapped
 shards), the old entries move aside, the new ones move in, and the new manifest moves in last. A run that
 fails or is killed before the swap leaves the previous output (manifest and all) untouched; a kill inside
-the swap (a handful of renames) leaves no ``manifest.json``, which every consumer refuses. The next run
-removes what a dead run left behind (staging, ``_spill/``, temporary files) before it starts.
+the swap (a handful of renames) leaves no ``manifest.json``, which every consumer refuses, and a journal:
+the next run takes the lock, finishes that swap (the new output was complete), then removes what a dead run
+left behind (staging, ``_spill/``, temporary files) before it starts its own.
 
 The lock is an ``flock`` on ``OUT/.knowmix.lock``: the kernel drops it when its process dies, however it
 dies, so a lock file left by a killed run is taken over (with a message naming the dead run), while a live
@@ -195,6 +196,7 @@ class OutputRun:
         self.staging = os.path.join(out_dir, STAGING_PREFIX + self.run_id)
         self.lock = OutputLock(out_dir, command or " ".join(sys.argv), say)
         self.committed = False
+        self.swap_started = False
 
     def __enter__(self) -> "OutputRun":
         refuse_inputs_inside(self.out_dir, self.inputs)
@@ -204,6 +206,7 @@ class OutputRun:
         except PermissionError as exc:
             raise UserError(f"{self.out_dir}: not writable ({exc.strerror})") from None
         try:
+            finish_swaps(self.out_dir, self.say)
             remove_leftovers(self.out_dir)
             os.makedirs(self.staging)
         except BaseException:
@@ -213,31 +216,78 @@ class OutputRun:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            shutil.rmtree(self.staging, ignore_errors=True)
+            if self.swap_started and not self.committed:
+                # the new output is complete and half swapped in: keep it for the next run to finish
+                self.say(f"knowmix: {self.out_dir}: the swap was interrupted; the next run into it finishes it")
+            else:
+                shutil.rmtree(self.staging, ignore_errors=True)
         finally:
             self.lock.release()
 
     def commit(self) -> None:
         """Swap the staged output in; the staged ``manifest.json`` must exist (the job's last step wrote it)."""
-        staged_manifest = os.path.join(self.staging, MANIFEST_NAME)
-        if not os.path.isfile(staged_manifest):
+        if not os.path.isfile(os.path.join(self.staging, MANIFEST_NAME)):
             raise RuntimeError(f"{self.staging}: the job ended without writing {MANIFEST_NAME}")
         shutil.rmtree(os.path.join(self.staging, "_spill"), ignore_errors=True)
         new = sorted(n for n in os.listdir(self.staging) if n != MANIFEST_NAME)
         old = sorted(set(new) | set(OUTPUT_ENTRIES) | _entries_of_manifest(self.out_dir))
         aside = os.path.join(self.out_dir, OLD_PREFIX + self.run_id)
         os.makedirs(aside)
-        # the old manifest leaves first: from here until the new one is in place, no consumer accepts OUT
-        for name in [MANIFEST_NAME, *(n for n in old if n != MANIFEST_NAME)]:
-            if os.path.lexists(os.path.join(self.out_dir, name)):
-                os.replace(os.path.join(self.out_dir, name), os.path.join(aside, name))
-        for name in new:
-            os.replace(os.path.join(self.staging, name), os.path.join(self.out_dir, name))
-        _fsync_dir(self.out_dir)
-        os.replace(staged_manifest, os.path.join(self.out_dir, MANIFEST_NAME))
-        _fsync_dir(self.out_dir)
+        # the journal makes the swap resumable: a run that finds it finishes the swap (finish_swaps)
+        with open(os.path.join(aside, JOURNAL_NAME), "w", encoding="utf-8") as fh:
+            json.dump({"old": old, "new": new}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.swap_started = True
+        _swap(self.out_dir, self.run_id)
         self.committed = True
-        shutil.rmtree(aside, ignore_errors=True)
+
+
+JOURNAL_NAME = ".swap.json"
+
+
+def _swap(out_dir: str, run_id: str) -> None:
+    """Move the old entries aside, the staged ones in, the staged manifest last; then drop the old ones.
+
+    Resumable at any point (``finish_swaps``): if any new entry has left the staging directory, every old
+    entry had already been moved aside, so only the rest of the new ones (and the manifest) remain to move.
+    """
+    staging = os.path.join(out_dir, STAGING_PREFIX + run_id)
+    aside = os.path.join(out_dir, OLD_PREFIX + run_id)
+    with open(os.path.join(aside, JOURNAL_NAME), encoding="utf-8") as fh:
+        journal = json.load(fh)
+    staged = set(os.listdir(staging))
+    moving_in = any(name not in staged for name in journal["new"])
+    if not moving_in:
+        # the old manifest leaves first: from here until the new one is in place, no consumer accepts OUT
+        for name in [MANIFEST_NAME, *(n for n in journal["old"] if n != MANIFEST_NAME)]:
+            if os.path.lexists(os.path.join(out_dir, name)) and not os.path.lexists(os.path.join(aside, name)):
+                os.replace(os.path.join(out_dir, name), os.path.join(aside, name))
+    for name in journal["new"]:
+        if name in staged:
+            os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
+    _fsync_dir(out_dir)
+    os.replace(os.path.join(staging, MANIFEST_NAME), os.path.join(out_dir, MANIFEST_NAME))
+    _fsync_dir(out_dir)
+    shutil.rmtree(aside, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def finish_swaps(out_dir: str, say: Callable[[str], None] = _say) -> list[str]:
+    """Finish the swap of a run that died inside it (its journal and staged manifest are there): the new
+    output it had completed becomes the output. Call with the lock held. Returns the run ids finished."""
+    finished = []
+    for name in sorted(os.listdir(out_dir)):
+        if not name.startswith(OLD_PREFIX):
+            continue
+        run_id = name[len(OLD_PREFIX):]
+        journal = os.path.join(out_dir, name, JOURNAL_NAME)
+        staged_manifest = os.path.join(out_dir, STAGING_PREFIX + run_id, MANIFEST_NAME)
+        if os.path.isfile(journal) and os.path.isfile(staged_manifest):
+            say(f"knowmix: {out_dir}: finishing the swap of run {run_id}, which was interrupted inside it")
+            _swap(out_dir, run_id)
+            finished.append(run_id)
+    return finished
 
 
 def prepare_output_dir(out_dir: str) -> None:
@@ -259,7 +309,7 @@ def remove_leftovers(out_dir: str) -> list[str]:
     removed = []
     for name in os.listdir(out_dir):
         path = os.path.join(out_dir, name)
-        if name.startswith((STAGING_PREFIX, OLD_PREFIX)) or name == "_spill" or ".tmp-" in name or name.startswith(".tmp"):
+        if name.startswith((STAGING_PREFIX, OLD_PREFIX, ".tmp-", MANIFEST_NAME + ".tmp-")) or name == "_spill":
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
             else:
@@ -269,7 +319,7 @@ def remove_leftovers(out_dir: str) -> list[str]:
         directory = os.path.join(out_dir, sub)
         if os.path.isdir(directory):
             for name in os.listdir(directory):
-                if ".tmp-" in name or name.startswith(".tmp"):
+                if ".tmp-" in name:
                     os.unlink(os.path.join(directory, name))
                     removed.append(f"{sub}/{name}")
     return removed

@@ -4,7 +4,7 @@ two runs into one output directory at once, and outputs and inputs a run must no
 Each job runs first uninterrupted (the reference: every file's bytes). Then it is killed at named points
 (``fault_harness.py`` freezes the process there; SIGKILL ends it): with the previous output in place, that
 output must be untouched and still verify; killed inside the swap or with no previous output, no manifest is
-left that a consumer accepts. A rerun into the same directory then takes over the dead run's lock, removes its
+left that a consumer accepts (and the next run finishes an interrupted swap). A rerun into the same directory then takes over the dead run's lock, removes its
 leftovers (staging, ``_spill/``, temporary shards) and writes files equal, byte for byte, to the reference.
 """
 
@@ -21,7 +21,7 @@ import pytest
 
 from knowmix.cli import main as knowmix
 from knowmix.manifest import ContractError, open_shard_dir
-from knowmix.outdir import LOCK_NAME
+from knowmix.outdir import LOCK_NAME, OutputLock, finish_swaps
 
 HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fault_harness.py")
 NEWS = os.path.join(os.path.dirname(__file__), "..", "..", "corpora", "fixtures", "news_peoples_daily_199801_first400.txt")
@@ -92,6 +92,13 @@ def check_job(tmp_path, job: str, args: list[str], out: str, points_kept: list[s
             assert not os.path.exists(os.path.join(out, "manifest.json"))
             with pytest.raises(ContractError, match="missing"):
                 open_shard_dir(out)
+            # the killed run's output was complete: whoever takes the lock next finishes its swap
+            lock, said = OutputLock(out, "test"), []
+            lock.acquire()
+            assert len(finish_swaps(out, said.append)) == 1 and "finishing the swap" in said[0]
+            lock.release()
+            assert output_files(out) == reference
+            open_shard_dir(out)
         else:
             assert output_files(out) == reference
             open_shard_dir(out)
