@@ -205,7 +205,7 @@ class ShardDir:
 
     def open_shard(self, index: int) -> pa.Table:
         """Memory-map one shard (zero-copy for uncompressed columns; zstd batches decode on access)."""
-        return read_shard(self.shard_paths[index])
+        return read_shard(confined_path(self.root, self.manifest["shards"][index]["path"], "shard path"))
 
     def iter_tables(self):
         for i in range(len(self.manifest["shards"])):

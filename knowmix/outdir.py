@@ -183,7 +183,8 @@ class OutputRun:
             run.commit()
 
     Leaving the block without ``commit`` (an exception, an interrupt) removes the staging directory and
-    leaves the previous output as it was. The lock is released either way.
+    leaves the previous output as it was; an exception inside the swap itself keeps the staged output, which
+    the next run finishes swapping in. The lock is released either way.
     """
 
     def __init__(

@@ -38,6 +38,11 @@ def files_of(out: str) -> dict[str, bytes]:
     return found
 
 
+def differing(a: dict[str, bytes], b: dict[str, bytes]) -> list[str]:
+    """The paths whose bytes differ (or that one side lacks): the message of a failed comparison."""
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
 def start(tmp_path, point: str, args: list[str]) -> tuple[subprocess.Popen, str]:
     marker = str(tmp_path / f"marker-{point}-{time.monotonic_ns()}")
     proc = subprocess.Popen([sys.executable, HARNESS, marker, point, *args],
@@ -97,10 +102,10 @@ def check_job(tmp_path, job: str, args: list[str], out: str, points_kept: list[s
             lock.acquire()
             assert len(finish_swaps(out, said.append)) == 1 and "finishing the swap" in said[0]
             lock.release()
-            assert output_files(out) == reference
+            assert output_files(out) == reference, differing(output_files(out), reference)
             open_shard_dir(out)
         else:
-            assert output_files(out) == reference
+            assert output_files(out) == reference, (point, differing(output_files(out), reference))
             open_shard_dir(out)
 
     # killed with no previous output: nothing a consumer accepts
@@ -115,8 +120,8 @@ def check_job(tmp_path, job: str, args: list[str], out: str, points_kept: list[s
     # the rerun takes over the stale lock, clears the leftovers, and equals the uninterrupted run
     again = run(args)
     assert again.returncode == 0, again.stderr
-    assert "taking over a stale lock" in again.stderr
-    assert files_of(out) == reference
+    assert "taking over a stale lock" in again.stderr, again.stderr
+    assert files_of(out) == reference, differing(files_of(out), reference)
     open_shard_dir(out)
 
 
