@@ -164,3 +164,12 @@ def test_an_output_directory_that_is_a_file_for_every_job(docs, tmp_path, capsys
              "exists and is not a directory")
     shutil.rmtree(docs)
     one_line(capsys, ["stats", docs], "no such directory")
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs sysfs, where even root cannot create a folder")
+def test_an_output_directory_that_cannot_be_created(docs, tmp_path, capsys):
+    vocab = tmp_path / "vocab.txt"
+    write_vocab(vocab)
+    out = "/sys/knowmix-test-output"
+    one_line(capsys, ["tokenize", "--input", docs, "--output", out, "--tokenizer", f"wordpiece:{vocab}"],
+             out, "cannot create the output directory")
