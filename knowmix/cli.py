@@ -1,7 +1,8 @@
 """The ``knowmix`` console script: one command, subcommands, each implemented where its stage lives.
 
 Subcommands are imported lazily so ``knowmix train`` works on a machine without Apache Beam.
-Errors a user can cause print one line and exit with status 2.
+Errors a user can cause print one line and exit with status 2 (``knowmix.errors.user_message`` says which
+exceptions those are); ``knowmix --debug SUBCOMMAND ...`` (or ``KNOWMIX_DEBUG=1``) shows their traceback too.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import importlib
 import logging
 import os
 import sys
+import traceback
 
 SUBCOMMANDS = {
     "clean": ("pipelines.clean", "clean_main", "clean and deduplicate raw sources into docs shards"),
@@ -26,26 +28,36 @@ SUBCOMMANDS = {
 
 
 def usage() -> str:
-    lines = ["usage: knowmix SUBCOMMAND [options]   (knowmix SUBCOMMAND --help for its options)", ""]
+    lines = [
+        "usage: knowmix [--debug] SUBCOMMAND [options]   (knowmix SUBCOMMAND --help for its options)",
+        "       --debug: show the traceback behind an error message",
+        "",
+    ]
     width = max(map(len, SUBCOMMANDS))
     for name, (_, _, summary) in SUBCOMMANDS.items():
         lines.append(f"  {name:<{width}}  {summary}")
     return "\n".join(lines)
 
 
-def quiet_beam_logging() -> None:
-    """Beam's local runner logs worker chatter at WARNING; keep the terminal for our own progress."""
+def quiet_beam_logging(debug: bool = False) -> None:
+    """Beam's local runner logs worker chatter at WARNING, and a failing step's traceback at ERROR before it
+    re-raises the exception; keep the terminal for our own progress and the one-line error (``--debug`` or
+    ``KNOWMIX_BEAM_LOG=1`` shows Beam's errors)."""
     if os.environ.get("KNOWMIX_BEAM_LOG"):
         return
+    level = logging.ERROR if debug else logging.CRITICAL
     for name in ("apache_beam", "apache_beam.runners.portability", "apache_beam.runners.worker"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from knowmix.errors import UserError
-    from knowmix.manifest import ContractError
+    from knowmix.errors import user_message
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("KNOWMIX_DEBUG", "") not in ("", "0")
+    while argv and argv[0] == "--debug":
+        debug = True
+        argv = argv[1:]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if argv else 2
@@ -55,20 +67,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"knowmix {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
+    if "--debug" in rest[: rest.index("--") if "--" in rest else len(rest)]:  # also after the subcommand
+        debug = True
+        rest.remove("--debug")
     if name not in SUBCOMMANDS:
         print(f"knowmix: unknown subcommand {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module_name, func_name, _ = SUBCOMMANDS[name]
-    quiet_beam_logging()
+    quiet_beam_logging(debug)
     try:
         func = getattr(importlib.import_module(module_name), func_name)
         return int(func(rest) or 0)
-    except (UserError, ContractError) as exc:
-        print(f"knowmix {name}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"knowmix {name}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        message = user_message(exc)
+        if message is None:
+            raise  # a bug of ours: the traceback is the report
+        if debug:
+            traceback.print_exc()
+        print(f"knowmix {name}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
 
+from knowmix.schemas import KIND_SCHEMAS
+
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 SHARDS_DIR = "shards"
@@ -35,7 +37,18 @@ class ContractError(Exception):
 
 
 def check_counts(counts: Mapping[str, Any]) -> None:
-    """Raise ContractError unless input == output + dead_letter + sum(dropped)."""
+    """Raise ContractError unless input == output + dead_letter + sum(dropped) (each a count: an int >= 0)."""
+    if not isinstance(counts, Mapping):
+        raise ContractError(f"counts must be an object, got {type(counts).__name__}")
+    for key in ("input", "output", "dead_letter"):
+        if key not in counts:
+            raise ContractError(f"counts lacks {key!r}")
+        _check_count(counts[key], f"counts.{key}")
+    dropped_map = counts.get("dropped", {})
+    if not isinstance(dropped_map, Mapping):
+        raise ContractError(f"counts.dropped must be an object, got {type(dropped_map).__name__}")
+    for reason, n in dropped_map.items():
+        _check_count(n, f"counts.dropped.{reason}")
     dropped = sum(int(v) for v in counts.get("dropped", {}).values())
     total = int(counts["output"]) + int(counts["dead_letter"]) + dropped
     if int(counts["input"]) != total:
@@ -45,11 +58,50 @@ def check_counts(counts: Mapping[str, Any]) -> None:
         )
 
 
+def _check_count(value: Any, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ContractError(f"{what} must be a count (an integer >= 0), got {value!r}")
+
+
+def expected_shard_rows(manifest: Mapping[str, Any]) -> tuple[str, int]:
+    """The count the shards' rows must add up to, and its name.
+
+    ``docs``: one row per output document (``counts.output``). ``pretrain`` and ``knowledge_tokens`` pack or
+    split input rows, so their rows are ``counts.sequences``; ``knowledge`` rows are samples
+    (``counts.samples.total``). A manifest without those keys (small tools, tests) falls back to ``output``.
+    """
+    counts = manifest["counts"]
+    kind = manifest["kind"]
+    if kind in ("pretrain", "knowledge_tokens") and "sequences" in counts:
+        return "counts.sequences", counts["sequences"]
+    if kind == "knowledge" and isinstance(counts.get("samples"), Mapping) and "total" in counts["samples"]:
+        return "counts.samples.total", counts["samples"]["total"]
+    return "counts.output", counts["output"]
+
+
 # ---------------------------------------------------------------------------------------------- schema
 
 
 def schema_to_json(schema: pa.Schema) -> list[dict]:
     return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
+
+
+def schema_mismatch(kind: str, columns: list[dict]) -> str | None:
+    """Why ``columns`` (``schema_to_json`` form) are not a ``kind`` shard's, or None.
+
+    Every column of the kind's schema must be there with its type; other columns are allowed (a newer
+    writer may add some), so a consumer reads only what it knows.
+    """
+    expected = KIND_SCHEMAS.get(kind)
+    if expected is None:
+        return None
+    have = {c["name"]: c["type"] for c in columns}
+    for field in expected:
+        if field.name not in have:
+            return f"lacks the {kind} column {field.name!r}"
+        if have[field.name] != str(field.type):
+            return f"column {field.name!r} is {have[field.name]}, a {kind} shard's is {field.type}"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -148,11 +200,12 @@ class ShardDir:
 
     @property
     def shard_paths(self) -> list[str]:
-        return [os.path.join(self.root, s["path"]) for s in self.manifest["shards"]]
+        """The shards' paths, each confined to ``root`` (a manifest path that leaves it is a ContractError)."""
+        return [confined_path(self.root, s["path"], "shard path") for s in self.manifest["shards"]]
 
     def open_shard(self, index: int) -> pa.Table:
         """Memory-map one shard (zero-copy for uncompressed columns; zstd batches decode on access)."""
-        return read_arrow(self.shard_paths[index])
+        return read_shard(confined_path(self.root, self.manifest["shards"][index]["path"], "shard path"))
 
     def iter_tables(self):
         for i in range(len(self.manifest["shards"])):
@@ -170,7 +223,138 @@ def read_arrow(path: str) -> pa.Table:
         return pa.ipc.open_file(source).read_all()
 
 
-def read_manifest(out_dir: str) -> dict:
+def read_shard(path: str) -> pa.Table:
+    """``read_arrow`` for a consumer: an unreadable or damaged shard is a one-line ContractError naming it."""
+    try:
+        return read_arrow(path)
+    except IsADirectoryError:
+        raise ContractError(f"{path}: listed as a shard but is a directory") from None
+    except FileNotFoundError:
+        raise ContractError(f"{path}: listed in the manifest but missing") from None
+    except OSError as exc:
+        raise ContractError(f"{path}: cannot read the shard ({_one_line(exc)})") from None
+    except (pa.ArrowInvalid, pa.ArrowException) as exc:
+        raise ContractError(f"{path}: not a readable Arrow IPC file ({_one_line(exc)})") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    return text.splitlines()[0][:300]
+
+
+def check_relative_path(rel: Any, what: str) -> str:
+    """A path inside a manifest: relative, no ``..``, no drive or backslash tricks; returns it normalised."""
+    if not isinstance(rel, str) or not rel:
+        raise ContractError(f"{what} must be a non-empty string, got {rel!r}")
+    if "\\" in rel or "\0" in rel or os.path.isabs(rel) or rel.startswith("/") or (len(rel) > 1 and rel[1] == ":"):
+        raise ContractError(f"{what} {rel!r} is not a relative path inside the directory")
+    parts = rel.split("/")
+    if ".." in parts:
+        raise ContractError(f"{what} {rel!r} leaves the directory ('..')")
+    norm = "/".join(p for p in parts if p not in ("", "."))
+    if not norm:
+        raise ContractError(f"{what} {rel!r} names the directory itself, not a file in it")
+    return norm
+
+
+def confined_path(root: str, rel: Any, what: str = "path") -> str:
+    """``root/rel`` for a path read from a manifest, refusing one that leaves ``root`` (also through symlinks)."""
+    norm = check_relative_path(rel, what)
+    path = os.path.join(root, *norm.split("/"))
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise ContractError(f"{path}: {what} leaves {root} (a link to {real})")
+    return path
+
+
+def _check_shard_list(entries: Any, what: str) -> None:
+    if not isinstance(entries, list):
+        raise ContractError(f"{what} must be a list, got {type(entries).__name__}")
+    seen: set[str] = set()
+    for i, entry in enumerate(entries):
+        where = f"{what}[{i}]"
+        if not isinstance(entry, Mapping):
+            raise ContractError(f"{where} must be an object, got {type(entry).__name__}")
+        for key in ("path", "rows", "bytes", "sha256"):
+            if key not in entry:
+                raise ContractError(f"{where} lacks {key!r}")
+        norm = check_relative_path(entry["path"], f"{where}.path")
+        if norm in seen:
+            raise ContractError(f"{what} lists {norm} twice")
+        seen.add(norm)
+        _check_count(entry["rows"], f"{where}.rows ({norm})")
+        _check_count(entry["bytes"], f"{where}.bytes ({norm})")
+        sha = entry["sha256"]
+        if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise ContractError(f"{where}.sha256 ({norm}) must be 64 lower-case hex digits, got {sha!r}")
+
+
+def check_manifest(manifest: Any, check_rows: bool = True) -> None:
+    """The manifest's own consistency (no shard file is opened): types, keys, paths, counts, rows, schema.
+
+    Raises ContractError with a one-line message (the caller prefixes the manifest's path). ``check_rows``:
+    the shards' rows must add up to the kind's count (``check_shard_rows``).
+    """
+    if not isinstance(manifest, dict):
+        raise ContractError(f"not a manifest (a JSON {type(manifest).__name__}, expected an object)")
+    for key in ("schema_version", "kind", "shards", "counts"):
+        if key not in manifest:
+            raise ContractError(f"missing key {key!r}")
+    version = manifest["schema_version"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ContractError(f"schema_version must be an integer, got {version!r}")
+    if version > SCHEMA_VERSION:
+        raise ContractError(f"schema_version {version} is newer than this knowmix")
+    if manifest["kind"] not in KINDS:
+        raise ContractError(f"kind {manifest['kind']!r} is not one of {', '.join(KINDS)}")
+    _check_shard_list(manifest["shards"], "shards")
+    check_counts(manifest["counts"])
+    what, expected = expected_shard_rows(manifest)
+    _check_count(expected, what)
+    if check_rows:
+        check_shard_rows(manifest)
+    schema = manifest.get("schema")
+    if schema is not None:
+        if not isinstance(schema, list) or not all(
+            isinstance(c, Mapping) and isinstance(c.get("name"), str) and isinstance(c.get("type"), str) for c in schema
+        ):
+            raise ContractError("schema must be a list of {name, type, nullable} objects")
+        if manifest["shards"]:
+            why = schema_mismatch(manifest["kind"], schema)
+            if why:
+                raise ContractError(f"the schema {why}")
+    if "cluster_table" in manifest:
+        _check_shard_list(manifest["cluster_table"], "cluster_table")
+
+
+def check_shard_rows(manifest: Mapping[str, Any], out_dir: str | None = None) -> None:
+    """The shards' rows must add up to the kind's count: a manifest that leaves a shard out, or lists one too
+    many, is refused. With ``out_dir``, the message names a shard file that is there but not listed."""
+    what, expected = expected_shard_rows(manifest)
+    rows = sum(s["rows"] for s in manifest["shards"])
+    if rows == expected:
+        return
+    hint = "a shard left out of the list, or one too many"
+    if out_dir is not None:
+        listed = {check_relative_path(s["path"], "path") for s in manifest["shards"]}
+        folders = sorted({p.rsplit("/", 1)[0] for p in listed if "/" in p} or {SHARDS_DIR})
+        unlisted = sorted(
+            f"{folder}/{name}"
+            for folder in folders
+            if os.path.isdir(os.path.join(out_dir, folder))
+            for name in os.listdir(os.path.join(out_dir, folder))
+            if name.endswith(".arrow") and f"{folder}/{name}" not in listed
+        )
+        if unlisted:
+            hint = f"{os.path.join(out_dir, unlisted[0])} is in the directory but not in the manifest"
+    raise ContractError(f"the shards hold {rows} rows but {what} is {expected} ({hint})")
+
+
+def read_manifest(out_dir: str, check_rows: bool = True) -> dict:
+    """Read ``OUT/manifest.json`` and check its own consistency (``check_manifest``); one-line ContractErrors."""
     path = os.path.join(out_dir, MANIFEST_NAME)
     if not os.path.isdir(out_dir):
         raise ContractError(f"{out_dir}: no such directory")
@@ -180,47 +364,81 @@ def read_manifest(out_dir: str) -> dict:
         with open(path, encoding="utf-8") as fh:
             manifest = json.load(fh)
     except (OSError, ValueError) as exc:
-        raise ContractError(f"{path}: not a readable JSON manifest ({exc})") from None
-    for key in ("schema_version", "kind", "shards", "counts"):
-        if key not in manifest:
-            raise ContractError(f"{path}: missing key {key!r}")
-    if manifest["schema_version"] > SCHEMA_VERSION:
-        raise ContractError(f"{path}: schema_version {manifest['schema_version']} is newer than this knowmix")
+        raise ContractError(f"{path}: not a readable JSON manifest ({_one_line(exc)})") from None
     try:
-        check_counts(manifest["counts"])
+        check_manifest(manifest, check_rows=False)
+        if check_rows:
+            check_shard_rows(manifest, out_dir)
     except ContractError as exc:
         raise ContractError(f"{path}: {exc}") from None
     return manifest
 
 
 def open_shard_dir(out_dir: str, kind: str | tuple[str, ...] | None = None, verify: bool = True) -> ShardDir:
-    """Read and check a manifest; with ``verify``, refuse any shard whose sha256 or row count disagrees."""
-    manifest = read_manifest(out_dir)
+    """Read and check a manifest; with ``verify``, refuse any shard whose sha256, row count or schema disagrees.
+
+    Without ``verify`` the manifest's own consistency (types, paths inside the directory, no shard twice,
+    rows adding up to the counts) is still checked: it costs no shard read.
+    """
+    # with verify, each shard is checked against its entry before the entries' sum is: a shard's edited row
+    # count is then reported with the shard's name
+    manifest = read_manifest(out_dir, check_rows=not verify)
     kinds = (kind,) if isinstance(kind, str) else kind
     if kinds and manifest["kind"] not in kinds:
         raise ContractError(
             f"{os.path.join(out_dir, MANIFEST_NAME)}: kind is {manifest['kind']!r}, expected {' or '.join(kinds)}"
         )
     shard_dir = ShardDir(out_dir, manifest)
+    paths = shard_dir.shard_paths  # confines every path to out_dir
+    cluster_entries = manifest.get("cluster_table") or []
+    cluster_paths = [confined_path(out_dir, e["path"], "cluster_table path") for e in cluster_entries]
     if verify:
-        for entry, path in zip(manifest["shards"], shard_dir.shard_paths):
+        recorded = manifest.get("schema")
+        for entry, path in zip(manifest["shards"], paths):
+            verify_shard(path, entry, kind=manifest["kind"], schema=recorded)
+        for entry, path in zip(cluster_entries, cluster_paths):
             verify_shard(path, entry)
+        try:
+            check_shard_rows(manifest, out_dir)
+        except ContractError as exc:
+            raise ContractError(f"{os.path.join(out_dir, MANIFEST_NAME)}: {exc}") from None
     return shard_dir
 
 
-def verify_shard(path: str, entry: Mapping[str, Any]) -> None:
+def verify_shard(
+    path: str, entry: Mapping[str, Any], kind: str | None = None, schema: list[dict] | None = None
+) -> None:
+    """Refuse a shard whose bytes, rows or schema disagree with its manifest entry (one line naming it).
+
+    ``kind``: also refuse a schema that is not the kind's; ``schema``: the manifest's recorded schema, which
+    the shard's must equal.
+    """
+    if os.path.isdir(path):
+        raise ContractError(f"{path}: listed as a shard but is a directory")
     if not os.path.exists(path):
         raise ContractError(f"{path}: listed in the manifest but missing")
-    digest = sha256_file(path)
+    try:
+        digest = sha256_file(path)
+    except OSError as exc:
+        raise ContractError(f"{path}: cannot read the shard ({_one_line(exc)})") from None
     if digest != entry["sha256"]:
-        raise ContractError(f"{path}: sha256 {digest[:12]}… differs from the manifest's {entry['sha256'][:12]}…")
+        raise ContractError(f"{path}: sha256 {digest[:12]}… differs from the manifest's {str(entry['sha256'])[:12]}…")
     try:
         with pa.memory_map(path, "r") as source:
-            rows = pa.ipc.open_file(source).read_all().num_rows
-    except pa.ArrowInvalid as exc:
-        raise ContractError(f"{path}: not an Arrow IPC file ({exc})") from None
+            reader = pa.ipc.open_file(source)
+            shard_schema = reader.schema
+            rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+    except (pa.ArrowException, OSError) as exc:
+        raise ContractError(f"{path}: not an Arrow IPC file ({_one_line(exc)})") from None
     if rows != entry["rows"]:
         raise ContractError(f"{path}: {rows} rows, the manifest says {entry['rows']}")
+    columns = schema_to_json(shard_schema)
+    if schema is not None and [(c["name"], c["type"]) for c in columns] != [(c["name"], c["type"]) for c in schema]:
+        raise ContractError(f"{path}: its Arrow schema differs from the manifest's")
+    if kind is not None:
+        why = schema_mismatch(kind, columns)
+        if why:
+            raise ContractError(f"{path}: not a {kind} shard: its schema {why}")
 
 
 def write_shard_dir(

@@ -1,7 +1,9 @@
-"""The token shards' Arrow schemas (`pretrain`, `knowledge_tokens`; documented in docs/shard-schemas.md).
+"""The shards' Arrow schemas per manifest kind (documented in docs/shard-schemas.md).
 
 Beam-free, so the trainer's tests and benches (which run where Beam is not installed) write shards of exactly
-the schema `knowmix tokenize` writes.
+the schema `knowmix tokenize` writes, and a consumer (``knowmix.manifest``) refuses a shard whose schema is
+not its kind's. ``docs`` and ``knowledge`` are written by ``pipelines/clean.py`` and ``kg/samples.py`` (which
+may not import this package); tests pin those to the copies here.
 """
 
 import pyarrow as pa
@@ -32,3 +34,41 @@ KNOWLEDGE_TOKENS_SCHEMA = pa.schema([
     ("triple_relation_span", SPAN),
     ("triple_tail_span", SPAN),
 ])
+
+DOCS_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("source_kind", pa.string()),
+    ("location", pa.string()),
+    ("url", pa.string()),
+    ("title", pa.string()),
+    ("text", pa.string()),
+    ("lang", pa.string()),
+    ("lang_score", pa.float32()),
+    ("n_chars", pa.int32()),
+])
+
+_ENTITY_SPAN = pa.struct(
+    [("name", pa.string()), ("entity_id", pa.string()), ("type", pa.string()), ("start", pa.int32()), ("end", pa.int32())]
+)
+_MENTION = pa.struct(
+    [("start", pa.int32()), ("end", pa.int32()), ("original", pa.string()), ("replacement", pa.string()), ("type", pa.string())]
+)
+KNOWLEDGE_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("task", pa.string()),
+    ("doc_id", pa.string()),
+    ("text", pa.string()),
+    ("head", _ENTITY_SPAN),
+    ("tail", _ENTITY_SPAN),
+    ("relations", pa.list_(pa.string())),
+    ("mentions", pa.list_(_MENTION)),
+    ("triple", pa.struct([("head", pa.string()), ("relation", pa.string()), ("tail", pa.string())])),
+])
+
+# a shard of a kind must hold at least these columns with these types (a newer writer may add columns)
+KIND_SCHEMAS = {
+    "docs": DOCS_SCHEMA,
+    "knowledge": KNOWLEDGE_SCHEMA,
+    "pretrain": PRETRAIN_SCHEMA,
+    "knowledge_tokens": KNOWLEDGE_TOKENS_SCHEMA,
+}

@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from knowmix.manifest import DEAD_LETTER_DIR, open_shard_dir, read_arrow
+from knowmix.errors import UserError
+from knowmix.manifest import DEAD_LETTER_DIR, confined_path, open_shard_dir, read_shard
 
 PERCENTILES = (5, 25, 50, 75, 95, 99)
 
@@ -44,7 +45,8 @@ def _column(tables: list[pa.Table], name: str) -> pa.ChunkedArray | None:
     return pa.chunked_array([c for col in cols for c in col.chunks], type=cols[0].type) if cols else None
 
 
-def build_report(out_dir: str, verify: bool = False) -> dict[str, Any]:
+def build_report(out_dir: str, verify: bool = True) -> dict[str, Any]:
+    """The report of ``out_dir``; ``verify`` (the default) checks every shard's sha256, rows and schema first."""
     shard_dir = open_shard_dir(out_dir, verify=verify)
     manifest = shard_dir.manifest
     tables = list(shard_dir.iter_tables())
@@ -132,7 +134,7 @@ def _cluster_histogram(out_dir: str, entries: list[dict]) -> dict[str, int]:
     """Clusters by size (a cluster's rows are spread over shards by doc id: count each cluster once)."""
     clusters: dict[str, int] = {}
     for entry in entries:
-        table = read_arrow(os.path.join(out_dir, entry["path"]))
+        table = read_shard(confined_path(out_dir, entry["path"], "cluster_table path"))
         clusters.update(zip(table.column("cluster_id").to_pylist(), table.column("cluster_size").to_pylist()))
     sizes = Counter(clusters.values())
     return {str(k): v for k, v in sorted(sizes.items())}
@@ -142,12 +144,20 @@ def _dead_letter_summary(out_dir: str, examples: int = 5) -> dict[str, Any]:
     reasons: Counter = Counter()
     first: list[dict] = []
     for path in sorted(glob.glob(os.path.join(out_dir, DEAD_LETTER_DIR, "*.jsonl"))):
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                row = json.loads(line)
-                reasons[row["reason"].split(":")[0][:80]] += 1
-                if len(first) < examples:
-                    first.append({k: row[k] for k in ("source", "location", "reason")})
+        try:
+            with open(path, encoding="utf-8") as fh:
+                for n, line in enumerate(fh, 1):
+                    try:
+                        row = json.loads(line)
+                        reason = row["reason"].split(":")[0][:80]
+                        example = {k: row.get(k) for k in ("source", "location", "reason")}
+                    except (ValueError, TypeError, KeyError, AttributeError):
+                        raise UserError(f"{path}:{n}: not a dead-letter row (a JSON object with a reason)") from None
+                    reasons[reason] += 1
+                    if len(first) < examples:
+                        first.append(example)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path}: cannot read the dead letters ({exc})") from None
     return {"total": sum(reasons.values()), "reasons": dict(reasons.most_common()), "examples": first}
 
 
@@ -276,17 +286,33 @@ def render_html(report: dict[str, Any]) -> str:
     return f'<!doctype html><html><head><meta charset="utf-8"><title>knowmix stats</title></head><body style="font-family:sans-serif">{body}</body></html>\n'
 
 
+def _check_writable_file(path: str, option: str) -> None:
+    """Refuse, before any work, a report path that is a directory or whose directory is missing or a file."""
+    if os.path.isdir(path):
+        raise UserError(f"{option} {path}: is a directory; give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UserError(f"{option} {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"{option} {path}: {parent} is not writable")
+
+
 def stats_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="knowmix stats", description="Inspect a knowmix output directory.")
     parser.add_argument("dir")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--html", metavar="FILE", help="write a self-contained HTML report with plots")
-    parser.add_argument("--verify", action="store_true", help="check every shard's sha256 and row count")
+    parser.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="skip checking every shard's sha256, row count and schema (on by default)")
+    parser.add_argument("--verify", dest="verify", action="store_true", default=True, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.html:
+        _check_writable_file(args.html, "--html")
     report = build_report(args.dir, verify=args.verify)
     if args.html:
-        with open(args.html, "w", encoding="utf-8") as fh:
-            fh.write(render_html(report))
+        from knowmix.manifest import atomic_write_text
+
+        atomic_write_text(args.html, render_html(report))
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:

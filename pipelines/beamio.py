@@ -22,6 +22,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from knowmix.errors import UserError
 from knowmix.manifest import DEAD_LETTER_DIR, MANIFEST_NAME, SHARDS_DIR, build_manifest
 from pipelines.dedup import doc_key, shard_of_key
 
@@ -45,7 +46,24 @@ def pipeline_options(beam_args: Iterable[str]) -> PipelineOptions:
         direct = options.view_as(DirectOptions)
         if direct.direct_running_mode == "multi_processing" and not direct.direct_num_workers:
             direct.direct_num_workers = 2
+    else:
+        check_runner(standard.runner)
     return options
+
+
+def check_runner(name: str) -> None:
+    """A runner Beam cannot create (``--runner Bogus``, a runner whose package is missing): one-line UserError."""
+    from apache_beam.runners.runner import create_runner
+
+    try:
+        create_runner(name)
+    except ValueError:
+        raise UserError(
+            f"--runner {name}: not a Beam runner (e.g. DirectRunner, DataflowRunner, FlinkRunner, SparkRunner,"
+            " or a full class path such as apache_beam.runners.dask.dask_runner.DaskRunner)"
+        ) from None
+    except ImportError as exc:
+        raise UserError(f"--runner {name}: cannot load it ({exc})") from None
 
 
 def unknown_beam_flags(beam_args: Iterable[str]) -> list[str]:
@@ -398,7 +416,11 @@ class ReadShardRows(beam.PTransform):
 
 
 def clear_output(out_dir: str, extra_subdirs: Iterable[str] = ()) -> None:
-    """Remove a previous run's shards, dead letters and manifest so stale shards never mix with new ones."""
+    """Remove a previous run's shards, dead letters and manifest so stale shards never mix with new ones.
+
+    Only for remote outputs (gs://, s3://), which have no atomic directory swap; local outputs go through
+    ``output_run`` (``knowmix.outdir``), which keeps the previous output until the new one is complete.
+    """
     for sub in (SHARDS_DIR, DEAD_LETTER_DIR, *extra_subdirs):
         pattern = join(out_dir, sub, "*")
         matches = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
@@ -407,3 +429,32 @@ def clear_output(out_dir: str, extra_subdirs: Iterable[str] = ()) -> None:
     manifest = join(out_dir, MANIFEST_NAME)
     if FileSystems.exists(manifest):
         FileSystems.delete([manifest])
+
+
+class _RemoteOutputRun:
+    """A remote output directory: cleared up front and written in place (no lock, no swap)."""
+
+    def __init__(self, out_dir: str, extra_subdirs: Iterable[str]):
+        self.out_dir = self.staging = out_dir
+        self.extra_subdirs = tuple(extra_subdirs)
+
+    def __enter__(self):
+        clear_output(self.out_dir, self.extra_subdirs)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def commit(self) -> None:
+        pass
+
+
+def output_run(out_dir: str, inputs: Iterable[tuple[str, str]] = (), command: str = "", extra_subdirs: Iterable[str] = ()):
+    """The context a job writes its output in: ``with output_run(out, inputs) as run:`` write under
+    ``run.staging``, then ``run.commit()`` once the manifest is written (see ``knowmix.outdir.OutputRun``:
+    a lock, inputs inside the output refused, the previous output kept until the swap)."""
+    if "://" in out_dir:
+        return _RemoteOutputRun(out_dir, extra_subdirs)
+    from knowmix.outdir import OutputRun
+
+    return OutputRun(out_dir, inputs, command)

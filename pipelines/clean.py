@@ -217,7 +217,8 @@ def resolve_num_shards(config: CleanConfig, files: list[tuple[int, str]]) -> int
     return max(4, -(-total // SHARD_TARGET_BYTES))
 
 
-def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> None:
+def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str], out: str | None = None) -> None:
+    """``out``: where the files go (a staging directory, see ``beamio.output_run``); default the config's."""
     from pipelines.neardup import ExactDedupKeys, NearDedupConfig, NearDedupKeys
     from pipelines.quality import rules_for
 
@@ -225,7 +226,7 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
     files = [(i, path) for i, spec in enumerate(config.sources) for path in expand_paths(spec)]
     steps_by_kind = {k: steps_for(config, k) for k in kinds}
     rules_by_kind = {k: rules_for(k, config.rules.get(k)) for k in kinds}
-    out = config.output_dir
+    out = out or config.output_dir
     num_shards = resolve_num_shards(config, files)
     num_parts = num_shards  # dedup key partitions per shuffle: grows with the corpus like the shards
     near_config = NearDedupConfig.from_dict(config.dedup)
@@ -299,12 +300,15 @@ def run(config: CleanConfig, beam_args: list[str], argv: list[str] | None = None
     from knowmix.manifest import read_manifest
 
     options = beamio.pipeline_options(beam_args)
-    beamio.clear_output(config.output_dir, extra_subdirs=(CLUSTERS_DIR, SPILL_DIR))
-    try:
-        with beam.Pipeline(options=options) as p:
-            build_pipeline(p, config, argv if argv is not None else sys.argv)
-    finally:
-        delete_spill(config.output_dir)
+    argv = argv if argv is not None else sys.argv
+    inputs = [("input", path) for spec in config.sources for path in expand_paths(spec)]
+    with beamio.output_run(config.output_dir, inputs, " ".join(argv), (CLUSTERS_DIR, SPILL_DIR)) as output:
+        try:
+            with beam.Pipeline(options=options) as p:
+                build_pipeline(p, config, argv, out=output.staging)
+        finally:
+            delete_spill(output.staging)
+        output.commit()
     return read_manifest(config.output_dir)
 
 

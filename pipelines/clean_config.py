@@ -90,6 +90,8 @@ def load_config(
                 raw = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise UserError(f"{config_path}: not valid TOML ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{config_path}: not UTF-8 text ({exc.reason} at byte {exc.start}); TOML is UTF-8") from None
     unknown = set(raw) - TOP_KEYS
     if unknown:
         raise UserError(f"{where}: unknown section {sorted(unknown)[0]!r} (expected {', '.join(sorted(TOP_KEYS))})")
@@ -111,6 +113,8 @@ def load_config(
     if unknown:
         raise UserError(f"{where}: unknown key [output] {sorted(unknown)[0]!r}")
     out_dir = output_dir or output.get("dir")
+    if out_dir is not None and not isinstance(out_dir, str):
+        raise UserError(f"{where}: [output] dir must be a string (a directory), got {out_dir!r}")
     if not out_dir:
         raise UserError(f"{where}: no output directory (give [output] dir or --output)")
     if config_path and not output_dir and not os.path.isabs(out_dir) and "://" not in out_dir:

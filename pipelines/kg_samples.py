@@ -58,7 +58,7 @@ from pipelines.beamio import (
     ReadShardRows,
     WriteManifest,
     WriteShards,
-    clear_output,
+    output_run,
     pipeline_options,
     split_by_tag,
     tally,
@@ -480,12 +480,16 @@ def kg_samples_main(argv: list[str]) -> int:
             raise UserError(str(exc)) from None
         num_shards = max(1, sum(s["bytes"] for s in docs.manifest["shards"]) // (64 << 20))
     options_record = {"argv": ["knowmix", "kg-samples", *argv], **{k: v for k, v in vars(args).items()}}
-    clear_output(args.output)
-    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
-        build(p, docs_dir=args.docs, kg_paths=args.kg, entity_paths=args.entities, out_dir=args.output,
-              tasks=tasks, na_ratio=args.na_ratio, seed=args.seed, num_shards=num_shards, segmenter=args.segmenter,
-              min_name_chars=args.min_name_chars, max_sentence_chars=args.max_sentence_chars,
-              substitution_probability=args.substitution_probability, options_record=options_record)
+    inputs = [("--docs", args.docs), *(("--kg", k) for k in args.kg), *(("--entities", e) for e in args.entities)]
+    options = pipeline_options(beam_args)
+    # written beside the previous output and swapped in once the manifest is written (knowmix.outdir)
+    with output_run(args.output, inputs, " ".join(options_record["argv"])) as output:
+        with beam.Pipeline(options=options) as p:
+            build(p, docs_dir=args.docs, kg_paths=args.kg, entity_paths=args.entities, out_dir=output.staging,
+                  tasks=tasks, na_ratio=args.na_ratio, seed=args.seed, num_shards=num_shards, segmenter=args.segmenter,
+                  min_name_chars=args.min_name_chars, max_sentence_chars=args.max_sentence_chars,
+                  substitution_probability=args.substitution_probability, options_record=options_record)
+        output.commit()
     with open(os.path.join(args.output, "manifest.json"), encoding="utf-8") as fh:
         manifest = json.load(fh)
     c = manifest["counts"]

@@ -99,7 +99,9 @@ def train(
     model_type: str = "unigram",
     character_coverage: float = 0.9995,
     num_threads: int = 1,
+    shown_as: str | None = None,
 ) -> None:
+    """Train into ``prefix``.model/.vocab; ``shown_as``: the prefix error messages name (default ``prefix``)."""
     import sentencepiece as spm
 
     try:
@@ -126,7 +128,7 @@ def train(
         )
     except RuntimeError as exc:
         msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
-        raise UserError(f"{prefix}.model: SentencePiece training failed: {msg}") from None
+        raise UserError(f"{shown_as or prefix}.model: SentencePiece training failed: {msg}") from None
 
 
 def parse_args(argv: list[str]):
@@ -141,21 +143,48 @@ def parse_args(argv: list[str]):
     return ap.parse_known_args(argv)
 
 
+def prepare_prefix(prefix: str) -> str:
+    """The directory of ``--output PREFIX``, created; a PREFIX that is a directory or lies under a file is a
+    one-line UserError."""
+    if prefix.endswith(("/", os.sep)) or os.path.isdir(prefix):
+        raise UserError(f"--output {prefix}: is a directory; give a PREFIX (writes PREFIX.model and PREFIX.vocab)")
+    out_dir = os.path.dirname(os.path.abspath(prefix))
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise UserError(f"--output {prefix}: {out_dir} is not a directory")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"--output {prefix}: cannot create {out_dir} (a part of the path is a file)") from None
+    except OSError as exc:
+        raise UserError(f"--output {prefix}: cannot create {out_dir} ({exc.strerror})") from None
+    for existing in (f"{prefix}.model", f"{prefix}.vocab"):
+        if os.path.isdir(existing):
+            raise UserError(f"{existing}: is a directory, where the tokenizer file goes")
+    return out_dir
+
+
 def spm_train_main(argv: list[str]) -> int:
     args, _beam_args = parse_args(argv)  # no Beam here; unknown flags are accepted for symmetry with the jobs
     if args.vocab_size < len(SPECIAL_TOKENS) + 256 + 1:
         raise UserError(f"--vocab-size {args.vocab_size}: must exceed {len(SPECIAL_TOKENS) + 256} (specials + 256 byte pieces)")
     if not 0 < args.character_coverage <= 1:
         raise UserError(f"--character-coverage {args.character_coverage}: must be in (0, 1]")
-    out_dir = os.path.dirname(os.path.abspath(args.output))
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = prepare_prefix(args.output)
     fd, sample_path = tempfile.mkstemp(prefix=".spm-sample-", suffix=".txt", dir=out_dir)
     os.close(fd)
+    # trained under a temporary prefix and renamed when complete (.model last): a failed or killed run leaves
+    # the previous PREFIX.model/.vocab as they were, never half a model
+    temp_prefix = sample_path[: -len(".txt")]
     try:
         stats = write_sample(args.docs, args.sample_chars, sample_path)
-        train(sample_path, args.output, args.vocab_size, args.model_type, args.character_coverage, args.num_threads)
+        train(sample_path, temp_prefix, args.vocab_size, args.model_type, args.character_coverage, args.num_threads,
+              shown_as=args.output)
+        os.replace(f"{temp_prefix}.vocab", f"{args.output}.vocab")
+        os.replace(f"{temp_prefix}.model", f"{args.output}.model")
     finally:
-        os.unlink(sample_path)
+        for path in (sample_path, f"{temp_prefix}.vocab", f"{temp_prefix}.model"):
+            if os.path.exists(path):
+                os.unlink(path)
     print(
         f"knowmix spm-train: {args.output}.model ({args.vocab_size} pieces, {args.model_type}) from"
         f" {stats['docs']} docs, {stats['lines']} lines, {stats['chars']} chars"

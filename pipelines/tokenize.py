@@ -291,77 +291,83 @@ def run(argv: list[str]) -> dict:
         "relations": args.relations,
     }
     spec = TokenizerSpec(tok)
-    beamio.clear_output(args.output)
-    _copy_tokenizer_file(tok.path, args.output)
+    inputs = [("--input", args.input), ("--tokenizer", tok.path), ("--user-dict", args.user_dict),
+              ("--relations", args.relations)]
 
     def finalize(manifest: dict) -> dict:
         manifest["tokenizer"] = info
         manifest["counts"]["sequences"] = sum(int(s["rows"]) for s in manifest["shards"])
         return manifest
 
-    with beam.Pipeline(options=beamio.pipeline_options(beam_args)) as p:
-        rows = p | "Read" >> beamio.ReadShardRows(src.shard_paths)
-        extra = None
-        if out_kind == "pretrain":
-            enc = beamio.split_by_tag(
-                rows | "Encode" >> beam.ParDo(EncodeDocFn(spec, args.boundaries, user_words, groups, args.input)),
-                ("docs", "dead", "events"), "Encoded",
-            )
-            packed = beamio.split_by_tag(
-                enc["docs"]
-                | "KeyedDocs" >> beam.Map(lambda kv: kv).with_output_types(Tuple[int, Any])
-                | "GroupForPacking" >> beam.GroupByKey()
-                | "Pack" >> beam.FlatMap(_pack_group, args.max_seq_len, tok.special_ids["cls"], tok.special_ids["sep"]),
-                ("rows", "events"), "Packed",
-            )
-            out_rows, events = packed["rows"], (enc["events"], packed["events"]) | "AllEvents" >> beam.Flatten()
-            group_name = "by_source_kind"
-        else:
-            enc = beamio.split_by_tag(
-                rows | "Encode" >> beam.ParDo(EncodeKnowledgeFn(spec, args.boundaries, args.max_seq_len, args.input)),
-                ("rows", "dead", "events"), "Encoded",
-            )
-            if relations_fixed is not None:
-                relations = p | "FixedRelations" >> beam.Create([relations_fixed])
-            else:
-                # one keyed group of the distinct names (plus an "NA", so it exists without relation rows): no
-                # global combine, which Beam's Dask runner gives one value per partition
-                relations = (
-                    (
-                        enc["rows"]
-                        | "RelationNames" >> beam.FlatMap(lambda r: r["relations"] or [])
-                        | "Distinct" >> beam.Distinct(),
-                        p | "NaName" >> beam.Create(["NA"]),
-                    )
-                    | "AllNames" >> beam.Flatten()
-                    | "KeyNames" >> beam.Map(lambda name: ("names", name))
-                    | "GroupNames" >> beam.GroupByKey()
-                    | "Order" >> beam.Map(_order_relations)
+    # everything is written under `out`, beside the previous output, and swapped in once the manifest is
+    # written (knowmix.outdir): a failed run leaves the previous output as it was
+    with beamio.output_run(args.output, inputs, " ".join(options["argv"])) as output:
+        out = output.staging
+        _copy_tokenizer_file(tok.path, out)
+        with beam.Pipeline(options=beamio.pipeline_options(beam_args)) as p:
+            rows = p | "Read" >> beamio.ReadShardRows(src.shard_paths)
+            extra = None
+            if out_kind == "pretrain":
+                enc = beamio.split_by_tag(
+                    rows | "Encode" >> beam.ParDo(EncodeDocFn(spec, args.boundaries, user_words, groups, args.input)),
+                    ("docs", "dead", "events"), "Encoded",
                 )
-            # the relation list reaches the rows by a keyed join (one copy per group), not a side input:
-            # Beam's Dask runner computes a side input anew, nested, in every partition that reads it
-            ided = beamio.split_by_tag(
-                {
-                    "rows": enc["rows"] | "KeyByGroup" >> beam.Map(lambda r: (beamio.shard_of(r["id"], groups), r)),
-                    "relations": relations | "CopyPerGroup" >> beam.FlatMap(lambda rel: [(g, rel) for g in range(groups)]),
-                }
-                | "JoinRelations" >> beam.CoGroupByKey()
-                | "RelationIds" >> beam.FlatMap(_relation_ids_in_group),
-                ("rows", "events"), "Ided",
+                packed = beamio.split_by_tag(
+                    enc["docs"]
+                    | "KeyedDocs" >> beam.Map(lambda kv: kv).with_output_types(Tuple[int, Any])
+                    | "GroupForPacking" >> beam.GroupByKey()
+                    | "Pack" >> beam.FlatMap(_pack_group, args.max_seq_len, tok.special_ids["cls"], tok.special_ids["sep"]),
+                    ("rows", "events"), "Packed",
+                )
+                out_rows, events = packed["rows"], (enc["events"], packed["events"]) | "AllEvents" >> beam.Flatten()
+                group_name = "by_source_kind"
+            else:
+                enc = beamio.split_by_tag(
+                    rows | "Encode" >> beam.ParDo(EncodeKnowledgeFn(spec, args.boundaries, args.max_seq_len, args.input)),
+                    ("rows", "dead", "events"), "Encoded",
+                )
+                if relations_fixed is not None:
+                    relations = p | "FixedRelations" >> beam.Create([relations_fixed])
+                else:
+                    # one keyed group of the distinct names (plus an "NA", so it exists without relation rows): no
+                    # global combine, which Beam's Dask runner gives one value per partition
+                    relations = (
+                        (
+                            enc["rows"]
+                            | "RelationNames" >> beam.FlatMap(lambda r: r["relations"] or [])
+                            | "Distinct" >> beam.Distinct(),
+                            p | "NaName" >> beam.Create(["NA"]),
+                        )
+                        | "AllNames" >> beam.Flatten()
+                        | "KeyNames" >> beam.Map(lambda name: ("names", name))
+                        | "GroupNames" >> beam.GroupByKey()
+                        | "Order" >> beam.Map(_order_relations)
+                    )
+                # the relation list reaches the rows by a keyed join (one copy per group), not a side input:
+                # Beam's Dask runner computes a side input anew, nested, in every partition that reads it
+                ided = beamio.split_by_tag(
+                    {
+                        "rows": enc["rows"] | "KeyByGroup" >> beam.Map(lambda r: (beamio.shard_of(r["id"], groups), r)),
+                        "relations": relations | "CopyPerGroup" >> beam.FlatMap(lambda rel: [(g, rel) for g in range(groups)]),
+                    }
+                    | "JoinRelations" >> beam.CoGroupByKey()
+                    | "RelationIds" >> beam.FlatMap(_relation_ids_in_group),
+                    ("rows", "events"), "Ided",
+                )
+                out_rows = ided["rows"]
+                events = (enc["events"], ided["events"]) | "AllEvents" >> beam.Flatten()
+                extra = relations | "WriteRelations" >> beam.Map(_write_relations, out)
+                group_name = "by_task"
+            # the manifest is the last step and waits on every sink: shard entries and relations.json (side inputs)
+            # and the dead letters (``after``)
+            entries = out_rows | "Write" >> beamio.WriteShards(out, schema, num_shards)
+            dead_written = enc["dead"] | "DeadLetters" >> beamio.WriteDeadLetters(out)
+            tallies = beamio.tally(events)
+            _ = p | "Manifest" >> beamio.WriteManifest(
+                out, out_kind, schema, entries, tallies, options, group_name, extra=extra, finalize=finalize,
+                after=[dead_written],
             )
-            out_rows = ided["rows"]
-            events = (enc["events"], ided["events"]) | "AllEvents" >> beam.Flatten()
-            extra = relations | "WriteRelations" >> beam.Map(_write_relations, args.output)
-            group_name = "by_task"
-        # the manifest is the last step and waits on every sink: shard entries and relations.json (side inputs)
-        # and the dead letters (``after``)
-        entries = out_rows | "Write" >> beamio.WriteShards(args.output, schema, num_shards)
-        dead_written = enc["dead"] | "DeadLetters" >> beamio.WriteDeadLetters(args.output)
-        tallies = beamio.tally(events)
-        _ = p | "Manifest" >> beamio.WriteManifest(
-            args.output, out_kind, schema, entries, tallies, options, group_name, extra=extra, finalize=finalize,
-            after=[dead_written],
-        )
+        output.commit()
     with FileSystems.open(beamio.join(args.output, "manifest.json")) as fh:
         return json.loads(fh.read().decode("utf-8"))
 
