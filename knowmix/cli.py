@@ -1,14 +1,13 @@
 """The ``knowmix`` console script: one command, subcommands, each implemented where its stage lives.
 
 Subcommands are imported lazily so ``knowmix train`` works on a machine without Apache Beam.
-Errors a user can cause print one line and exit with status 2.
+Errors a user can cause print one line and exit with status 2; so does a mistake on the command line
+(``knowmix.args.Parser``). ``-V``/``--version`` prints the version.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
-import os
 import sys
 
 SUBCOMMANDS = {
@@ -21,12 +20,14 @@ SUBCOMMANDS = {
     "tokenize": ("pipelines.tokenize", "tokenize_main", "docs/knowledge shards -> token shards"),
     "train": ("trainer.cli", "train_main", "dual-path knowledge pretraining (FSDP2)"),
     "export": ("trainer.cli", "export_main", "export a run to a Hugging Face BertForMaskedLM folder"),
+    "export-parquet": ("knowmix.parquet", "export_parquet_main", "any stage's shards as Parquet files (same rows, same schema)"),
     "demo": ("knowmix.demo", "demo_main", "run the whole flow on the bundled fixture corpora"),
 }
 
 
 def usage() -> str:
-    lines = ["usage: knowmix SUBCOMMAND [options]   (knowmix SUBCOMMAND --help for its options)", ""]
+    lines = ["usage: knowmix SUBCOMMAND [options]   (knowmix SUBCOMMAND --help for its options)",
+             "       knowmix -V | --version", ""]
     width = max(map(len, SUBCOMMANDS))
     for name, (_, _, summary) in SUBCOMMANDS.items():
         lines.append(f"  {name:<{width}}  {summary}")
@@ -34,11 +35,11 @@ def usage() -> str:
 
 
 def quiet_beam_logging() -> None:
-    """Beam's local runner logs worker chatter at WARNING; keep the terminal for our own progress."""
-    if os.environ.get("KNOWMIX_BEAM_LOG"):
-        return
-    for name in ("apache_beam", "apache_beam.runners.portability", "apache_beam.runners.worker"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    """Beam's local runner logs worker chatter at WARNING; keep the terminal for our own progress
+    (``--log-level`` on any subcommand turns it back on; see ``knowmix.args``)."""
+    from knowmix.args import configure_logging
+
+    configure_logging(None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if argv else 2
-    if argv[0] in ("--version", "version"):
+    if argv[0] in ("-V", "--version", "version"):
         from knowmix import __version__
 
         print(f"knowmix {__version__}")
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         func = getattr(importlib.import_module(module_name), func_name)
         return int(func(rest) or 0)
+    except SystemExit as exc:  # argparse: --help (0) or a command-line mistake (2, one line already printed)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except (UserError, ContractError) as exc:
         print(f"knowmix {name}: error: {exc}", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from knowmix.errors import UserError
 from knowmix.manifest import DEAD_LETTER_DIR, MANIFEST_NAME, SHARDS_DIR, build_manifest
 from pipelines.dedup import doc_key, shard_of_key
 
@@ -40,6 +41,7 @@ def pipeline_options(beam_args: Iterable[str]) -> PipelineOptions:
     """
     options = PipelineOptions(list(beam_args))
     standard = options.view_as(StandardOptions)
+    check_runner(standard.runner)
     if standard.runner in LOCAL_RUNNER_NAMES:
         standard.runner = FNAPI_RUNNER
         direct = options.view_as(DirectOptions)
@@ -74,7 +76,30 @@ def unknown_beam_flags(beam_args: Iterable[str]) -> list[str]:
         except argparse.ArgumentError:
             pass  # the same flag declared by two option classes
     _, unknown = parser.parse_known_args(list(beam_args))
-    return [a.split("=")[0] for a in unknown if a.startswith("--")]
+    return [a.split("=")[0] if a.startswith("-") else a for a in unknown]
+
+
+def check_runner(runner: str | None) -> None:
+    """A ``--runner`` Beam cannot create is a one-line UserError (Beam raises a ValueError with a traceback)."""
+    if runner in LOCAL_RUNNER_NAMES:
+        return
+    from apache_beam.runners.runner import create_runner
+
+    try:
+        create_runner(runner)
+    except (ValueError, ImportError, AttributeError) as exc:
+        raise UserError(f"--runner {runner}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def check_beam_args(beam_args: Iterable[str], command: str) -> None:
+    """The arguments a job did not parse itself must all be Beam pipeline options (and name a runner Beam has):
+    anything else is a one-line UserError, raised before the job touches its output."""
+    beam_args = list(beam_args)
+    unknown = unknown_beam_flags(beam_args)
+    if unknown:
+        what = "option" if unknown[0].startswith("-") else "argument"
+        raise UserError(f"unknown {what} {unknown[0]} (neither a knowmix {command} option nor a Beam pipeline option)")
+    check_runner(PipelineOptions(beam_args).view_as(StandardOptions).runner)
 
 
 # ---------------------------------------------------------------------------------------------- outputs

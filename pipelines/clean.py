@@ -289,17 +289,19 @@ def run(config: CleanConfig, beam_args: list[str], argv: list[str] | None = None
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(
-        prog="knowmix clean",
-        description="Clean and deduplicate raw sources into docs shards. Unrecognised flags go to Beam.",
-    )
+    from knowmix.args import Parser
+
+    parser = Parser("knowmix clean", "Clean and deduplicate raw sources into docs shards.", beam=True, progress=True)
     parser.add_argument("--config", help="job TOML ([[sources]], [output], [normalize.KIND], [rules.KIND], [dedup])")
-    parser.add_argument("--source", action="append", default=[], metavar="KIND[:FORMAT]=GLOB")
+    parser.add_argument("--source", action="append", default=[], metavar="KIND[:FORMAT]=GLOB",
+                        help="a source without a config file, e.g. news=data/*.txt or qa:csv=faq.csv; repeatable")
     parser.add_argument("--output", help="output directory (overrides [output] dir)")
-    parser.add_argument("--num-shards", type=int)
+    parser.add_argument("--num-shards", type=int, help="output shards (overrides [output] num_shards; default: auto)")
     parser.add_argument("--cluster-table", action="store_true", help="also write doc_id -> cluster_id, cluster_size")
-    parser.add_argument("--no-near-dedup", action="store_true")
-    return parser.parse_known_args(argv)
+    parser.add_argument("--no-near-dedup", action="store_true", help="skip near-duplicate removal (MinHash-LSH)")
+    args, beam_args = parser.parse_known_args(argv)
+    beamio.check_beam_args(beam_args, "clean")
+    return args, beam_args
 
 
 def clean_main(argv: list[str]) -> int:
@@ -316,9 +318,6 @@ def clean_main(argv: list[str]) -> int:
     config = load_config(args.config, args.source, args.output, overrides)
     if args.no_near_dedup:
         config.dedup["near"] = False
-    unknown = beamio.unknown_beam_flags(beam_args)
-    if unknown:
-        raise UserError(f"unknown option {unknown[0]} (neither a knowmix clean option nor a Beam pipeline option)")
     console = Console(stderr=True)
     with console.status("knowmix clean: running the pipeline…"):
         manifest = run(config, beam_args, ["knowmix", "clean", *argv])

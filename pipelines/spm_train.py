@@ -129,20 +129,23 @@ def train(
         raise UserError(f"{prefix}.model: SentencePiece training failed: {msg}") from None
 
 
-def parse_args(argv: list[str]):
-    ap = argparse.ArgumentParser(prog="knowmix spm-train", description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    from knowmix.args import Parser
+
+    ap = Parser("knowmix spm-train", __doc__, progress=True)
     ap.add_argument("--docs", required=True, help="a docs shard directory (knowmix clean)")
     ap.add_argument("--output", required=True, help="PREFIX: writes PREFIX.model and PREFIX.vocab")
-    ap.add_argument("--vocab-size", type=int, default=32000)
-    ap.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram")
-    ap.add_argument("--character-coverage", type=float, default=0.9995)
+    ap.add_argument("--vocab-size", type=int, default=32000, help="pieces in the model, specials and 256 byte pieces included")
+    ap.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram", help="SentencePiece algorithm")
+    ap.add_argument("--character-coverage", type=float, default=0.9995,
+                    help="share of characters the pieces cover; the rarest others fall back to bytes")
     ap.add_argument("--sample-chars", type=int, default=200_000_000, help="about this many characters of docs")
-    ap.add_argument("--num-threads", type=int, default=os.cpu_count() or 1)
-    return ap.parse_known_args(argv)
+    ap.add_argument("--num-threads", type=int, default=os.cpu_count() or 1, help="SentencePiece training threads")
+    return ap.parse_args(argv)  # no Beam here: every option is ours
 
 
 def spm_train_main(argv: list[str]) -> int:
-    args, _beam_args = parse_args(argv)  # no Beam here; unknown flags are accepted for symmetry with the jobs
+    args = parse_args(argv)
     if args.vocab_size < len(SPECIAL_TOKENS) + 256 + 1:
         raise UserError(f"--vocab-size {args.vocab_size}: must exceed {len(SPECIAL_TOKENS) + 256} (specials + 256 byte pieces)")
     if not 0 < args.character_coverage <= 1:

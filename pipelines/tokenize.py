@@ -224,21 +224,26 @@ def _write_relations(names: list[str], out_dir: str) -> dict:
 
 
 def parse_args(argv: list[str]):
-    ap = argparse.ArgumentParser(prog="knowmix tokenize", description=__doc__.split("\n\n")[0])
+    from knowmix.args import Parser
+
+    ap = Parser("knowmix tokenize", __doc__, beam=True, progress=True)
     ap.add_argument("--input", required=True, help="a docs or knowledge shard directory")
     ap.add_argument("--output", required=True, help="output directory (pretrain or knowledge_tokens)")
     ap.add_argument("--tokenizer", required=True, help="spm:PATH.model or wordpiece:PATH/vocab.txt")
-    ap.add_argument("--max-seq-len", type=int, default=512)
+    ap.add_argument("--max-seq-len", type=int, default=512, help="tokens per output row, [CLS] and [SEP] included")
     ap.add_argument("--lowercase", dest="lowercase", action="store_true", default=None,
-                    help="lower-case before tokenising (wordpiece default: the vocab's tokenizer_config.json, else on)")
-    ap.add_argument("--no-lowercase", dest="lowercase", action="store_false")
+                    help="lower-case before tokenising (wordpiece default: the vocab's tokenizer_config.json, else on;"
+                         " spm default: off)")
+    ap.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="do not lower-case")
     ap.add_argument("--no-word-boundaries", dest="boundaries", action="store_false",
                     help="skip jieba: every token starts a word (plain token-level masking)")
     ap.add_argument("--user-dict", help="extra words for jieba (one per line, first field), e.g. KG entity names")
     ap.add_argument("--relations", help="fixed relation ids: JSON list or `name id` lines (default: names seen, sorted)")
-    ap.add_argument("--num-shards", type=int, default=0, help="output shards (default: ~64 MB of input each)")
-    ap.add_argument("--pack-groups", type=int, default=0, help="packing groups (default: ~16 MB of input each)")
-    return ap.parse_known_args(argv)
+    ap.add_argument("--num-shards", type=int, default=0, help="output shards (0: ~64 MB of input each)")
+    ap.add_argument("--pack-groups", type=int, default=0, help="packing groups (0: ~16 MB of input each)")
+    args, beam_args = ap.parse_known_args(argv)
+    beamio.check_beam_args(beam_args, "tokenize")
+    return args, beam_args
 
 
 def _read_user_words(path: str | None) -> list[str]:
