@@ -310,7 +310,11 @@ def tally(events: beam.PCollection, counted: Iterable[beam.PCollection] = ()) ->
     group is the source kind (docs) or task (knowledge) the event belongs to. ``counted`` are PCollections
     of already counted ``(event, n)`` pairs (e.g. from a step that writes a whole shard at once).
     """
-    counted = list(counted)
+    from pipelines import progress
+
+    # the live progress line (local runner) sees every event on its way; outputs are unchanged
+    events = events | "Progress" >> beam.Map(progress.observe)
+    counted = [c | f"ProgressCounted{i}" >> beam.Map(progress.observe_counted) for i, c in enumerate(counted)]
     if not counted:
         return events | "CountEvents" >> beam.combiners.Count.PerElement()
     ones = events | "One" >> beam.Map(lambda e: (e, 1))
@@ -408,11 +412,15 @@ class ReadShardRows(beam.PTransform):
         self.shard_paths = list(shard_paths)
 
     def expand(self, pbegin):
+        from pipelines import progress
+
         def rows_of(path):
             with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
                 reader = pa.ipc.open_file(pa.BufferReader(fh.read()))
                 for i in range(reader.num_record_batches):
-                    yield from reader.get_batch(i).to_pylist()
+                    batch = reader.get_batch(i)
+                    progress.note("read", batch.num_rows)
+                    yield from batch.to_pylist()
 
         return (
             pbegin

@@ -26,7 +26,7 @@ from corpora.document import Document
 from corpora.readers import read_path
 from corpora.sources import expand_paths
 from knowmix.errors import UserError
-from pipelines import beamio
+from pipelines import beamio, progress
 from pipelines.clean_config import CleanConfig, load_config, steps_for
 from pipelines.dedup import DedupKeyBuffer, doc_key
 from pipelines.spill import SPILL_DIR, BlobSpill, SpilledTexts, SpillWriter, WriteShardsFromSpill, delete_spill
@@ -143,6 +143,7 @@ class ReadCleanAndSpill(ReadAndClean):
 
         counts: Counter = Counter()
         for tag, value in super().process(element):
+            progress.note("read")  # the live progress line (local runner)
             if tag == "dead_letter":
                 yield tag, value
                 continue
@@ -283,6 +284,7 @@ def run(config: CleanConfig, beam_args: list[str], argv: list[str] | None = None
     try:
         with beam.Pipeline(options=options) as p:
             build_pipeline(p, config, argv if argv is not None else sys.argv)
+        progress.record_counters(p.result)
     finally:
         delete_spill(config.output_dir)
     return read_manifest(config.output_dir)
@@ -319,7 +321,7 @@ def clean_main(argv: list[str]) -> int:
     if args.no_near_dedup:
         config.dedup["near"] = False
     console = Console(stderr=True)
-    with console.status("knowmix clean: running the pipeline…"):
+    with progress.LiveLine("knowmix clean", args.quiet):
         manifest = run(config, beam_args, ["knowmix", "clean", *argv])
     counts = manifest["counts"]
     dropped = ", ".join(f"{k} {v}" for k, v in counts["dropped"].items()) or "none"
@@ -327,5 +329,6 @@ def clean_main(argv: list[str]) -> int:
         f"[bold]knowmix clean[/bold]: {counts['input']} in → {counts['output']} docs, "
         f"{counts['dead_letter']} dead letters, dropped: {dropped}\n"
         f"  shards: {len(manifest['shards'])} in {config.output_dir}/shards   (knowmix stats {config.output_dir})"
+        + (f"\n  Beam counters: {progress.last_counters()}" if progress.last_counters() else "")
     )
     return 0

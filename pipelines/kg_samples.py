@@ -54,6 +54,7 @@ from kg.samples import (
 )
 from knowmix.errors import UserError
 from knowmix.manifest import ContractError, open_shard_dir
+from pipelines import progress
 from pipelines.beamio import (
     ReadShardRows,
     WriteManifest,
@@ -487,7 +488,7 @@ def kg_samples_main(argv: list[str]) -> int:
         num_shards = max(1, sum(s["bytes"] for s in docs.manifest["shards"]) // (64 << 20))
     options_record = {"argv": ["knowmix", "kg-samples", *argv], **{k: v for k, v in vars(args).items() if k not in ("quiet", "log_level")}}
     clear_output(args.output)
-    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
+    with progress.LiveLine("knowmix kg-samples", args.quiet), beam.Pipeline(options=pipeline_options(beam_args)) as p:
         build(p, docs_dir=args.docs, kg_paths=args.kg, entity_paths=args.entities, out_dir=args.output,
               tasks=tasks, na_ratio=args.na_ratio, seed=args.seed, num_shards=num_shards, segmenter=args.segmenter,
               min_name_chars=args.min_name_chars, max_sentence_chars=args.max_sentence_chars,
@@ -497,6 +498,8 @@ def kg_samples_main(argv: list[str]) -> int:
     c = manifest["counts"]
     print(f"kg-samples: {c['input']} sentences, {c['output']} gave samples, dropped {json.dumps(c['dropped'], ensure_ascii=False)};"
           f" samples {json.dumps(c['samples'], ensure_ascii=False)} -> {args.output}", file=sys.stderr)
+    if progress.record_counters(p.result):
+        print(f"  Beam counters: {progress.last_counters()}", file=sys.stderr)
     return 0
 
 

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from knowmix.errors import UserError
 from knowmix.manifest import ContractError, open_shard_dir
+from pipelines import progress
 from pipelines.tokenizers import SPECIAL_TOKENS
 
 MAX_SENTENCE_CHARS = 1000  # SentencePiece's max_sentence_length is in bytes (4192 by default); CJK is 3 bytes/char
@@ -58,8 +59,11 @@ def sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS):
             yield buf
 
 
-def write_sample(docs_dir: str, sample_chars: int, out_path: str) -> dict:
-    """Write the sample's sentences to ``out_path``; return {docs, chars, lines, total_chars, rate}."""
+def write_sample(docs_dir: str, sample_chars: int, out_path: str, live: dict | None = None) -> dict:
+    """Write the sample's sentences to ``out_path``; return {docs, chars, lines, total_chars, rate}.
+
+    ``live`` (optional) is updated as shards are read: ``shards``, ``docs`` (read), ``picked``."""
+    live = {} if live is None else live
     try:
         src = open_shard_dir(docs_dir, "docs")
     except ContractError as exc:
@@ -72,9 +76,13 @@ def write_sample(docs_dir: str, sample_chars: int, out_path: str) -> dict:
             total += int(pc.sum(pc.utf8_length(table.column("text"))).as_py() or 0)
     rate = 1.0 if total <= sample_chars else sample_chars / total
     picked: list[tuple[str, str]] = []
+    live.update(phase="sampling", shards=0, docs=0, picked=0)
     for table in src.iter_tables():
         ids = table.column("id").to_pylist()
         keep = [i for i, d in enumerate(ids) if d is not None and doc_hash(d) < rate]
+        live["shards"] += 1
+        live["docs"] += len(ids)
+        live["picked"] += len(keep)
         if keep:
             texts = table.column("text").take(keep).to_pylist()
             picked.extend((ids[i], t) for i, t in zip(keep, texts) if t)
@@ -154,9 +162,27 @@ def spm_train_main(argv: list[str]) -> int:
     os.makedirs(out_dir, exist_ok=True)
     fd, sample_path = tempfile.mkstemp(prefix=".spm-sample-", suffix=".txt", dir=out_dir)
     os.close(fd)
+    live: dict = {"phase": "reading"}
+    n_shards = "?"
+
+    def line(elapsed: float) -> str:
+        clock = f"{int(elapsed) // 60}:{int(elapsed) % 60:02d}"
+        if live["phase"] == "training":
+            return f"knowmix spm-train: training SentencePiece ({args.model_type}, {args.vocab_size} pieces) {clock}"
+        if live["phase"] == "sampling":
+            return (f"knowmix spm-train: sampling shard {live['shards']}/{n_shards}: read {live['docs']:,} docs,"
+                    f" picked {live['picked']:,} {clock}")
+        return f"knowmix spm-train: counting characters… {clock}"
+
     try:
-        stats = write_sample(args.docs, args.sample_chars, sample_path)
-        train(sample_path, args.output, args.vocab_size, args.model_type, args.character_coverage, args.num_threads)
+        with progress.LiveLine("knowmix spm-train", args.quiet, text=line):
+            try:
+                n_shards = len(open_shard_dir(args.docs, "docs", verify=False).manifest["shards"])
+            except ContractError:
+                pass  # write_sample reports it
+            stats = write_sample(args.docs, args.sample_chars, sample_path, live)
+            live["phase"] = "training"
+            train(sample_path, args.output, args.vocab_size, args.model_type, args.character_coverage, args.num_threads)
     finally:
         os.unlink(sample_path)
     print(

@@ -34,7 +34,7 @@ from apache_beam.io.filesystems import FileSystems
 from knowmix.errors import UserError
 from knowmix.manifest import ContractError, open_shard_dir
 from knowmix.schemas import KNOWLEDGE_TOKENS_SCHEMA, PRETRAIN_SCHEMA
-from pipelines import beamio
+from pipelines import beamio, progress
 from pipelines.tokenizers import (
     BadRow,
     DocTokens,
@@ -304,7 +304,7 @@ def run(argv: list[str]) -> dict:
         manifest["counts"]["sequences"] = sum(int(s["rows"]) for s in manifest["shards"])
         return manifest
 
-    with beam.Pipeline(options=beamio.pipeline_options(beam_args)) as p:
+    with progress.LiveLine("knowmix tokenize", args.quiet), beam.Pipeline(options=beamio.pipeline_options(beam_args)) as p:
         rows = p | "Read" >> beamio.ReadShardRows(src.shard_paths)
         extra = None
         if out_kind == "pretrain":
@@ -367,6 +367,7 @@ def run(argv: list[str]) -> dict:
             args.output, out_kind, schema, entries, tallies, options, group_name, extra=extra, finalize=finalize,
             after=[dead_written],
         )
+    progress.record_counters(p.result)
     with FileSystems.open(beamio.join(args.output, "manifest.json")) as fh:
         return json.loads(fh.read().decode("utf-8"))
 
@@ -380,6 +381,8 @@ def tokenize_main(argv: list[str]) -> int:
         f" {c['dead_letter']} dead letters, dropped: {dropped}",
         file=sys.stderr,
     )
+    if progress.last_counters():
+        print(f"  Beam counters: {progress.last_counters()}", file=sys.stderr)
     return 0
 
 

@@ -173,7 +173,9 @@ def test_quiet_by_default_and_log_level_turns_it_up(small):
     quiet = _run([*base, "--output", str(d / "q")])
     assert quiet.returncode == 0, quiet.stderr
     lines = quiet.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("knowmix tokenize: pretrain:"), quiet.stderr  # the summary only
+    # the summary and the job's Beam counters, nothing else (no progress line: stderr is not a terminal)
+    assert len(lines) == 2 and lines[0].startswith("knowmix tokenize: pretrain:"), quiet.stderr
+    assert lines[1].startswith("  Beam counters: ") and "tokens" in lines[1], quiet.stderr
     assert "apitools" not in quiet.stderr
     loud = _run([*base, "--output", str(d / "l"), "--log-level", "info"])
     assert loud.returncode == 0, loud.stderr
