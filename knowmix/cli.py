@@ -20,7 +20,7 @@ SUBCOMMANDS = {
     "tokenize": ("pipelines.tokenize", "tokenize_main", "docs/knowledge shards -> token shards"),
     "train": ("trainer.cli", "train_main", "dual-path knowledge pretraining (FSDP2)"),
     "export": ("trainer.cli", "export_main", "export a run to a Hugging Face BertForMaskedLM folder"),
-    "export-parquet": ("knowmix.parquet", "export_parquet_main", "any stage's shards as Parquet files (same rows, same schema)"),
+    "export-parquet": ("knowmix.parquet", "export_parquet_main", "a stage's shards as Parquet (same rows, same schema)"),
     "demo": ("knowmix.demo", "demo_main", "run the whole flow on the bundled fixture corpora"),
 }
 

@@ -65,9 +65,8 @@ def step(title: str):
 
 
 def demo_main(argv: list[str]) -> int:
-    from knowmix.cli import main as knowmix
-
     from knowmix.args import Parser
+    from knowmix.cli import main as knowmix
 
     parser = Parser("knowmix demo", __doc__.splitlines()[0])
     parser.add_argument("--output", default="out/demo", help="directory for every stage's output")

@@ -486,9 +486,11 @@ def kg_samples_main(argv: list[str]) -> int:
         except ContractError as exc:
             raise UserError(str(exc)) from None
         num_shards = max(1, sum(s["bytes"] for s in docs.manifest["shards"]) // (64 << 20))
-    options_record = {"argv": ["knowmix", "kg-samples", *argv], **{k: v for k, v in vars(args).items() if k not in ("quiet", "log_level")}}
+    shown = {k: v for k, v in vars(args).items() if k not in ("quiet", "log_level")}  # not job options
+    options_record = {"argv": ["knowmix", "kg-samples", *argv], **shown}
     clear_output(args.output)
-    with progress.LiveLine("knowmix kg-samples", args.quiet), beam.Pipeline(options=pipeline_options(beam_args)) as p:
+    live = progress.LiveLine("knowmix kg-samples", args.quiet)
+    with live, beam.Pipeline(options=pipeline_options(beam_args)) as p:
         build(p, docs_dir=args.docs, kg_paths=args.kg, entity_paths=args.entities, out_dir=args.output,
               tasks=tasks, na_ratio=args.na_ratio, seed=args.seed, num_shards=num_shards, segmenter=args.segmenter,
               min_name_chars=args.min_name_chars, max_sentence_chars=args.max_sentence_chars,

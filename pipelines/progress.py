@@ -60,7 +60,7 @@ def snapshot() -> dict[str, int]:
         return dict(_LIVE)
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
@@ -69,13 +69,13 @@ def _clock(seconds: float) -> str:
 def format_line(prog: str, live: dict[str, int], elapsed: float) -> str:
     read = max(live["read"], live["input"])
     if not read:
-        return f"{prog}: running… {_clock(elapsed)}"
+        return f"{prog}: running… {clock(elapsed)}"
     parts = [f"read {read:,}"]
     dropped = live["dropped"] + live["dead_letter"]
     if live["output"] or dropped:
         parts += [f"kept {live['output']:,}", f"dropped {dropped:,}"]
     rate = read / elapsed if elapsed > 0 else 0.0
-    return f"{prog}: {'  '.join(parts)}  {rate:,.0f}/s  {_clock(elapsed)}"
+    return f"{prog}: {'  '.join(parts)}  {rate:,.0f}/s  {clock(elapsed)}"
 
 
 class LiveLine:

@@ -143,7 +143,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = Parser("knowmix spm-train", __doc__, progress=True)
     ap.add_argument("--docs", required=True, help="a docs shard directory (knowmix clean)")
     ap.add_argument("--output", required=True, help="PREFIX: writes PREFIX.model and PREFIX.vocab")
-    ap.add_argument("--vocab-size", type=int, default=32000, help="pieces in the model, specials and 256 byte pieces included")
+    ap.add_argument("--vocab-size", type=int, default=32000,
+                    help="pieces in the model, specials and 256 byte pieces included")
     ap.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram", help="SentencePiece algorithm")
     ap.add_argument("--character-coverage", type=float, default=0.9995,
                     help="share of characters the pieces cover; the rarest others fall back to bytes")
@@ -166,7 +167,7 @@ def spm_train_main(argv: list[str]) -> int:
     n_shards = "?"
 
     def line(elapsed: float) -> str:
-        clock = f"{int(elapsed) // 60}:{int(elapsed) % 60:02d}"
+        clock = progress.clock(elapsed)
         if live["phase"] == "training":
             return f"knowmix spm-train: training SentencePiece ({args.model_type}, {args.vocab_size} pieces) {clock}"
         if live["phase"] == "sampling":

@@ -304,7 +304,8 @@ def run(argv: list[str]) -> dict:
         manifest["counts"]["sequences"] = sum(int(s["rows"]) for s in manifest["shards"])
         return manifest
 
-    with progress.LiveLine("knowmix tokenize", args.quiet), beam.Pipeline(options=beamio.pipeline_options(beam_args)) as p:
+    live = progress.LiveLine("knowmix tokenize", args.quiet)
+    with live, beam.Pipeline(options=beamio.pipeline_options(beam_args)) as p:
         rows = p | "Read" >> beamio.ReadShardRows(src.shard_paths)
         extra = None
         if out_kind == "pretrain":

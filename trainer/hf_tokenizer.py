@@ -216,7 +216,8 @@ def _finish(tok, names: dict[str, str], special_ids: dict[str, int]):
     tok.add_special_tokens(specials)
     for k in SPECIAL_NAMES:  # the declared tokens must keep knowmix's ids (not be appended as new ones)
         if k in names and tok.token_to_id(names[k]) != special_ids[k]:
-            raise UserError(f"special token {names[k]!r}: id {tok.token_to_id(names[k])}, knowmix uses {special_ids[k]}")
+            got = tok.token_to_id(names[k])
+            raise UserError(f"special token {names[k]!r}: id {got} in the tokenizer, knowmix uses {special_ids[k]}")
     cls, sep = names.get("cls", "[CLS]"), names.get("sep", "[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single=f"{cls} $A {sep}",
