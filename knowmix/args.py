@@ -3,8 +3,8 @@
 - A mistake on the command line is one line on stderr and exit status 2 (argparse prints its usage too).
 - Abbreviated options are not guessed (``--max-seq`` is not ``--max-seq-len``): a typo is an error.
 - ``--help`` shows every option's default and a plain description (no reStructuredText markup).
-- ``--log-level`` (every subcommand): without it knowmix logs warnings and Beam, absl and gRPC only errors;
-  with it, all of them log at that level.
+- ``--log-level`` (every subcommand): without it knowmix logs warnings and Beam, absl and gRPC only errors
+  (and Dataflow's "monitoring console" line with the job's URL); with it, all of them log at that level.
 
 Beam jobs parse with ``parse_known_args`` and hand the rest to ``pipelines.beamio.check_beam_args``, which
 rejects what no Beam option class knows.
@@ -88,6 +88,16 @@ class _DropApitoolsWarning(logging.Filter):
         return not str(record.msg).startswith("apitools not found")
 
 
+DATAFLOW_LOGGER = "apache_beam.runners.dataflow.internal.apiclient"
+
+
+class _OnlyJobUrl(logging.Filter):
+    """On the quiet default, Dataflow's submitter still says where the job can be watched."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return str(record.msg).startswith("To access the Dataflow monitoring console")
+
+
 def configure_logging(level: str | None = None) -> None:
     """knowmix's logging: ``level`` None is the quiet default (see the module docstring)."""
     root = logging.getLogger()
@@ -105,6 +115,10 @@ def configure_logging(level: str | None = None) -> None:
         if not os.environ.get("KNOWMIX_BEAM_LOG"):
             for name in QUIET_LOGGERS:
                 logging.getLogger(name).setLevel(logging.ERROR)
+            dataflow = logging.getLogger(DATAFLOW_LOGGER)
+            dataflow.setLevel(logging.INFO)
+            if not any(isinstance(f, _OnlyJobUrl) for f in dataflow.filters):
+                dataflow.addFilter(_OnlyJobUrl())
         return
     os.environ["GRPC_VERBOSITY"] = level.upper()
     os.environ["GLOG_minloglevel"] = "0" if level in ("debug", "info") else "1" if level == "warning" else "2"
@@ -112,3 +126,7 @@ def configure_logging(level: str | None = None) -> None:
     root.setLevel(value)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(value)
+    dataflow = logging.getLogger(DATAFLOW_LOGGER)
+    dataflow.setLevel(logging.NOTSET)
+    for f in [f for f in dataflow.filters if isinstance(f, _OnlyJobUrl)]:
+        dataflow.removeFilter(f)

@@ -180,3 +180,21 @@ def test_quiet_by_default_and_log_level_turns_it_up(small):
     loud = _run([*base, "--output", str(d / "l"), "--log-level", "info"])
     assert loud.returncode == 0, loud.stderr
     assert "apache_beam" in loud.stderr and "INFO" in loud.stderr
+
+
+def test_quiet_default_still_shows_the_dataflow_job_url():
+    code = (
+        "import logging\n"
+        "from knowmix.args import configure_logging\n"
+        "configure_logging(None)\n"
+        "log = logging.getLogger('apache_beam.runners.dataflow.internal.apiclient')\n"
+        "log.info('Create job: <a long proto>')\n"
+        "log.info('To access the Dataflow monitoring console, please navigate to https://console.cloud.google.com/"
+        "dataflow/jobs/r/j?project=p')\n"
+        "logging.getLogger('apache_beam.runners.worker').warning('worker chatter')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("KNOWMIX_BEAM_LOG", None)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "dataflow/jobs/r/j?project=p" in lines[0], proc.stderr
