@@ -14,9 +14,10 @@ Built from the tokenizer *file* (``trainer/`` never imports ``pipelines/``), so 
   the vocabulary's first four ``[unused*]`` tokens as the entity markers (knowmix's rule).
 
 Both add ``[CLS] $A [SEP]`` (``[CLS] $A [SEP] $B [SEP]`` with type ids 0/1 for pairs) and declare the
-special tokens and entity markers at their ids. One difference remains by design: SentencePiece treats a
-literal "[MASK]" in text as characters (control symbols), Hugging Face matches it as the token — which is
-what ``pipeline("fill-mask")`` needs.
+special tokens and entity markers at their ids. Differences that remain: SentencePiece treats a literal
+"[MASK]" in text as characters (control symbols), Hugging Face matches it as the token — which is what
+``pipeline("fill-mask")`` needs; and with lower-casing on, knowmix leaves the few characters whose lower case
+is longer (e.g. "İ") as they are, Hugging Face's ``Lowercase`` does not.
 """
 
 from __future__ import annotations
