@@ -128,12 +128,21 @@ def _spm_shards(root: str, model_path: str) -> tuple[str, str]:
     return pre, ktok
 
 
-@pytest.mark.parametrize("kind", ["unigram", "bpe"])
-def test_knowmix_export_of_an_spm_run_works_with_fill_mask(tokenizer_files, tmp_path, kind):
-    from tests.trainer.fixtures import tiny_overrides
+@pytest.mark.parametrize("kind", ["unigram", "bpe", "wordpiece"])
+def test_knowmix_export_works_with_fill_mask(tokenizer_files, tmp_path, kind):
+    """train -> export -> AutoTokenizer + AutoModelForMaskedLM + pipeline("fill-mask"). WordPiece runs use the
+    trainer fixtures' small vocabulary, so the text is made of its characters."""
+    from tests.trainer.fixtures import VOCAB, make_shards, tiny_overrides
     from trainer.cli import export_main, train_main
 
-    pre, ktok = _spm_shards(str(tmp_path / "d"), tokenizer_files[kind])
+    text = "我们是中国的人"
+    if kind == "wordpiece":  # one token per character, at its line in the vocabulary
+        pre, ktok = make_shards(str(tmp_path / "d"), n_pretrain=32, n_knowledge=24, n_shards=1)
+        expected = [VOCAB.index(c) for c in text]
+    else:
+        pre, ktok = _spm_shards(str(tmp_path / "d"), tokenizer_files[kind])
+        expected = SpmTokenizer(tokenizer_files[kind]).encode(text).ids.tolist()
+        assert 1 not in expected  # no [UNK]
     run = tmp_path / "run"
     assert train_main(["", *tiny_overrides(pre, ktok, str(run), **{"train.max_steps": 2})]) == 0
     hf_dir = tmp_path / "hf"
@@ -142,14 +151,12 @@ def test_knowmix_export_of_an_spm_run_works_with_fill_mask(tokenizer_files, tmp_
         assert (hf_dir / name).is_file(), name
     tok = transformers.AutoTokenizer.from_pretrained(str(hf_dir))
     model = transformers.AutoModelForMaskedLM.from_pretrained(str(hf_dir))
-    ours = SpmTokenizer(tokenizer_files[kind])
-    text = "北京是中国的首都。"
-    assert tok(text)["input_ids"][1:-1] == ours.encode(text).ids.tolist()
+    assert tok(text)["input_ids"] == [tok.cls_token_id, *expected, tok.sep_token_id]
     fill = transformers.pipeline("fill-mask", model=model, tokenizer=tok, top_k=5)
-    out = fill(f"北京是中国的{tok.mask_token}都。")
+    out = fill(f"我们是中国{tok.mask_token}的人")
     assert len(out) == 5
     for r in out:
         # the unmasked context comes back (an all-[UNK] tokenizer decodes it to nothing)
-        assert r["sequence"].replace(" ", "").startswith("北京是中国的"), r
+        assert r["sequence"].replace(" ", "").startswith("我们是中国"), r
         if r["token"] not in tok.all_special_ids:
             assert r["token_str"] != "", r
