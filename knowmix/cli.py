@@ -3,6 +3,8 @@
 Subcommands are imported lazily so ``knowmix train`` works on a machine without Apache Beam.
 Errors a user can cause print one line and exit with status 2 (``knowmix.errors.user_message`` says which
 exceptions those are); ``knowmix --debug SUBCOMMAND ...`` (or ``KNOWMIX_DEBUG=1``) shows their traceback too.
+A mistake on the command line is one line and exit 2 too (``knowmix.args.Parser``); ``-V``/``--version``
+prints the version.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ SUBCOMMANDS = {
     "tokenize": ("pipelines.tokenize", "tokenize_main", "docs/knowledge shards -> token shards"),
     "train": ("trainer.cli", "train_main", "dual-path knowledge pretraining (FSDP2)"),
     "export": ("trainer.cli", "export_main", "export a run to a Hugging Face BertForMaskedLM folder"),
+    "export-parquet": ("knowmix.parquet", "export_parquet_main", "a stage's shards as Parquet (same rows, same schema)"),
     "demo": ("knowmix.demo", "demo_main", "run the whole flow on the bundled fixture corpora"),
 }
 
@@ -30,6 +33,7 @@ SUBCOMMANDS = {
 def usage() -> str:
     lines = [
         "usage: knowmix [--debug] SUBCOMMAND [options]   (knowmix SUBCOMMAND --help for its options)",
+        "       knowmix -V | --version",
         "       --debug: show the traceback behind an error message",
         "",
     ]
@@ -41,8 +45,11 @@ def usage() -> str:
 
 def quiet_beam_logging(debug: bool = False) -> None:
     """Beam's local runner logs worker chatter at WARNING, and a failing step's traceback at ERROR before it
-    re-raises the exception; keep the terminal for our own progress and the one-line error (``--debug`` or
-    ``KNOWMIX_BEAM_LOG=1`` shows Beam's errors)."""
+    re-raises the exception; keep the terminal for our own progress and the one-line error (``--debug``,
+    ``--log-level`` on any subcommand, or ``KNOWMIX_BEAM_LOG=1`` shows Beam's errors; see ``knowmix.args``)."""
+    from knowmix.args import configure_logging
+
+    configure_logging(None)
     if os.environ.get("KNOWMIX_BEAM_LOG"):
         return
     level = logging.ERROR if debug else logging.CRITICAL
@@ -61,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if argv else 2
-    if argv[0] in ("--version", "version"):
+    if argv[0] in ("-V", "--version", "version"):
         from knowmix import __version__
 
         print(f"knowmix {__version__}")
@@ -78,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         func = getattr(importlib.import_module(module_name), func_name)
         return int(func(rest) or 0)
+    except SystemExit as exc:  # argparse: --help (0) or a command-line mistake (2, one line already printed)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except KeyboardInterrupt:
         print(f"knowmix {name}: interrupted", file=sys.stderr)
         return 130

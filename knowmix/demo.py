@@ -7,7 +7,6 @@ Each stage is the same entry point a user calls; the demo only writes the job co
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -66,11 +65,12 @@ def step(title: str):
 
 
 def demo_main(argv: list[str]) -> int:
+    from knowmix.args import Parser
     from knowmix.cli import main as knowmix
 
-    parser = argparse.ArgumentParser(prog="knowmix demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default="out/demo")
-    parser.add_argument("--train-steps", type=int, default=200)
+    parser = Parser("knowmix demo", __doc__.splitlines()[0])
+    parser.add_argument("--output", default="out/demo", help="directory for every stage's output")
+    parser.add_argument("--train-steps", type=int, default=200, help="training steps of the tiny model")
     args = parser.parse_args(argv)
     out = os.path.abspath(args.output)
     os.makedirs(out, exist_ok=True)

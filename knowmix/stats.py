@@ -6,7 +6,6 @@ inline SVG plots: length histograms per source kind, drop reasons, language scor
 
 from __future__ import annotations
 
-import argparse
 import glob
 import html
 import json
@@ -298,8 +297,10 @@ def _check_writable_file(path: str, option: str) -> None:
 
 
 def stats_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="knowmix stats", description="Inspect a knowmix output directory.")
-    parser.add_argument("dir")
+    from knowmix.args import Parser
+
+    parser = Parser("knowmix stats", "Inspect a knowmix output directory.")
+    parser.add_argument("dir", help="an output directory of any stage (holds manifest.json)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--html", metavar="FILE", help="write a self-contained HTML report with plots")
     parser.add_argument("--no-verify", dest="verify", action="store_false",

@@ -41,6 +41,7 @@ def pipeline_options(beam_args: Iterable[str]) -> PipelineOptions:
     """
     options = PipelineOptions(list(beam_args))
     standard = options.view_as(StandardOptions)
+    check_runner(standard.runner)
     if standard.runner in LOCAL_RUNNER_NAMES:
         standard.runner = FNAPI_RUNNER
         direct = options.view_as(DirectOptions)
@@ -92,7 +93,30 @@ def unknown_beam_flags(beam_args: Iterable[str]) -> list[str]:
         except argparse.ArgumentError:
             pass  # the same flag declared by two option classes
     _, unknown = parser.parse_known_args(list(beam_args))
-    return [a.split("=")[0] for a in unknown if a.startswith("--")]
+    return [a.split("=")[0] if a.startswith("-") else a for a in unknown]
+
+
+def check_runner(runner: str | None) -> None:
+    """A ``--runner`` Beam cannot create is a one-line UserError (Beam raises a ValueError with a traceback)."""
+    if runner in LOCAL_RUNNER_NAMES:
+        return
+    from apache_beam.runners.runner import create_runner
+
+    try:
+        create_runner(runner)
+    except (ValueError, ImportError, AttributeError) as exc:
+        raise UserError(f"--runner {runner}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def check_beam_args(beam_args: Iterable[str], command: str) -> None:
+    """The arguments a job did not parse itself must all be Beam pipeline options (and name a runner Beam has):
+    anything else is a one-line UserError, raised before the job touches its output."""
+    beam_args = list(beam_args)
+    unknown = unknown_beam_flags(beam_args)
+    if unknown:
+        what = "option" if unknown[0].startswith("-") else "argument"
+        raise UserError(f"unknown {what} {unknown[0]} (neither a knowmix {command} option nor a Beam pipeline option)")
+    check_runner(PipelineOptions(beam_args).view_as(StandardOptions).runner)
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -303,7 +327,11 @@ def tally(events: beam.PCollection, counted: Iterable[beam.PCollection] = ()) ->
     group is the source kind (docs) or task (knowledge) the event belongs to. ``counted`` are PCollections
     of already counted ``(event, n)`` pairs (e.g. from a step that writes a whole shard at once).
     """
-    counted = list(counted)
+    from pipelines import progress
+
+    # the live progress line (local runner) sees every event on its way; outputs are unchanged
+    events = events | "Progress" >> beam.Map(progress.observe)
+    counted = [c | f"ProgressCounted{i}" >> beam.Map(progress.observe_counted) for i, c in enumerate(counted)]
     if not counted:
         return events | "CountEvents" >> beam.combiners.Count.PerElement()
     ones = events | "One" >> beam.Map(lambda e: (e, 1))
@@ -401,11 +429,15 @@ class ReadShardRows(beam.PTransform):
         self.shard_paths = list(shard_paths)
 
     def expand(self, pbegin):
+        from pipelines import progress
+
         def rows_of(path):
             with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
                 reader = pa.ipc.open_file(pa.BufferReader(fh.read()))
                 for i in range(reader.num_record_batches):
-                    yield from reader.get_batch(i).to_pylist()
+                    batch = reader.get_batch(i)
+                    progress.note("read", batch.num_rows)
+                    yield from batch.to_pylist()
 
         return (
             pbegin

@@ -27,7 +27,7 @@ from corpora.document import Document
 from corpora.readers import ReadStats, read_path
 from corpora.sources import expand_paths
 from knowmix.errors import UserError
-from pipelines import beamio
+from pipelines import beamio, progress
 from pipelines.clean_config import CleanConfig, load_config, steps_for
 from pipelines.dedup import DedupKeyBuffer, doc_key
 from pipelines.spill import SPILL_DIR, BlobSpill, SpilledTexts, SpillWriter, WriteShardsFromSpill, delete_spill
@@ -149,6 +149,7 @@ class ReadCleanAndSpill(ReadAndClean):
 
         counts: Counter = Counter()
         for tag, value in super().process(element):
+            progress.note("read")  # the live progress line (local runner)
             if tag == "dead_letter":
                 yield tag, value
                 continue
@@ -306,6 +307,7 @@ def run(config: CleanConfig, beam_args: list[str], argv: list[str] | None = None
         try:
             with beam.Pipeline(options=options) as p:
                 build_pipeline(p, config, argv, out=output.staging)
+            progress.record_counters(p.result)
         finally:
             delete_spill(output.staging)
         output.commit()
@@ -313,17 +315,19 @@ def run(config: CleanConfig, beam_args: list[str], argv: list[str] | None = None
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(
-        prog="knowmix clean",
-        description="Clean and deduplicate raw sources into docs shards. Unrecognised flags go to Beam.",
-    )
+    from knowmix.args import Parser
+
+    parser = Parser("knowmix clean", "Clean and deduplicate raw sources into docs shards.", beam=True, progress=True)
     parser.add_argument("--config", help="job TOML ([[sources]], [output], [normalize.KIND], [rules.KIND], [dedup])")
-    parser.add_argument("--source", action="append", default=[], metavar="KIND[:FORMAT]=GLOB")
+    parser.add_argument("--source", action="append", default=[], metavar="KIND[:FORMAT]=GLOB",
+                        help="a source without a config file, e.g. news=data/*.txt or qa:csv=faq.csv; repeatable")
     parser.add_argument("--output", help="output directory (overrides [output] dir)")
-    parser.add_argument("--num-shards", type=int)
+    parser.add_argument("--num-shards", type=int, help="output shards (overrides [output] num_shards; default: auto)")
     parser.add_argument("--cluster-table", action="store_true", help="also write doc_id -> cluster_id, cluster_size")
-    parser.add_argument("--no-near-dedup", action="store_true")
-    return parser.parse_known_args(argv)
+    parser.add_argument("--no-near-dedup", action="store_true", help="skip near-duplicate removal (MinHash-LSH)")
+    args, beam_args = parser.parse_known_args(argv)
+    beamio.check_beam_args(beam_args, "clean")
+    return args, beam_args
 
 
 def clean_main(argv: list[str]) -> int:
@@ -340,11 +344,8 @@ def clean_main(argv: list[str]) -> int:
     config = load_config(args.config, args.source, args.output, overrides)
     if args.no_near_dedup:
         config.dedup["near"] = False
-    unknown = beamio.unknown_beam_flags(beam_args)
-    if unknown:
-        raise UserError(f"unknown option {unknown[0]} (neither a knowmix clean option nor a Beam pipeline option)")
     console = Console(stderr=True)
-    with console.status("knowmix clean: running the pipeline…"):
+    with progress.LiveLine("knowmix clean", args.quiet):
         manifest = run(config, beam_args, ["knowmix", "clean", *argv])
     counts = manifest["counts"]
     dropped = ", ".join(f"{k} {v}" for k, v in counts["dropped"].items()) or "none"
@@ -352,5 +353,6 @@ def clean_main(argv: list[str]) -> int:
         f"[bold]knowmix clean[/bold]: {counts['input']} in → {counts['output']} docs, "
         f"{counts['dead_letter']} dead letters, dropped: {dropped}\n"
         f"  shards: {len(manifest['shards'])} in {config.output_dir}/shards   (knowmix stats {config.output_dir})"
+        + (f"\n  Beam counters: {progress.last_counters()}" if progress.last_counters() else "")
     )
     return 0

@@ -54,6 +54,7 @@ from kg.samples import (
 )
 from knowmix.errors import UserError
 from knowmix.manifest import ContractError, open_shard_dir
+from pipelines import progress
 from pipelines.beamio import (
     ReadShardRows,
     WriteManifest,
@@ -443,20 +444,26 @@ def build(p: beam.Pipeline, *, docs_dir: str, kg_paths: list[str], entity_paths:
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    ap = argparse.ArgumentParser(prog="knowmix kg-samples", description=__doc__.split("\n\n")[0])
+    from knowmix.args import Parser
+    from pipelines.beamio import check_beam_args
+
+    ap = Parser("knowmix kg-samples", __doc__, beam=True, progress=True)
     ap.add_argument("--kg", action="append", required=True, help="KG file (.tsv, .jsonl, .nt, .nt.gz); repeatable")
     ap.add_argument("--entities", action="append", default=[], help="entities TSV (name, type, aliases); repeatable")
     ap.add_argument("--docs", required=True, help="a docs shard directory (knowmix clean output)")
     ap.add_argument("--output", required=True, help="output directory for knowledge shards")
     ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ",".join(TASKS))
     ap.add_argument("--na-ratio", type=float, default=0.5, help="most NA samples may be this share of relation samples")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--num-shards", type=int, default=0, help="output shards (default: ~64 MB of docs text per shard)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the NA down-sampling and the substitution choices")
+    ap.add_argument("--num-shards", type=int, default=0, help="output shards (0: ~64 MB of docs text per shard)")
     ap.add_argument("--segmenter", choices=SEGMENTERS, default="rjieba", help="word-boundary check for mentions")
     ap.add_argument("--min-name-chars", type=int, default=2, help="shortest name/alias that is linked")
     ap.add_argument("--max-sentence-chars", type=int, default=512, help="longer sentences are dropped (too_long)")
-    ap.add_argument("--substitution-probability", type=float, default=0.5)
-    return ap.parse_known_args(argv)
+    ap.add_argument("--substitution-probability", type=float, default=0.5,
+                    help="chance that a linked mention is replaced by a same-type entity (substitution task)")
+    args, beam_args = ap.parse_known_args(argv)
+    check_beam_args(beam_args, "kg-samples")
+    return args, beam_args
 
 
 def kg_samples_main(argv: list[str]) -> int:
@@ -479,12 +486,14 @@ def kg_samples_main(argv: list[str]) -> int:
         except ContractError as exc:
             raise UserError(str(exc)) from None
         num_shards = max(1, sum(s["bytes"] for s in docs.manifest["shards"]) // (64 << 20))
-    options_record = {"argv": ["knowmix", "kg-samples", *argv], **{k: v for k, v in vars(args).items()}}
+    shown = {k: v for k, v in vars(args).items() if k not in ("quiet", "log_level")}  # not job options
+    options_record = {"argv": ["knowmix", "kg-samples", *argv], **shown}
     inputs = [("--docs", args.docs), *(("--kg", k) for k in args.kg), *(("--entities", e) for e in args.entities)]
     options = pipeline_options(beam_args)
     # written beside the previous output and swapped in once the manifest is written (knowmix.outdir)
     with output_run(args.output, inputs, " ".join(options_record["argv"])) as output:
-        with beam.Pipeline(options=options) as p:
+        live = progress.LiveLine("knowmix kg-samples", args.quiet)
+        with live, beam.Pipeline(options=options) as p:
             build(p, docs_dir=args.docs, kg_paths=args.kg, entity_paths=args.entities, out_dir=output.staging,
                   tasks=tasks, na_ratio=args.na_ratio, seed=args.seed, num_shards=num_shards, segmenter=args.segmenter,
                   min_name_chars=args.min_name_chars, max_sentence_chars=args.max_sentence_chars,
@@ -495,6 +504,8 @@ def kg_samples_main(argv: list[str]) -> int:
     c = manifest["counts"]
     print(f"kg-samples: {c['input']} sentences, {c['output']} gave samples, dropped {json.dumps(c['dropped'], ensure_ascii=False)};"
           f" samples {json.dumps(c['samples'], ensure_ascii=False)} -> {args.output}", file=sys.stderr)
+    if progress.record_counters(p.result):
+        print(f"  Beam counters: {progress.last_counters()}", file=sys.stderr)
     return 0
 
 

@@ -10,7 +10,6 @@ name ``train``), ``DIR/rel2id.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -62,10 +61,12 @@ def export_opennre(knowledge_dir: str, out_dir: str, split: str = "train") -> di
 
 
 def export_opennre_main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="knowmix export-opennre", description=__doc__.split("\n\n")[0])
+    from knowmix.args import Parser
+
+    ap = Parser("knowmix export-opennre", __doc__)
     ap.add_argument("knowledge", help="a knowledge shard directory (knowmix kg-samples output)")
     ap.add_argument("--output", required=True, help="output directory")
-    ap.add_argument("--split", default="train", help="name of the JSON-lines file (default train -> train.txt)")
+    ap.add_argument("--split", default="train", help="name of the JSON-lines file (train -> train.txt)")
     args = ap.parse_args(argv)
     info = export_opennre(args.knowledge, args.output, args.split)
     print(f"export-opennre: {info['lines']} lines, {info['relations']} relations -> {args.output}", file=sys.stderr)

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from knowmix.errors import UserError
 from knowmix.manifest import ContractError, open_shard_dir
+from pipelines import progress
 from pipelines.tokenizers import SPECIAL_TOKENS
 
 MAX_SENTENCE_CHARS = 1000  # SentencePiece's max_sentence_length is in bytes (4192 by default); CJK is 3 bytes/char
@@ -58,8 +59,11 @@ def sentences(text: str, max_chars: int = MAX_SENTENCE_CHARS):
             yield buf
 
 
-def write_sample(docs_dir: str, sample_chars: int, out_path: str) -> dict:
-    """Write the sample's sentences to ``out_path``; return {docs, chars, lines, total_chars, rate}."""
+def write_sample(docs_dir: str, sample_chars: int, out_path: str, live: dict | None = None) -> dict:
+    """Write the sample's sentences to ``out_path``; return {docs, chars, lines, total_chars, rate}.
+
+    ``live`` (optional) is updated as shards are read: ``shards``, ``docs`` (read), ``picked``."""
+    live = {} if live is None else live
     try:
         src = open_shard_dir(docs_dir, "docs")
     except ContractError as exc:
@@ -72,9 +76,13 @@ def write_sample(docs_dir: str, sample_chars: int, out_path: str) -> dict:
             total += int(pc.sum(pc.utf8_length(table.column("text"))).as_py() or 0)
     rate = 1.0 if total <= sample_chars else sample_chars / total
     picked: list[tuple[str, str]] = []
+    live.update(phase="sampling", shards=0, docs=0, picked=0)
     for table in src.iter_tables():
         ids = table.column("id").to_pylist()
         keep = [i for i, d in enumerate(ids) if d is not None and doc_hash(d) < rate]
+        live["shards"] += 1
+        live["docs"] += len(ids)
+        live["picked"] += len(keep)
         if keep:
             texts = table.column("text").take(keep).to_pylist()
             picked.extend((ids[i], t) for i, t in zip(keep, texts) if t)
@@ -131,16 +139,20 @@ def train(
         raise UserError(f"{shown_as or prefix}.model: SentencePiece training failed: {msg}") from None
 
 
-def parse_args(argv: list[str]):
-    ap = argparse.ArgumentParser(prog="knowmix spm-train", description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    from knowmix.args import Parser
+
+    ap = Parser("knowmix spm-train", __doc__, progress=True)
     ap.add_argument("--docs", required=True, help="a docs shard directory (knowmix clean)")
     ap.add_argument("--output", required=True, help="PREFIX: writes PREFIX.model and PREFIX.vocab")
-    ap.add_argument("--vocab-size", type=int, default=32000)
-    ap.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram")
-    ap.add_argument("--character-coverage", type=float, default=0.9995)
+    ap.add_argument("--vocab-size", type=int, default=32000,
+                    help="pieces in the model, specials and 256 byte pieces included")
+    ap.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram", help="SentencePiece algorithm")
+    ap.add_argument("--character-coverage", type=float, default=0.9995,
+                    help="share of characters the pieces cover; the rarest others fall back to bytes")
     ap.add_argument("--sample-chars", type=int, default=200_000_000, help="about this many characters of docs")
-    ap.add_argument("--num-threads", type=int, default=os.cpu_count() or 1)
-    return ap.parse_known_args(argv)
+    ap.add_argument("--num-threads", type=int, default=os.cpu_count() or 1, help="SentencePiece training threads")
+    return ap.parse_args(argv)  # no Beam here: every option is ours
 
 
 def prepare_prefix(prefix: str) -> str:
@@ -164,7 +176,7 @@ def prepare_prefix(prefix: str) -> str:
 
 
 def spm_train_main(argv: list[str]) -> int:
-    args, _beam_args = parse_args(argv)  # no Beam here; unknown flags are accepted for symmetry with the jobs
+    args = parse_args(argv)
     if args.vocab_size < len(SPECIAL_TOKENS) + 256 + 1:
         raise UserError(f"--vocab-size {args.vocab_size}: must exceed {len(SPECIAL_TOKENS) + 256} (specials + 256 byte pieces)")
     if not 0 < args.character_coverage <= 1:
@@ -175,10 +187,28 @@ def spm_train_main(argv: list[str]) -> int:
     # trained under a temporary prefix and renamed when complete (.model last): a failed or killed run leaves
     # the previous PREFIX.model/.vocab as they were, never half a model
     temp_prefix = sample_path[: -len(".txt")]
+    live: dict = {"phase": "reading"}
+    n_shards = "?"
+
+    def line(elapsed: float) -> str:
+        clock = progress.clock(elapsed)
+        if live["phase"] == "training":
+            return f"knowmix spm-train: training SentencePiece ({args.model_type}, {args.vocab_size} pieces) {clock}"
+        if live["phase"] == "sampling":
+            return (f"knowmix spm-train: sampling shard {live['shards']}/{n_shards}: read {live['docs']:,} docs,"
+                    f" picked {live['picked']:,} {clock}")
+        return f"knowmix spm-train: counting characters… {clock}"
+
     try:
-        stats = write_sample(args.docs, args.sample_chars, sample_path)
-        train(sample_path, temp_prefix, args.vocab_size, args.model_type, args.character_coverage, args.num_threads,
-              shown_as=args.output)
+        with progress.LiveLine("knowmix spm-train", args.quiet, text=line):
+            try:
+                n_shards = len(open_shard_dir(args.docs, "docs", verify=False).manifest["shards"])
+            except ContractError:
+                pass  # write_sample reports it
+            stats = write_sample(args.docs, args.sample_chars, sample_path, live)
+            live["phase"] = "training"
+            train(sample_path, temp_prefix, args.vocab_size, args.model_type, args.character_coverage,
+                  args.num_threads, shown_as=args.output)
         os.replace(f"{temp_prefix}.vocab", f"{args.output}.vocab")
         os.replace(f"{temp_prefix}.model", f"{args.output}.model")
     finally:

@@ -34,7 +34,7 @@ from apache_beam.io.filesystems import FileSystems
 from knowmix.errors import UserError
 from knowmix.manifest import ContractError, open_shard_dir
 from knowmix.schemas import KNOWLEDGE_TOKENS_SCHEMA, PRETRAIN_SCHEMA
-from pipelines import beamio
+from pipelines import beamio, progress
 from pipelines.tokenizers import (
     BadRow,
     DocTokens,
@@ -224,21 +224,26 @@ def _write_relations(names: list[str], out_dir: str) -> dict:
 
 
 def parse_args(argv: list[str]):
-    ap = argparse.ArgumentParser(prog="knowmix tokenize", description=__doc__.split("\n\n")[0])
+    from knowmix.args import Parser
+
+    ap = Parser("knowmix tokenize", __doc__, beam=True, progress=True)
     ap.add_argument("--input", required=True, help="a docs or knowledge shard directory")
     ap.add_argument("--output", required=True, help="output directory (pretrain or knowledge_tokens)")
     ap.add_argument("--tokenizer", required=True, help="spm:PATH.model or wordpiece:PATH/vocab.txt")
-    ap.add_argument("--max-seq-len", type=int, default=512)
+    ap.add_argument("--max-seq-len", type=int, default=512, help="tokens per output row, [CLS] and [SEP] included")
     ap.add_argument("--lowercase", dest="lowercase", action="store_true", default=None,
-                    help="lower-case before tokenising (wordpiece default: the vocab's tokenizer_config.json, else on)")
-    ap.add_argument("--no-lowercase", dest="lowercase", action="store_false")
+                    help="lower-case before tokenising (wordpiece default: the vocab's tokenizer_config.json, else on;"
+                         " spm default: off)")
+    ap.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="do not lower-case")
     ap.add_argument("--no-word-boundaries", dest="boundaries", action="store_false",
                     help="skip jieba: every token starts a word (plain token-level masking)")
     ap.add_argument("--user-dict", help="extra words for jieba (one per line, first field), e.g. KG entity names")
     ap.add_argument("--relations", help="fixed relation ids: JSON list or `name id` lines (default: names seen, sorted)")
-    ap.add_argument("--num-shards", type=int, default=0, help="output shards (default: ~64 MB of input each)")
-    ap.add_argument("--pack-groups", type=int, default=0, help="packing groups (default: ~16 MB of input each)")
-    return ap.parse_known_args(argv)
+    ap.add_argument("--num-shards", type=int, default=0, help="output shards (0: ~64 MB of input each)")
+    ap.add_argument("--pack-groups", type=int, default=0, help="packing groups (0: ~16 MB of input each)")
+    args, beam_args = ap.parse_known_args(argv)
+    beamio.check_beam_args(beam_args, "tokenize")
+    return args, beam_args
 
 
 def _read_user_words(path: str | None) -> list[str]:
@@ -304,7 +309,8 @@ def run(argv: list[str]) -> dict:
     with beamio.output_run(args.output, inputs, " ".join(options["argv"])) as output:
         out = output.staging
         _copy_tokenizer_file(tok.path, out)
-        with beam.Pipeline(options=beamio.pipeline_options(beam_args)) as p:
+        live = progress.LiveLine("knowmix tokenize", args.quiet)
+        with live, beam.Pipeline(options=beamio.pipeline_options(beam_args)) as p:
             rows = p | "Read" >> beamio.ReadShardRows(src.shard_paths)
             extra = None
             if out_kind == "pretrain":
@@ -367,6 +373,7 @@ def run(argv: list[str]) -> dict:
                 out, out_kind, schema, entries, tallies, options, group_name, extra=extra, finalize=finalize,
                 after=[dead_written],
             )
+        progress.record_counters(p.result)
         output.commit()
     with FileSystems.open(beamio.join(args.output, "manifest.json")) as fh:
         return json.loads(fh.read().decode("utf-8"))
@@ -381,6 +388,8 @@ def tokenize_main(argv: list[str]) -> int:
         f" {c['dead_letter']} dead letters, dropped: {dropped}",
         file=sys.stderr,
     )
+    if progress.last_counters():
+        print(f"  Beam counters: {progress.last_counters()}", file=sys.stderr)
     return 0
 
 

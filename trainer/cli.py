@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from knowmix.errors import UserError
@@ -17,7 +16,9 @@ def _rank0() -> bool:
 
 
 def train_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="knowmix train", description="dual-path knowledge pretraining")
+    from knowmix.args import Parser
+
+    parser = Parser("knowmix train", "Dual-path knowledge pretraining.")
     parser.add_argument("config", help="a TOML config, e.g. configs/base.toml")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="override any config key")
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
@@ -43,7 +44,9 @@ def train_main(argv: list[str]) -> int:
 
 
 def export_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="knowmix export", description="export a run as a Hugging Face folder")
+    from knowmix.args import Parser
+
+    parser = Parser("knowmix export", "Export a run as a Hugging Face folder (model and tokenizer).")
     parser.add_argument("run_dir", help="a training run's output_dir")
     parser.add_argument("--hf", required=True, metavar="OUT", help="the Hugging Face BertForMaskedLM folder to write")
     parser.add_argument("--checkpoint", default=None,

@@ -3,8 +3,8 @@
 - :func:`load_init` reads a Hugging Face BERT folder (``config.json`` + ``model.safetensors``, or
   ``pytorch_model.bin`` read with ``weights_only=True``) for ``model.init_from``.
 - :func:`export_run` writes a ``BertForMaskedLM`` folder from a run's newest checkpoint: ``config.json``,
-  ``model.safetensors`` and the tokenizer files (``vocab.txt`` + ``tokenizer_config.json`` for wordpiece; the
-  sentencepiece ``.model`` for spm).
+  ``model.safetensors`` and the Hugging Face tokenizer files (``tokenizer.json``, ``tokenizer_config.json``,
+  ``special_tokens_map.json``) for both kinds, beside ``vocab.txt`` (wordpiece) or the SentencePiece ``.model``.
 """
 
 from __future__ import annotations
@@ -69,47 +69,26 @@ def apply_init(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str
     return sorted(k for k in own if k not in state)
 
 
-def _vocab_tokens(path: str) -> list[str]:
-    with open(path, encoding="utf-8") as fh:
-        return [line.rstrip("\n") for line in fh]
-
-
 def write_tokenizer(out_dir: str, tok: dict, tok_path: str, max_len: int) -> list[str]:
-    """Write the tokenizer files for ``tok`` (a manifest ``tokenizer`` entry); return the names written."""
-    written = []
-    special = tok.get("special_ids", {})
+    """Write the tokenizer files for ``tok`` (a manifest ``tokenizer`` entry); return the names written.
+
+    Both kinds get ``tokenizer.json`` + ``tokenizer_config.json`` + ``special_tokens_map.json`` (see
+    ``trainer/hf_tokenizer.py``), so ``AutoTokenizer.from_pretrained`` gives knowmix's ids; beside them the
+    tokenizer file itself (``vocab.txt``, or the SentencePiece ``.model``) and ``knowmix_tokenizer.json``
+    (the manifest entry, for ``model.init_from``)."""
+    from trainer import hf_tokenizer
+
     if not tok_path or not os.path.isfile(tok_path):
         with open(os.path.join(out_dir, "knowmix_tokenizer.json"), "w", encoding="utf-8") as fh:
             json.dump(tok, fh, indent=2)
         return ["knowmix_tokenizer.json"]
-    if tok["kind"] == "wordpiece":
-        shutil.copyfile(tok_path, os.path.join(out_dir, "vocab.txt"))
-        vocab = _vocab_tokens(tok_path)
-        names = {k: vocab[v] for k, v in special.items() if 0 <= v < len(vocab)}
-        extra = [names[k] for k in ("e1", "e1_end", "e2", "e2_end") if k in names]
-        config = {
-            "tokenizer_class": "BertTokenizer",
-            "do_lower_case": bool(tok.get("lowercase")),
-            "tokenize_chinese_chars": True,
-            "model_max_length": max_len,
-            "unk_token": names.get("unk", "[UNK]"), "sep_token": names.get("sep", "[SEP]"),
-            "pad_token": names.get("pad", "[PAD]"), "cls_token": names.get("cls", "[CLS]"),
-            "mask_token": names.get("mask", "[MASK]"),
-            "additional_special_tokens": extra,
-        }
-        with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as fh:
-            json.dump(config, fh, ensure_ascii=False, indent=2)
-        smap = {k: config[k] for k in ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")}
-        smap["additional_special_tokens"] = extra
-        with open(os.path.join(out_dir, "special_tokens_map.json"), "w", encoding="utf-8") as fh:
-            json.dump(smap, fh, ensure_ascii=False, indent=2)
-        written += ["vocab.txt", "tokenizer_config.json", "special_tokens_map.json"]
-    else:  # sentencepiece: transformers has no BERT+spm tokenizer class; ship the model and its ids
-        name = os.path.basename(tok.get("file") or tok_path)
-        shutil.copyfile(tok_path, os.path.join(out_dir, name))
+    name = "vocab.txt" if tok["kind"] == "wordpiece" else os.path.basename(tok.get("file") or tok_path)
+    shutil.copyfile(tok_path, os.path.join(out_dir, name))
+    written = [name, *hf_tokenizer.write_files(out_dir, tok, tok_path, max_len)]
+    if tok["kind"] != "wordpiece":
         with open(os.path.join(out_dir, "knowmix_tokenizer.json"), "w", encoding="utf-8") as fh:
             json.dump({**tok, "file": name}, fh, indent=2)
-        written += [name, "knowmix_tokenizer.json"]
+        written.append("knowmix_tokenizer.json")
     return written
 
 

@@ -250,16 +250,20 @@ def test_task_weight_zero_leaves_task_out(tmp_path, shards):
         assert m["loss/relation"] is None and m["loss/substitution"] is not None
 
 
-def test_spm_tokenizer_export(tmp_path):
+def test_spm_tokenizer_export_refuses_a_broken_model(tmp_path):
+    """A working SentencePiece export (tokenizer.json beside the model) is tested in test_hf_tokenizer.py; a
+    model file that is not one is a one-line error, not an export that Hugging Face cannot load."""
+    from knowmix.errors import UserError
     from trainer.export import write_tokenizer
 
     model = tmp_path / "zh.model"
     model.write_bytes(b"\x0a\x03spm")
-    tok = {"kind": "spm", "file": "zh.model", "sha256": "x", "vocab_size": 9, "special_ids": {}, "lowercase": False}
+    tok = {"kind": "spm", "file": "zh.model", "sha256": "x", "vocab_size": 9, "special_ids": dict(SPECIAL_IDS),
+           "lowercase": False}
     out = tmp_path / "out"
     out.mkdir()
-    assert write_tokenizer(str(out), tok, str(model), 512) == ["zh.model", "knowmix_tokenizer.json"]
-    assert (out / "zh.model").read_bytes() == model.read_bytes()
+    with pytest.raises(UserError, match="zh.model: not a readable SentencePiece model"):
+        write_tokenizer(str(out), tok, str(model), 512)
 
 
 def test_fresh_run_refuses_existing_checkpoints(tmp_path, shards, capsys):
