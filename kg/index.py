@@ -192,6 +192,15 @@ class KnowledgeGraph:
     def problem_counts(self) -> dict[str, int]:
         return dict(sorted(Counter(p.reason for p in self.raw.problems).items()))
 
+    def homonyms(self) -> dict:
+        """Names that different sources declare with different types, each kept as its own entity (``{id}@{type}``)."""
+        out = {}
+        for eid, by_source in sorted(self.raw.declared.items()):
+            if len(set(by_source.values())) > 1:
+                out[eid] = {"types": dict(by_source),
+                            "entities": sorted({self.raw.renames.get((src, eid), eid) for src in by_source})}
+        return {"count": len(out), "names": out}
+
 
 def load_kg(paths: Iterable[str], entities: Iterable[str] = (), min_name_chars: int = MIN_NAME_CHARS,
             rules: TypeRules = TypeRules()) -> KnowledgeGraph:

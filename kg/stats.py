@@ -45,7 +45,7 @@ def graph_stats(kg: KnowledgeGraph, top: int = 20) -> dict:
         "inferred": {"entities": sum(1 for e in ents.values() if e.type_inferred), "how": kg.index.inferred,
                      "types": dict(inferred_types.most_common(top)),
                      "roles": dict(list(kg.index.inferred_roles.items())[:top])},
-        "homonyms": homonyms(kg),
+        "homonyms": kg.homonyms(),
         "degree": {
             "distribution": {k: buckets[k] for k in order if buckets.get(k)},
             "max": max(degrees) if degrees else 0,
@@ -59,11 +59,3 @@ def graph_stats(kg: KnowledgeGraph, top: int = 20) -> dict:
         "bad_line_examples": [str(p) for p in kg.problems[:top]],
     }
 
-
-def homonyms(kg: KnowledgeGraph) -> dict:
-    """Names that different sources declare with different types, each kept as its own entity (``{id}@{type}``)."""
-    out = {}
-    for eid, by_source in sorted(kg.raw.declared.items()):
-        if len(set(by_source.values())) > 1:
-            out[eid] = {"types": by_source, "entities": sorted({kg.raw.renames.get((src, eid), eid) for src in by_source})}
-    return {"count": len(out), "names": out}
