@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -168,3 +169,47 @@ def test_relation_only_with_short_sentence_limit(setup, tmp_path):
     na = sum(1 for r in rows if r["relations"] == [NA])
     assert na <= 0.1 * len(rows)
     assert c["output"] == len({r["id"].rsplit(":", 2)[0] for r in rows})
+
+
+def _kg_names(path):
+    """{entity id: declared type or None} of a fixture KG file, read with the csv module."""
+    out = {}
+    with open(path, encoding="utf-8", newline="") as fh:
+        for r in csv.DictReader(fh, delimiter="\t"):
+            for side in ("head", "tail"):
+                if r.get(side):
+                    out.setdefault(r[side], r.get(f"{side}_type") or None)
+    return out
+
+
+def test_merged_typed_and_untyped_kgs_stay_apart(setup, result):
+    """The issue's merge (typed admin KG + untyped world KG + untyped FinRE company KG), through the Beam job:
+    no sample links a junk name, no company carries an administrative type, no substitution crosses KGs."""
+    manifest, rows = result
+    admin, world, finre = (_kg_names(p) for p in setup["kgs"][:3])
+    admin_types = {t for t in admin.values() if t}
+    assert admin_types == {"province", "prefecture", "county"}
+    companies = set(finre) - set(admin) - set(world)
+    han_or_letter = re.compile(r"[\u4e00-\u9fffA-Za-z]")
+    spans = [r[k] for r in rows for k in ("head", "tail") if r[k] is not None]
+    mentions = [m for r in rows if r["task"] == "substitution" for m in r["mentions"]]
+    for name in [s["name"] for s in spans] + [m["original"] for m in mentions]:
+        # a placeholder inside a name is fine (奇虎<N>公司 is 奇虎360公司 in FinRE's text); a name of nothing else is not
+        rest = name.replace("<N>", "").replace("&amp", "")
+        assert len(rest) >= 2 and han_or_letter.search(rest), name
+    typed = [(s["entity_id"], s["type"]) for s in spans] + [(m["entity_id"], m["type"]) for m in mentions]
+    typed += [(m["replacement_id"], m["replacement_type"]) for m in mentions if m["replacement_id"]]
+    company_types = {t for eid, t in typed if eid in companies}
+    assert company_types and not company_types & admin_types
+    replaced = [m for m in mentions if m["replacement_id"]]
+    assert len(replaced) > 20
+
+    def kgs_of(eid):
+        return {name for name, ids in (("admin", admin), ("world", world), ("finre", finre)) if eid in ids}
+
+    for m in replaced:
+        assert kgs_of(m["entity_id"]) & kgs_of(m["replacement_id"]), m
+        assert m["type"] == m["replacement_type"]
+    linking = manifest["knowledge_stats"]["linking"]
+    assert linking["common_word_rejected"] > 0 and linking["common_word_corroborated"] > 0
+    assert manifest["knowledge_graph"]["inferred_types"]
