@@ -105,7 +105,7 @@ class RawGraph:
     problems: list[Problem] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     lines_read: int = 0
-    min_name_chars: int = MIN_NAME_CHARS
+    min_name_chars: int | None = MIN_NAME_CHARS  # None: no junk-name check (the behaviour before; benchmarks)
     # entity id -> {source path: first type that source declares}: names typed differently by two sources are
     # homonyms (split into one entity per declared type by ``split_homonyms``)
     declared: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -118,7 +118,7 @@ class RawGraph:
             self.declared.setdefault(entity_id, {}).setdefault(source, typ)
 
     def junk(self, name: str) -> bool:
-        return is_junk_name(name, self.min_name_chars)
+        return self.min_name_chars is not None and is_junk_name(name, self.min_name_chars)
 
     def entity(self, entity_id: str, name: str | None = None) -> EntityInfo:
         e = self.entities.get(entity_id)
@@ -513,7 +513,7 @@ def split_homonyms(graph: RawGraph) -> dict[str, list[str]]:
     return split
 
 
-def load_raw(paths: Iterable[str], entities: Iterable[str] = (), min_name_chars: int = MIN_NAME_CHARS) -> RawGraph:
+def load_raw(paths: Iterable[str], entities: Iterable[str] = (), min_name_chars: int | None = MIN_NAME_CHARS) -> RawGraph:
     """Parse every KG file (format by extension) and entity file into one RawGraph, problems collected; names
     shorter than ``min_name_chars`` or without a Han character or letter are ``junk_name`` problems; homonyms
     across sources (different declared types) are split (``split_homonyms``)."""

@@ -202,7 +202,7 @@ class KnowledgeGraph:
         return {"count": len(out), "names": out}
 
 
-def load_kg(paths: Iterable[str], entities: Iterable[str] = (), min_name_chars: int = MIN_NAME_CHARS,
+def load_kg(paths: Iterable[str], entities: Iterable[str] = (), min_name_chars: int | None = MIN_NAME_CHARS,
             rules: TypeRules = TypeRules()) -> KnowledgeGraph:
     raw = load_raw(list(paths), list(entities), min_name_chars)
     return KnowledgeGraph(raw, build_index(raw, rules=rules))
