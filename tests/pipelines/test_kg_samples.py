@@ -213,3 +213,35 @@ def test_merged_typed_and_untyped_kgs_stay_apart(setup, result):
     linking = manifest["knowledge_stats"]["linking"]
     assert linking["common_word_rejected"] > 0 and linking["common_word_corroborated"] > 0
     assert manifest["knowledge_graph"]["inferred_types"]
+
+
+def test_audit_view_of_knowledge_and_docs_outputs(setup, result, tmp_path, capsys):
+    """`knowmix stats OUT --samples N --html`: N seeded random rows per task with the spans marked, types and
+    where they came from; the same view of a docs output per source kind."""
+    from knowmix.stats import audit_samples, stats_main
+
+    manifest, rows = result
+    out = setup["outs"][0]
+    by_id = {r["id"]: r for r in rows}
+    view = audit_samples(out, 3, seed=1)
+    assert set(view["groups"]) == {"relation", "substitution", "triple_mask"}
+    for task, picked in view["groups"].items():
+        assert len(picked) == 3 and view["totals"][task] == sum(1 for r in rows if r["task"] == task)
+        for p in picked:
+            row = by_id[p["id"]]
+            assert row["task"] == task
+            for s in p["spans"]:
+                assert row["text"][s["start"]:s["end"]] == s["name"]
+                assert s["type_source"].startswith(("declared", "inferred"))
+    assert audit_samples(out, 3, seed=1) == view
+    assert [p["id"] for p in audit_samples(out, 3, seed=2)["groups"]["relation"]] != [
+        p["id"] for p in view["groups"]["relation"]]
+    page = tmp_path / "report.html"
+    assert stats_main([out, "--samples", "2", "--html", str(page)]) == 0
+    text = page.read_text(encoding="utf-8")
+    assert text.count("<div class=s>") == 6 and 'title="head"' in text and 'title="replaced"' in text
+    terminal = capsys.readouterr().out
+    assert "samples" in terminal and "type from" not in terminal and "declared" in terminal
+    docs_view = audit_samples(setup["docs"], 2)
+    assert set(docs_view["groups"]) == {"encyclopedia", "news"}
+    assert all(len(v) == 2 and v[0]["text"] for v in docs_view["groups"].values())
