@@ -1,11 +1,13 @@
-"""Linking throughput now vs before a given commit, measured in the same run: ``bench/link.py`` on both trees.
+"""Linking throughput now vs at a base commit, in one process: ``bench/link.py``'s dictionary and sentences, the
+base commit's linker and this tree's linker, passes interleaved.
 
-    python bench/link_vs_before.py [--base eced84b] [--names 200000] [--repeat 3] [--rounds 2] [--segmenters rjieba,jieba]
+    python bench/link_vs_before.py [--base eced84b] [--names 200000] [--repeat 5] [--segmenters rjieba,jieba]
 
-The base commit's tree is unpacked (``git archive``) into a temporary folder; each round runs ``bench/link.py``
-there and in this working tree, one after the other (a shared machine drifts: alternating rounds and taking the
-best keeps both sides under the same conditions). Prints sentences per CPU-second for "ours" per segmenter and the
-ratio now / before.
+The base commit's ``kg/`` package is unpacked (``git archive``) into a temporary folder as ``kg_before`` (its
+imports rewritten), so both linkers run in the same process on the same index and sentences; the passes alternate
+(before, now, before, now, ...) so a shared machine's drift hits both alike. "now" is the linker as the job runs
+it: the common-word rule on (jieba's dictionary), plus ``link_document`` over each sentence (a one-sentence
+document). Prints sentences per CPU-second (best and median of the passes) and the ratio now / before.
 """
 
 from __future__ import annotations
@@ -13,51 +15,80 @@ from __future__ import annotations
 import _repo_path  # noqa: F401  (first: the repository root on sys.path)
 
 import argparse
+import importlib
+import importlib.util
+import io
 import os
 import re
 import subprocess
 import sys
+import tarfile
 import tempfile
+import time
 
-LINE = re.compile(r"^ours \((\w+)\)\s+[\d.]+\s+(\d+)\s+(\d+)\s+(\d+)")
+
+def load_before(base: str):
+    """The base commit's kg package as ``kg_before``."""
+    tmp = tempfile.mkdtemp(prefix="knowmix-link-before-")
+    archive = subprocess.run(["git", "-C", _repo_path.ROOT, "archive", base, "kg"], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name.endswith(".py"):
+                src = tar.extractfile(member).read().decode("utf-8")
+                src = re.sub(r"\b(from|import) kg\.", r"\1 kg_before.", src)
+                path = os.path.join(tmp, member.name.replace("kg/", "kg_before/", 1))
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w", encoding="utf-8") as fh:
+                    fh.write(src)
+    sys.path.insert(0, tmp)
+    return importlib.import_module("kg_before.link"), importlib.import_module("kg_before.index")
 
 
-def run_tree(root: str, args) -> dict[str, tuple[int, int]]:
-    cmd = [sys.executable, os.path.join(root, "bench", "link.py"), "--names", str(args.names), "--repeat",
-           str(args.repeat), "--segmenters", args.segmenters]
-    env = dict(os.environ, PYTHONPATH=root)
-    out = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, check=True).stdout
-    rates = {}
-    for line in out.splitlines():
-        m = LINE.match(line)
-        if m:
-            rates[m.group(1)] = (int(m.group(2)), int(m.group(4)))  # best sent/s, mentions
-    return rates
+def load_link_bench():
+    spec = importlib.util.spec_from_file_location("link_bench", os.path.join(_repo_path.HERE, "link.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", default="eced84b")
     ap.add_argument("--names", type=int, default=200_000)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=5, help="passes per linker (interleaved)")
     ap.add_argument("--segmenters", default="rjieba,jieba")
     args = ap.parse_args(argv)
-    tmp = tempfile.mkdtemp(prefix="knowmix-link-base-")
-    archive = subprocess.run(["git", "-C", _repo_path.ROOT, "archive", args.base], capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-    best: dict[tuple[str, str], int] = {}
-    mentions: dict[tuple[str, str], int] = {}
-    for r in range(args.rounds):
-        for name, root in (("before", tmp), ("now", _repo_path.ROOT)):
-            for seg, (rate, found) in run_tree(root, args).items():
-                best[(name, seg)] = max(best.get((name, seg), 0), rate)
-                mentions[(name, seg)] = found
-                print(f"round {r + 1} {name:6} {seg:7} {rate:8d} sent/s/core  {found} mentions", flush=True)
-    print(f"\nbest of {args.rounds} rounds x {args.repeat} passes, {args.names} names (base {args.base}):")
+    link_before, index_before = load_before(args.base)
+    bench = load_link_bench()
+    from kg.index import Entity, EntityIndex
+    from kg.link import Linker
+
+    sents = bench.sentences()
+    names = bench.dictionary(args.names)
+    print(f"{len(sents)} sentences, {len(names)} names, base {args.base}")
+    old_index = index_before.EntityIndex({s: index_before.Entity(s, s, (), "T", ("T",), False) for s in names},
+                                         {s: (s,) for s in names}, set(), {})
+    new_index = EntityIndex({s: Entity(s, s, (), "T", ("T",), False) for s in names}, {s: (s,) for s in names}, set(), {})
     for seg in args.segmenters.split(","):
-        b, n = best[("before", seg)], best[("now", seg)]
-        print(f"{seg:7} before {b:8d}  now {n:8d}  now/before {n / b:.3f}")
+        old = link_before.Linker(old_index, segmenter=seg)
+        new = Linker(new_index, segmenter=seg)
+        runs = {"before": (lambda s, L=old: L.link(s).mentions),
+                "now": (lambda s, L=new: L.link_document([s])[0].mentions)}
+        rates: dict[str, list[float]] = {k: [] for k in runs}
+        found = {}
+        for _ in range(args.repeat):
+            for name, fn in runs.items():
+                n = 0
+                t0 = time.process_time()
+                for s in sents:
+                    n += len(fn(s))
+                rates[name].append(len(sents) / (time.process_time() - t0))
+                found[name] = n
+        for name in runs:
+            r = sorted(rates[name])
+            print(f"{seg:7} {name:6} best {r[-1]:8.0f}  median {r[len(r) // 2]:8.0f} sent/s/core  {found[name]} mentions")
+        b, n = sorted(rates["before"]), sorted(rates["now"])
+        print(f"{seg:7} now/before: best {n[-1] / b[-1]:.3f}, median {n[len(n) // 2] / b[len(b) // 2]:.3f}")
     return 0
 
 

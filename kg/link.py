@@ -357,29 +357,32 @@ class Linker:
                 result.mentions.append(Mention(start, end, s, hits[0]))
             else:
                 result.ambiguous_dropped += 1
-        if common and any(m.entity_id in common.get(m.surface, ()) for m in result.mentions):
-            self._corroborate_in_sentence(result)
+        if common:
+            flagged = [m for m in result.mentions if m.surface in common and m.entity_id in common[m.surface]]
+            if flagged:
+                self._corroborate_in_sentence(result, flagged)
         return result
 
     def is_common(self, m: Mention) -> bool:
         return m.entity_id in self._common.get(m.surface, ())
 
-    def _corroborate_in_sentence(self, result: LinkResult) -> None:
-        """Common-word mentions stay only when another (non-common) linked entity of the sentence has a triple
-        with theirs; the others move to ``common_rejected`` (``link_document`` may still admit them)."""
-        plain = [m for m in result.mentions if not self.is_common(m)]
-        anchors = {m.entity_id for m in plain}
-        kept = plain
-        for m in result.mentions:
-            if not self.is_common(m):
-                continue
-            if any(u != m.entity_id and self.index.connected(m.entity_id, u) for u in anchors):
+    def _corroborate_in_sentence(self, result: LinkResult, flagged: list[Mention]) -> None:
+        """Common-word mentions (``flagged``) stay only when another (non-common) linked entity of the sentence has
+        a triple with theirs; the others move to ``common_rejected`` (``link_document`` may still admit them)."""
+        flagged_set = set(flagged)
+        anchors = {m.entity_id for m in result.mentions if m not in flagged_set}
+        neighbours = self.index.neighbours  # unordered pairs, stored (smaller, larger)
+        rejected = []
+        for m in flagged:
+            e = m.entity_id
+            if e in anchors or any(((e, u) if e <= u else (u, e)) in neighbours for u in anchors):
                 result.common_word_corroborated += 1
-                kept.append(m)
             else:
-                result.common_rejected.append(m)
-        kept.sort()
-        result.mentions = kept
+                rejected.append(m)
+        if rejected:
+            result.common_rejected = rejected
+            drop = set(rejected)
+            result.mentions = [m for m in result.mentions if m not in drop]
 
     def link_document(self, sentences) -> list[LinkResult]:
         """Link every sentence of one document; a common-word mention rejected in its sentence is admitted when

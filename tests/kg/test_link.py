@@ -132,3 +132,9 @@ def test_common_canonical_name_needs_corroboration_unless_a_proper_noun():
     assert [m.surface for m in linker.link("万科发布了年报。").mentions] == ["万科"]
     res = linker.link("平安与万科签约。")  # a triple between them: both kept
     assert [m.surface for m in res.mentions] == ["平安", "万科"] and res.common_word_corroborated == 1
+
+
+def test_common_alias_beside_its_canonical_name_in_the_sentence():
+    linker = Linker(_cooperation_index())
+    res = linker.link("合作市又称合作。")
+    assert [m.surface for m in res.mentions] == ["合作市", "合作"] and res.common_word_corroborated == 1
