@@ -493,7 +493,7 @@ def split_homonyms(graph: RawGraph) -> dict[str, list[str]]:
             new_id = f"{eid}@{typ}"
             graph.renames[(source, eid)] = new_id
             if new_id not in graph.entities:
-                e = graph.entities[new_id] = EntityInfo(new_id, orig.name, set(orig.aliases), [typ])
+                graph.entities[new_id] = EntityInfo(new_id, orig.name, set(orig.aliases), [typ])
                 ids.append(new_id)
         split[eid] = ids
     if not split:
