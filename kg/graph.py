@@ -44,7 +44,7 @@ JUNK_NAME = "junk_name"
 MIN_NAME_CHARS = 2
 # placeholders of the source data (``<N>``, ``[UNK]``, ``{num}``) and HTML character references (``&amp;``): not
 # parts of a name, so they are removed before the junk-name check
-_PLACEHOLDER = re.compile(r"<[A-Za-z_]{1,12}>|\[[A-Za-z_]{1,12}\]|\{[A-Za-z_]{1,12}\}|&(?:#\d+|#x[0-9A-Fa-f]+|[A-Za-z]{2,8});?")
+_PLACEHOLDER = re.compile(r"<[A-Za-z_]{1,12}>|\[[A-Za-z_]{1,12}\]|\{[A-Za-z_]{1,12}\}|&(?:#\d+|#x[0-9A-Fa-f]+|amp|lt|gt|quot|apos|nbsp);?")
 _HAN = re.compile("[\u3400-\u4DBF\u4E00-\u9FFF\uF900-\uFAFF\U00020000-\U0002FFFF]")
 
 

@@ -2,6 +2,8 @@ import gzip
 import json
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from kg.graph import iter_triples
 from kg.index import TypeRules, load_kg
@@ -225,3 +227,18 @@ def test_truncated_gzip_keeps_what_was_read_and_reports_the_rest(tmp_path):
     assert 0 < len(kg.triples) < 5000
     assert [p.reason for p in kg.problems] == ["unreadable"]
     assert kg.problems[0].line > len(kg.triples)
+
+
+@example(["&amp"], "AB")
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(list("0123456789０１２.-_%#/（）()<>[]{}&;:，。 ") + ["<N>", "[UNK]", "&amp", "&#39;"]),
+                min_size=0, max_size=8),
+       st.text(alphabet="平安合作京东方ABCxyz", min_size=2, max_size=6))
+def test_junk_name_property(junk_parts, name):
+    """Digits, punctuation and placeholders alone never make a name; adding a real name (≥ 2 Han characters or
+    letters) to them always does."""
+    from kg.graph import is_junk_name
+
+    junk = "".join(junk_parts)
+    assert is_junk_name(junk)
+    assert not is_junk_name(junk + name) and not is_junk_name(name + junk)
