@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from kg.index import load_kg
+from kg.graph import MIN_NAME_CHARS
+from kg.index import TypeRules, load_kg
 from kg.stats import graph_stats
 
 
@@ -36,8 +37,20 @@ def render(stats: dict) -> None:
     console.print(f"connected components (weak): {c['count']}, largest {c['largest']}, singletons {c['singletons']}")
     inf = stats["inferred"]
     console.print(f"types inferred for {inf['entities']} entities {inf['how']}; untyped {stats['untyped_entities']}")
-    if inf["types"]:
-        table("inferred types", inf["types"], ("type", "entities"))
+    if inf["roles"]:
+        t = Table(title="inferred types: entities and the roles they came from")
+        for c in ("type", "rule", "entities", "from roles"):
+            t.add_column(c)
+        for typ, d in inf["roles"].items():
+            roles = ", ".join(f"{r} ({n})" for r, n in list(d["roles"].items())[:4])
+            t.add_row(typ, d["rule"], str(d["entities"]), roles + (" …" if len(d["roles"]) > 4 else ""))
+        console.print(t)
+    hom = stats["homonyms"]
+    if hom["count"]:
+        console.print(f"[yellow]homonyms across sources[/] (different declared types, kept as distinct entities): {hom['count']}")
+        for name, d in list(hom["names"].items())[:20]:
+            console.print(f"  {name}: " + ", ".join(f"{t} ({src})" for src, t in d["types"].items()), markup=False,
+                          highlight=False)
     if stats["bad_lines"]:
         console.print(f"[yellow]bad lines[/]: {stats['bad_lines']}")
         for line in stats["bad_line_examples"]:
@@ -53,8 +66,14 @@ def kg_stats_main(argv: list[str]) -> int:
     ap.add_argument("--kg", action="append", required=True, help="KG file (.tsv, .jsonl, .nt, .nt.gz); repeatable")
     ap.add_argument("--entities", action="append", default=[], help="entities TSV (name, type, aliases)")
     ap.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    ap.add_argument("--min-name-chars", type=int, default=MIN_NAME_CHARS, help="shorter names are junk_name bad lines")
+    ap.add_argument("--type-min-support", type=int, default=TypeRules.min_support,
+                    help="typed entities a relation role needs before an untyped entity in it takes their type")
+    ap.add_argument("--type-min-share", type=float, default=TypeRules.min_share,
+                    help="... and the share of all the role's entities they must exceed")
     args = ap.parse_args(argv)
-    stats = graph_stats(load_kg(args.kg, args.entities))
+    stats = graph_stats(load_kg(args.kg, args.entities, args.min_name_chars,
+                                TypeRules(args.type_min_support, args.type_min_share)))
     if args.json:
         print(json.dumps(stats, ensure_ascii=False, indent=2))
     else:

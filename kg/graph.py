@@ -39,6 +39,24 @@ DUPLICATE = "duplicate_triple"
 MALFORMED_NT = "malformed_ntriples"
 MALFORMED_JSON = "malformed_json"
 UNREADABLE = "unreadable"
+JUNK_NAME = "junk_name"
+
+MIN_NAME_CHARS = 2
+# placeholders of the source data (``<N>``, ``[UNK]``, ``{num}``) and HTML character references (``&amp;``): not
+# parts of a name, so they are removed before the junk-name check
+_PLACEHOLDER = re.compile(r"<[A-Za-z_]{1,12}>|\[[A-Za-z_]{1,12}\]|\{[A-Za-z_]{1,12}\}|&(?:#\d+|#x[0-9A-Fa-f]+|amp|lt|gt|quot|apos|nbsp);?")
+_HAN = re.compile("[\u3400-\u4DBF\u4E00-\u9FFF\uF900-\uFAFF\U00020000-\U0002FFFF]")
+
+
+def is_junk_name(name: str, min_chars: int = MIN_NAME_CHARS) -> bool:
+    """A KG name or alias that cannot be a name: shorter than ``min_chars`` characters, or with no Han character
+    and no letter once placeholders (``<N>``) and HTML character references (``&amp``) are taken out."""
+    if len(name) < min_chars:
+        return True
+    rest = _PLACEHOLDER.sub("", name)
+    if not rest.strip():
+        return True
+    return not (_HAN.search(rest) or any(ch.isalpha() for ch in rest)) or len(rest.strip()) < min_chars
 
 
 @dataclass(frozen=True)
@@ -87,6 +105,20 @@ class RawGraph:
     problems: list[Problem] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     lines_read: int = 0
+    min_name_chars: int | None = MIN_NAME_CHARS  # None: no junk-name check (the behaviour before; benchmarks)
+    # entity id -> {source path: first type that source declares}: names typed differently by two sources are
+    # homonyms (split into one entity per declared type by ``split_homonyms``)
+    declared: dict[str, dict[str, str]] = field(default_factory=dict)
+    triple_sources: list[str] = field(default_factory=list)  # the source of each triple, parallel to ``triples``
+    # (source path, id in that file) -> the entity id it became (homonyms only); workers re-reading a KG file apply it
+    renames: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def declare(self, entity_id: str, typ: str | None, source: str) -> None:
+        if typ:
+            self.declared.setdefault(entity_id, {}).setdefault(source, typ)
+
+    def junk(self, name: str) -> bool:
+        return self.min_name_chars is not None and is_junk_name(name, self.min_name_chars)
 
     def entity(self, entity_id: str, name: str | None = None) -> EntityInfo:
         e = self.entities.get(entity_id)
@@ -307,6 +339,18 @@ def _add_triple(graph: RawGraph, seen: set, path: str, line: int, triple: Triple
         return
     seen.add(triple)
     graph.triples.append(triple)
+    graph.triple_sources.append(path)
+
+
+def _good_aliases(graph: RawGraph, path: str, line: int, aliases) -> list[str]:
+    """The aliases that are names; each junk one is reported (the line itself is kept)."""
+    good = []
+    for a in aliases:
+        if graph.junk(a):
+            graph.problems.append(Problem(path, line, JUNK_NAME, f"alias {a!r}"))
+        else:
+            good.append(a)
+    return good
 
 
 def _load_records(graph: RawGraph, seen: set, path: str, records) -> None:
@@ -315,12 +359,18 @@ def _load_records(graph: RawGraph, seen: set, path: str, records) -> None:
         if isinstance(rec, Problem):
             graph.problems.append(rec)
             continue
+        junk = [n for n in (rec.head, rec.tail) if graph.junk(n)]
+        if junk:
+            graph.problems.append(Problem(path, rec.line, JUNK_NAME, " ".join(repr(n) for n in junk)))
+            continue
         h = graph.entity(rec.head)
         h.add_type(rec.head_type)
-        h.add_aliases(rec.head_aliases)
+        graph.declare(rec.head, rec.head_type, path)
+        h.add_aliases(_good_aliases(graph, path, rec.line, rec.head_aliases))
         t = graph.entity(rec.tail)
         t.add_type(rec.tail_type)
-        t.add_aliases(rec.tail_aliases)
+        graph.declare(rec.tail, rec.tail_type, path)
+        t.add_aliases(_good_aliases(graph, path, rec.line, rec.tail_aliases))
         _add_triple(graph, seen, path, rec.line, Triple(rec.head, rec.relation, rec.tail))
 
 
@@ -347,13 +397,16 @@ def _load_ntriples(graph: RawGraph, seen: set, path: str) -> None:
             if not st.object.strip():
                 graph.problems.append(Problem(path, st.line, EMPTY_NAME, "empty label"))
                 continue
+            if graph.junk(st.object.strip()):
+                graph.problems.append(Problem(path, st.line, JUNK_NAME, repr(st.object.strip())))
+                continue
             rank = (0 if st.predicate == SKOS_PREF else 1, _label_rank(st.lang))
             cur = labels.get(st.subject)
             if cur is None or rank < cur[:2]:
                 labels[st.subject] = (*rank, st.object.strip())
         elif st.predicate == SKOS_ALT and st.is_literal:
             if st.object.strip():
-                alt.setdefault(st.subject, set()).add(st.object.strip())
+                alt.setdefault(st.subject, set()).update(_good_aliases(graph, path, st.line, [st.object.strip()]))
         elif st.predicate == RDF_TYPE and not st.is_literal:
             lst = types.setdefault(st.subject, [])
             t = local_name(st.object)
@@ -365,8 +418,12 @@ def _load_ntriples(graph: RawGraph, seen: set, path: str) -> None:
                 continue
             triples.append((st.line, Triple(st.subject, local_name(st.predicate), st.object)))
             nodes += [st.subject, st.object]
+    junk: set[str] = set()
     for iri in list(dict.fromkeys(nodes + list(labels) + list(alt) + list(types))):
         name = labels[iri][2] if iri in labels else local_name(iri)
+        if graph.junk(name):  # no usable label and a junk local name: the node and its triples are left out
+            junk.add(iri)
+            continue
         e = graph.entities.get(iri)
         if e is None:
             e = graph.entities[iri] = EntityInfo(iri, name)
@@ -375,7 +432,12 @@ def _load_ntriples(graph: RawGraph, seen: set, path: str) -> None:
         e.add_aliases(alt.get(iri, ()))
         for t in types.get(iri, ()):
             e.add_type(t)
+            graph.declare(iri, t, path)
     for line, triple in triples:
+        if triple.head in junk or triple.tail in junk:
+            bad = [n for n in (triple.head, triple.tail) if n in junk]
+            graph.problems.append(Problem(path, line, JUNK_NAME, " ".join(repr(local_name(n)) for n in bad)))
+            continue
         _add_triple(graph, seen, path, line, triple)
 
 
@@ -405,16 +467,57 @@ def load_entities_tsv(graph: RawGraph, path: str) -> None:
         if not name:
             graph.problems.append(Problem(path, lineno, EMPTY_NAME, line[:80]))
             continue
+        if graph.junk(name):
+            graph.problems.append(Problem(path, lineno, JUNK_NAME, repr(name)))
+            continue
         e = graph.entity(name)
         if "type" in col:
             e.add_type(fields[col["type"]].strip() or None)
+            graph.declare(name, fields[col["type"]].strip() or None, path)
         if "aliases" in col:
-            e.add_aliases(split_aliases(fields[col["aliases"]]))
+            e.add_aliases(_good_aliases(graph, path, lineno, split_aliases(fields[col["aliases"]])))
 
 
-def load_raw(paths: Iterable[str], entities: Iterable[str] = ()) -> RawGraph:
-    """Parse every KG file (format by extension) and entity file into one RawGraph, problems collected."""
-    graph = RawGraph()
+def split_homonyms(graph: RawGraph) -> dict[str, list[str]]:
+    """Names that two sources declare with different types are different entities (a township 平安 and a company
+    平安 are not one thing): each declared type gets its own entity ``{id}@{type}`` (same name and aliases), the
+    triples of each source go to its own one, and those of sources that declare no type stay with the plain id.
+    Returns {original id: [new ids]}; ``graph.renames`` maps (source, id) to the new id for re-readers."""
+    split: dict[str, list[str]] = {}
+    for eid, by_source in graph.declared.items():
+        if len(set(by_source.values())) < 2 or eid not in graph.entities:
+            continue
+        orig = graph.entities[eid]
+        ids = []
+        for source, typ in by_source.items():
+            new_id = f"{eid}@{typ}"
+            graph.renames[(source, eid)] = new_id
+            if new_id not in graph.entities:
+                graph.entities[new_id] = EntityInfo(new_id, orig.name, set(orig.aliases), [typ])
+                ids.append(new_id)
+        split[eid] = ids
+    if not split:
+        return split
+    still_used: set[str] = set()
+    for i, (t, source) in enumerate(zip(graph.triples, graph.triple_sources)):
+        h = graph.renames.get((source, t.head), t.head)
+        tl = graph.renames.get((source, t.tail), t.tail)
+        if (h, tl) != (t.head, t.tail):
+            graph.triples[i] = Triple(h, t.relation, tl)
+        still_used.update(x for x in (h, tl) if x in split)
+    for eid in split:
+        if eid in still_used:  # kept for the sources that declare no type: untyped, its type is inferred
+            graph.entities[eid].types = []
+        else:
+            del graph.entities[eid]
+    return split
+
+
+def load_raw(paths: Iterable[str], entities: Iterable[str] = (), min_name_chars: int | None = MIN_NAME_CHARS) -> RawGraph:
+    """Parse every KG file (format by extension) and entity file into one RawGraph, problems collected; names
+    shorter than ``min_name_chars`` or without a Han character or letter are ``junk_name`` problems; homonyms
+    across sources (different declared types) are split (``split_homonyms``)."""
+    graph = RawGraph(min_name_chars=min_name_chars)
     seen: set[Triple] = set()
     for path in paths:
         fmt = kg_format(path)
@@ -428,19 +531,29 @@ def load_raw(paths: Iterable[str], entities: Iterable[str] = ()) -> RawGraph:
     for path in entities:
         graph.sources.append(path)
         load_entities_tsv(graph, path)
+    split_homonyms(graph)
     return graph
 
 
-def iter_triples(path: str) -> Iterator[Triple]:
-    """The valid triples of one KG file (duplicates included), for workers that re-read the KG in a pipeline."""
+def iter_triples(path: str, renames: dict | None = None, min_name_chars: int = MIN_NAME_CHARS) -> Iterator[Triple]:
+    """The valid triples of one KG file (duplicates included), for workers that re-read the KG in a pipeline;
+    ``renames`` is ``RawGraph.renames`` (homonyms split by source). For N-Triples, node names are not checked
+    here: a node without an entity in the index is never linked, so its triples never join."""
+    renames = renames or {}
+
+    def ren(x):
+        return renames.get((path, x), x)
+
     fmt = kg_format(path)
     if fmt == "nt":
         for st in iter_ntriples(path):
             if isinstance(st, Statement) and not st.is_literal and st.subject != st.object and st.predicate not in (
                 RDF_TYPE,
             ):
-                yield Triple(st.subject, local_name(st.predicate), st.object)
+                yield Triple(ren(st.subject), local_name(st.predicate), ren(st.object))
         return
     for rec in iter_tsv(path) if fmt == "tsv" else iter_jsonl(path):
-        if isinstance(rec, TripleRecord):
-            yield Triple(rec.head, rec.relation, rec.tail)
+        if isinstance(rec, TripleRecord) and not is_junk_name(rec.head, min_name_chars) and not is_junk_name(
+            rec.tail, min_name_chars
+        ):
+            yield Triple(ren(rec.head), rec.relation, ren(rec.tail))

@@ -7,7 +7,12 @@ Linking, per sentence:
    segmenter has every KG surface form in its user dictionary, so entity names stay whole words;
 3. of the rest, the longest non-overlapping occurrences are kept (longest first, then leftmost);
 4. a surface form naming more than one entity is dropped unless exactly one of its candidates has a triple with
-   another, unambiguously linked entity of the sentence (then it is resolved to that candidate).
+   another, unambiguously linked entity of the sentence (then it is resolved to that candidate);
+5. a mention through a *common word* (``CommonWords``: 合作 "cooperation" as the alias of the city 合作市, the
+   company 平安 "safe") is kept only when corroborated: another linked entity of the sentence has a triple with the
+   entity, or (``link_document``) the entity is linked through a name that is not a common word elsewhere in the
+   same document. Rejected ones are counted (``common_word_rejected``), admitted ones too
+   (``common_word_corroborated``).
 
 Segmenters (``HMM=False``: unknown words fall apart into characters and never swallow a name): ``rjieba``
 (default: jieba's algorithm in Rust, many times faster; fed the same user words with the same frequencies it gives
@@ -55,6 +60,55 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     return out
 
 
+PROPER_NOUN_TAGS = ("nr", "ns", "nt", "nz")  # jieba's person / place / organisation / other proper nouns (+ nrt, nrfg)
+COMMON_WORD_MIN_FREQ = 100  # a non-proper-noun word rarer than this in jieba's dictionary is not common (介休市 v 2)
+COMMON_WORD_MAX_FREQ = 50_000  # an alias more frequent than this in jieba's dictionary is common even if a proper noun
+
+
+def jieba_dictionary_path() -> str:
+    import os
+
+    import jieba
+
+    return os.path.join(os.path.dirname(jieba.__file__), "dict.txt")
+
+
+class CommonWords:
+    """Which KG surface forms are common words, from jieba's dictionary (word, frequency, part of speech).
+
+    An *alias* is common when jieba tags it with anything but a proper-noun tag (``nr``/``ns``/``nt``/``nz`` and
+    their variants), or its frequency exceeds ``max_freq`` (None: no such rule). A *canonical name* is common only
+    by its tag: a proper noun in the dictionary never needs corroboration. Words not in the dictionary are not
+    common, and neither are those rarer than ``min_freq``: jieba's tags are noisy on rare entries (介休市 ``v``,
+    工商银行 ``j``), and a word that rare is no everyday word a name could be mistaken for.
+    """
+
+    def __init__(self, min_freq: int = COMMON_WORD_MIN_FREQ, max_freq: int | None = COMMON_WORD_MAX_FREQ,
+                 path: str | None = None, words=None):
+        self.min_freq, self.max_freq = min_freq, max_freq
+        self.path = path or jieba_dictionary_path()
+        wanted = None if words is None else set(words)
+        self.entries: dict[str, tuple[int, str]] = {}
+        with open(self.path, encoding="utf-8") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) < 3 or (wanted is not None and parts[0] not in wanted):
+                    continue
+                try:
+                    self.entries[parts[0]] = (int(parts[1]), parts[2])
+                except ValueError:
+                    continue
+
+    def is_common(self, surface: str, canonical: bool) -> bool:
+        entry = self.entries.get(surface)
+        if entry is None:
+            return False
+        freq, tag = entry
+        if not tag.startswith(PROPER_NOUN_TAGS):
+            return freq >= self.min_freq
+        return not canonical and self.max_freq is not None and freq > self.max_freq
+
+
 class Mention(NamedTuple):
     start: int
     end: int
@@ -69,6 +123,12 @@ class LinkResult:
     rejected_word_cut: int = 0  # occurrences cutting a word and overlapping no kept mention
     ambiguous_resolved: int = 0
     ambiguous_dropped: int = 0
+    common_word_corroborated: int = 0
+    common_rejected: list[Mention] = field(default_factory=list)  # common-word mentions without corroboration
+
+    @property
+    def common_word_rejected(self) -> int:
+        return len(self.common_rejected)
 
     @property
     def entity_ids(self) -> list[str]:
@@ -204,11 +264,26 @@ class Linker:
     byte offsets / 2 (sentences with characters beyond the BMP are mapped by decoding).
     """
 
-    def __init__(self, index: EntityIndex, segmenter: str = "rjieba", min_chars: int = 2):
+    def __init__(self, index: EntityIndex, segmenter: str = "rjieba", min_chars: int = 2,
+                 common_words: CommonWords | None | str = "default"):
+        """``common_words``: the common-word policy ("default": jieba's dictionary with ``COMMON_WORD_MAX_FREQ``;
+        None: every surface form is linked as before, ``--allow-common-aliases``)."""
         self.index = index
         self.min_chars = min_chars
         auto = ahocorasick.Automaton(ahocorasick.STORE_INTS)
         surfaces = sorted(s for s in index.surface_to_ids if len(s) >= min_chars)
+        if common_words == "default":
+            common_words = CommonWords(words=surfaces)
+        # surface -> the entities for which it is a common word (the only mentions that need corroboration)
+        self._common: dict[str, frozenset[str]] = {}
+        if common_words is not None:
+            for s in surfaces:
+                if s not in common_words.entries:
+                    continue
+                ids = frozenset(eid for eid in index.surface_to_ids[s]
+                                if common_words.is_common(s, index.get(eid).name == s))
+                if ids:
+                    self._common[s] = ids
         self._entries: list[tuple[int, int, str, tuple[str, ...]]] = []
         for s in surfaces:
             key = s.encode("utf-16-le")
@@ -267,18 +342,61 @@ class Linker:
                 occupied[f[0]:f[1]] = b"\x01" * (f[1] - f[0])
         taken.sort()
         result.rejected_word_cut = sum(1 for f in rejected if occupied.find(1, f[0], f[1]) < 0)
-        # ambiguity: resolve by a triple with an unambiguous entity of the sentence
+        # ambiguity: resolve by a triple with an unambiguous entity of the sentence (not one named by a common word)
+        common = self._common
         sure = None
         for start, end, s, ids in taken:
             if len(ids) == 1:
                 result.mentions.append(Mention(start, end, s, ids[0]))
                 continue
             if sure is None:
-                sure = {f[3][0] for f in taken if len(f[3]) == 1}
+                sure = {f[3][0] for f in taken if len(f[3]) == 1 and f[3][0] not in common.get(f[2], ())}
             hits = [c for c in ids if any(u != c and self.index.connected(c, u) for u in sure)]
             if len(hits) == 1:
                 result.ambiguous_resolved += 1
                 result.mentions.append(Mention(start, end, s, hits[0]))
             else:
                 result.ambiguous_dropped += 1
+        if common:
+            flagged = [m for m in result.mentions if m.surface in common and m.entity_id in common[m.surface]]
+            if flagged:
+                self._corroborate_in_sentence(result, flagged)
         return result
+
+    def is_common(self, m: Mention) -> bool:
+        return m.entity_id in self._common.get(m.surface, ())
+
+    def _corroborate_in_sentence(self, result: LinkResult, flagged: list[Mention]) -> None:
+        """Common-word mentions (``flagged``) stay only when another (non-common) linked entity of the sentence has
+        a triple with theirs; the others move to ``common_rejected`` (``link_document`` may still admit them)."""
+        flagged_set = set(flagged)
+        anchors = {m.entity_id for m in result.mentions if m not in flagged_set}
+        neighbours = self.index.neighbours  # unordered pairs, stored (smaller, larger)
+        rejected = []
+        for m in flagged:
+            e = m.entity_id
+            if e in anchors or any(((e, u) if e <= u else (u, e)) in neighbours for u in anchors):
+                result.common_word_corroborated += 1
+            else:
+                rejected.append(m)
+        if rejected:
+            result.common_rejected = rejected
+            drop = set(rejected)
+            result.mentions = [m for m in result.mentions if m not in drop]
+
+    def link_document(self, sentences) -> list[LinkResult]:
+        """Link every sentence of one document; a common-word mention rejected in its sentence is admitted when
+        the same entity is linked through a surface that is not a common word anywhere in the document."""
+        results = [self.link(s) for s in sentences]
+        if not any(r.common_rejected for r in results):
+            return results
+        named = {m.entity_id for r in results for m in r.mentions if not self.is_common(m)}
+        for r in results:
+            if not r.common_rejected:
+                continue
+            admitted = [m for m in r.common_rejected if m.entity_id in named]
+            if admitted:
+                r.common_rejected = [m for m in r.common_rejected if m.entity_id not in named]
+                r.common_word_corroborated += len(admitted)
+                r.mentions = sorted(r.mentions + admitted)
+        return results

@@ -20,11 +20,15 @@ from kg.link import Mention
 NA = "NA"
 TASKS = ("relation", "substitution", "triple_mask")
 
+# ``type_source``: where the entity's type came from (declared | role_majority | role_signature), for the audit view
 SPAN = pa.struct(
-    [("name", pa.string()), ("entity_id", pa.string()), ("type", pa.string()), ("start", pa.int32()), ("end", pa.int32())]
+    [("name", pa.string()), ("entity_id", pa.string()), ("type", pa.string()), ("start", pa.int32()), ("end", pa.int32()),
+     ("type_source", pa.string())]
 )
 MENTION = pa.struct(
-    [("start", pa.int32()), ("end", pa.int32()), ("original", pa.string()), ("replacement", pa.string()), ("type", pa.string())]
+    [("start", pa.int32()), ("end", pa.int32()), ("original", pa.string()), ("replacement", pa.string()), ("type", pa.string()),
+     ("entity_id", pa.string()), ("type_source", pa.string()), ("replacement_id", pa.string()),
+     ("replacement_type", pa.string())]
 )
 TRIPLE = pa.struct([("head", pa.string()), ("relation", pa.string()), ("tail", pa.string())])
 KNOWLEDGE_SCHEMA = pa.schema(
@@ -79,7 +83,9 @@ def first_mentions(mentions: Iterable[Mention]) -> list[Mention]:
 
 
 def _span(m: Mention, index: EntityIndex) -> dict:
-    return {"name": m.surface, "entity_id": m.entity_id, "type": index.get(m.entity_id).type, "start": m.start, "end": m.end}
+    e = index.get(m.entity_id)
+    return {"name": m.surface, "entity_id": m.entity_id, "type": e.type, "start": m.start, "end": m.end,
+            "type_source": e.type_source or None}
 
 
 def _row(sid: str, task: str, k: int, doc_id: str, text: str, **cols) -> dict:
@@ -128,11 +134,20 @@ def select_na(rows: Sequence[dict], na_ratio: float, seed: int) -> tuple[list[di
 # ---------------------------------------------------------------------------------------------- substitution
 
 
+def substitution_pool(index: EntityIndex, entity_id: str) -> tuple[str, str] | None:
+    """The pool an entity is replaced from: its type *and* the rule that gave it (a declared ``county`` and a
+    ``county`` inferred by role majority are different pools; an inferred role signature is its own pool), so a
+    replacement never comes from another domain than the original's."""
+    e = index.get(entity_id)
+    return None if e.type is None else (e.type, e.type_source)
+
+
 class SubstitutionSampler:
-    """Draws a same-type replacement entity with probability proportional to (frequency + smoothing).
+    """Draws a replacement entity from the original's pool (``substitution_pool``: same type, same rule) with
+    probability proportional to (frequency + smoothing).
 
     ``frequencies``: entity id -> how often it was linked in the corpus (missing = 0); with smoothing 1 every
-    entity of the type can be drawn, the frequent ones more often.
+    entity of the pool can be drawn, the frequent ones more often.
     """
 
     def __init__(self, index: EntityIndex, frequencies: Mapping[str, int] | None = None, smoothing: float = 1.0,
@@ -141,12 +156,13 @@ class SubstitutionSampler:
         self.probability = probability
         self.tries = tries
         frequencies = frequencies or {}
-        by_type: dict[str, list[str]] = {}
-        for eid, e in index.entities.items():
-            if e.type is not None:
-                by_type.setdefault(e.type, []).append(eid)
-        self._ids: dict[str, list[str]] = {}
-        self._cum: dict[str, list[float]] = {}
+        by_type: dict[tuple[str, str], list[str]] = {}
+        for eid in index.entities:
+            pool = substitution_pool(index, eid)
+            if pool is not None:
+                by_type.setdefault(pool, []).append(eid)
+        self._ids: dict[tuple[str, str], list[str]] = {}
+        self._cum: dict[tuple[str, str], list[float]] = {}
         for typ, ids in by_type.items():
             ids.sort()
             total = 0.0
@@ -158,12 +174,12 @@ class SubstitutionSampler:
                 self._ids[typ] = ids
                 self._cum[typ] = cum
 
-    def draw(self, typ: str, rng: random.Random) -> str | None:
-        cum = self._cum.get(typ)
+    def draw(self, pool: tuple[str, str], rng: random.Random) -> str | None:
+        cum = self._cum.get(pool)
         if not cum:
             return None
         i = bisect.bisect_right(cum, rng.random() * cum[-1])
-        return self._ids[typ][min(i, len(cum) - 1)]
+        return self._ids[pool][min(i, len(cum) - 1)]
 
     def acceptable(self, candidate: str, original: str, others: Iterable[str]) -> bool:
         ix = self.index
@@ -184,15 +200,17 @@ class SubstitutionSampler:
         new_len = 0
         decided: dict[str, str | None] = {}  # one decision per entity: all its mentions follow it
         for m in ms:
-            typ = self.index.get(m.entity_id).type
+            original = self.index.get(m.entity_id)
+            typ = original.type
+            pool = substitution_pool(self.index, m.entity_id)
             if m.entity_id in decided:
                 replacement = decided[m.entity_id]
             else:
                 replacement = None
-                if typ is not None and rng.random() < self.probability:
+                if pool is not None and rng.random() < self.probability:
                     others = [e for e in in_sentence if e != m.entity_id] + chosen
                     for _ in range(self.tries):
-                        cand = self.draw(typ, rng)
+                        cand = self.draw(pool, rng)
                         if cand is None:
                             break
                         if cand not in chosen and self.acceptable(cand, m.entity_id, others):
@@ -202,17 +220,20 @@ class SubstitutionSampler:
             gap = text[pos : m.start]
             pieces.append(gap)
             new_len += len(gap)
-            if replacement is None:
+            rep = None if replacement is None else self.index.get(replacement)
+            if rep is None:
                 word = m.surface
             else:
-                word = self.index.get(replacement).name
+                word = rep.name
                 if replacement not in chosen:
                     chosen.append(replacement)
             start = new_len
             pieces.append(word)
             new_len += len(word)
             out_mentions.append({"start": start, "end": new_len, "original": m.surface,
-                                 "replacement": None if replacement is None else word, "type": typ})
+                                 "replacement": None if rep is None else word, "type": typ,
+                                 "entity_id": m.entity_id, "type_source": original.type_source or None,
+                                 "replacement_id": replacement, "replacement_type": None if rep is None else rep.type})
             pos = m.end
         pieces.append(text[pos:])
         return _row(sid, "substitution", 0, doc_id, "".join(pieces), mentions=out_mentions)

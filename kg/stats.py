@@ -43,7 +43,9 @@ def graph_stats(kg: KnowledgeGraph, top: int = 20) -> dict:
         "types": dict(types.most_common()),
         "untyped_entities": sum(1 for e in ents.values() if e.type is None),
         "inferred": {"entities": sum(1 for e in ents.values() if e.type_inferred), "how": kg.index.inferred,
-                     "types": dict(inferred_types.most_common(top))},
+                     "types": dict(inferred_types.most_common(top)),
+                     "roles": dict(list(kg.index.inferred_roles.items())[:top])},
+        "homonyms": kg.homonyms(),
         "degree": {
             "distribution": {k: buckets[k] for k in order if buckets.get(k)},
             "max": max(degrees) if degrees else 0,
@@ -56,3 +58,4 @@ def graph_stats(kg: KnowledgeGraph, top: int = 20) -> dict:
         "bad_lines": kg.problem_counts(),
         "bad_line_examples": [str(p) for p in kg.problems[:top]],
     }
+

@@ -10,6 +10,7 @@ import glob
 import html
 import json
 import os
+import random
 from collections import Counter
 from typing import Any
 
@@ -296,6 +297,146 @@ def _check_writable_file(path: str, option: str) -> None:
         raise UserError(f"{option} {path}: {parent} is not writable")
 
 
+# ---------------------------------------------------------------------------------------------- audit view: --samples
+
+TYPE_SOURCES = {"declared": "declared", "role_majority": "inferred: majority type of its relation role",
+                "role_signature": "inferred: its relation role itself"}
+
+
+def _pick(keys: list[tuple[str, int, int]], n: int, seed: int, group: str) -> list[tuple[str, int, int]]:
+    """``n`` of ``keys`` (id, shard, row), the same for the same output, seed and group."""
+    rng = random.Random(f"{seed}\0{group}")
+    keys = sorted(keys)
+    return sorted(rng.sample(keys, min(n, len(keys))))
+
+
+def audit_samples(out_dir: str, n: int, seed: int = 0) -> dict[str, Any]:
+    """N random rows per task (knowledge output) or per source kind (docs output), seeded: what a person reads to
+    judge a batch. Only the grouping column and ids are read for the draw; then just the drawn rows."""
+    shard_dir = open_shard_dir(out_dir)
+    kind = shard_dir.manifest["kind"]
+    column = {"knowledge": "task", "docs": "source_kind"}.get(kind)
+    if column is None:
+        return {"kind": kind, "groups": {}, "note": f"no sample view for {kind!r} outputs"}
+    tables = list(shard_dir.iter_tables())
+    by_group: dict[str, list] = {}
+    for t, table in enumerate(tables):
+        for r, (rid, g) in enumerate(zip(table.column("id").to_pylist(), table.column(column).to_pylist())):
+            by_group.setdefault(str(g), []).append((rid, t, r))
+    groups = {}
+    for g in sorted(by_group):
+        groups[g] = [_audit_row(kind, tables[t].slice(r, 1).to_pylist()[0])
+                     for _, t, r in _pick(by_group[g], n, seed, g)]
+    return {"kind": kind, "by": column, "seed": seed, "per_group": n, "groups": groups,
+            "totals": {g: len(v) for g, v in by_group.items()}}
+
+
+def _span_info(span: dict, role: str) -> dict:
+    return {"role": role, "start": span["start"], "end": span["end"], "name": span["name"],
+            "entity_id": span["entity_id"], "type": span.get("type"),
+            "type_source": TYPE_SOURCES.get(span.get("type_source") or "", span.get("type_source") or "unknown")}
+
+
+def _audit_row(kind: str, row: dict) -> dict:
+    if kind == "docs":
+        return {"id": row["id"], "title": row.get("title"), "location": row.get("location"),
+                "n_chars": row.get("n_chars"), "lang": row.get("lang"), "lang_score": row.get("lang_score"),
+                "text": row["text"]}
+    task = row["task"]
+    out: dict[str, Any] = {"id": row["id"], "task": task, "text": row["text"], "spans": []}
+    if task == "substitution":
+        for m in row["mentions"] or []:
+            replaced = m.get("replacement") is not None
+            out["spans"].append({
+                "role": "replaced" if replaced else "kept", "start": m["start"], "end": m["end"],
+                "name": m["replacement"] if replaced else m["original"], "original": m["original"],
+                "entity_id": m.get("entity_id"), "type": m.get("type"),
+                "type_source": TYPE_SOURCES.get(m.get("type_source") or "", m.get("type_source") or "unknown"),
+                "replacement_id": m.get("replacement_id"), "replacement_type": m.get("replacement_type")})
+        out["label"] = f"{sum(s['role'] == 'replaced' for s in out['spans'])} of {len(out['spans'])} replaced"
+    else:
+        out["spans"] = [_span_info(row[k], k) for k in ("head", "tail") if row.get(k)]
+        out["label"] = (", ".join(row["relations"] or []) if task == "relation"
+                        else "{head} —{relation}→ {tail}".format(**row["triple"]) if row.get("triple") else "")
+    return out
+
+
+_STYLE = {"head": "bold red", "tail": "bold blue", "replaced": "reverse magenta", "kept": "underline"}
+
+
+def _marked(text: str, spans: list[dict], mark) -> str:
+    """``text`` with each span wrapped by ``mark(role, piece)``; the rest passed through ``mark(None, piece)``."""
+    out, pos = [], 0
+    for s in sorted(spans, key=lambda s: s["start"]):
+        if s["start"] < pos:  # overlapping spans (head == tail region): leave the later one unmarked
+            continue
+        out.append(mark(None, text[pos:s["start"]]))
+        out.append(mark(s["role"], text[s["start"]:s["end"]]))
+        pos = s["end"]
+    out.append(mark(None, text[pos:]))
+    return "".join(out)
+
+
+def _span_line(s: dict) -> str:
+    if s["role"] == "replaced":
+        return (f"replaced: {s['original']} [{s.get('entity_id')}] -> {s['name']} [{s.get('replacement_id')}], "
+                f"type {s.get('type')} / {s.get('replacement_type')} ({s['type_source']})")
+    return f"{s['role']}: {s['name']} [{s.get('entity_id')}] type {s.get('type')} ({s['type_source']})"
+
+
+def render_samples_terminal(view: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console()
+    if not view["groups"]:
+        console.print(view.get("note", "no samples"))
+        return
+    console.print(f"[bold]samples[/bold]: {view['per_group']} per {view['by']} (seed {view['seed']}); "
+                  "[bold red]head[/] [bold blue]tail[/] [reverse magenta]replaced[/] [underline]kept[/]")
+    for g, rows in view["groups"].items():
+        console.print(f"\n[bold]{view['by']} {escape(g)}[/bold] ({len(rows)} of {view['totals'][g]:,})")
+        for row in rows:
+            if view["kind"] == "docs":
+                head = f"{row['id']}  {row.get('title') or ''}  {row.get('n_chars')} chars, lang {row.get('lang')} {row.get('lang_score')}"
+                console.print(f"• {escape(head)}\n  {escape(row['text'][:400])}{'…' if len(row['text']) > 400 else ''}")
+                continue
+            text = _marked(row["text"], row["spans"], lambda role, piece: escape(piece) if role is None
+                           else f"[{_STYLE[role]}]{escape(piece)}[/]")
+            console.print(f"• {escape(row['id'])}  label: {escape(row['label'])}\n  {text}")
+            for s in row["spans"]:
+                console.print("    " + escape(_span_line(s)), highlight=False)
+
+
+def samples_html(view: dict[str, Any]) -> str:
+    """The sample view as an HTML section (spans highlighted, types and where they came from in a table)."""
+    if not view["groups"]:
+        return f"<h2>samples</h2><p>{html.escape(view.get('note', 'none'))}</p>"
+    colors = {"head": "#f4a6a6", "tail": "#a6c8f4", "replaced": "#e0a6f4", "kept": "#e8e8e8"}
+    parts = [f"<h2>samples: {view['per_group']} per {html.escape(view['by'])} (seed {view['seed']})</h2>",
+             "<p>" + " ".join(f'<mark style="background:{c}">{r}</mark>' for r, c in colors.items()) + "</p>"]
+    for g, rows in view["groups"].items():
+        parts.append(f"<h3>{html.escape(view['by'])} {html.escape(g)} ({len(rows)} of {view['totals'][g]:,})</h3>")
+        for row in rows:
+            if view["kind"] == "docs":
+                parts.append(f"<div class=s><b>{html.escape(row['id'])}</b> {html.escape(row.get('title') or '')} "
+                             f"({row.get('n_chars')} chars, {html.escape(str(row.get('lang')))} {row.get('lang_score')})"
+                             f"<p>{html.escape(row['text'])}</p></div>")
+                continue
+            text = _marked(row["text"], row["spans"], lambda role, piece: html.escape(piece) if role is None else
+                           f'<mark style="background:{colors[role]}" title="{role}">{html.escape(piece)}</mark>')
+            cells = "".join(
+                f"<tr><td>{s['role']}</td><td>{html.escape(s['name'])}</td><td>{html.escape(str(s.get('entity_id')))}"
+                + (f" → {html.escape(str(s.get('replacement_id')))}" if s["role"] == "replaced" else "")
+                + f"</td><td>{html.escape(str(s.get('type')))}</td><td>{html.escape(s['type_source'])}</td></tr>"
+                for s in row["spans"])
+            parts.append(f"<div class=s><b>{html.escape(row['id'])}</b> label: <b>{html.escape(row['label'])}</b>"
+                         f"<p style='font-size:1.15em'>{text}</p><table border=1 cellpadding=3 style='border-collapse:collapse'>"
+                         "<tr><th>span</th><th>name</th><th>entity</th><th>type</th><th>type from</th></tr>"
+                         f"{cells}</table></div>")
+    return "\n".join(parts)
+
+
 def stats_main(argv: list[str]) -> int:
     from knowmix.args import Parser
 
@@ -306,18 +447,29 @@ def stats_main(argv: list[str]) -> int:
     parser.add_argument("--no-verify", dest="verify", action="store_false",
                         help="skip checking every shard's sha256, row count and schema (on by default)")
     parser.add_argument("--verify", dest="verify", action="store_true", default=True, help=argparse.SUPPRESS)
+    parser.add_argument("--samples", type=int, default=0, metavar="N",
+                        help="show N random rows per task (knowledge) or per source kind (docs) to judge by eye")
+    parser.add_argument("--seed", type=int, default=0, help="which random rows --samples shows")
     args = parser.parse_args(argv)
     if args.html:
         _check_writable_file(args.html, "--html")
     report = build_report(args.dir, verify=args.verify)
+    view = audit_samples(args.dir, args.samples, args.seed) if args.samples > 0 else None
+    if view is not None:
+        report["samples"] = view
     if args.html:
         from knowmix.manifest import atomic_write_text
 
-        atomic_write_text(args.html, render_html(report))
+        page = render_html(report)
+        if view is not None:
+            page = page.replace("<h2>report</h2>", samples_html(view) + "\n<h2>report</h2>", 1)
+        atomic_write_text(args.html, page)
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
         render_terminal(report)
+        if view is not None:
+            render_samples_terminal(view)
         if args.html:
             print(f"HTML report: {args.html}")
     return 0

@@ -2,7 +2,8 @@
 
 The recipe, top to bottom (the logic lives in ``kg/``):
 
-    docs shards -> sentences -> link (entity index as a side input)
+    docs shards -> sentences -> link, one document at a time (entity index as a side input; a common-word
+      mention needs corroboration in its sentence or document, see kg.link)
       -> ordered entity pairs, joined with the KG triples by (head, tail) with CoGroupByKey
       -> per sentence: samples of each task (kg.samples), entity frequencies as a side input for substitution
       -> NA relation samples down-sampled to at most --na-ratio of the relation task, exactly and
@@ -32,13 +33,14 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
 
 from kg.graph import iter_triples
-from kg.index import EntityIndex, load_kg
-from kg.link import SEGMENTERS, Linker, Mention, split_sentences
+from kg.index import EntityIndex, TypeRules, load_kg
+from kg.link import COMMON_WORD_MAX_FREQ, COMMON_WORD_MIN_FREQ, SEGMENTERS, CommonWords, Linker, Mention, split_sentences
 from kg.samples import (
     KNOWLEDGE_SCHEMA,
     NA,
@@ -109,12 +111,23 @@ _LINKERS: dict[tuple, Linker] = {}
 _SAMPLERS: dict[tuple, SubstitutionSampler] = {}
 
 
-def linker_for(index: EntityIndex, segmenter: str, min_chars: int) -> Linker:
+@dataclass(frozen=True)
+class CommonWordPolicy:
+    """``--allow-common-aliases`` (off: common words need corroboration) and the frequency bounds of CommonWords."""
+
+    allow: bool = False
+    min_freq: int = COMMON_WORD_MIN_FREQ
+    max_freq: int | None = COMMON_WORD_MAX_FREQ
+
+
+def linker_for(index: EntityIndex, segmenter: str, min_chars: int, common: CommonWordPolicy = CommonWordPolicy()) -> Linker:
     """One Linker per worker process and index (building the automaton and segmenter dictionary is costly)."""
-    key = (getattr(index, "key", id(index)), segmenter, min_chars)
+    key = (getattr(index, "key", id(index)), segmenter, min_chars, common)
     linker = _LINKERS.get(key)
     if linker is None:
-        linker = _LINKERS[key] = Linker(index, segmenter, min_chars)
+        words = None if common.allow else CommonWords(
+            common.min_freq, common.max_freq, words=[s for s in index.surface_to_ids if len(s) >= min_chars])
+        linker = _LINKERS[key] = Linker(index, segmenter, min_chars, common_words=words)
     return linker
 
 
@@ -163,29 +176,38 @@ def row_stats(row: dict) -> dict:
 
 
 class LinkFn(beam.DoFn):
-    """sentence -> ``("linked", (sid, linked sentence))`` when it has mentions, else ``("fate", (sid, outcomes))``;
-    and ``("stats", linking stats)``."""
+    """docs row -> per sentence ``("linked", (sid, linked sentence))`` when it has mentions, else
+    ``("fate", (sid, outcomes))``; and ``("stats", linking stats)``. A whole document at a time: a common-word
+    mention may be corroborated by another sentence of its document."""
 
-    def __init__(self, segmenter: str, min_chars: int, max_chars: int, tasks):
+    def __init__(self, segmenter: str, min_chars: int, max_chars: int, tasks,
+                 common: CommonWordPolicy = CommonWordPolicy()):
         self.segmenter, self.min_chars, self.max_chars, self.tasks = segmenter, min_chars, max_chars, tuple(tasks)
+        self.common = common
 
-    def process(self, sent, index):
-        beam.metrics.Metrics.counter("knowmix", "sentences").inc()
-        if len(sent["text"]) > self.max_chars:
-            out = {t: "too_long" for t in ("", *self.tasks)}
-            yield "fate", (sent["sid"], out)
-            return
-        res = linker_for(index, self.segmenter, self.min_chars).link(sent["text"])
-        yield "stats", {"_linking": {
-            "sentences": 1, "matches": res.matches, "mentions": len(res.mentions),
-            "rejected_word_cut": res.rejected_word_cut, "ambiguous_resolved": res.ambiguous_resolved,
-            "ambiguous_dropped": res.ambiguous_dropped, "sentences_with_mentions": 1 if res.mentions else 0}}
-        if not res.mentions:
-            yield "fate", (sent["sid"], sentence_outcomes([], res.ambiguous_dropped, [], self.tasks))
-            return
-        mentions = [(m.start, m.end, m.surface, m.entity_id) for m in res.mentions]
-        yield "linked", (sent["sid"], {"doc_id": sent["doc_id"], "text": sent["text"], "mentions": mentions,
-                                       "ambiguous_dropped": res.ambiguous_dropped})
+    def process(self, row, index):
+        sents = list(doc_sentences(row, self.max_chars))
+        beam.metrics.Metrics.counter("knowmix", "sentences").inc(len(sents))
+        short = []
+        for sent in sents:
+            if len(sent["text"]) > self.max_chars:
+                yield "fate", (sent["sid"], {t: "too_long" for t in ("", *self.tasks)})
+            else:
+                short.append(sent)
+        results = linker_for(index, self.segmenter, self.min_chars, self.common).link_document([x["text"] for x in short])
+        for sent, res in zip(short, results):
+            yield "stats", {"_linking": {
+                "sentences": 1, "matches": res.matches, "mentions": len(res.mentions),
+                "rejected_word_cut": res.rejected_word_cut, "ambiguous_resolved": res.ambiguous_resolved,
+                "ambiguous_dropped": res.ambiguous_dropped, "sentences_with_mentions": 1 if res.mentions else 0,
+                "common_word_rejected": res.common_word_rejected,
+                "common_word_corroborated": res.common_word_corroborated}}
+            if not res.mentions:
+                yield "fate", (sent["sid"], sentence_outcomes([], res.ambiguous_dropped, [], self.tasks))
+                continue
+            mentions = [(m.start, m.end, m.surface, m.entity_id) for m in res.mentions]
+            yield "linked", (sent["sid"], {"doc_id": sent["doc_id"], "text": sent["text"], "mentions": mentions,
+                                           "ambiguous_dropped": res.ambiguous_dropped})
 
 
 def entity_pairs(kv):
@@ -284,6 +306,8 @@ def kg_extra(kg, index: EntityIndex) -> dict:
         "triples": len(kg.triples),
         "relations": len({t.relation for t in kg.triples}),
         "types_inferred": index.inferred,
+        "inferred_types": index.inferred_roles,
+        "homonyms": kg.homonyms(),
         "bad_lines": kg.problem_counts(),
         "bad_line_examples": [str(p) for p in kg.problems[:MAX_PROBLEMS_LISTED]],
     }}
@@ -330,31 +354,29 @@ def make_finalize(tasks, na_ratio: float):
 def build(p: beam.Pipeline, *, docs_dir: str, kg_paths: list[str], entity_paths: list[str], out_dir: str,
           tasks=TASKS, na_ratio: float = 0.5, seed: int = 0, num_shards: int = 1, segmenter: str = "rjieba",
           min_name_chars: int = 2, max_sentence_chars: int = 512, substitution_probability: float = 0.5,
-          options_record: dict | None = None):
+          options_record: dict | None = None, common: CommonWordPolicy = CommonWordPolicy(),
+          type_rules: TypeRules = TypeRules()):
     tasks = tuple(t for t in TASKS if t in tasks)
     try:
         docs = open_shard_dir(docs_dir, kind="docs")
     except ContractError as exc:
         raise UserError(str(exc)) from None
-    kg = load_kg(kg_paths, entity_paths)
+    kg = load_kg(kg_paths, entity_paths, min_name_chars, type_rules)
     index = kg.index.without_relations()
     index.key = kg.index.fingerprint()
     index_si = beam.pvalue.AsSingleton(p | "EntityIndex" >> beam.Create([index]))
 
-    sentences = (
+    linked = split_by_tag(
         p
         | "ReadDocs" >> ReadShardRows(docs.shard_paths)
-        | "Sentences" >> beam.FlatMap(doc_sentences, max_sentence_chars)
-    )
-    linked = split_by_tag(
-        sentences | "Link" >> beam.ParDo(LinkFn(segmenter, min_name_chars, max_sentence_chars, tasks), index=index_si),
+        | "Link" >> beam.ParDo(LinkFn(segmenter, min_name_chars, max_sentence_chars, tasks, common), index=index_si),
         ("linked", "fate", "stats"), "Linked",
     )
 
     triples = (
         p
         | "KgFiles" >> beam.Create(list(kg_paths))
-        | "Triples" >> beam.FlatMap(iter_triples)
+        | "Triples" >> beam.FlatMap(iter_triples, renames=dict(kg.raw.renames), min_name_chars=min_name_chars)
         | "KeyTriple" >> beam.Map(lambda t: ((t.head, t.tail), t.relation))
     )
     pair_rels = (
@@ -461,9 +483,32 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--max-sentence-chars", type=int, default=512, help="longer sentences are dropped (too_long)")
     ap.add_argument("--substitution-probability", type=float, default=0.5,
                     help="chance that a linked mention is replaced by a same-type entity (substitution task)")
+    add_quality_args(ap)
     args, beam_args = ap.parse_known_args(argv)
     check_beam_args(beam_args, "kg-samples")
     return args, beam_args
+
+
+def add_quality_args(ap: argparse.ArgumentParser) -> None:
+    """Linking precision and type hygiene (kg.link.CommonWords, kg.index.TypeRules): one block of flags."""
+    g = ap.add_argument_group("linking precision and type inference")
+    g.add_argument("--allow-common-aliases", action="store_true",
+                   help="link common words (合作, 平安) without corroboration, as before")
+    g.add_argument("--common-word-min-freq", type=int, default=COMMON_WORD_MIN_FREQ,
+                   help="a non-proper-noun word of jieba's dictionary is common from this frequency on")
+    g.add_argument("--common-word-max-freq", type=int, default=COMMON_WORD_MAX_FREQ,
+                   help="an alias more frequent than this in jieba's dictionary is common even as a proper noun (0: off)")
+    g.add_argument("--type-min-support", type=int, default=TypeRules.min_support,
+                   help="typed entities a relation role needs before an untyped entity in it takes their type")
+    g.add_argument("--type-min-share", type=float, default=TypeRules.min_share,
+                   help="... and the share of all the role's entities they must exceed")
+
+
+def quality_options(args: argparse.Namespace) -> dict:
+    """build() keywords from the flags of add_quality_args."""
+    return {"common": CommonWordPolicy(args.allow_common_aliases, args.common_word_min_freq,
+                                       args.common_word_max_freq or None),
+            "type_rules": TypeRules(args.type_min_support, args.type_min_share)}
 
 
 def kg_samples_main(argv: list[str]) -> int:
@@ -497,7 +542,8 @@ def kg_samples_main(argv: list[str]) -> int:
             build(p, docs_dir=args.docs, kg_paths=args.kg, entity_paths=args.entities, out_dir=output.staging,
                   tasks=tasks, na_ratio=args.na_ratio, seed=args.seed, num_shards=num_shards, segmenter=args.segmenter,
                   min_name_chars=args.min_name_chars, max_sentence_chars=args.max_sentence_chars,
-                  substitution_probability=args.substitution_probability, options_record=options_record)
+                  substitution_probability=args.substitution_probability, options_record=options_record,
+                  **quality_options(args))
         output.commit()
     with open(os.path.join(args.output, "manifest.json"), encoding="utf-8") as fh:
         manifest = json.load(fh)

@@ -2,8 +2,11 @@ import gzip
 import json
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from kg.index import load_kg
+from kg.graph import iter_triples
+from kg.index import TypeRules, load_kg
 from kg.stats import graph_stats
 from kg.cli import kg_stats_main
 from knowmix.errors import UserError
@@ -62,10 +65,71 @@ def test_type_inferred_from_majority_of_same_role(tmp_path):
                  "A市\tlocated_in\tX省\tcity\tprovince\n"
                  "B市\tlocated_in\tX省\tcity\t\n"
                  "C市\tlocated_in\tY省\t\t\n")
+    # two typed cities of three entities in located_in:head: enough with min_support 2, not with the default 3
+    idx = load_kg([path], rules=TypeRules(min_support=2)).index
+    assert (idx.get("C市").type, idx.get("C市").type_inferred, idx.get("C市").type_source) == ("city", True, "role_majority")
+    # located_in:tail: one typed province of two entities is no majority -> the role signature
+    assert (idx.get("Y省").type, idx.get("Y省").type_source) == ("located_in:tail", "role_signature")
+    assert idx.inferred == {"from_role_majority": 1, "from_role_signature": 1}
+    assert idx.inferred_roles["city"] == {"rule": "role_majority", "entities": 1, "roles": {"located_in:head": 1}}
     idx = load_kg([path]).index
-    assert (idx.get("C市").type, idx.get("C市").type_inferred) == ("city", True)
-    assert (idx.get("Y省").type, idx.get("Y省").type_inferred) == ("province", True)
-    assert idx.inferred == {"from_role_majority": 2}
+    assert idx.get("C市").type == "located_in:head"
+
+
+def test_a_few_homonyms_cannot_type_a_role_of_companies(tmp_path):
+    """The issue's case: a typed admin KG and an untyped company KG share two names; in 合作:head the only typed
+    entities are those two townships, so the majority rule must not type the companies as townships."""
+    admin = write(tmp_path / "admin.tsv", "head\trelation\ttail\thead_type\ttail_type\n"
+                  "平安\tlocated_in\t某县\ttownship\tcounty\n兴业\tlocated_in\t某县\ttownship\tcounty\n")
+    companies = [f"公司{chr(0x4e00 + i)}" for i in range(8)]
+    lines = [f"{c}\t合作\t{companies[(i + 1) % 8]}" for i, c in enumerate(companies)]
+    lines += ["平安\t合作\t公司一", "兴业\t合作\t公司丁"]
+    fin = write(tmp_path / "fin.tsv", "head\trelation\ttail\n" + "\n".join(lines) + "\n")
+    idx = load_kg([admin, fin]).index
+    assert {idx.get(c).type for c in companies} == {"合作:head", "合作:tail"}
+    assert all(idx.get(c).type_source == "role_signature" for c in companies)
+    # the old rule (any typed entity in the role votes) gave them all 'township': min_support 1, no share needed
+    old = load_kg([admin, fin], rules=TypeRules(min_support=1, min_share=0.0)).index
+    assert {old.get(c).type for c in companies} == {"township"}
+    # a role signature never equals a declared type
+    weird = write(tmp_path / "weird.tsv", "head\trelation\ttail\thead_type\ttail_type\nX公司\t合作\tY公司\t合作:head\t\n"
+                  "Z公司\t合作\tW公司\t\t\n")
+    idx = load_kg([weird]).index
+    assert idx.get("Z公司").type == "role:合作:head" and idx.get("X公司").type == "合作:head"
+
+
+def test_junk_names_are_bad_lines(tmp_path):
+    path = write(tmp_path / "kg.tsv",
+                 "head\trelation\ttail\thead_aliases\n"
+                 "<N>\t合作\t京东方\t\n"          # 2 placeholder
+                 "京东方\t合作\t123\t\n"          # 3 digits only
+                 "京东方\t合作\tTCL\t京东|--|B\n"  # 4 ok; aliases '--' and 'B' (1 char) are junk, 京东 kept
+                 "F&amp\t合作\t京东方\t\n"        # 5 HTML reference leaves one letter
+                 "LG\t合作\t京东方\t\n")          # 6 ok: two letters
+    kg = load_kg([path])
+    assert [(p.line, p.reason) for p in kg.problems] == [
+        (2, "junk_name"), (3, "junk_name"), (4, "junk_name"), (4, "junk_name"), (5, "junk_name")]
+    assert sorted(kg.index.surface_to_ids) == ["LG", "TCL", "京东", "京东方"]
+    assert kg.problem_counts() == {"junk_name": 5}
+    assert [t.head for t in iter_triples(path)] == ["京东方", "LG"]
+    # a longer minimum makes short names junk too
+    assert "LG" not in load_kg([path], min_name_chars=3).index.surface_to_ids
+
+
+def test_homonyms_across_sources_become_distinct_entities(tmp_path):
+    a = write(tmp_path / "a.tsv", "head\trelation\ttail\thead_type\ttail_type\n平安\tlocated_in\t海东市\ttownship\tcity\n")
+    b = write(tmp_path / "b.tsv", "head\trelation\ttail\thead_type\ttail_type\n平安\t合作\t招商银行\tcompany\tcompany\n")
+    kg = load_kg([a, b])
+    idx = kg.index
+    assert idx.candidates("平安") == ("平安@company", "平安@township")
+    assert idx.get("平安@township").type == "township" and idx.get("平安@company").type == "company"
+    assert idx.relations_between("平安@township", "海东市") == ("located_in",)
+    assert idx.relations_between("平安@company", "招商银行") == ("合作",)
+    assert [(t.head, t.relation, t.tail) for t in iter_triples(b, kg.raw.renames)] == [("平安@company", "合作", "招商银行")]
+    from kg.stats import graph_stats
+
+    hom = graph_stats(kg)["homonyms"]
+    assert hom["count"] == 1 and hom["names"]["平安"]["types"] == {a: "township", b: "company"}
 
 
 def test_missing_header_column_and_missing_file_are_user_errors(tmp_path):
@@ -163,3 +227,18 @@ def test_truncated_gzip_keeps_what_was_read_and_reports_the_rest(tmp_path):
     assert 0 < len(kg.triples) < 5000
     assert [p.reason for p in kg.problems] == ["unreadable"]
     assert kg.problems[0].line > len(kg.triples)
+
+
+@example(["&amp"], "AB")
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(list("0123456789０１２.-_%#/（）()<>[]{}&;:，。 ") + ["<N>", "[UNK]", "&amp", "&#39;"]),
+                min_size=0, max_size=8),
+       st.text(alphabet="平安合作京东方ABCxyz", min_size=2, max_size=6))
+def test_junk_name_property(junk_parts, name):
+    """Digits, punctuation and placeholders alone never make a name; adding a real name (≥ 2 Han characters or
+    letters) to them always does."""
+    from kg.graph import is_junk_name
+
+    junk = "".join(junk_parts)
+    assert is_junk_name(junk)
+    assert not is_junk_name(junk + name) and not is_junk_name(name + junk)

@@ -1,5 +1,5 @@
 from kg.index import index_from_triples, load_kg
-from kg.link import Linker, Segmenter, split_sentences
+from kg.link import CommonWords, Linker, Segmenter, split_sentences
 from tests.kg.helpers import ADMIN, COOC, WORLD, encyclopedia_docs
 
 
@@ -85,3 +85,56 @@ def test_blockwise_segmentation_equals_whole_sentence_cut():
         bounds = seg.boundaries(s)
         inner = seg.inner_positions(s, [(0, len(s))])
         assert inner == set(range(1, len(s))) - bounds, s
+
+
+def _cooperation_index():
+    """合作市 (alias 合作, jieba: vn, 'cooperation') in 甘南藏族自治州; the company 平安 (jieba: a, 'safe') and
+    万科 (nz, a proper noun) with a triple between them."""
+    return index_from_triples(
+        [("合作市", "located_in", "甘南藏族自治州"), ("平安", "合作", "万科")],
+        types={"合作市": "county", "甘南藏族自治州": "prefecture"}, aliases={"合作市": ["合作"]},
+    )
+
+
+def test_common_words_are_jieba_tags_and_frequency():
+    cw = CommonWords(words=["合作", "平安", "万科", "北京", "中国", "介休市"])
+    assert cw.entries["合作"][1] == "vn" and cw.is_common("合作", canonical=False)
+    assert cw.is_common("平安", canonical=True)  # tag a: even a canonical name needs corroboration
+    assert not cw.is_common("万科", canonical=True) and not cw.is_common("万科", canonical=False)  # nz
+    assert not cw.is_common("北京", canonical=False)  # ns, below the frequency bound
+    assert cw.is_common("中国", canonical=False) and not cw.is_common("中国", canonical=True)  # ns, very frequent
+    assert not cw.is_common("介休市", canonical=False)  # tagged v, but too rare to be an everyday word
+    assert not cw.is_common("不在词典里的名字", canonical=False)
+
+
+def test_common_word_alias_needs_corroboration():
+    idx = _cooperation_index()
+    linker = Linker(idx)
+    res = linker.link("双方将加强合作，共同发展。")
+    assert res.mentions == [] and res.common_word_rejected == 1
+    # corroborated in the sentence: another linked entity has a triple with it
+    res = linker.link("甘南藏族自治州的合作是一座城市。")
+    assert [m.entity_id for m in res.mentions] == ["甘南藏族自治州", "合作市"] and res.common_word_corroborated == 1
+    # corroborated in the document: the canonical name is linked in another sentence
+    doc = ["合作市位于甘肃。", "合作的海拔约三千米。", "双方将加强合作。"]
+    results = linker.link_document(doc)
+    assert [[m.surface for m in r.mentions] for r in results] == [["合作市"], ["合作"], ["合作"]]
+    assert sum(r.common_word_corroborated for r in results) == 2
+    assert [r.entity_ids for r in linker.link_document(doc[1:])] == [[], []]
+    # --allow-common-aliases: the behaviour before
+    assert [m.surface for m in Linker(idx, common_words=None).link("双方将加强合作。").mentions] == ["合作"]
+
+
+def test_common_canonical_name_needs_corroboration_unless_a_proper_noun():
+    linker = Linker(_cooperation_index())
+    res = linker.link("祝大家平安。")
+    assert res.mentions == [] and res.common_word_rejected == 1
+    assert [m.surface for m in linker.link("万科发布了年报。").mentions] == ["万科"]
+    res = linker.link("平安与万科签约。")  # a triple between them: both kept
+    assert [m.surface for m in res.mentions] == ["平安", "万科"] and res.common_word_corroborated == 1
+
+
+def test_common_alias_beside_its_canonical_name_in_the_sentence():
+    linker = Linker(_cooperation_index())
+    res = linker.link("合作市又称合作。")
+    assert [m.surface for m in res.mentions] == ["合作市", "合作"] and res.common_word_corroborated == 1

@@ -1,6 +1,6 @@
 import pytest
 
-from kg.index import index_from_triples, load_kg
+from kg.index import TypeRules, index_from_triples, load_kg
 from kg.link import Linker, Mention
 from kg.samples import (
     NA, TASKS, SubstitutionSampler, is_na, na_quota, select_na, sentence_outcomes, sentence_samples,
@@ -159,3 +159,31 @@ def test_sentence_outcomes():
     o = sentence_outcomes(ms, 0, [na_row, na_row], ("relation", "triple_mask"))
     assert o == {"": "pending_na", "relation": "pending_na", "triple_mask": "no_triple"}
     assert sentence_outcomes(ms, 0, [na_row, pos_row], ("relation",))["relation"] is None
+
+
+def test_substitution_stays_in_its_pool_and_records_both_entities():
+    """A declared county is replaced by a declared county, never by an entity whose 'county' was inferred by role
+    majority; role signatures are pools of their own; the mention records both ids and types."""
+    triples = [(f"{c}县", "located_in", "某市") for c in "甲乙丙丁"] + [("戊县", "located_in", "某市")]
+    triples += [(f"公司{c}", "合作", f"公司{d}") for c, d in zip("一二三四", "二三四一")]
+    types = {f"{c}县": "county" for c in "甲乙丙丁"}
+    types["某市"] = "prefecture"
+    idx = index_from_triples(triples, types=types, rules=TypeRules(min_support=3))
+    assert (idx.get("戊县").type, idx.get("戊县").type_source) == ("county", "role_majority")
+    assert idx.get("公司一").type_source == "role_signature"
+    sampler = SubstitutionSampler(idx, probability=1.0, tries=64)
+    seen = set()
+    for k, text in enumerate(["甲县和戊县", "公司一与公司二合作", "乙县的公司三"]):
+        ms = [Mention(text.index(n), text.index(n) + len(n), n, n) for n in ("甲县", "戊县", "乙县", "公司一", "公司二", "公司三")
+              if n in text]
+        for seed in range(30):
+            row = sampler.sample("d", f"d#{k}", text, ms, seed)
+            for m in row["mentions"]:
+                if m["replacement_id"] is None:
+                    continue
+                orig, rep = idx.get(m["entity_id"]), idx.get(m["replacement_id"])
+                assert (orig.type, orig.type_source) == (rep.type, rep.type_source), m
+                assert m["type"] == m["replacement_type"] == orig.type and m["type_source"] == orig.type_source
+                seen.add((m["entity_id"], m["replacement_id"]))
+    assert ("戊县", "甲县") not in seen and ("甲县", "戊县") not in seen
+    assert any(a.startswith("公司") for a, _ in seen) and any(a.endswith("县") for a, _ in seen)

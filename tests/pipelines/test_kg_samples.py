@@ -1,7 +1,9 @@
 """The kg-samples Beam job end to end on the FnApiRunner, over the fixture KGs and the encyclopedia + FinRE docs."""
 
+import csv
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -78,7 +80,7 @@ def test_every_row_keeps_its_invariants(setup, result):
     assert len({r["id"] for r in rows}) == len(rows)
 
 
-def test_counts_invariant_overall_and_per_task(result):
+def test_counts_invariant_overall_and_per_task(setup, result):
     manifest, rows = result
     c = manifest["counts"]
     check_counts(c)
@@ -100,7 +102,13 @@ def test_counts_invariant_overall_and_per_task(result):
     assert k["tasks"]["relation"]["per_relation"] and k["tasks"]["triple_mask"]["per_relation"]
     assert k["tasks"]["substitution"]["labels"]["replaced"] > 0
     assert k["linking"]["sentences"] + c["dropped"].get("too_long", 0) == c["input"]
-    assert manifest["knowledge_graph"]["bad_lines"] == {"duplicate_triple": 1, "self_loop": 9, "wrong_column_count": 1}
+    # junk names in the FinRE KG: the number placeholder <N> and F&amp (an HTML reference left of "F&amp;..."),
+    # found by reading FinRE's names that have no Han character; counted here with the csv module
+    with open(setup["kgs"][2], encoding="utf-8", newline="") as fh:
+        junk = sum(1 for r in csv.DictReader(fh, delimiter="\t") if {r["head"], r["tail"]} & {"<N>", "F&amp"})
+    assert junk > 0
+    assert manifest["knowledge_graph"]["bad_lines"] == {"duplicate_triple": 1, "self_loop": 9, "wrong_column_count": 1,
+                                                        "junk_name": junk}
     assert any("bad.tsv:2: wrong_column_count" in x for x in manifest["knowledge_graph"]["bad_line_examples"])
 
 
@@ -161,3 +169,79 @@ def test_relation_only_with_short_sentence_limit(setup, tmp_path):
     na = sum(1 for r in rows if r["relations"] == [NA])
     assert na <= 0.1 * len(rows)
     assert c["output"] == len({r["id"].rsplit(":", 2)[0] for r in rows})
+
+
+def _kg_names(path):
+    """{entity id: declared type or None} of a fixture KG file, read with the csv module."""
+    out = {}
+    with open(path, encoding="utf-8", newline="") as fh:
+        for r in csv.DictReader(fh, delimiter="\t"):
+            for side in ("head", "tail"):
+                if r.get(side):
+                    out.setdefault(r[side], r.get(f"{side}_type") or None)
+    return out
+
+
+def test_merged_typed_and_untyped_kgs_stay_apart(setup, result):
+    """The issue's merge (typed admin KG + untyped world KG + untyped FinRE company KG), through the Beam job:
+    no sample links a junk name, no company carries an administrative type, no substitution crosses KGs."""
+    manifest, rows = result
+    admin, world, finre = (_kg_names(p) for p in setup["kgs"][:3])
+    admin_types = {t for t in admin.values() if t}
+    assert admin_types == {"province", "prefecture", "county"}
+    companies = set(finre) - set(admin) - set(world)
+    han_or_letter = re.compile(r"[\u4e00-\u9fffA-Za-z]")
+    spans = [r[k] for r in rows for k in ("head", "tail") if r[k] is not None]
+    mentions = [m for r in rows if r["task"] == "substitution" for m in r["mentions"]]
+    for name in [s["name"] for s in spans] + [m["original"] for m in mentions]:
+        # a placeholder inside a name is fine (奇虎<N>公司 is 奇虎360公司 in FinRE's text); a name of nothing else is not
+        rest = name.replace("<N>", "").replace("&amp", "")
+        assert len(rest) >= 2 and han_or_letter.search(rest), name
+    typed = [(s["entity_id"], s["type"]) for s in spans] + [(m["entity_id"], m["type"]) for m in mentions]
+    typed += [(m["replacement_id"], m["replacement_type"]) for m in mentions if m["replacement_id"]]
+    company_types = {t for eid, t in typed if eid in companies}
+    assert company_types and not company_types & admin_types
+    replaced = [m for m in mentions if m["replacement_id"]]
+    assert len(replaced) > 20
+
+    def kgs_of(eid):
+        return {name for name, ids in (("admin", admin), ("world", world), ("finre", finre)) if eid in ids}
+
+    for m in replaced:
+        assert kgs_of(m["entity_id"]) & kgs_of(m["replacement_id"]), m
+        assert m["type"] == m["replacement_type"]
+    linking = manifest["knowledge_stats"]["linking"]
+    assert linking["common_word_rejected"] > 0 and linking["common_word_corroborated"] > 0
+    assert manifest["knowledge_graph"]["inferred_types"]
+
+
+def test_audit_view_of_knowledge_and_docs_outputs(setup, result, tmp_path, capsys):
+    """`knowmix stats OUT --samples N --html`: N seeded random rows per task with the spans marked, types and
+    where they came from; the same view of a docs output per source kind."""
+    from knowmix.stats import audit_samples, stats_main
+
+    manifest, rows = result
+    out = setup["outs"][0]
+    by_id = {r["id"]: r for r in rows}
+    view = audit_samples(out, 3, seed=1)
+    assert set(view["groups"]) == {"relation", "substitution", "triple_mask"}
+    for task, picked in view["groups"].items():
+        assert len(picked) == 3 and view["totals"][task] == sum(1 for r in rows if r["task"] == task)
+        for p in picked:
+            row = by_id[p["id"]]
+            assert row["task"] == task
+            for s in p["spans"]:
+                assert row["text"][s["start"]:s["end"]] == s["name"]
+                assert s["type_source"].startswith(("declared", "inferred"))
+    assert audit_samples(out, 3, seed=1) == view
+    assert [p["id"] for p in audit_samples(out, 3, seed=2)["groups"]["relation"]] != [
+        p["id"] for p in view["groups"]["relation"]]
+    page = tmp_path / "report.html"
+    assert stats_main([out, "--samples", "2", "--html", str(page)]) == 0
+    text = page.read_text(encoding="utf-8")
+    assert text.count("<div class=s>") == 6 and 'title="head"' in text and 'title="replaced"' in text
+    terminal = capsys.readouterr().out
+    assert "samples" in terminal and "type from" not in terminal and "declared" in terminal
+    docs_view = audit_samples(setup["docs"], 2)
+    assert set(docs_view["groups"]) == {"encyclopedia", "news"}
+    assert all(len(v) == 2 and v[0]["text"] for v in docs_view["groups"].values())
