@@ -6,6 +6,7 @@ inline SVG plots: length histograms per source kind, drop reasons, language scor
 
 from __future__ import annotations
 
+import argparse
 import glob
 import html
 import json
