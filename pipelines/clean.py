@@ -7,6 +7,12 @@ The recipe, top to bottom:
   -> write docs shards + dead letters + manifest
 Every record is an accounting event, so ``input == output + dead_letter + sum(dropped)`` holds exactly.
 
+Identity: a record is keyed internally by where it came from (source, file name relative to the source's glob
+root, record position: ``pipelines.dedup.record_key``), never by its id alone, so two files that use one id
+for different documents lose neither; the shard writer then makes output ids unique (same id and text: one
+survives, ``exact_duplicate``; same id, other text: ``ID~2``, counted as ``id_collisions``). A record that
+makes any step fail (a lone surrogate, a bug) becomes a dead letter with the error's one-line message.
+
 Memory: no document goes through a shuffle. The step that cleans a file spills its documents
 (``pipelines.spill``) and passes on only their dedup keys (``pipelines.dedup``, ~300 bytes a document);
 dedup decides on keys; each shard writer reads its shard's spilled batches and leaves out the losers.
@@ -22,14 +28,17 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 
-from corpora.document import Document
+from corpora.document import RAW_LIMIT, Document
 from corpora.readers import read_path
-from corpora.sources import expand_paths
+from corpora.sources import expand_paths, format_of, relative_name
 from knowmix.errors import UserError
 from pipelines import beamio
 from pipelines.clean_config import CleanConfig, load_config, steps_for
-from pipelines.dedup import DedupKeyBuffer, doc_key
-from pipelines.spill import SPILL_DIR, BlobSpill, SpilledTexts, SpillWriter, WriteShardsFromSpill, delete_spill
+from pipelines.dedup import DedupKeyBuffer, record_key
+from pipelines.spill import (
+    COLLISION_EXAMPLES, SPILL_DIR, BlobSpill, SpilledTexts, SpillWriter, WriteShardsFromSpill, delete_spill,
+    spill_schema,
+)
 
 DOCS_SCHEMA = pa.schema(
     [
@@ -51,14 +60,40 @@ CLUSTERS_DIR = "clusters"
 # ---------------------------------------------------------------------------------------------- steps
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: ``TypeName: first line of its message`` (safe to encode)."""
+    message = str(exc).strip().splitlines()
+    return printable(f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__)[:500]
+
+
+def printable(text: str) -> str:
+    """``text`` with lone surrogates (which no UTF-8 writer accepts) shown as ``\\udXXX``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def invalid_unicode_field(row: dict) -> str | None:
+    """The first string field of ``row`` that is not valid Unicode (a lone surrogate, e.g. from a JSON
+    ``"\\ud800"`` escape), else None."""
+    for key, value in row.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return key
+    return None
+
+
 class ReadAndClean(beam.DoFn):
     """(source index, path) -> the file's records through steps 1-3: normalise, language id, quality rules.
 
-    Emits ``("kept", row)`` with ``lang``, ``lang_score``, ``n_chars`` set, ``("dropped", (reason, kind))``
-    or ``("dead_letter", row)``. Documents go through the steps a chunk at a time, stage by stage: run
+    Emits ``("kept", row)`` with ``lang``, ``lang_score``, ``n_chars`` set (and ``_ordinal``, the record's
+    position among the file's documents), ``("dropped", (reason, kind))`` or ``("dead_letter", row)``.
+    Locations name the file relative to its source's glob root (``corpora.sources.relative_name``), however
+    its path was spelled. Documents go through the steps a chunk at a time, stage by stage: run
     document by document, fastText and the numpy n-gram statistics evict each other from the CPU caches
-    (measured: steps 1-3 about 30% slower). Chunks are formed inside ``process`` (not in
-    ``finish_bundle``, whose output Beam's Dask runner drops).
+    (measured: steps 1-3 about 30% slower). A chunk that fails is retried record by record, so an exception
+    costs the one record that raised it (a dead letter naming the error). Chunks are formed inside
+    ``process`` (not in ``finish_bundle``, whose output Beam's Dask runner drops).
     """
 
     CHUNK = 256
@@ -78,21 +113,62 @@ class ReadAndClean(beam.DoFn):
     def process(self, element):
         index, path = element
         spec = self.sources[index]
+        name = relative_name(spec, path)
+
+        def located(location: str) -> str:
+            return name + location[len(path) :] if location.startswith(path) else location
+
         chunk: list[dict] = []
-        for record in read_path(spec, path):
-            if isinstance(record, Document):
-                chunk.append(record.to_row())
-                if len(chunk) >= self.CHUNK:
-                    yield from self.clean(chunk)
-                    chunk = []
-            else:
-                row = record.to_row()
+        ordinal = 0
+        records = iter(read_path(spec, path))
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                break
+            except Exception as e:  # noqa: BLE001 - never a crash: the rest of the file is one dead letter
+                yield "dead_letter", self.dead_row(spec.kind, name, f"unreadable file: {one_line(e)}", "")
+                break
+            row = record.to_row()
+            row["location"] = located(row["location"])
+            if not isinstance(record, Document):
                 row["source_kind"] = spec.kind
-                yield "dead_letter", row
+                yield "dead_letter", {k: printable(v) if isinstance(v, str) else v for k, v in row.items()}
+                continue
+            bad = invalid_unicode_field(row)
+            if bad is not None:
+                reason = f"invalid Unicode in {bad} (a lone surrogate)"
+                yield "dead_letter", self.dead_row(spec.kind, row["location"], reason, row["text"])
+                continue
+            row["_ordinal"] = ordinal
+            ordinal += 1
+            chunk.append(row)
+            if len(chunk) >= self.CHUNK:
+                yield from self.clean(chunk)
+                chunk = []
         if chunk:
             yield from self.clean(chunk)
 
+    @staticmethod
+    def dead_row(kind: str, location: str, reason: str, raw: Any) -> dict:
+        raw = printable(raw if isinstance(raw, str) else str(raw or ""))[:RAW_LIMIT]
+        return {"source": kind, "location": printable(location), "reason": reason, "raw": raw, "source_kind": kind}
+
     def clean(self, rows: list[dict]):
+        """Steps 1-3 on a chunk; if anything raises, record by record, a record that raises is a dead letter."""
+        try:
+            results = list(self.clean_chunk(rows))
+        except Exception:  # noqa: BLE001 - find the record (or records) that raised
+            results = []
+            for row in rows:
+                try:
+                    results.extend(self.clean_chunk([row]))
+                except Exception as e:  # noqa: BLE001
+                    reason = f"cleaning failed: {one_line(e)}"
+                    results.append(("dead_letter", self.dead_row(row["source_kind"], row["location"], reason, row["text"])))
+        yield from results
+
+    def clean_chunk(self, rows: list[dict]):
         from pipelines.quality import check_language, check_quality
 
         texts = [self.normalizers[r["source_kind"]](r["text"]) for r in rows]
@@ -108,10 +184,8 @@ class ReadAndClean(beam.DoFn):
                 beam.metrics.Metrics.counter("knowmix.clean", f"dropped_{reason}").inc()
                 yield "dropped", (reason, kind)
                 continue
-            if row.get("title"):
-                row["title"] = self.normalizers[kind](row["title"])
-            row.update(text=text, lang=lang, lang_score=float(score), n_chars=len(text))
-            yield "kept", row
+            title = self.normalizers[kind](row["title"]) if row.get("title") else row.get("title")
+            yield "kept", {**row, "title": title, "text": text, "lang": lang, "lang_score": float(score), "n_chars": len(text)}
 
 
 class ReadCleanAndSpill(ReadAndClean):
@@ -133,7 +207,8 @@ class ReadCleanAndSpill(ReadAndClean):
         self.exact, self.near, self.num_parts = exact, near, num_parts
 
     def process(self, element):
-        spill = SpillWriter(self.spill_dir, DOCS_SCHEMA, self.num_shards)
+        index = element[0]
+        spill = SpillWriter(self.spill_dir, spill_schema(DOCS_SCHEMA), self.num_shards)
         keys = DedupKeyBuffer(self.exact, self.near, self.num_parts)
         key_spill = BlobSpill(self.spill_dir)
         key_locations: list[tuple[str, tuple]] = []
@@ -152,9 +227,9 @@ class ReadCleanAndSpill(ReadAndClean):
                 counts[("dropped", reason, kind)] += 1
                 continue
             counts[("input", None, value["source_kind"])] += 1
-            key = doc_key(value["id"])
+            key = record_key(index, value["location"], value.pop("_ordinal"), value["id"], self.num_shards)
             spill.add(value, key)
-            keys.add(value["id"], value["source_kind"], value["text"], key)
+            keys.add(value["id"], value["source_kind"], value["text"], key, value["location"])
             if len(keys) >= self.KEYS_PER_FLUSH:
                 spill_keys()
         spill_keys()
@@ -203,6 +278,8 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
 
     kinds = sorted({s.kind for s in config.sources})
     files = [(i, path) for i, spec in enumerate(config.sources) for path in expand_paths(spec)]
+    for i, path in files:  # a file of unknown format inside a glob: one line now, not a failure mid-run
+        format_of(config.sources[i], path)
     steps_by_kind = {k: steps_for(config, k) for k in kinds}
     rules_by_kind = {k: rules_for(k, config.rules.get(k)) for k in kinds}
     out = config.output_dir
@@ -255,10 +332,17 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
     dead_written = dead | "WriteDeadLetters" >> beamio.WriteDeadLetters(out)
 
     tallies = beamio.tally(dead_events | "AllEvents" >> beam.Flatten(), counted=[records["counts"], written["counts"]])
-    extra = None
+    # no CombineGlobally here: Beam's Dask runner mis-combines global combines over several partitions
+    extra = (
+        p
+        | "CollisionsOnce" >> beam.Create([None])
+        | "IdCollisions" >> beam.Map(
+            lambda _, renamed: {"id_collisions": sorted(renamed, key=lambda r: r["id"])[:COLLISION_EXAMPLES]},
+            renamed=beam.pvalue.AsList(written["collisions"]),
+        )
+    )
     if cluster_entries is not None:
-        # no CombineGlobally here: Beam's Dask runner mis-combines global combines over several partitions
-        extra = (
+        cluster_table = (
             p
             | "ClusterTableOnce" >> beam.Create([None])
             | "ClusterTable" >> beam.Map(
@@ -266,12 +350,22 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
                 entries=beam.pvalue.AsList(cluster_entries),
             )
         )
+        extra = (extra, cluster_table) | "Extras" >> beam.Flatten()
     options = {"argv": argv, **config.to_options()}
     options["output"]["num_shards"] = num_shards
     p | "Manifest" >> beamio.WriteManifest(
         out, "docs", DOCS_SCHEMA, written["entries"], tallies, options, group_name="by_source_kind", extra=extra,
-        after=[dead_written],
+        finalize=with_collision_counts, after=[dead_written],
     )
+
+
+def with_collision_counts(manifest: dict) -> dict:
+    """``counts.id_collisions`` (ids renamed to keep output ids unique) is always there, 0 when none."""
+    counts = manifest["counts"]
+    counts.setdefault("id_collisions", 0)
+    for group in counts.get("by_source_kind", {}).values():
+        group.setdefault("id_collisions", 0)
+    return manifest
 
 
 def run(config: CleanConfig, beam_args: list[str], argv: list[str] | None = None) -> dict:
