@@ -272,14 +272,21 @@ def resolve_num_shards(config: CleanConfig, files: list[tuple[int, str]]) -> int
     return max(4, -(-total // SHARD_TARGET_BYTES))
 
 
+def input_files(config: CleanConfig) -> list[tuple[int, str]]:
+    """(source index, path) of every input file; a glob matching nothing or a file whose format cannot be
+    told is a UserError now, before any output is touched, not a failure mid-run."""
+    files = [(i, path) for i, spec in enumerate(config.sources) for path in expand_paths(spec)]
+    for i, path in files:
+        format_of(config.sources[i], path)
+    return files
+
+
 def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> None:
     from pipelines.neardup import ExactDedupKeys, NearDedupConfig, NearDedupKeys
     from pipelines.quality import rules_for
 
     kinds = sorted({s.kind for s in config.sources})
-    files = [(i, path) for i, spec in enumerate(config.sources) for path in expand_paths(spec)]
-    for i, path in files:  # a file of unknown format inside a glob: one line now, not a failure mid-run
-        format_of(config.sources[i], path)
+    files = input_files(config)
     steps_by_kind = {k: steps_for(config, k) for k in kinds}
     rules_by_kind = {k: rules_for(k, config.rules.get(k)) for k in kinds}
     out = config.output_dir
@@ -373,6 +380,7 @@ def run(config: CleanConfig, beam_args: list[str], argv: list[str] | None = None
     from knowmix.manifest import read_manifest
 
     options = beamio.pipeline_options(beam_args)
+    input_files(config)
     beamio.clear_output(config.output_dir, extra_subdirs=(CLUSTERS_DIR, SPILL_DIR))
     try:
         with beam.Pipeline(options=options) as p:
