@@ -226,10 +226,15 @@ class ReadCleanAndSpill(ReadAndClean):
                 counts[("input", None, kind)] += 1
                 counts[("dropped", reason, kind)] += 1
                 continue
+            try:  # keys first: a document whose keys cannot be made is a dead letter, never half-spilled
+                key = record_key(index, value["location"], value.pop("_ordinal"), value["id"], self.num_shards)
+                keys.add(value["id"], value["source_kind"], value["text"], key, value["location"])
+            except Exception as e:  # noqa: BLE001
+                reason = f"dedup keys failed: {one_line(e)}"
+                yield "dead_letter", self.dead_row(value["source_kind"], value["location"], reason, value["text"])
+                continue
             counts[("input", None, value["source_kind"])] += 1
-            key = record_key(index, value["location"], value.pop("_ordinal"), value["id"], self.num_shards)
             spill.add(value, key)
-            keys.add(value["id"], value["source_kind"], value["text"], key, value["location"])
             if len(keys) >= self.KEYS_PER_FLUSH:
                 spill_keys()
         spill_keys()

@@ -193,27 +193,32 @@ class DedupKeyBuffer:
         return self.exact or self.near is not None
 
     def add(self, doc_id: str, source_kind: str, text: str, key: int | None = None, location: str = "") -> None:
-        """``key``: the document's doc key (default ``doc_key(doc_id)``, for ids known to be unique)."""
+        """``key``: the document's doc key (default ``doc_key(doc_id)``, for ids known to be unique).
+
+        Everything that can fail is computed before anything is buffered: a document whose keys cannot be
+        made leaves no partial record (an exact record without its meta record would break dedup)."""
         if not self.enabled:
             return
         key = doc_key(doc_id) if key is None else key
         d = text_digest(text)
         h1 = int.from_bytes(d[:8], "little")
-        self.meta_rows.append((key, SOURCE_PRIORITY.get(source_kind, len(SOURCE_PRIORITY)), len(text), h1))
-        self.ids.append(doc_id)
-        self.locations.append(location)
-        digest = (0, 0)
-        if self.exact:
-            digest = (h1, int.from_bytes(d[8:], "little"))
-            self.exact_rows.append((*digest, key))
+        digest = (h1, int.from_bytes(d[8:], "little")) if self.exact else (0, 0)
+        bands = None
         if self.near is not None:
             from pipelines.minhash import band_hashes, is_empty_signature
 
             sig = self.hasher.signature(text)
             if not is_empty_signature(sig):  # no shingles: never a near duplicate
-                self.band_rows.append(band_hashes(sig, self.bands, self.rows))
-                self.band_docs.append(key)
-                self.band_digests.append(digest)
+                bands = band_hashes(sig, self.bands, self.rows)
+        self.meta_rows.append((key, SOURCE_PRIORITY.get(source_kind, len(SOURCE_PRIORITY)), len(text), h1))
+        self.ids.append(doc_id)
+        self.locations.append(location)
+        if self.exact:
+            self.exact_rows.append((*digest, key))
+        if bands is not None:
+            self.band_rows.append(bands)
+            self.band_docs.append(key)
+            self.band_digests.append(digest)
 
     def flush(self) -> list[tuple[str, tuple]]:
         if not self.ids:
