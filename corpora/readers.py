@@ -37,7 +37,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator

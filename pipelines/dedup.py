@@ -9,7 +9,8 @@ Deduplication never moves texts through a shuffle. Each document contributes a f
 * ``exact``: the 128-bit digest of its normalised text and its *doc key*;
 * ``band``: one 64-bit hash per MinHash band (``bands`` of them), its doc key and (with exact dedup on) its
   text digest, so a bucket can count a group of exact duplicates once;
-* ``meta``: its doc key, source-kind priority, length and id (what the survivor rule needs).
+* ``meta``: its doc key, source-kind priority, length, 64 bits of its text digest, id and location (what
+  the survivor rule needs).
 
 A *doc key* names one record by where it came from, never by its id alone (two files may use the same id
 for different documents): in the clean job it is :func:`record_key` of the record's source, normalised
