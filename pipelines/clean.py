@@ -433,7 +433,9 @@ def clean_main(argv: list[str]) -> int:
     dropped = ", ".join(f"{k} {v}" for k, v in counts["dropped"].items()) or "none"
     console.print(
         f"[bold]knowmix clean[/bold]: {counts['input']} in → {counts['output']} docs, "
-        f"{counts['dead_letter']} dead letters, dropped: {dropped}\n"
+        f"{counts['dead_letter']} dead letters, dropped: {dropped}"
+        + (f"; {counts['id_collisions']} shared ids renamed (ID~N)" if counts.get("id_collisions") else "")
+        + "\n"
         f"  shards: {len(manifest['shards'])} in {config.output_dir}/shards   (knowmix stats {config.output_dir})"
     )
     return 0
