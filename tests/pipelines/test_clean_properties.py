@@ -52,7 +52,7 @@ def text_of(base: int, edit: int | None) -> str:
 documents = st.tuples(st.just("doc"), st.sampled_from(IDS), st.integers(0, len(POOL) - 1), st.none() | st.integers(0, 3))
 junk = st.tuples(st.sampled_from(("malformed", "surrogate", "number")), st.sampled_from(IDS), st.just(0), st.none())
 records = st.one_of(documents, documents, documents, junk)  # mostly documents
-names = st.text(alphabet="abxyz_-0", min_size=1, max_size=5)
+names = st.text(alphabet="abcxyz_-09", min_size=1, max_size=6)
 
 
 def line_of(record) -> str:
