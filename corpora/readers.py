@@ -43,8 +43,9 @@ default `("text",)` uses every column except the id/url fields (so `--source qa:
 an explicit `text_fields` none of which is in the header gives one dead-letter row for the file.
 
 Ids: `spec.id_field`'s value where given (jsonl/csv: a field; squad: an article/record key, CMRC defaults to
-`context_id`; mediawiki: a `<page>` child such as `id`; warc: a WARC header such as `WARC-Record-ID`), else `f"{kind}:{sha1(path)[:8]}:{basename}{:LINE|#N}"`, so two runs
-on the same paths give the same ids.
+`context_id`; mediawiki: a `<page>` child such as `id`; warc: a WARC header such as `WARC-Record-ID`), else `f"{kind}:{sha1(name)[:8]}:{basename}{:LINE|#N}"` where name is the file's path relative to the
+source's glob root (`corpora.sources.relative_name`), so the same files give the same ids however their
+path was spelled and wherever the corpus lives.
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -70,7 +70,7 @@ from corpora.encoding import (
     open_binary,
     read_head,
 )
-from corpora.sources import SourceSpec, format_of
+from corpora.sources import SourceSpec, format_of, relative_name
 from knowmix.errors import UserError
 
 Record = Document | DeadLetter
@@ -119,7 +119,9 @@ class _Ctx:
         self.spec = spec
         self.path = path
         self.kind = spec.kind
-        self._prefix = f"{spec.kind}:{hashlib.sha1(path.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}:{os.path.basename(path)}"
+        # ids hash the file's normalised name relative to the source's glob root, never the path as spelled
+        name = relative_name(spec, path)
+        self._prefix = f"{spec.kind}:{hashlib.sha1(name.encode('utf-8')).hexdigest()[:8]}:{name.rsplit('/', 1)[-1]}"
 
     def loc(self, suffix: str) -> str:
         return self.path + suffix

@@ -167,6 +167,49 @@ def expand_paths(spec: SourceSpec) -> list[str]:
     return sorted(out)
 
 
+_GLOB_CHARS = "*?["
+
+
+def glob_root(pattern: str) -> str:
+    """The directory part of a glob before its first wildcard, normalised: ``det/*.txt`` -> ``/abs/det``,
+    ``./det/A.txt`` -> ``/abs/det``, ``cfg/../in/**/*.jsonl`` -> ``/abs/in``; a URL keeps its ``scheme://``."""
+    first = min((i for i in (pattern.find(c) for c in _GLOB_CHARS) if i >= 0), default=len(pattern))
+    head = pattern[:first]
+    if _is_url(pattern):
+        return head.rsplit("/", 1)[0]
+    return os.path.abspath(os.path.dirname(os.path.expanduser(head)) or ".")
+
+
+def source_root(spec: SourceSpec) -> str | None:
+    """The directory every file of ``spec`` is named relative to: its globs' common root (None: no globs)."""
+    roots = sorted({glob_root(p) for p in spec.paths})
+    if not roots:
+        return None
+    if len(roots) == 1:
+        return roots[0]
+    if any(_is_url(r) for r in roots):
+        return os.path.commonprefix(roots).rsplit("/", 1)[0]
+    return os.path.commonpath(roots)
+
+
+def relative_name(spec: SourceSpec, path: str) -> str:
+    """The name a file goes by in ids and locations: its path relative to the source's glob root, normalised.
+
+    So ``det/A.txt``, ``./det/A.txt``, ``/abs/det/A.txt`` or a run from another directory name the file the
+    same (``A.txt``), and moving the corpus elsewhere changes no id. A path outside the root (or a spec with no
+    globs) keeps its absolute normalised path. Undecodable bytes of a file name show as ``\\xNN``.
+    """
+    root = source_root(spec)
+    if _is_url(path):
+        return path[len(root) :].lstrip("/") if root and path.startswith(root + "/") else path
+    name = os.path.abspath(os.path.expanduser(path))
+    if root is not None and not _is_url(root):
+        rel = os.path.relpath(name, root)
+        if rel != os.pardir and not rel.startswith(os.pardir + os.sep):
+            name = rel
+    return os.fsencode(name.replace(os.sep, "/")).decode("utf-8", "backslashreplace")
+
+
 _EXT_FORMATS = (
     (".jsonl", "jsonl"),
     (".ndjson", "jsonl"),

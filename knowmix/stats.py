@@ -75,6 +75,10 @@ def build_report(out_dir: str, verify: bool = True) -> dict[str, Any]:
         }
         if manifest.get("cluster_table"):
             report["cluster_sizes"] = _cluster_histogram(out_dir, manifest["cluster_table"])
+        if manifest["counts"].get("id_collisions"):  # ids renamed to keep output ids unique (the first 100)
+            report["id_collisions"] = {
+                "count": manifest["counts"]["id_collisions"], "renamed": manifest.get("id_collisions", [])
+            }
     elif kind == "knowledge":
         task = _column(tables, "task")
         report["per_task"] = dict(Counter(task.to_pylist())) if task is not None else {}
@@ -220,6 +224,11 @@ def render_terminal(report: dict[str, Any]) -> None:
         console.print(scripts)
     if report.get("cluster_sizes"):
         console.print("near-duplicate cluster sizes: " + ", ".join(f"{k}: {v}" for k, v in report["cluster_sizes"].items()))
+    if report.get("id_collisions"):
+        c = report["id_collisions"]
+        shown = ", ".join(f"{r['id']} ({r['original_id']} at {r['location']})" for r in c["renamed"][:10])
+        more = f", … ({c['count'] - 10} more)" if c["count"] > 10 else ""
+        console.print(f"id collisions: {c['count']} renamed: {shown}{more}", markup=False)
     if report.get("per_task"):
         console.print("rows per task: " + ", ".join(f"{k} {v:,}" for k, v in sorted(report["per_task"].items())))
     if report.get("sequence_length"):

@@ -24,7 +24,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from knowmix.errors import UserError
 from knowmix.manifest import DEAD_LETTER_DIR, MANIFEST_NAME, SHARDS_DIR, build_manifest
-from pipelines.dedup import doc_key, shard_of_key
+from pipelines.dedup import shard_key, shard_of_key
 
 FNAPI_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 LOCAL_RUNNER_NAMES = {None, "", "DirectRunner", "direct", "FnApiRunner"}
@@ -167,8 +167,9 @@ def digest_of(path: str) -> tuple[int, str]:
 
 
 def shard_of(key: str, num_shards: int) -> int:
-    """The shard of an id: its 64-bit doc key (``pipelines.dedup.doc_key``) modulo ``num_shards``."""
-    return shard_of_key(doc_key(key), num_shards)
+    """The shard of an id: the 64-bit key of its base (``pipelines.dedup.shard_key``: the id without a
+    collision suffix ``~N``) modulo ``num_shards``, so ``1`` and ``1~2`` share a shard."""
+    return shard_of_key(shard_key(key), num_shards)
 
 
 def shard_name(index: int, num_shards: int, subdir: str = SHARDS_DIR) -> str:
@@ -346,9 +347,9 @@ def counts_from_tallies(tallies: Iterable[tuple[tuple[str, str | None, str | Non
         if metric == "dropped":
             counts["dropped"][reason] = counts["dropped"].get(reason, 0) + n
             g["dropped"][reason] = g["dropped"].get(reason, 0) + n
-        else:
-            counts[metric] += n
-            g[metric] += n
+        else:  # input, output, dead_letter, and extra counts such as id_collisions
+            counts[metric] = counts.get(metric, 0) + n
+            g[metric] = g.get(metric, 0) + n
     counts["dropped"] = dict(sorted(counts["dropped"].items()))
     for g in groups.values():
         g["dropped"] = dict(sorted(g["dropped"].items()))

@@ -7,6 +7,12 @@ The recipe, top to bottom:
   -> write docs shards + dead letters + manifest
 Every record is an accounting event, so ``input == output + dead_letter + sum(dropped)`` holds exactly.
 
+Identity: a record is keyed internally by where it came from (source, file name relative to the source's glob
+root, record position: ``pipelines.dedup.record_key``), never by its id alone, so two files that use one id
+for different documents lose neither; the shard writer then makes output ids unique (same id and text: one
+survives, ``exact_duplicate``; same id, other text: ``ID~2``, counted as ``id_collisions``). A record that
+makes any step fail (a lone surrogate, a bug) becomes a dead letter with the error's one-line message.
+
 Memory: no document goes through a shuffle. The step that cleans a file spills its documents
 (``pipelines.spill``) and passes on only their dedup keys (``pipelines.dedup``, ~300 bytes a document);
 dedup decides on keys; each shard writer reads its shard's spilled batches and leaves out the losers.
@@ -23,14 +29,17 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 
-from corpora.document import Document
+from corpora.document import RAW_LIMIT, Document
 from corpora.readers import ReadStats, read_path
-from corpora.sources import expand_paths
+from corpora.sources import expand_paths, format_of, relative_name
 from knowmix.errors import UserError
 from pipelines import beamio, progress
 from pipelines.clean_config import CleanConfig, load_config, steps_for
-from pipelines.dedup import DedupKeyBuffer, doc_key
-from pipelines.spill import SPILL_DIR, BlobSpill, SpilledTexts, SpillWriter, WriteShardsFromSpill, delete_spill
+from pipelines.dedup import DedupKeyBuffer, record_key
+from pipelines.spill import (
+    COLLISION_EXAMPLES, SPILL_DIR, BlobSpill, SpilledTexts, SpillWriter, WriteShardsFromSpill, delete_spill,
+    spill_schema,
+)
 
 DOCS_SCHEMA = pa.schema(
     [
@@ -53,14 +62,40 @@ CLUSTERS_DIR = "clusters"
 # ---------------------------------------------------------------------------------------------- steps
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: ``TypeName: first line of its message`` (safe to encode)."""
+    message = str(exc).strip().splitlines()
+    return printable(f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__)[:500]
+
+
+def printable(text: str) -> str:
+    """``text`` with lone surrogates (which no UTF-8 writer accepts) shown as ``\\udXXX``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def invalid_unicode_field(row: dict) -> str | None:
+    """The first string field of ``row`` that is not valid Unicode (a lone surrogate, e.g. from a JSON
+    ``"\\ud800"`` escape), else None."""
+    for key, value in row.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return key
+    return None
+
+
 class ReadAndClean(beam.DoFn):
     """(source index, path) -> the file's records through steps 1-3: normalise, language id, quality rules.
 
-    Emits ``("kept", row)`` with ``lang``, ``lang_score``, ``n_chars``, ``script`` set, ``("dropped", (reason, kind))``
-    or ``("dead_letter", row)``. Documents go through the steps a chunk at a time, stage by stage: run
+    Emits ``("kept", row)`` with ``lang``, ``lang_score``, ``n_chars``, ``script`` set (and ``_ordinal``, the record's
+    position among the file's documents), ``("dropped", (reason, kind))`` or ``("dead_letter", row)``.
+    Locations name the file relative to its source's glob root (``corpora.sources.relative_name``), however
+    its path was spelled. Documents go through the steps a chunk at a time, stage by stage: run
     document by document, fastText and the numpy n-gram statistics evict each other from the CPU caches
-    (measured: steps 1-3 about 30% slower). Chunks are formed inside ``process`` (not in
-    ``finish_bundle``, whose output Beam's Dask runner drops).
+    (measured: steps 1-3 about 30% slower). A chunk that fails is retried record by record, so an exception
+    costs the one record that raised it (a dead letter naming the error). Chunks are formed inside
+    ``process`` (not in ``finish_bundle``, whose output Beam's Dask runner drops).
     """
 
     CHUNK = 256
@@ -79,24 +114,66 @@ class ReadAndClean(beam.DoFn):
 
     def process(self, element):
         index, path = element
+        path = os.fsdecode(path)  # the file name travels as bytes: it need not be UTF-8
         spec = self.sources[index]
+        name = relative_name(spec, path)
+
+        def located(location: str) -> str:
+            return name + location[len(path) :] if location.startswith(path) else location
+
         chunk: list[dict] = []
         stats = ReadStats()
-        for record in read_path(spec, path, stats):
-            if isinstance(record, Document):
-                chunk.append(record.to_row())
-                if len(chunk) >= self.CHUNK:
-                    yield from self.clean(chunk)
-                    chunk = []
-            else:
-                row = record.to_row()
+        ordinal = 0
+        records = iter(read_path(spec, path, stats))
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                break
+            except Exception as e:  # noqa: BLE001 - never a crash: the rest of the file is one dead letter
+                yield "dead_letter", self.dead_row(spec.kind, name, f"unreadable file: {one_line(e)}", "")
+                break
+            row = record.to_row()
+            row["location"] = located(row["location"])
+            if not isinstance(record, Document):
                 row["source_kind"] = spec.kind
-                yield "dead_letter", row
+                yield "dead_letter", {k: printable(v) if isinstance(v, str) else v for k, v in row.items()}
+                continue
+            bad = invalid_unicode_field(row)
+            if bad is not None:
+                reason = f"invalid Unicode in {bad} (a lone surrogate)"
+                yield "dead_letter", self.dead_row(spec.kind, row["location"], reason, row["text"])
+                continue
+            row["_ordinal"] = ordinal
+            ordinal += 1
+            chunk.append(row)
+            if len(chunk) >= self.CHUNK:
+                yield from self.clean(chunk)
+                chunk = []
         count_read(stats)
         if chunk:
             yield from self.clean(chunk)
 
+    @staticmethod
+    def dead_row(kind: str, location: str, reason: str, raw: Any) -> dict:
+        raw = printable(raw if isinstance(raw, str) else str(raw or ""))[:RAW_LIMIT]
+        return {"source": kind, "location": printable(location), "reason": reason, "raw": raw, "source_kind": kind}
+
     def clean(self, rows: list[dict]):
+        """Steps 1-3 on a chunk; if anything raises, record by record, a record that raises is a dead letter."""
+        try:
+            results = list(self.clean_chunk(rows))
+        except Exception:  # noqa: BLE001 - find the record (or records) that raised
+            results = []
+            for row in rows:
+                try:
+                    results.extend(self.clean_chunk([row]))
+                except Exception as e:  # noqa: BLE001
+                    reason = f"cleaning failed: {one_line(e)}"
+                    results.append(("dead_letter", self.dead_row(row["source_kind"], row["location"], reason, row["text"])))
+        yield from results
+
+    def clean_chunk(self, rows: list[dict]):
         from pipelines.normalize import normalize_rows
         from pipelines.quality import check_language, check_quality
 
@@ -114,10 +191,9 @@ class ReadAndClean(beam.DoFn):
                 beam.metrics.Metrics.counter("knowmix.clean", f"dropped_{reason}").inc()
                 yield "dropped", (reason, kind)
                 continue
-            if row.get("title"):
-                row["title"] = self.normalizers[kind](row["title"], t2s=converted)  # converted with its text
-            row.update(text=text, lang=lang, lang_score=float(score), n_chars=len(text), script=script)
-            yield "kept", row
+            title = self.normalizers[kind](row["title"], t2s=converted) if row.get("title") else row.get("title")
+            yield "kept", {**row, "title": title, "text": text, "lang": lang, "lang_score": float(score), "n_chars": len(text),
+                           "script": script}
 
 
 class ReadCleanAndSpill(ReadAndClean):
@@ -139,7 +215,8 @@ class ReadCleanAndSpill(ReadAndClean):
         self.exact, self.near, self.num_parts = exact, near, num_parts
 
     def process(self, element):
-        spill = SpillWriter(self.spill_dir, DOCS_SCHEMA, self.num_shards)
+        index = element[0]
+        spill = SpillWriter(self.spill_dir, spill_schema(DOCS_SCHEMA), self.num_shards)
         keys = DedupKeyBuffer(self.exact, self.near, self.num_parts)
         key_spill = BlobSpill(self.spill_dir)
         key_locations: list[tuple[str, tuple]] = []
@@ -158,10 +235,15 @@ class ReadCleanAndSpill(ReadAndClean):
                 counts[("input", None, kind)] += 1
                 counts[("dropped", reason, kind)] += 1
                 continue
+            try:  # keys first: a document whose keys cannot be made is a dead letter, never half-spilled
+                key = record_key(index, value["location"], value.pop("_ordinal"), value["id"], self.num_shards)
+                keys.add(value["id"], value["source_kind"], value["text"], key, value["location"])
+            except Exception as e:  # noqa: BLE001
+                reason = f"dedup keys failed: {one_line(e)}"
+                yield "dead_letter", self.dead_row(value["source_kind"], value["location"], reason, value["text"])
+                continue
             counts[("input", None, value["source_kind"])] += 1
-            key = doc_key(value["id"])
             spill.add(value, key)
-            keys.add(value["id"], value["source_kind"], value["text"], key)
             if len(keys) >= self.KEYS_PER_FLUSH:
                 spill_keys()
         spill_keys()
@@ -218,13 +300,22 @@ def resolve_num_shards(config: CleanConfig, files: list[tuple[int, str]]) -> int
     return max(4, -(-total // SHARD_TARGET_BYTES))
 
 
+def input_files(config: CleanConfig) -> list[tuple[int, str]]:
+    """(source index, path) of every input file; a glob matching nothing or a file whose format cannot be
+    told is a UserError now, before any output is touched, not a failure mid-run."""
+    files = [(i, path) for i, spec in enumerate(config.sources) for path in expand_paths(spec)]
+    for i, path in files:
+        format_of(config.sources[i], path)
+    return files
+
+
 def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str], out: str | None = None) -> None:
     """``out``: where the files go (a staging directory, see ``beamio.output_run``); default the config's."""
     from pipelines.neardup import ExactDedupKeys, NearDedupConfig, NearDedupKeys
     from pipelines.quality import rules_for
 
     kinds = sorted({s.kind for s in config.sources})
-    files = [(i, path) for i, spec in enumerate(config.sources) for path in expand_paths(spec)]
+    files = input_files(config)
     steps_by_kind = {k: steps_for(config, k) for k in kinds}
     rules_by_kind = {k: rules_for(k, config.rules.get(k)) for k in kinds}
     out = out or config.output_dir
@@ -277,10 +368,17 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str], out: 
     dead_written = dead | "WriteDeadLetters" >> beamio.WriteDeadLetters(out)
 
     tallies = beamio.tally(dead_events | "AllEvents" >> beam.Flatten(), counted=[records["counts"], written["counts"]])
-    extra = None
+    # no CombineGlobally here: Beam's Dask runner mis-combines global combines over several partitions
+    extra = (
+        p
+        | "CollisionsOnce" >> beam.Create([None])
+        | "IdCollisions" >> beam.Map(
+            lambda _, renamed: {"id_collisions": sorted(renamed, key=lambda r: r["id"])[:COLLISION_EXAMPLES]},
+            renamed=beam.pvalue.AsList(written["collisions"]),
+        )
+    )
     if cluster_entries is not None:
-        # no CombineGlobally here: Beam's Dask runner mis-combines global combines over several partitions
-        extra = (
+        cluster_table = (
             p
             | "ClusterTableOnce" >> beam.Create([None])
             | "ClusterTable" >> beam.Map(
@@ -288,12 +386,22 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str], out: 
                 entries=beam.pvalue.AsList(cluster_entries),
             )
         )
+        extra = (extra, cluster_table) | "Extras" >> beam.Flatten()
     options = {"argv": argv, **config.to_options()}
     options["output"]["num_shards"] = num_shards
     p | "Manifest" >> beamio.WriteManifest(
         out, "docs", DOCS_SCHEMA, written["entries"], tallies, options, group_name="by_source_kind", extra=extra,
-        after=[dead_written],
+        finalize=with_collision_counts, after=[dead_written],
     )
+
+
+def with_collision_counts(manifest: dict) -> dict:
+    """``counts.id_collisions`` (ids renamed to keep output ids unique) is always there, 0 when none."""
+    counts = manifest["counts"]
+    counts.setdefault("id_collisions", 0)
+    for group in counts.get("by_source_kind", {}).values():
+        group.setdefault("id_collisions", 0)
+    return manifest
 
 
 def run(config: CleanConfig, beam_args: list[str], argv: list[str] | None = None) -> dict:
@@ -302,7 +410,7 @@ def run(config: CleanConfig, beam_args: list[str], argv: list[str] | None = None
 
     options = beamio.pipeline_options(beam_args)
     argv = argv if argv is not None else sys.argv
-    inputs = [("input", path) for spec in config.sources for path in expand_paths(spec)]
+    inputs = [("input", path) for _, path in input_files(config)]  # a glob matching nothing: an error before any output is touched
     with beamio.output_run(config.output_dir, inputs, " ".join(argv), (CLUSTERS_DIR, SPILL_DIR)) as output:
         try:
             with beam.Pipeline(options=options) as p:
@@ -351,7 +459,9 @@ def clean_main(argv: list[str]) -> int:
     dropped = ", ".join(f"{k} {v}" for k, v in counts["dropped"].items()) or "none"
     console.print(
         f"[bold]knowmix clean[/bold]: {counts['input']} in → {counts['output']} docs, "
-        f"{counts['dead_letter']} dead letters, dropped: {dropped}\n"
+        f"{counts['dead_letter']} dead letters, dropped: {dropped}"
+        + (f"; {counts['id_collisions']} shared ids renamed (ID~N)" if counts.get("id_collisions") else "")
+        + "\n"
         f"  shards: {len(manifest['shards'])} in {config.output_dir}/shards   (knowmix stats {config.output_dir})"
         + (f"\n  Beam counters: {progress.last_counters()}" if progress.last_counters() else "")
     )

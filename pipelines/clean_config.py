@@ -62,6 +62,13 @@ class CleanConfig:
         }
 
 
+def _boolean(value: Any, what: str) -> bool:
+    """A TOML boolean; anything else (``"false"``, ``"no"``, 0) is an error, never read as true or false."""
+    if not isinstance(value, bool):
+        raise UserError(f"{what} must be true or false (a TOML boolean, unquoted), got {value!r}")
+    return value
+
+
 def _check_kind_tables(table: Any, section: str, where: str) -> dict[str, dict]:
     if not isinstance(table, dict):
         raise UserError(f"{where}: [{section}] must be a table of source kinds")
@@ -98,10 +105,12 @@ def load_config(
 
     base = os.path.dirname(os.path.abspath(config_path)) if config_path else os.getcwd()
     sources = []
+    if not isinstance(raw.get("sources", []), list):
+        raise UserError(f"{where}: sources must be an array of tables ([[sources]])")
     for i, table in enumerate(raw.get("sources", [])):
         spec = source_from_dict(table, f"{where} [[sources]] #{i + 1}")
         # relative globs in a config file are relative to the file, so a job runs from any directory
-        paths = tuple(p if os.path.isabs(p) or "://" in p else os.path.join(base, p) for p in spec.paths)
+        paths = tuple(p if "://" in p else os.path.normpath(os.path.join(base, p)) for p in spec.paths)
         sources.append(replace(spec, paths=paths))
     for shorthand in shorthands or []:
         sources.append(source_from_shorthand(shorthand))
@@ -109,6 +118,8 @@ def load_config(
         raise UserError(f"{where}: no sources (give [[sources]] in --config or --source KIND[:FORMAT]=GLOB)")
 
     output = raw.get("output", {})
+    if not isinstance(output, dict):
+        raise UserError(f"{where}: [output] must be a table")
     unknown = set(output) - OUTPUT_KEYS
     if unknown:
         raise UserError(f"{where}: unknown key [output] {sorted(unknown)[0]!r}")
@@ -142,18 +153,19 @@ def load_config(
         if config_path and not os.path.isabs(keep_words):
             keep_words = os.path.join(base, keep_words)
 
+    if not isinstance(raw.get("dedup", {}), dict):
+        raise UserError(f"{where}: [dedup] must be a table")
     dedup = dict(raw.get("dedup", {}))
-    exact = dedup.pop("exact", True)
     config = CleanConfig(
         sources=sources,
         output_dir=out_dir,
         num_shards=num_shards,
-        cluster_table=bool(output.get("cluster_table", False)),
+        cluster_table=_boolean(output.get("cluster_table", False), f"{where}: [output] cluster_table"),
         normalize=_check_kind_tables(normalize, "normalize", where),
         keep_words=keep_words,
         t2s_threshold=t2s_threshold,
         rules=_check_kind_tables(raw.get("rules", {}), "rules", where),
-        exact_dedup=bool(exact),
+        exact_dedup=_boolean(dedup.pop("exact", True), f"{where}: [dedup] exact"),
         dedup=dedup,
     )
     for key, value in (overrides or {}).items():

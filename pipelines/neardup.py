@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from itertools import combinations
-from typing import Any, Iterable, Iterator, Mapping, NamedTuple
+from typing import Any, Iterator, Mapping, NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -46,13 +46,12 @@ import numpy as np
 from knowmix.errors import UserError
 from pipelines.beamio import split_by_tag
 from pipelines.dedup import (
-    BAND_DTYPE, EXACT_DTYPE, DedupKeyBuffer, doc_key, runs, shard_of_key, survivor_key, unpack, unpack_meta,
+    BAND_DTYPE, EXACT_DTYPE, DedupKeyBuffer, doc_key, runs, shard_of_key, unpack, unpack_meta,
 )
 from pipelines.minhash import TOKENIZERS, optimal_params, text_jaccard
 
 NAMESPACE = "knowmix.neardup"
 VERIFY_ALL_PAIRS_MAX = 16  # verify mode: buckets up to this size check all pairs, larger ones star edges
-_LEN_OFFSET = 10**12
 # (false-positive, false-negative) weights of the bands x rows choice (datasketch's ``_optimal_param``).
 # datasketch's default (0.5, 0.5) gives 9 x 13 at threshold 0.8 / 128 perms: a pair at Jaccard 0.8 becomes a
 # candidate with probability 0.40 only (0.69 at 0.85), too few for dedup. (0.2, 0.8) gives 12 x 10: 0.74 at 0.8,
@@ -123,15 +122,6 @@ def _check(config: NearDedupConfig, where: str) -> None:
         bad("threshold", "a number between 0 and 1 (exclusive)")
     if config.tokenizer not in TOKENIZERS:
         bad("tokenizer", " or ".join(repr(t) for t in TOKENIZERS))
-
-
-# ---------------------------------------------------------------------------------------------- nodes
-
-
-def node_of(doc: Mapping) -> str:
-    """A string whose order is ``survivor_key(doc, prefer_longer=True)``'s order (fixed-width prefix + id)."""
-    priority, neg_len, doc_id = survivor_key(doc, prefer_longer=True)
-    return f"{priority:02d}{_LEN_OFFSET + neg_len:012d}{doc_id}"
 
 
 # ---------------------------------------------------------------------------------------------- buckets
@@ -316,8 +306,14 @@ class Member(NamedTuple):
     priority: int
     n_chars: int
     id: str
+    digest: int
+    location: str
     doc: int
     exact_loser: bool
+
+    def order(self, prefer_longer: bool) -> tuple:
+        """``pipelines.dedup.survivor_key``'s total order: kind priority, (near) longer, id, text, location."""
+        return (self.priority, -self.n_chars if prefer_longer else 0, self.id, self.digest, self.location, self.doc)
 
 
 def _attach_meta(kv):
@@ -326,30 +322,34 @@ def _attach_meta(kv):
     members = list(groups["members"])
     if not members:
         return
-    records, ids = unpack_meta(groups["meta"])
+    records, ids, locations = unpack_meta(groups["meta"])
     losers = set(groups["losers"]) if "losers" in groups else set()
     docs = records["doc"]
     for doc, group in members:
         i = int(np.searchsorted(docs, doc))
         if i >= len(docs) or int(docs[i]) != doc:
             raise RuntimeError(f"dedup: no metadata for doc key {doc} (a dedup record without its meta record)")
-        yield group, Member(int(records["priority"][i]), int(records["n_chars"][i]), ids[i], doc, doc in losers)
+        r = records[i]
+        yield group, Member(
+            int(r["priority"]), int(r["n_chars"]), ids[i], int(r["digest"]), locations[i], doc, doc in losers
+        )
 
 
 def _exact_losers(kv):
-    """(group, members) -> (doc key, "exact_duplicate") for all but the survivor (kind priority, then id)."""
+    """(group, members) -> (doc key, "exact_duplicate") for all but the survivor (kind priority, id, location)."""
     _, members = kv
-    ordered = sorted(set(members), key=lambda m: (m.priority, m.id, m.doc))
+    ordered = sorted(set(members), key=lambda m: m.order(prefer_longer=False))
     for m in ordered[1:]:
         yield m.doc, "exact_duplicate"
 
 
 def _near_outcome(kv, output: str):
     """(component root, members) -> with ``output`` "drops", (doc key, "near_duplicate") for every member but
-    the survivor (kind priority, longer text, smaller id); with "clusters", a cluster row per member.
-    Exact-duplicate losers are left out: their survivor has the same bands, so it is in the same component."""
+    the survivor (kind priority, longer text, smaller id, text, location); with "clusters", a cluster row per
+    member. Exact-duplicate losers are left out: their survivor has the same bands, so it is in the same
+    component."""
     _, members = kv
-    alive = sorted({m for m in members if not m.exact_loser}, key=lambda m: (m.priority, -m.n_chars, m.id, m.doc))
+    alive = sorted({m for m in members if not m.exact_loser}, key=lambda m: m.order(prefer_longer=True))
     if len(alive) < 2:
         return
     if output == "drops":
@@ -492,7 +492,7 @@ class _DocKeysFn(beam.DoFn):
         self.buffer = DedupKeyBuffer(False, self.config, self.num_parts)
 
     def process(self, doc):
-        self.buffer.add(doc["id"], doc["source_kind"], doc["text"])
+        self.buffer.add(doc["id"], doc["source_kind"], doc["text"], location=doc.get("location") or "")
         yield from self.buffer.flush()
 
 
@@ -568,13 +568,3 @@ class NearDedup(beam.PTransform):
             joined | "RouteDropped" >> beam.FlatMap(_route, output="dropped"),
             near.clusters,
         )
-
-def count_clusters(rows: Iterable[Mapping]) -> dict[int, int]:
-    """Cluster-size histogram ``{size: number of clusters}`` from cluster rows (for stats and tests)."""
-    seen: dict[str, int] = {}
-    for r in rows:
-        seen[r["cluster_id"]] = r["cluster_size"]
-    hist: dict[int, int] = {}
-    for size in seen.values():
-        hist[size] = hist.get(size, 0) + 1
-    return dict(sorted(hist.items()))

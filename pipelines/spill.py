@@ -4,8 +4,12 @@ Runners that keep shuffled data in memory (Beam's local FnApiRunner keeps every 
 GroupByKey's values in the driver) would otherwise hold the whole corpus several times over. So the clean job
 never shuffles a document: the step that cleans a file writes its documents to one spill file (Arrow IPC,
 one record batch per shard per flush) and emits only *locations* ``(shard, (path, batch index))`` and the
-documents' dedup keys. The shard writer then reads its shard's batches, drops what dedup decided, sorts by
-id and writes the shard. Memory is bounded by one shard, not by the corpus.
+documents' dedup keys. The shard writer then reads its shard's batches, drops what dedup decided, makes the
+ids unique (:func:`resolve_id_collisions`), sorts by id and writes the shard. Memory is bounded by one
+shard, not by the corpus.
+
+A spilled row carries its doc key (``KEY_COLUMN``, see ``pipelines.dedup``): dedup decides on doc keys,
+which name a record by where it came from, so two records that share an id are never mistaken for one.
 
 Spill files live under ``OUT/_spill/`` (any Beam filesystem: local, gs://, s3://) and are removed when the
 job ends. A retried bundle writes a new spill file under a new name; only the locations of the attempt
@@ -15,7 +19,7 @@ that succeeded reach the writer, so the orphan is never read.
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Iterable
 
 import apache_beam as beam
@@ -26,9 +30,17 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import beamio
-from pipelines.dedup import doc_key, shard_of_key
+from pipelines.dedup import SOURCE_PRIORITY, doc_key, id_base, shard_of_key
 
 SPILL_DIR = "_spill"
+KEY_COLUMN = "_key"
+#: a shard writer reports at most this many renamed ids for the manifest's ``id_collisions`` list
+COLLISION_EXAMPLES = 100
+
+
+def spill_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema of spilled rows: ``schema`` and the rows' doc keys."""
+    return schema.append(pa.field(KEY_COLUMN, pa.int64()))
 
 
 class SpillWriter:
@@ -47,8 +59,11 @@ class SpillWriter:
         self.locations: list[tuple[int, tuple[str, int]]] = []
 
     def add(self, row: dict, key: int | None = None) -> None:
-        """``key``: the row's ``doc_key(row["id"])`` where the caller has it already."""
+        """``key``: the row's doc key (default ``doc_key(row["id"])``); it picks the row's shard, and is stored
+        in ``KEY_COLUMN`` where the schema has one."""
         key = doc_key(row["id"]) if key is None else key
+        if KEY_COLUMN in self.schema.names:
+            row = {**row, KEY_COLUMN: key}
         self.buffers[shard_of_key(key, self.num_shards)].append(row)
         self.buffered += 1
         if self.buffered >= self.flush_rows:
@@ -159,9 +174,59 @@ def delete_spill(out_dir: str) -> None:
 # ---------------------------------------------------------------------------------------------- shard writer
 
 
+def resolve_id_collisions(table: pa.Table) -> tuple[pa.Table, list[dict], list[tuple[str, str]]]:
+    """Make a shard's ids unique; returns (table, renamed, dropped).
+
+    Rows that share an id are ordered by (source-kind priority, text, location, doc key): a content order,
+    so renaming or reordering input files does not change which text keeps the id. A row whose text equals
+    an earlier one's is dropped (``dropped``: (source kind, "exact_duplicate"); only possible with exact
+    dedup off); every other later row gets ``BASE~K`` (BASE: ``id_base(id)``, K >= 2 the smallest number not
+    taken in the shard; ``renamed``: ``{"id", "original_id", "location", "source_kind"}``). Every id with the
+    same base lives in this shard (``beamio.shard_of``), so no other shard can hold the new id.
+    """
+    ids = table.column("id").to_pylist()
+    shared = {i for i, n in Counter(ids).items() if n > 1}
+    if not shared:
+        return table, [], []
+    kinds = table.column("source_kind").to_pylist()
+    texts = table.column("text").to_pylist()
+    locations = table.column("location").to_pylist()
+    keys = table.column(KEY_COLUMN).to_pylist() if KEY_COLUMN in table.column_names else [0] * len(ids)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for row, i in enumerate(ids):
+        if i in shared:
+            groups[i].append(row)
+    taken = set(ids)
+    new_ids = list(ids)
+    keep = np.ones(len(ids), dtype=bool)
+    renamed: list[dict] = []
+    dropped: list[tuple[str, str]] = []
+    for doc_id in sorted(groups):
+        rows = sorted(
+            groups[doc_id],
+            key=lambda r: (SOURCE_PRIORITY.get(kinds[r], len(SOURCE_PRIORITY)), texts[r], locations[r], keys[r]),
+        )
+        kept_texts = {texts[rows[0]]}
+        base, k = id_base(doc_id), 2
+        for r in rows[1:]:
+            if texts[r] in kept_texts:
+                keep[r] = False
+                dropped.append((kinds[r], "exact_duplicate"))
+                continue
+            kept_texts.add(texts[r])
+            while f"{base}~{k}" in taken:
+                k += 1
+            new_ids[r] = f"{base}~{k}"
+            taken.add(new_ids[r])
+            renamed.append({"id": new_ids[r], "original_id": doc_id, "location": locations[r], "source_kind": kinds[r]})
+    table = table.set_column(table.column_names.index("id"), "id", pa.array(new_ids, pa.string()))
+    return table.filter(pa.array(keep)), renamed, dropped
+
+
 class _WriteShardFromSpillFn(beam.DoFn):
-    """(shard, {"spill": locations, "drops": (doc key, reason)}) -> ("entry", manifest entry) and
-    ("event", ((metric, reason, source kind), n)) accounting counts for the rows written and dropped."""
+    """(shard, {"spill": locations, "drops": (doc key, reason)}) -> ("entry", manifest entry),
+    ("event", ((metric, reason, source kind), n)) accounting counts for the rows written and dropped and the
+    ids renamed (metric ``id_collisions``), and ("collision", renamed id) for the first few renamed ids."""
 
     def __init__(self, out_dir: str, schema: pa.Schema, num_shards: int, batch_rows: int):
         self.out_dir, self.schema, self.num_shards, self.batch_rows = out_dir, schema, num_shards, batch_rows
@@ -172,26 +237,29 @@ class _WriteShardFromSpillFn(beam.DoFn):
         if not locations:
             return
         drops = dict(groups["drops"])
-        table = read_spilled(locations, self.schema)
-        kinds = table.column("source_kind").to_pylist()
+        table = read_spilled(locations, spill_schema(self.schema))
+        dropped: dict[tuple, int] = defaultdict(int)
         if drops:
-            reasons = [drops.get(doc_key(i)) for i in table.column("id").to_pylist()]
-            dropped: dict[tuple, int] = defaultdict(int)
-            for reason, kind in zip(reasons, kinds):
+            reasons = [drops.get(k) for k in table.column(KEY_COLUMN).to_pylist()]
+            for reason, kind in zip(reasons, table.column("source_kind").to_pylist()):
                 if reason is not None:
                     dropped[("dropped", reason, kind)] += 1
-            for event, n in sorted(dropped.items()):
-                yield "event", (event, n)
-            keep = np.array([r is None for r in reasons], dtype=bool)
-            table = table.filter(pa.array(keep))
-            kinds = [k for k, r in zip(kinds, reasons) if r is None]
-        kept: dict[tuple, int] = defaultdict(int)
-        for kind in kinds:
-            kept[("output", None, kind)] += 1
-        for event, n in sorted(kept.items()):
+            table = table.filter(pa.array(np.array([r is None for r in reasons], dtype=bool)))
+        table, renamed, same_id_copies = resolve_id_collisions(table)
+        for kind, reason in same_id_copies:
+            dropped[("dropped", reason, kind)] += 1
+        counted: dict[tuple, int] = defaultdict(int, dropped)
+        for kind in table.column("source_kind").to_pylist():
+            counted[("output", None, kind)] += 1
+        for r in renamed:
+            counted[("id_collisions", None, r["source_kind"])] += 1
+        for event, n in sorted(counted.items(), key=str):
             yield "event", (event, n)
+        for r in sorted(renamed, key=lambda r: r["id"])[:COLLISION_EXAMPLES]:
+            yield "collision", r
         if table.num_rows == 0:
             return
+        table = table.drop_columns([KEY_COLUMN])
         order = pc.sort_indices(table, sort_keys=[("id", "ascending")])
         batches = (  # gathered a batch at a time: the shard is held once, not twice
             table.take(order[start : start + self.batch_rows]).combine_chunks().to_batches()[0]
@@ -204,7 +272,8 @@ class _WriteShardFromSpillFn(beam.DoFn):
 
 class WriteShardsFromSpill(beam.PTransform):
     """{"spill": (shard, location), "drops": (doc key, reason)} -> {"entries": manifest entries,
-    "counts": ((metric, reason, source kind), n)}: every spilled row is written or counted as dropped."""
+    "counts": ((metric, reason, source kind), n), "collisions": renamed ids (a few per shard)}: every
+    spilled row is written or counted as dropped. ``schema``: the output schema (without ``KEY_COLUMN``)."""
 
     def __init__(self, out_dir: str, schema: pa.Schema, num_shards: int, batch_rows: int = 2048):
         super().__init__()
@@ -218,12 +287,13 @@ class WriteShardsFromSpill(beam.PTransform):
             | "JoinDrops" >> beam.CoGroupByKey()
             | "WriteShard" >> beam.ParDo(_WriteShardFromSpillFn(self.out_dir, self.schema, n, self.batch_rows))
         )
-        split = beamio.split_by_tag(written, ("entry", "event"), "Written")
-        return {"entries": split["entry"], "counts": split["event"]}
+        split = beamio.split_by_tag(written, ("entry", "event", "collision"), "Written")
+        return {"entries": split["entry"], "counts": split["event"], "collisions": split["collision"]}
 
 
 class SpilledTexts(beam.PTransform):
-    """doc keys (with repeats) -> (doc key, text), read from the spilled shards they belong to."""
+    """doc keys (with repeats) -> (doc key, text), read from the spilled shards they belong to.
+    ``schema``: the output schema (the spill files add ``KEY_COLUMN``)."""
 
     def __init__(self, spill_locations, schema: pa.Schema, num_shards: int):
         super().__init__()
@@ -237,9 +307,8 @@ class SpilledTexts(beam.PTransform):
             wanted = set(groups["want"])
             if not wanted:
                 return
-            table = read_spilled(groups["spill"], schema, columns=["id", "text"])
-            for doc_id, text in zip(table.column("id").to_pylist(), table.column("text").to_pylist()):
-                key = doc_key(doc_id)
+            table = read_spilled(groups["spill"], spill_schema(schema), columns=[KEY_COLUMN, "text"])
+            for key, text in zip(table.column(KEY_COLUMN).to_pylist(), table.column("text").to_pylist()):
                 if key in wanted:
                     wanted.discard(key)
                     yield key, text

@@ -31,16 +31,37 @@ def demo_job(tmp_path_factory):
     return root
 
 
+def fixture_record_counts() -> dict[str, int]:
+    """Input records per source kind of the demo job, counted without the readers: JSON articles/records,
+    non-blank lines, CSV rows (the csv module), one HTML page."""
+    import csv
+
+    cmrc = json.load(open(fixture("encyclopedia_cmrc2018_trial.json"), encoding="utf-8"))
+    drcd = json.load(open(fixture("encyclopedia_drcd_dev_first40articles.json"), encoding="utf-8"))["data"]
+    with open(fixture("news_peoples_daily_199801_first400.txt"), encoding="utf-8") as fh:
+        news = sum(1 for line in fh if line.strip())
+    with open(fixture("qa_medical_toyhom_300.gbk.csv"), encoding="gb18030", newline="") as fh:
+        qa = sum(1 for _ in csv.reader(fh)) - 1  # less the header
+    return {"encyclopedia": len(cmrc) + len(drcd), "news": news, "qa": qa, "web": 1}
+
+
 def test_manifest_accounts_for_every_record(demo_job):
     d = open_shard_dir(str(demo_job / "docs"), kind="docs")
     counts = d.manifest["counts"]
-    assert counts["input"] == counts["output"] + counts["dead_letter"] + sum(counts["dropped"].values())
-    assert counts["output"] == sum(s["rows"] for s in d.manifest["shards"]) == d.read_all().num_rows
+    expected = fixture_record_counts()
+    assert expected == {"encyclopedia": 296, "news": 400, "qa": 300, "web": 1}
+    assert counts["input"] == sum(expected.values())
     by_kind = counts["by_source_kind"]
-    assert set(by_kind) == {"encyclopedia", "news", "qa", "web"}
+    assert {kind: g["input"] for kind, g in by_kind.items()} == expected
+    # output: the rows actually in the shards; dead letters: the lines actually in the dead-letter file
+    rows = d.read_all().to_pylist()
+    assert counts["output"] == len(rows) == len({r["id"] for r in rows})
     for kind, g in by_kind.items():
-        assert g["input"] == g["output"] + g["dead_letter"] + sum(g["dropped"].values()), kind
-        assert g["output"] > 0, kind
+        assert g["output"] == sum(1 for r in rows if r["source_kind"] == kind) > 0, kind
+    dead_file = demo_job / "docs" / "dead_letter" / "part-00000.jsonl"
+    dead = dead_file.read_text(encoding="utf-8").splitlines() if dead_file.exists() else []
+    assert counts["dead_letter"] == len(dead)
+    assert counts["id_collisions"] == 0
     assert [(f["name"], f["type"]) for f in d.manifest["schema"]] == [(f.name, str(f.type)) for f in DOCS_SCHEMA]
     assert d.manifest["tool"]["name"] == "knowmix" and "clean" in d.manifest["command"]
 
@@ -148,7 +169,7 @@ BAD_INPUTS = {
     "malformed.jsonl": (b'{"text": "ok"\n', "json"),
     "missing_field.jsonl": (b'{"title": "no text here"}\n', "text"),
     "empty.txt": (b"", "empty"),
-    "junk.txt": (bytes(range(256)) * 64, ""),
+    "junk.txt": (bytes(range(256)) * 64, "binary"),
 }
 
 
@@ -179,7 +200,8 @@ def test_bad_input_becomes_dead_letters_and_the_rest_goes_on(tmp_path):
     assert rc == 0
     d = open_shard_dir(str(out))
     counts = d.manifest["counts"]
-    assert counts["input"] == counts["output"] + counts["dead_letter"] + sum(counts["dropped"].values())
+    # one csv data row per line after the header; one html page
+    assert counts["by_source_kind"]["qa"]["input"] == 2 and counts["by_source_kind"]["web"]["input"] == 1
     dead = [json.loads(line) for line in (out / "dead_letter" / "part-00000.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(dead) == counts["dead_letter"]
     by_file = {}

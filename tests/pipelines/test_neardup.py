@@ -15,7 +15,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from knowmix.errors import UserError
 from pipelines.beamio import pipeline_options
 from pipelines.minhash import MinHasher, band_keys, optimal_params, text_jaccard
-from pipelines.neardup import ConnectedComponents, NearDedup, NearDedupConfig, count_clusters, node_of
+from pipelines.dedup import survivor_key
+from pipelines.neardup import ConnectedComponents, NearDedup, NearDedupConfig
 
 FIXTURES = Path(__file__).resolve().parents[2] / "corpora" / "fixtures"
 SMALL = dict(max_rounds=6)  # small graphs converge in 2-3 rounds; each unrolled round is an extra stage
@@ -222,7 +223,7 @@ def test_every_doc_is_kept_or_dropped_once_and_clusters_are_consistent(planted, 
         assert {s for d, cc, s in planted_result["clusters"] if cc == c} == {len(ids)}
         assert len(set(ids) & set(kept)) == 1  # one survivor per cluster
     assert len(dropped) == sum(len(ids) - 1 for ids in members.values())
-    assert sum(count_clusters({"cluster_id": c, "cluster_size": s} for _, c, s in planted_result["clusters"]).values()) == len(members)
+    assert len({c for _, c, _ in planted_result["clusters"]}) == len(members)
 
 
 def test_survivors_follow_the_priority_rule(planted, planted_result):
@@ -234,7 +235,7 @@ def test_survivors_follow_the_priority_rule(planted, planted_result):
             assert d not in kept  # the encyclopedia / news original wins over web and qa copies
     for c in {c for _, c, _ in planted_result["clusters"]}:
         ids = [d for d, cc, _ in planted_result["clusters"] if cc == c]
-        winner = min(ids, key=lambda i: node_of(by_id[i]))
+        winner = min(ids, key=lambda i: survivor_key(by_id[i], prefer_longer=True))
         assert winner in kept
 
 
@@ -406,11 +407,17 @@ def test_dask_runner_gives_the_same_result(planted, planted_result, tmp_path):
 
 def test_doc_keys_find_the_shard_of_their_id():
     from pipelines.beamio import shard_of
-    from pipelines.dedup import doc_key, shard_of_key
+    from pipelines.dedup import doc_key, record_key, shard_of_key
 
     for i in range(300):
         for n in (1, 3, 7, 64):
             assert shard_of_key(doc_key(f"doc-{i}"), n) == shard_of(f"doc-{i}", n)
+            # a record's key (where it came from) lands in its id's shard, and a renamed id beside it
+            key = record_key(i % 3, f"a/b{i}.jsonl:{i}", i, f"doc-{i}", n)
+            assert shard_of_key(key, n) == shard_of(f"doc-{i}", n) == shard_of(f"doc-{i}~2", n)
+            assert -(1 << 63) <= key < (1 << 63)
+    # two records with one id get two keys
+    assert record_key(0, "a.jsonl:1", 0, "1", 4) != record_key(0, "b.jsonl:1", 0, "1", 4)
 
 
 def test_key_buffer_packs_every_document_once_in_its_partition():
@@ -427,7 +434,8 @@ def test_key_buffer_packs_every_document_once_in_its_partition():
     by_tag: dict[str, list] = {}
     for tag, (part, blob) in out:
         by_tag.setdefault(tag, []).append((part, blob))
-    records, ids = unpack_meta(blob for _, blob in by_tag["meta"])
+    records, ids, locations = unpack_meta(blob for _, blob in by_tag["meta"])
+    assert locations == [""] * len(ids)
     assert sorted(ids) == sorted(f"n{i}" for i in range(len(texts)))
     assert [doc_key(i) for i in ids] == records["doc"].tolist() and np.all(np.diff(records["doc"]) >= 0)
     for part, blob in by_tag["meta"]:

@@ -52,3 +52,27 @@ def test_a_truncated_key_file_is_an_error_not_silent_loss(tmp_path):
         fh.truncate(60)
     with pytest.raises(RuntimeError, match="truncated"):
         read_blobs([location])
+
+
+def test_shard_ids_are_made_unique_by_content_order_and_free_suffixes():
+    from pipelines.spill import KEY_COLUMN, resolve_id_collisions
+
+    schema = pa.schema([("id", pa.string()), ("source_kind", pa.string()), ("location", pa.string()),
+                        ("text", pa.string()), (KEY_COLUMN, pa.int64())])
+    rows = [
+        ("7", "web", "a:1", "丙"), ("7", "web", "b:1", "甲"), ("7", "encyclopedia", "c:1", "乙"),
+        ("7~2", "web", "d:1", "丁"), ("7", "web", "e:1", "甲"), ("8", "web", "f:1", "戊"),
+    ]
+    table = pa.Table.from_pylist(
+        [dict(zip(("id", "source_kind", "location", "text"), r), **{KEY_COLUMN: i}) for i, r in enumerate(rows)],
+        schema=schema,
+    )
+    out, renamed, dropped = resolve_id_collisions(table)
+    got = sorted((r["id"], r["text"]) for r in out.to_pylist())
+    # encyclopedia first (kind priority), then web by text (丙 U+4E19 < 甲 U+7532); 7~2 is taken; e:1 is
+    # b:1's text with the same id: one document
+    assert got == [("7", "乙"), ("7~2", "丁"), ("7~3", "丙"), ("7~4", "甲"), ("8", "戊")]
+    assert [(r["id"], r["location"]) for r in renamed] == [("7~3", "a:1"), ("7~4", "b:1")]
+    assert dropped == [("web", "exact_duplicate")]
+    untouched = table.filter(pa.array([r[0] == "8" for r in rows]))
+    assert resolve_id_collisions(untouched)[0] is untouched
