@@ -55,6 +55,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
