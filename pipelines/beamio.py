@@ -47,24 +47,7 @@ def pipeline_options(beam_args: Iterable[str]) -> PipelineOptions:
         direct = options.view_as(DirectOptions)
         if direct.direct_running_mode == "multi_processing" and not direct.direct_num_workers:
             direct.direct_num_workers = 2
-    else:
-        check_runner(standard.runner)
     return options
-
-
-def check_runner(name: str) -> None:
-    """A runner Beam cannot create (``--runner Bogus``, a runner whose package is missing): one-line UserError."""
-    from apache_beam.runners.runner import create_runner
-
-    try:
-        create_runner(name)
-    except ValueError:
-        raise UserError(
-            f"--runner {name}: not a Beam runner (e.g. DirectRunner, DataflowRunner, FlinkRunner, SparkRunner,"
-            " or a full class path such as apache_beam.runners.dask.dask_runner.DaskRunner)"
-        ) from None
-    except ImportError as exc:
-        raise UserError(f"--runner {name}: cannot load it ({exc})") from None
 
 
 def unknown_beam_flags(beam_args: Iterable[str]) -> list[str]:
@@ -104,8 +87,13 @@ def check_runner(runner: str | None) -> None:
 
     try:
         create_runner(runner)
-    except (ValueError, ImportError, AttributeError) as exc:
-        raise UserError(f"--runner {runner}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    except ValueError:
+        raise UserError(
+            f"--runner {runner}: not a Beam runner (e.g. DirectRunner, DataflowRunner, FlinkRunner, SparkRunner,"
+            " or a full class path such as apache_beam.runners.dask.dask_runner.DaskRunner)"
+        ) from None
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"--runner {runner}: cannot load it ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
 
 
 def check_beam_args(beam_args: Iterable[str], command: str) -> None:

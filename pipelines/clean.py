@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from corpora.document import RAW_LIMIT, Document
 from corpora.readers import ReadStats, read_path
-from corpora.sources import expand_paths, format_of, relative_name
+from corpora.sources import expand_paths, relative_name
 from knowmix.errors import UserError
 from pipelines import beamio, progress
 from pipelines.clean_config import CleanConfig, load_config, steps_for
@@ -301,12 +301,9 @@ def resolve_num_shards(config: CleanConfig, files: list[tuple[int, str]]) -> int
 
 
 def input_files(config: CleanConfig) -> list[tuple[int, str]]:
-    """(source index, path) of every input file; a glob matching nothing or a file whose format cannot be
-    told is a UserError now, before any output is touched, not a failure mid-run."""
-    files = [(i, path) for i, spec in enumerate(config.sources) for path in expand_paths(spec)]
-    for i, path in files:
-        format_of(config.sources[i], path)
-    return files
+    """(source index, path) of every input file; a glob matching nothing is a UserError now, before any output
+    is touched. (A matched file whose format cannot be told is bad input like any other: one dead letter.)"""
+    return [(i, path) for i, spec in enumerate(config.sources) for path in expand_paths(spec)]
 
 
 def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str], out: str | None = None) -> None:

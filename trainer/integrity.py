@@ -35,18 +35,15 @@ CHECKPOINT_SCHEMA_VERSION = 1
 
 
 def confined(root: str, rel: Any, what: str) -> str:
-    """``root/rel`` if ``rel`` is a relative path that stays inside ``root``; else a UserError naming ``what``.
+    """``root/rel`` if ``rel`` is a relative path that stays inside ``root`` (``knowmix.manifest.confined_path``:
+    absolute paths, drive letters, backslashes, ``..`` and links out of it are refused); else a UserError
+    naming ``what``, so a manifest cannot point the trainer (or an export) at a file elsewhere."""
+    from knowmix.manifest import ContractError, confined_path
 
-    The check is lexical (no symlinks resolved): absolute paths, drive letters, backslashes and any ``..``
-    component are refused, so a manifest cannot point the trainer (or an export) at a file elsewhere."""
-    if not isinstance(rel, str) or not rel or "\0" in rel:
-        raise UserError(f"{what}: path {rel!r} is not a relative file name")
-    parts = rel.replace("\\", "/").split("/")
-    if os.path.isabs(rel) or rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":") or "\\" in rel:
-        raise UserError(f"{what}: path {rel!r} is absolute; manifest paths must be relative to their directory")
-    if ".." in parts:
-        raise UserError(f"{what}: path {rel!r} leaves its directory ('..'); refused")
-    return os.path.join(root, *[p for p in parts if p not in ("", ".")])
+    try:
+        return confined_path(root, rel, "path")
+    except ContractError as exc:
+        raise UserError(f"{what}: {exc}") from None
 
 
 def check_shard_dir(shard_dir: ShardDir, key: str, verify: bool) -> None:

@@ -83,8 +83,11 @@ def test_bad_input_is_one_line(stages, tmp_path, capsys):
     # a shard whose bytes changed is refused (checksum), unless --no-verify
     bad = tmp_path / "bad"
     os.makedirs(bad)
-    table = pa.table({"id": ["a", "b"], "text": ["x", "y"]})
     from knowmix.manifest import write_shard_dir
+    from knowmix.schemas import DOCS_SCHEMA
+
+    table = pa.Table.from_pylist([{"id": "a", "source_kind": "news", "text": "x"},
+                                  {"id": "b", "source_kind": "news", "text": "y"}], schema=DOCS_SCHEMA)
 
     m = write_shard_dir(str(bad), "docs", [table])
     with open(bad / m["shards"][0]["path"], "ab") as fh:
