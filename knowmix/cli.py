@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "tokenize": ("pipelines.tokenize", "tokenize_main", "docs/knowledge shards -> token shards"),
     "train": ("trainer.cli", "train_main", "dual-path knowledge pretraining (FSDP2)"),
     "export": ("trainer.cli", "export_main", "export a run to a Hugging Face BertForMaskedLM folder"),
+    "eval": ("trainer.eval", "eval_main", "fine-tune and probe a run or a Hugging Face folder -> results.json"),
     "demo": ("knowmix.demo", "demo_main", "run the whole flow on the bundled fixture corpora"),
 }
 
