@@ -272,3 +272,20 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert run_eval([hf, "--task", f"cls:{train},{train}", "--output", out]) == 2
     assert "no tokenizer" in one_error_line(capsys)
     assert not os.path.exists(os.path.join(out, "results.json"))
+
+
+def test_opennre_token_lists_and_rel2id_json(tmp_path):
+    from trainer.eval_tasks import read_relations
+
+    path = write_lines(tmp_path / "t.txt", [
+        json.dumps({"token": list("甲公司收购乙公司"), "h": {"name": "甲公司", "pos": [0, 3]},
+                    "t": {"name": "乙公司", "pos": [5, 8]}, "relation": "收购"}, ensure_ascii=False),
+        json.dumps({"token": list("甲公司"), "h": {"name": "甲公司", "pos": [0, 3]},
+                    "t": {"name": "乙", "pos": [2, 9]}, "relation": "收购"}, ensure_ascii=False),
+    ])
+    split = read_re(path)
+    (ex,) = split.examples
+    assert (ex.text[ex.head[0]:ex.head[1]], ex.text[ex.tail[0]:ex.tail[1]], ex.label) == ("甲公司", "乙公司", "收购")
+    assert split.problems == [f"{path}:2: t.pos [2, 9] outside the token list"]
+    rel = write_lines(tmp_path / "rel2id.json", [json.dumps({"收购": 1, "NA": 0}, ensure_ascii=False)])
+    assert read_relations(rel) == ["NA", "收购"]
