@@ -214,6 +214,19 @@ def test_eval_a_training_run_dir(tmp_path):
     assert res["model"]["source"] == "run" and "step-0000002" in res["model"]["weights"]
     acc = res["tasks"]["cls/" + tmp_path.name]["metrics"]["accuracy"]["per_seed"][0]
     assert acc * 4 == round(acc * 4)  # a share of the 4 dev examples
+    # the same run exported to Hugging Face: the same weights and tokenizer, so the same fine-tuning outcome
+    assert knowmix(["export", str(run), "--hf", str(tmp_path / "hf")]) == 0
+    kg = write_lines(tmp_path / "kg.tsv", ["head\trelation\ttail", "我们\t位于\t中国", "他们\t位于\t大上"])
+    tpl = write_lines(tmp_path / "probe.toml", ['"位于" = "{head}在{tail}。"'])
+    outs = {}
+    for name, src in (("run", str(run)), ("hf", str(tmp_path / "hf"))):
+        outs[name] = tmp_path / f"eval-{name}"
+        assert run_eval([src, "--task", f"cls:{train},{dev}", "--task", f"probe:{kg}", "--templates", tpl,
+                         "--seeds", "1", "--epochs", "1", "--output", str(outs[name])]) == 0
+    run_res, hf_res = results(outs["run"]), results(outs["hf"])
+    assert hf_res["model"]["source"] == "hf"
+    for task in run_res["tasks"]:
+        assert run_res["tasks"][task]["metrics"] == hf_res["tasks"][task]["metrics"]
 
 
 def one_error_line(capsys) -> str:
