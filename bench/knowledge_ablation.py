@@ -282,7 +282,8 @@ def table(results: dict[str, dict]) -> str:
             row = [task, metric, *[f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f}" for v in vals.values()]]
             for k in arms[1:]:
                 mean, half = paired_diff(vals[arms[0]]["per_seed"], vals[k]["per_seed"])
-                ci = f" [{100 * (mean - half):+.2f}, {100 * (mean + half):+.2f}]" if half is not None else " (one value)"
+                ci = (f" [{100 * (mean - half):+.2f}, {100 * (mean + half):+.2f}]" if half is not None
+                      else " (one value)")
                 row.append(f"{100 * mean:+.2f}{ci}")
             rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -303,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds per model")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (1: these small models gain little from more, and lose a lot on a busy machine)")
+                    help="torch CPU threads (1: small models gain little from more, and lose a lot on a busy machine)")
     ap.add_argument("--corpus-job", help="a `knowmix clean` job TOML with your corpus (default: the fixture corpora)")
     ap.add_argument("--kg", action="append", default=[], help="KG files for the knowledge path (default: admin+world)")
     ap.add_argument("--re-data", default=fixture("finre_valid.txt"), help="NRE TSV to split into train/test")

@@ -98,7 +98,8 @@ def encode_split(split: Split, kind: str, tok: EvalTokenizer, max_len: int, labe
         if kind == "re":
             got = encode_relation(tok, ex, max_len)
             if got is None:
-                split.problems.append(f"{split.path}:{ex.line}: head and tail farther apart than --max-seq-len {max_len}")
+                split.problems.append(f"{split.path}:{ex.line}: head and tail farther apart than"
+                                      f" --max-seq-len {max_len}")
                 continue
             ids, e1, e2 = got
             types = [0] * len(ids)
@@ -232,7 +233,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------------------- probe
 
 
-def probe_input(tok: EvalTokenizer, parts: list[tuple[str, str]], head: str, n_mask: int) -> tuple[list[int], list[int]]:
+def probe_input(tok: EvalTokenizer, parts: list[tuple[str, str]], head: str,
+                n_mask: int) -> tuple[list[int], list[int]]:
     """``[CLS] template(head, [MASK] * n_mask) [SEP]`` and the mask positions."""
     sp = tok.special_ids
     ids, masks = [sp["cls"]], []

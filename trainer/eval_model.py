@@ -52,8 +52,9 @@ def load_pretrained(path: str) -> Pretrained:
         cfg, state, weights = load_init(path)
         model = KnowmixForPretraining(cfg)
         missing = apply_init(model, state, weights)
-        if any(k.startswith("bert.") for k in missing):
-            raise UserError(f"{weights}: lacks encoder weights, e.g. {next(k for k in missing if k.startswith('bert.'))}")
+        lacking = [k for k in missing if k.startswith("bert.")]
+        if lacking:
+            raise UserError(f"{weights}: lacks encoder weights, e.g. {lacking[0]}")
         state = {k: v for k, v in model.state_dict().items() if k.startswith(("bert.", "cls."))}
         has_mlm = not any(k.startswith("cls.predictions.") for k in missing)
         return Pretrained(cfg, state, tok, "hf", weights, has_mlm)

@@ -302,3 +302,58 @@ def test_opennre_token_lists_and_rel2id_json(tmp_path):
     assert split.problems == [f"{path}:2: t.pos [2, 9] outside the token list"]
     rel = write_lines(tmp_path / "rel2id.json", [json.dumps({"收购": 1, "NA": 0}, ensure_ascii=False)])
     assert read_relations(rel) == ["NA", "收购"]
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=30),
+       st.sampled_from([0, 2, None]))
+def test_micro_f1_equals_per_label_counts(pairs, na):
+    """micro-F1 = sklearn's micro average over the labels but NA: TP/FP/FN summed label by label."""
+    gold, pred = [g for g, _ in pairs], [p for _, p in pairs]
+    labels = [x for x in range(4) if x != na]
+    tp = sum(sum(p == g == x for p, g in zip(pred, gold)) for x in labels)
+    fp = sum(sum(p == x and g != x for p, g in zip(pred, gold)) for x in labels)
+    fn = sum(sum(g == x and p != x for p, g in zip(pred, gold)) for x in labels)
+    want = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    assert micro_f1(pred, gold, na)["micro_f1"] == pytest.approx(want)
+
+
+@pytest.fixture(scope="module")
+def wordpiece(tmp_path_factory):
+    from trainer.eval_text import for_hf
+
+    return for_hf(make_hf(tmp_path_factory.mktemp("tok")))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_relation_markers_bracket_the_entities(wordpiece, data):
+    """Whatever the sentence and the window: [E1] head [/E1] and [E2] tail [/E2] are in the input, intact."""
+    from trainer.eval_finetune import encode_relation
+    from trainer.eval_tasks import Example
+
+    chars = FILL + A
+    text = "".join(data.draw(st.lists(st.sampled_from(chars), min_size=4, max_size=60)))
+    a = data.draw(st.integers(0, len(text) - 2))
+    b = data.draw(st.integers(a + 1, min(len(text), a + 3)))
+    rest = [(c, d) for c in range(len(text)) for d in range(c + 1, min(len(text), c + 3) + 1) if d <= a or c >= b]
+    if not rest:
+        return
+    c, d = data.draw(st.sampled_from(rest))
+    head, tail = ((a, b), (c, d)) if data.draw(st.booleans()) else ((c, d), (a, b))
+    max_len = data.draw(st.integers(12, 64))
+    got = encode_relation(wordpiece, Example("r", text, head=head, tail=tail), max_len)
+    sp = wordpiece.special_ids
+    span = max(head[1], tail[1]) - min(head[0], tail[0])
+    if got is None:  # only when the two entities (plus 4 markers) cannot fit
+        assert span + 4 > max_len - 2
+        return
+    ids, e1, e2 = got
+    assert len(ids) <= max_len and ids[0] == sp["cls"] and ids[-1] == sp["sep"]
+    assert ids[e1] == sp["e1"] and ids[e2] == sp["e2"]
+    for pos, (s, e), close in ((e1, head, "e1_end"), (e2, tail, "e2_end")):
+        want = wordpiece.encode(text[s:e])
+        assert ids[pos + 1 : pos + 1 + len(want)] == want and ids[pos + 1 + len(want)] == sp[close]
