@@ -166,23 +166,18 @@ def check_no_leak(test_rows, texts: list[str]) -> int:
     return len(sentences)
 
 
-def probe_triples(kg_files: list[str], texts: list[str], n: int, out: str) -> dict:
-    """Triples of relations with a template whose head and tail both occur in the pretraining text; at most ``n``,
-    chosen by hash; written as a typed TSV (untyped tails: the relation's tail role)."""
+def probe_triples(kg_files: list[str], relations, texts: list[str], n: int, out: str) -> dict:
+    """Triples of ``relations`` (those with a template) whose head and tail both occur in the pretraining text; at
+    most ``n``, chosen by hash; written as a typed TSV (untyped tails: the relation's tail role). KG files: TSV, as
+    ``knowmix eval``'s probe reads them."""
+    from trainer.eval_tasks import read_kg
+
     corpus = "\n".join(texts)
     rows = []
     for path in kg_files:
-        with open(path, encoding="utf-8") as fh:
-            header = fh.readline().rstrip("\r\n").split("\t")
-            col = {c: i for i, c in enumerate(header)}
-            for line in fh:
-                parts = line.rstrip("\r\n").split("\t")
-                if len(parts) < len(header):
-                    continue
-                h, rel, t = parts[col["head"]], parts[col["relation"]], parts[col["tail"]]
-                ttype = parts[col["tail_type"]] if "tail_type" in col else f"{rel}:tail"
-                if rel in TEMPLATES and h and t:
-                    rows.append((h, rel, t, ttype))
+        for t in read_kg(path).examples:
+            if t.relation in relations:
+                rows.append((t.head, t.relation, t.tail, t.tail_type))
     seen = [r for r in rows if r[0] in corpus and r[2] in corpus]
     seen.sort(key=lambda r: unit_hash("\t".join(r), "probe"))
     picked = sorted(seen[:n])
@@ -190,7 +185,7 @@ def probe_triples(kg_files: list[str], texts: list[str], n: int, out: str) -> di
         fh.write("head\trelation\ttail\ttail_type\n")
         fh.writelines("\t".join(r) + "\n" for r in picked)
     return {"kg_triples": len(rows), "in_corpus": len(seen), "probed": len(picked),
-            "per_relation": {rel: sum(r[1] == rel for r in picked) for rel in TEMPLATES}}
+            "per_relation": {rel: sum(r[1] == rel for r in picked) for rel in relations}}
 
 
 def write_init(work: str, pretrain: str, size: dict, seed: int = 0) -> str:
@@ -310,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--re-data", default=fixture("finre_valid.txt"), help="NRE TSV to split into train/test")
     ap.add_argument("--relations", default=fixture("finre_relation2id.txt"), help="relation2id.txt of --re-data")
     ap.add_argument("--test-share", type=float, default=0.3, help="share of sentences in the RE test split")
-    ap.add_argument("--probe-kg", action="append", default=[], help="KG TSVs for the probe (default: --kg's)")
+    ap.add_argument("--probe-kg", action="append", default=[],
+                    help="KG TSVs for the probe (default: the .tsv --kg files)")
     ap.add_argument("--templates", help="probe templates TOML (default: the built-in Chinese ones)")
     ap.add_argument("--probe-triples", type=int, default=0, help="most triples probed (default: from the size)")
     args = ap.parse_args(argv)
@@ -357,11 +353,14 @@ def main(argv: list[str] | None = None) -> int:
         knowmix(["tokenize", "--input", os.path.join(work, src), "--tokenizer", f"spm:{spm}.model",
                  "--max-seq-len", str(size["seq"]), "--output", os.path.join(work, dst)])
     probe_kg = os.path.join(work, "probe_kg.tsv")
-    probe_info = probe_triples(args.probe_kg or kgs, texts, probe_n, probe_kg)
     templates = args.templates or os.path.join(work, "probe.toml")
     if not args.templates:
         with open(templates, "w", encoding="utf-8") as fh:
             fh.writelines(f"{rel} = {json.dumps(t, ensure_ascii=False)}\n" for rel, t in TEMPLATES.items())
+    from trainer.eval_tasks import read_templates
+
+    probe_kgs = args.probe_kg or [k for k in kgs if k.endswith(".tsv")]
+    probe_info = probe_triples(probe_kgs, list(read_templates(templates)), texts, probe_n, probe_kg)
     print(f"probe: {probe_info}")
     timed("data", t0)
 
