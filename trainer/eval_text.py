@@ -1,6 +1,7 @@
 """The tokenizer of a model to evaluate, found where ``knowmix train`` / ``knowmix export`` put it.
 
-- a run dir: ``run.json``'s ``tokenizer`` entry (kind, special ids, lower-casing) and its copy under ``tokenizer/``;
+- a run dir: ``run.json``'s ``tokenizer`` entry (kind, special ids, lower-casing) and its copy under ``tokenizer/``
+  (its sha256 checked against the entry's);
 - a Hugging Face folder: ``knowmix_tokenizer.json`` (+ the file it names) as ``knowmix export`` writes it, or a
   BERT ``vocab.txt`` (+ ``tokenizer_config.json``), as any BERT-compatible Chinese checkpoint ships.
 
@@ -18,6 +19,7 @@ import os
 import re
 
 from knowmix.errors import UserError
+from knowmix.manifest import sha256_file
 
 SPECIALS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 MARKERS = {"e1": "[E1]", "e1_end": "[/E1]", "e2": "[E2]", "e2_end": "[/E2]"}
@@ -87,6 +89,8 @@ def from_entry(entry: dict, file_path: str, where: str) -> EvalTokenizer:
         kind = entry["kind"]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"{where}: malformed tokenizer entry ({exc})") from None
+    if entry.get("sha256") and sha256_file(file_path) != entry["sha256"]:
+        raise UserError(f"{file_path}: differs from the tokenizer the model was trained with (sha256 in {where})")
     return EvalTokenizer(kind, file_path, special, bool(entry.get("lowercase")))
 
 

@@ -200,7 +200,7 @@ def test_probe_planted_answers(tmp_path):
     assert task["skipped"] == {"kg": 2}  # the line without a template and the broken line
 
 
-def test_eval_a_training_run_dir(tmp_path):
+def test_eval_a_training_run_dir(tmp_path, capsys):
     rng = np.random.default_rng(2)
     pre, ktok = make_shards(str(tmp_path / "d"))
     run = tmp_path / "run"
@@ -227,6 +227,12 @@ def test_eval_a_training_run_dir(tmp_path):
     assert hf_res["model"]["source"] == "hf"
     for task in run_res["tasks"]:
         assert run_res["tasks"][task]["metrics"] == hf_res["tasks"][task]["metrics"]
+    # a tokenizer copy that is not the one the run was trained with: one line, exit 2
+    with open(run / "tokenizer" / "vocab.txt", "a", encoding="utf-8") as fh:
+        fh.write("多\n")
+    capsys.readouterr()
+    assert run_eval([str(run), "--task", f"cls:{train},{dev}", "--output", str(tmp_path / "e3")]) == 2
+    assert "differs from the tokenizer the model was trained with" in one_error_line(capsys)
 
 
 def one_error_line(capsys) -> str:
