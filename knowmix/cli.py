@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "train": ("trainer.cli", "train_main", "dual-path knowledge pretraining (FSDP2)"),
     "export": ("trainer.cli", "export_main", "export a run to a Hugging Face BertForMaskedLM folder"),
     "export-parquet": ("knowmix.parquet", "export_parquet_main", "a stage's shards as Parquet (same rows, same schema)"),
+    "eval": ("trainer.eval", "eval_main", "fine-tune and probe a run or a Hugging Face folder -> results.json"),
     "demo": ("knowmix.demo", "demo_main", "run the whole flow on the bundled fixture corpora"),
 }
 
