@@ -11,9 +11,7 @@ COPY corpora corpora
 COPY kg kg
 COPY pipelines pipelines
 COPY trainer trainer
-COPY configs configs
-RUN pip install .  # one fastText distribution: fasttext-numpy2 (lid.176.ftz ships inside knowmix)
-ENV KNOWMIX_CONFIGS=/opt/knowmix/configs
+RUN pip install .  # configs and lid.176.ftz ship inside the package; one fastText distribution: fasttext-numpy2
 WORKDIR /work
 ENTRYPOINT ["knowmix"]
 CMD ["demo", "--output", "/work/out/demo"]

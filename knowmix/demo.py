@@ -136,18 +136,17 @@ def _later_stages(out: str, train_steps: int):
                 os.path.join(out, "ktok"),
             )
     if have("trainer.cli") and have("pipelines.tokenize"):
-        # configs/ beside the package in a checkout; KNOWMIX_CONFIGS where it was copied (the Docker image)
-        configs = os.environ.get(
-            "KNOWMIX_CONFIGS", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+        # the demo's config ships inside the package (trainer/configs/), so an installed knowmix trains too
+        from trainer.config import BUNDLED_CONFIGS
+
+        # never skipped: a missing config is the train step's one-line error, not a silently shorter demo
+        config = os.path.join(os.environ.get("KNOWMIX_CONFIGS", BUNDLED_CONFIGS), "tiny.toml")
+        run_dir = os.path.join(out, "run")
+        yield (
+            "train",
+            ["train", config, f"data.pretrain={os.path.join(out, 'pretrain')}",
+             f"data.knowledge={os.path.join(out, 'ktok')}", f"train.output_dir={run_dir}",
+             f"train.max_steps={train_steps}"],
+            run_dir,
         )
-        config = os.path.join(configs, "tiny.toml")
-        if os.path.exists(config):
-            run_dir = os.path.join(out, "run")
-            yield (
-                "train",
-                ["train", config, f"data.pretrain={os.path.join(out, 'pretrain')}",
-                 f"data.knowledge={os.path.join(out, 'ktok')}", f"train.output_dir={run_dir}",
-                 f"train.max_steps={train_steps}"],
-                run_dir,
-            )
-            yield ("export", ["export", run_dir, "--hf", os.path.join(out, "hf-model")], os.path.join(out, "hf-model"))
+        yield ("export", ["export", run_dir, "--hf", os.path.join(out, "hf-model")], os.path.join(out, "hf-model"))

@@ -19,7 +19,7 @@ def train_main(argv: list[str]) -> int:
     from knowmix.args import Parser
 
     parser = Parser("knowmix train", "Dual-path knowledge pretraining.")
-    parser.add_argument("config", help="a TOML config, e.g. configs/base.toml")
+    parser.add_argument("config", help="a TOML config (a path, or the name of a bundled one: base, tiny)")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="override any config key")
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
     parser.add_argument("--no-verify", action="store_true",

@@ -212,10 +212,34 @@ def _parse_override_value(text: str) -> Any:
         return text  # a bare string such as out/pretrain
 
 
+BUNDLED_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def bundled_configs() -> list[str]:
+    """Names of the configs shipped inside the package (``trainer/configs/NAME.toml``; ``configs/`` in a checkout)."""
+    if not os.path.isdir(BUNDLED_CONFIGS):
+        return []
+    return sorted(n[: -len(".toml")] for n in os.listdir(BUNDLED_CONFIGS) if n.endswith(".toml"))
+
+
+def resolve_config_path(path: str) -> str:
+    """A config given as a bare name (``base``, ``tiny``) is the bundled one, so an installed knowmix (no
+    checkout, no ``configs/`` folder) trains with ``knowmix train base``; anything else is a path."""
+    if path and os.sep not in path and "/" not in path and not path.endswith(".toml") and not os.path.exists(path):
+        bundled = os.path.join(BUNDLED_CONFIGS, f"{path}.toml")
+        if os.path.isfile(bundled):
+            return bundled
+        raise UserError(f"{path}: no such config file, and no bundled config of that name"
+                        f" (bundled: {', '.join(bundled_configs()) or 'none'})")
+    return path
+
+
 def load_config(path: str | None, overrides: list[str] = ()) -> Config:
-    """Read ``path`` (TOML) over the defaults, then apply ``section.key=value`` overrides in order."""
+    """Read ``path`` (TOML; or a bundled config's name, see ``resolve_config_path``) over the defaults, then
+    apply ``section.key=value`` overrides in order."""
     cfg = Config()
     if path:
+        path = resolve_config_path(path)
         if not os.path.exists(path):
             raise UserError(f"{path}: no such config file")
         try:
