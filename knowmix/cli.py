@@ -21,6 +21,8 @@ SUBCOMMANDS = {
     "tokenize": ("pipelines.tokenize", "tokenize_main", "docs/knowledge shards -> token shards"),
     "train": ("trainer.cli", "train_main", "dual-path knowledge pretraining (FSDP2)"),
     "export": ("trainer.cli", "export_main", "export a run to a Hugging Face BertForMaskedLM folder"),
+    "quality-train": ("pipelines.quality_train", "quality_train_main", "train a fastText quality classifier"),
+    "quality-eval": ("pipelines.quality_train", "quality_eval_main", "ROC-AUC and PR curve of a quality classifier"),
     "demo": ("knowmix.demo", "demo_main", "run the whole flow on the bundled fixture corpora"),
 }
 

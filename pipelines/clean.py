@@ -29,6 +29,9 @@ from knowmix.errors import UserError
 from pipelines import beamio
 from pipelines.clean_config import CleanConfig, load_config, steps_for
 from pipelines.dedup import DedupKeyBuffer, doc_key
+from pipelines.dropped import (
+    DROPPED_DIR, DroppedSpill, WriteDroppedShards, check_dropped_rows, models_entry, quality_step, with_dropped_shards,
+)
 from pipelines.spill import SPILL_DIR, BlobSpill, SpilledTexts, SpillWriter, WriteShardsFromSpill, delete_spill
 
 DOCS_SCHEMA = pa.schema(
@@ -43,6 +46,7 @@ DOCS_SCHEMA = pa.schema(
         ("lang_score", pa.float32()),
         ("n_chars", pa.int32()),
         ("script", pa.string()),  # the text's script as read: simplified | traditional | mixed | none
+        ("quality_score", pa.float32()),  # P(good) from the [quality] model; null where it did not run
     ]
 )
 CLUSTER_SCHEMA = pa.schema([("doc_id", pa.string()), ("cluster_id", pa.string()), ("cluster_size", pa.int32())])
@@ -63,6 +67,8 @@ class ReadAndClean(beam.DoFn):
     """
 
     CHUNK = 256
+    quality = None  # a pipelines.quality_model.QualityScorer: scores a chunk's kept rows in one call
+    keep_dropped = False  # also emit ("dropped_doc", (reason, row)) for every dropped document
 
     def __init__(self, sources, steps_by_kind: dict[str, dict[str, bool]], rules_by_kind: dict[str, dict[str, Any]]):
         self.sources = sources
@@ -84,14 +90,20 @@ class ReadAndClean(beam.DoFn):
             if isinstance(record, Document):
                 chunk.append(record.to_row())
                 if len(chunk) >= self.CHUNK:
-                    yield from self.clean(chunk)
+                    yield from self.clean_chunk(chunk)
                     chunk = []
             else:
                 row = record.to_row()
                 row["source_kind"] = spec.kind
                 yield "dead_letter", row
         if chunk:
-            yield from self.clean(chunk)
+            yield from self.clean_chunk(chunk)
+
+    def clean_chunk(self, rows: list[dict]):
+        """Steps 1-3, then (with ``[quality]``) the quality score of the chunk's kept rows, in one call."""
+        if self.quality is None:
+            return self.clean(rows)
+        return self.quality.apply(self.clean(rows), with_rows=self.keep_dropped)
 
     def clean(self, rows: list[dict]):
         from pipelines.normalize import normalize_rows
@@ -104,12 +116,17 @@ class ReadAndClean(beam.DoFn):
             kind = row["source_kind"]
             if lang is None:
                 yield "dropped", ("empty", kind)
+                if self.keep_dropped:
+                    yield "dropped_doc", ("empty", row)
                 continue
             rules = self.rules_by_kind[kind]
             reason = check_language(lang, score, rules) or check_quality(text, rules)
             if reason:
                 beam.metrics.Metrics.counter("knowmix.clean", f"dropped_{reason}").inc()
                 yield "dropped", (reason, kind)
+                if self.keep_dropped:
+                    yield "dropped_doc", (reason, {**row, "text": text, "lang": lang, "lang_score": float(score),
+                                                   "n_chars": len(text), "script": script})
                 continue
             if row.get("title"):
                 row["title"] = self.normalizers[kind](row["title"], t2s=converted)  # converted with its text
@@ -145,9 +162,13 @@ class ReadCleanAndSpill(ReadAndClean):
             key_locations.extend((tag, (part, key_spill.put(blob))) for tag, (part, blob) in keys.flush())
 
         counts: Counter = Counter()
+        dropped_spill = DroppedSpill(self.spill_dir, DOCS_SCHEMA, self.num_shards) if self.keep_dropped else None
         for tag, value in super().process(element):
             if tag == "dead_letter":
                 yield tag, value
+                continue
+            if tag == "dropped_doc":
+                dropped_spill.add(*value)
                 continue
             if tag == "dropped":
                 reason, kind = value
@@ -165,6 +186,9 @@ class ReadCleanAndSpill(ReadAndClean):
         yield from key_locations
         for location in spill.close():
             yield "spill", location
+        if dropped_spill is not None:
+            for location in dropped_spill.close():
+                yield "dropped_spill", location
         for event, n in sorted(counts.items(), key=str):
             yield "counts", (event, n)
 
@@ -214,18 +238,18 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
     near_config = NearDedupConfig.from_dict(config.dedup)
 
     # read, then 1-3: normalise, language id, quality rules; kept docs are spilled, their keys go on
+    read_and_clean = ReadCleanAndSpill(
+        config.sources, steps_by_kind, rules_by_kind, beamio.join(out, SPILL_DIR), num_shards,
+        config.exact_dedup, near_config, num_parts,
+    )
+    read_and_clean.quality, read_and_clean.keep_dropped = quality_step(config), config.keep_dropped
     records = (
         p
         | "Files" >> beam.Create(files)
         | "SpreadFiles" >> beam.Reshuffle()
-        | "ReadAndClean" >> beam.ParDo(
-            ReadCleanAndSpill(
-                config.sources, steps_by_kind, rules_by_kind, beamio.join(out, SPILL_DIR), num_shards,
-                config.exact_dedup, near_config, num_parts,
-            )
-        )
+        | "ReadAndClean" >> beam.ParDo(read_and_clean)
     )
-    tags = ("counts", "dead_letter", "spill", "exact", "band", "meta")
+    tags = ("counts", "dead_letter", "spill", "exact", "band", "meta", "dropped_spill")
     records = beamio.split_by_tag(records, tags, "Records")
     dead, spilled = records["dead_letter"], records["spill"]
     dead_events = (
@@ -234,11 +258,12 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
     )
 
     # 4: exact dedup, 5: near dedup (MinHash-LSH) -- on keys only: (doc key, reason) for every loser
-    drops = []
+    drops, survivors = [], []
     exact = None
     if config.exact_dedup:
         exact = {"exact": records["exact"], "meta": records["meta"]} | "ExactDedup" >> ExactDedupKeys(num_parts)
         drops.append(exact.drops)
+        survivors.append(exact.survivors)
     cluster_entries = None
     if near_config.near:
         near_inputs = {"band": records["band"], "meta": records["meta"]}
@@ -247,6 +272,7 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
         texts = SpilledTexts(spilled, DOCS_SCHEMA, num_shards) if near_config.verify else None
         near = near_inputs | "NearDedup" >> NearDedupKeys(near_config, num_parts, texts)
         drops.append(near.drops)
+        survivors.append(near.survivors)
         if config.cluster_table:
             cluster_entries = near.clusters | "WriteClusters" >> beamio.WriteShards(
                 out, CLUSTER_SCHEMA, num_shards, sort_key="doc_id", subdir=CLUSTERS_DIR
@@ -258,6 +284,18 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
     dead_written = dead | "WriteDeadLetters" >> beamio.WriteDeadLetters(out)
 
     tallies = beamio.tally(dead_events | "AllEvents" >> beam.Flatten(), counted=[records["counts"], written["counts"]])
+    extras = []
+    if config.keep_dropped:  # every dropped document, with its reason, under OUT/dropped/ (pipelines.dropped)
+        dropped_entries = {
+            "rules": records["dropped_spill"], "kept": spilled, "drops": drops,
+            "survivors": tuple(survivors) | "AllSurvivors" >> beam.Flatten() if survivors else p | "NoSurvivors" >> beam.Create([]),
+        } | "WriteDropped" >> WriteDroppedShards(out, DOCS_SCHEMA, num_shards)
+        extras.append(
+            p | "DroppedShardsOnce" >> beam.Create([None])
+            | "DroppedShards" >> beam.Map(lambda _, e: with_dropped_shards(e), e=beam.pvalue.AsList(dropped_entries))
+        )
+    if config.quality is not None:
+        extras.append(p | "ModelsEntry" >> beam.Create([models_entry(config)]))
     extra = None
     if cluster_entries is not None:
         # no CombineGlobally here: Beam's Dask runner mis-combines global combines over several partitions
@@ -269,11 +307,13 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str]) -> No
                 entries=beam.pvalue.AsList(cluster_entries),
             )
         )
+    if extras:
+        extra = tuple(extras + ([extra] if extra is not None else [])) | "AllExtras" >> beam.Flatten()
     options = {"argv": argv, **config.to_options()}
     options["output"]["num_shards"] = num_shards
     p | "Manifest" >> beamio.WriteManifest(
         out, "docs", DOCS_SCHEMA, written["entries"], tallies, options, group_name="by_source_kind", extra=extra,
-        after=[dead_written],
+        after=[dead_written], finalize=check_dropped_rows if config.keep_dropped else None,
     )
 
 
@@ -282,7 +322,7 @@ def run(config: CleanConfig, beam_args: list[str], argv: list[str] | None = None
     from knowmix.manifest import read_manifest
 
     options = beamio.pipeline_options(beam_args)
-    beamio.clear_output(config.output_dir, extra_subdirs=(CLUSTERS_DIR, SPILL_DIR))
+    beamio.clear_output(config.output_dir, extra_subdirs=(CLUSTERS_DIR, SPILL_DIR, DROPPED_DIR))
     try:
         with beam.Pipeline(options=options) as p:
             build_pipeline(p, config, argv if argv is not None else sys.argv)
@@ -302,6 +342,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--num-shards", type=int)
     parser.add_argument("--cluster-table", action="store_true", help="also write doc_id -> cluster_id, cluster_size")
     parser.add_argument("--no-near-dedup", action="store_true")
+    parser.add_argument("--keep-dropped", action="store_true", help="also write every dropped document under OUT/dropped/")
     return parser.parse_known_args(argv)
 
 
@@ -316,6 +357,8 @@ def clean_main(argv: list[str]) -> int:
         overrides["num_shards"] = args.num_shards
     if args.cluster_table:
         overrides["cluster_table"] = True
+    if args.keep_dropped:
+        overrides["keep_dropped"] = True
     config = load_config(args.config, args.source, args.output, overrides)
     if args.no_near_dedup:
         config.dedup["near"] = False
