@@ -70,6 +70,7 @@ def build_report(out_dir: str, verify: bool = False) -> dict[str, Any]:
         report["near_duplicate_rate"] = {
             k: (v["dropped"].get("near_duplicate", 0) / v["input"] if v["input"] else 0.0) for k, v in by_kind.items()
         }
+        report.update(_quality_and_dropped(out_dir, manifest, tables, verify))
         if manifest.get("cluster_table"):
             report["cluster_sizes"] = _cluster_histogram(out_dir, manifest["cluster_table"])
     elif kind == "knowledge":
@@ -89,6 +90,20 @@ def build_report(out_dir: str, verify: bool = False) -> dict[str, Any]:
             report[key] = manifest[key]
     report["dead_letters"] = _dead_letter_summary(out_dir)
     return report
+
+
+def _quality_and_dropped(out_dir: str, manifest: dict, tables: list[pa.Table], verify: bool) -> dict[str, Any]:
+    """``quality_score`` histograms per kind and a few dropped documents per reason (``knowmix.dropped_report``)."""
+    from knowmix.dropped_report import dropped_examples, quality_histograms
+
+    result: dict[str, Any] = {}
+    histograms = quality_histograms(tables)
+    if histograms:
+        result["quality_score_histogram"] = histograms
+    examples = dropped_examples(out_dir, manifest, verify=verify)
+    if examples:
+        result["dropped_examples"] = examples
+    return result
 
 
 def _docs_per_kind(tables: list[pa.Table]) -> dict[str, Any]:
@@ -217,6 +232,11 @@ def render_terminal(report: dict[str, Any]) -> None:
     for key in ("na_ratio", "label_distribution", "per_relation", "per_type", "knowledge_stats", "tokenizer"):
         if key in report:
             console.print(f"{key}: {json.dumps(report[key], ensure_ascii=False)[:400]}")
+    if report.get("dropped_examples"):
+        from knowmix.dropped_report import terminal_lines
+
+        for line in terminal_lines(report["dropped_examples"]):
+            console.print(line, markup=False, highlight=False)
     dl = report["dead_letters"]
     if dl["total"]:
         console.print(f"dead letters: {dl['total']} — " + "; ".join(f"{r} ({n})" for r, n in list(dl["reasons"].items())[:8]))
@@ -265,13 +285,20 @@ def render_html(report: dict[str, Any]) -> str:
         sections.append(_svg_bars(list(by_script), list(by_script.values()), "documents by script (as read)"))
     if report.get("lang_score_histogram"):
         sections.append(_svg_histogram(report["lang_score_histogram"], "language-id score"))
+    for kind, hist in report.get("quality_score_histogram", {}).items():
+        sections.append(_svg_histogram(hist, f"quality score: {kind}"))
+    if report.get("dropped_pages") or report.get("dropped_examples"):
+        from knowmix.dropped_report import html_section
+
+        sections.append(html_section(report.get("dropped_pages") or report["dropped_examples"]))
     if report.get("cluster_sizes"):
         cs = report["cluster_sizes"]
         sections.append(_svg_bars([f"size {k}" for k in cs], list(cs.values()), "near-duplicate cluster sizes"))
     if report.get("per_task"):
         pt = report["per_task"]
         sections.append(_svg_bars(list(pt), list(pt.values()), "rows per task"))
-    sections.append("<h2>report</h2><pre>" + html.escape(json.dumps(report, ensure_ascii=False, indent=2)) + "</pre>")
+    shown = {k: v for k, v in report.items() if k != "dropped_pages"}
+    sections.append("<h2>report</h2><pre>" + html.escape(json.dumps(shown, ensure_ascii=False, indent=2)) + "</pre>")
     body = "\n".join(s for s in sections if s)
     return f'<!doctype html><html><head><meta charset="utf-8"><title>knowmix stats</title></head><body style="font-family:sans-serif">{body}</body></html>\n'
 
@@ -285,8 +312,14 @@ def stats_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     report = build_report(args.dir, verify=args.verify)
     if args.html:
+        page = dict(report)
+        if report.get("dropped_examples"):  # the HTML pages through more of them
+            from knowmix.dropped_report import dropped_examples
+            from knowmix.manifest import read_manifest
+
+            page["dropped_pages"] = dropped_examples(args.dir, read_manifest(args.dir), per_reason=100)
         with open(args.html, "w", encoding="utf-8") as fh:
-            fh.write(render_html(report))
+            fh.write(render_html(page))
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
