@@ -236,7 +236,7 @@ def render_terminal(report: dict[str, Any]) -> None:
         from knowmix.dropped_report import terminal_lines
 
         for line in terminal_lines(report["dropped_examples"]):
-            console.print(line, markup=False, highlight=False)
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     dl = report["dead_letters"]
     if dl["total"]:
         console.print(f"dead letters: {dl['total']} — " + "; ".join(f"{r} ({n})" for r, n in list(dl["reasons"].items())[:8]))
