@@ -85,6 +85,21 @@ def train_quality_model(work: str) -> str:
     return job
 
 
+def time_scoring_alone(corpus: str, job: str, chunk: int = 256) -> float:
+    """CPU seconds of the quality step alone (segmentation + one predict call per chunk) over the corpus."""
+    import tomllib
+
+    from pipelines.quality_model import QualityModel
+
+    with open(job, "rb") as fh:
+        model = QualityModel(tomllib.load(fh)["quality"]["model"]).check()
+    texts = [json.loads(line)["text"] for line in open(corpus, encoding="utf-8")]
+    t0 = time.process_time()
+    for start in range(0, len(texts), chunk):
+        model.score_many(texts[start : start + chunk])
+    return time.process_time() - t0
+
+
 def run_knowmix(corpus: str, out: str, extra: list[str]) -> float:
     cmd = [sys.executable, "-m", "knowmix.cli", "clean", "--source", f"web:jsonl={corpus}", "--output", out,
            "--num-shards", "8", *extra]
@@ -162,6 +177,7 @@ def main() -> None:
         job = train_quality_model(work)
         t = run_knowmix(corpus, os.path.join(work, "out_q"), [*near, "--config", job])
         rows.append(("knowmix clean, in-process, quality model on", 1, t, docs, mb))
+        rows.append(("  the quality step alone (CPU time)", 1, time_scoring_alone(corpus, job), docs, mb))
     if not args.no_multiprocessing:
         t = run_knowmix(
             corpus, os.path.join(work, "out2"),
