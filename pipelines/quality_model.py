@@ -75,7 +75,7 @@ def _load_fasttext(path: str, sha: str):
 
                 try:
                     model = fasttext.load_model(path)
-                    labels = set(model.get_labels())
+                    labels = _labels_of(model)
                 except Exception as exc:  # fastText raises ValueError / RuntimeError for a corrupt file
                     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                     raise UserError(f"{path}: not a fastText model ({first})") from None
@@ -83,6 +83,23 @@ def _load_fasttext(path: str, sha: str):
                     raise UserError(f"{path}: a fastText model without the labels {GOOD} and {BAD} (got {sorted(labels)[:4]})")
                 _MODELS[key] = model
     return model
+
+
+def _labels_of(model) -> set[str]:
+    """The model's labels; fasttext-predict has no ``get_labels``, so there: a prediction of every label (k=-1)."""
+    if hasattr(model, "get_labels"):
+        return set(model.get_labels())
+    labels, _ = model.predict("的 是", k=-1)
+    return set(labels)
+
+
+def _predict_lines(model, lines: list[str]):
+    """(labels, probabilities) per line, k=2: one ``multilinePredict`` call with the full fastText build.
+    fasttext-predict's multi-line call returns labels without probabilities, so there: one call per line."""
+    if hasattr(model, "get_labels"):
+        return model.predict(lines, k=2)
+    results = [model.predict(line, k=2) for line in lines]
+    return [r[0] for r in results], [r[1] for r in results]
 
 
 class QualityModel:
@@ -126,7 +143,7 @@ class QualityModel:
         present = [i for i, line in enumerate(lines) if line]
         if not present:
             return scores
-        labels, probs = self.model.predict([lines[i] for i in present], k=2)
+        labels, probs = _predict_lines(self.model, [lines[i] for i in present])
         for i, labs, ps in zip(present, labels, probs):
             p = dict(zip(labs, map(float, ps)))
             scores[i] = p[GOOD] if GOOD in p else 1.0 - p.get(BAD, 1.0)

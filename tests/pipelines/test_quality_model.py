@@ -54,6 +54,12 @@ def has_training() -> bool:
 needs_training = pytest.mark.skipif(not has_training(), reason="fastText training needs fasttext-numpy2")
 
 
+def test_the_installed_fasttext_can_train():
+    """quality-train needs ``fasttext.train_supervised``: fasttext-predict (predict only) is not enough. This
+    test fails (the ones that train are skipped) where only fasttext-predict is installed."""
+    assert has_training(), "the installed fastText cannot train (fasttext-predict?): install fasttext-numpy2"
+
+
 # ---------------------------------------------------------------------------------------------- metrics
 
 
