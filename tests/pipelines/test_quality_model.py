@@ -327,3 +327,23 @@ def test_stats_shows_dropped_examples_and_quality_histogram(tmp_path, capsys):
     # seeded: the same examples twice
     assert knowmix(["stats", str(tmp_path / "kept"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["dropped_examples"] == examples
+
+
+def test_keep_dropped_on_the_dask_runner_writes_the_same_dropped_shards(tmp_path):
+    pytest.importorskip("distributed")
+    from knowmix.demo import demo_job_toml
+    from pipelines.clean import run
+    from pipelines.clean_config import load_config
+    from tests.pipelines.dask_cluster import dask_runner_flags
+
+    def job(out):
+        path = tmp_path / f"{out.name}.toml"
+        path.write_text(demo_job_toml(str(out), keep_dropped=True), encoding="utf-8")
+        return load_config(str(path))
+
+    local = run(job(tmp_path / "local"), [], ["test"])
+    with dask_runner_flags() as flags:
+        dask = run(job(tmp_path / "dask"), flags, ["test"])
+    assert local["dropped_shards"] and dask["dropped_shards"] == local["dropped_shards"]
+    assert dask["shards"] == local["shards"] and dask["counts"] == local["counts"]
+    assert sum(e["rows"] for e in local["dropped_shards"]) == sum(local["counts"]["dropped"].values())
