@@ -232,6 +232,10 @@ def render_terminal(report: dict[str, Any]) -> None:
     for key in ("na_ratio", "label_distribution", "per_relation", "per_type", "knowledge_stats", "tokenizer"):
         if key in report:
             console.print(f"{key}: {json.dumps(report[key], ensure_ascii=False)[:400]}")
+    for kind, hist in report.get("quality_score_histogram", {}).items():
+        counts_, edges = np.asarray(hist["counts"]), np.asarray(hist["edges"])
+        mids = (edges[:-1] + edges[1:]) / 2
+        console.print(f"quality_score {kind}: {counts_.sum():,} scored, mean {float((mids * counts_).sum() / max(counts_.sum(), 1)):.2f}")
     if report.get("dropped_examples"):
         from knowmix.dropped_report import terminal_lines
 

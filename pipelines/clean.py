@@ -3,8 +3,9 @@
 The recipe, top to bottom:
   read (corpora readers; unreadable input -> dead letters)
   -> 1. normalise -> 2. language id -> 3. quality rules     (pure functions, one DoFn with the reader)
+     [-> 3b. the [quality] model's score, a chunk per call: pipelines.quality_model]
   -> 4. exact dedup -> 5. near dedup (MinHash-LSH)
-  -> write docs shards + dead letters + manifest
+  -> write docs shards + dead letters + manifest   [+ with keep_dropped, the dropped documents: pipelines.dropped]
 Every record is an accounting event, so ``input == output + dead_letter + sum(dropped)`` holds exactly.
 
 Memory: no document goes through a shuffle. The step that cleans a file spills its documents

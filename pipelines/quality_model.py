@@ -129,6 +129,8 @@ class QualityModel:
     @property
     def model(self):
         if self._model is None:
+            if (self.path, self.sha256) not in _MODELS and sha256_of(self.path) != self.sha256:
+                raise UserError(f"{self.path}: the quality model changed while the job ran (sha256 differs)")
             self._model = _load_fasttext(self.path, self.sha256)
         return self._model
 
