@@ -37,7 +37,6 @@ does not keep tagged outputs of a multi-output ParDo apart, so every step here h
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass, fields
 from itertools import combinations
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple

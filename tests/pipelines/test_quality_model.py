@@ -11,7 +11,6 @@ import json
 import random
 from collections import Counter
 
-import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
