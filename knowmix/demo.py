@@ -105,7 +105,7 @@ def demo_main(argv: list[str]) -> int:
 
     model = _train_quality_model(out, run)
     with open(job, "w", encoding="utf-8") as fh:
-        fh.write(demo_job_toml(os.path.join(out, "docs"), quality_model=model))
+        fh.write(demo_job_toml(os.path.join(out, "docs"), quality_model=model, keep_dropped=True))
     run("clean", ["clean", "--config", job], os.path.join(out, "docs"))
     run("stats", ["stats", os.path.join(out, "docs"), "--html", os.path.join(out, "docs-report.html")])
     for extra in _later_stages(out, args.train_steps):
