@@ -71,14 +71,16 @@ class _WriteDroppedShardFn(beam.DoFn):
         table = pa.concat_tables(tables).combine_chunks()
         if table.num_rows == 0:
             return
-        for reason, n in sorted(Counter(table.column("reason").to_pylist()).items()):
+        reasons = dict(sorted(Counter(table.column("reason").to_pylist()).items()))
+        for reason, n in reasons.items():
             beam.metrics.Metrics.counter("knowmix.clean", f"kept_dropped_{reason}").inc(n)
         order = pc.sort_indices(table, sort_keys=[("id", "ascending")])
         batches = (
             table.take(order[start : start + self.batch_rows]).combine_chunks().to_batches()[0]
             for start in range(0, table.num_rows, self.batch_rows)
         )
-        yield beamio.write_shard(self.out_dir, shard, self.num_shards, schema, batches, subdir=DROPPED_DIR)
+        entry = beamio.write_shard(self.out_dir, shard, self.num_shards, schema, batches, subdir=DROPPED_DIR)
+        yield {**entry, "reasons": reasons}
 
 
 class WriteDroppedShards(beam.PTransform):
@@ -109,30 +111,22 @@ def with_dropped_shards(entries) -> dict:
     return {MANIFEST_KEY: sorted(entries, key=lambda e: e["path"])}
 
 
-def check_dropped_rows(manifest: dict, reason_rows: dict[str, int] | None = None) -> dict:
-    """Raise ValueError unless the dropped shards' rows add up to ``sum(counts.dropped)`` (and, given the
-    rows per reason, to each reason's count). Returns the manifest (a ``WriteManifest`` finalizer)."""
+def check_dropped_rows(manifest: dict) -> dict:
+    """Raise ValueError unless the dropped shards' rows add up to ``sum(counts.dropped)``, and per reason (each
+    entry's ``reasons``) to each count. Returns the manifest (a ``WriteManifest`` finalizer)."""
     if MANIFEST_KEY not in manifest:
         return manifest
-    rows = sum(int(e["rows"]) for e in manifest[MANIFEST_KEY])
-    dropped = manifest["counts"]["dropped"]
+    entries = manifest[MANIFEST_KEY]
+    rows = sum(int(e["rows"]) for e in entries)
+    dropped = {k: v for k, v in manifest["counts"]["dropped"].items() if v}
     if rows != sum(dropped.values()):
         raise ValueError(f"dropped shards hold {rows} rows, counts.dropped adds up to {sum(dropped.values())}")
-    if reason_rows is not None and {k: v for k, v in reason_rows.items() if v} != {k: v for k, v in dropped.items() if v}:
-        raise ValueError(f"dropped rows per reason {reason_rows} differ from counts.dropped {dropped}")
+    per_reason: Counter = Counter()
+    for e in entries:
+        per_reason.update(e.get("reasons", {}))
+    if dict(per_reason) != dropped:
+        raise ValueError(f"dropped rows per reason {dict(sorted(per_reason.items()))} differ from counts.dropped {dropped}")
     return manifest
-
-
-def reason_counts(out_dir: str, entries) -> dict[str, int]:
-    """Rows per reason in the dropped shards ``entries`` of ``out_dir``."""
-    import os
-
-    from knowmix.manifest import read_arrow
-
-    counts: Counter = Counter()
-    for entry in entries:
-        counts.update(read_arrow(os.path.join(out_dir, entry["path"])).column("reason").to_pylist())
-    return dict(sorted(counts.items()))
 
 
 class DroppedSpill:

@@ -105,7 +105,7 @@ def seeded_split(texts: list[str], valid_fraction: float, rng: random.Random) ->
 
 def train(
     positive: list[str], negative: list[str], output: str, *, dim: int = 64, epoch: int = 5, ngrams: int = 2,
-    lr: float = 0.5, bucket: int = 50_000, seed: int = 0, valid_fraction: float = 0.1, tokenizer: str = "jieba",
+    lr: float = 0.2, bucket: int = 50_000, seed: int = 0, valid_fraction: float = 0.1, tokenizer: str = "jieba",
 ) -> dict:
     """Train on a seeded split, save ``output`` and ``output.json``; return the record written."""
     import fasttext
@@ -127,10 +127,13 @@ def train(
                 line = fasttext_line(text, tokenizer)
                 if line:
                     fh.write(f"{label} {line}\n")
-        model = fasttext.train_supervised(
-            input=train_file, dim=dim, epoch=epoch, wordNgrams=ngrams, lr=lr, minCount=1, bucket=bucket,
-            loss="softmax", thread=1, seed=seed, verbose=0,
-        )
+        try:
+            model = fasttext.train_supervised(
+                input=train_file, dim=dim, epoch=epoch, wordNgrams=ngrams, lr=lr, minCount=1, bucket=bucket,
+                loss="softmax", thread=1, seed=seed, verbose=0,
+            )
+        except RuntimeError as exc:  # "Encountered NaN.": the learning rate is too high for this set
+            raise UserError(f"fastText training failed ({exc}); try a lower --lr than {lr}") from None
         tmp_model = os.path.join(tmp, "model.bin")
         model.save_model(tmp_model)
         os.replace(tmp_model, output) if _same_device(tmp, output) else _copy(tmp_model, output)
@@ -178,7 +181,7 @@ def quality_train_main(argv: list[str]) -> int:
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--epoch", type=int, default=5)
     ap.add_argument("--ngrams", type=int, default=2, help="fastText word n-grams")
-    ap.add_argument("--lr", type=float, default=0.5)
+    ap.add_argument("--lr", type=float, default=0.2, help="learning rate (fastText diverges to NaN from about 0.5 on small sets)")
     ap.add_argument("--bucket", type=int, default=50_000, help="hash buckets for n-grams (model size ~ bucket x dim x 4 B)")
     ap.add_argument("--tokenizer", choices=TOKENIZERS, default="jieba", help="jieba words, or single characters")
     ap.add_argument("--valid-fraction", type=float, default=0.1)

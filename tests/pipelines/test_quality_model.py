@@ -247,6 +247,20 @@ def test_clean_scores_the_chosen_kinds_and_drops_low_quality(trained, tmp_path):
 # ---------------------------------------------------------------------------------------------- keep_dropped
 
 
+def test_the_dropped_rows_must_add_up_to_the_dropped_counts():
+    from pipelines.dropped import check_dropped_rows
+
+    def manifest(entries):
+        return {"counts": {"dropped": {"lang": 2, "too_short": 1}}, "dropped_shards": entries}
+
+    good = [{"rows": 2, "reasons": {"lang": 1, "too_short": 1}}, {"rows": 1, "reasons": {"lang": 1}}]
+    assert check_dropped_rows(manifest(good))
+    with pytest.raises(ValueError, match="3"):  # a row short
+        check_dropped_rows(manifest(good[:1]))
+    with pytest.raises(ValueError, match="per reason"):  # the right total, the wrong reasons
+        check_dropped_rows(manifest([{"rows": 3, "reasons": {"lang": 3}}]))
+
+
 def _planted_sources(tmp_path):
     """Planted drops: web docs too short or English (lang); copies of news docs (exact_duplicate)."""
     news = list(dict.fromkeys(news_docs()))[:40]
@@ -304,6 +318,15 @@ def test_keep_dropped_writes_exactly_the_dropped_documents(tmp_path):
             assert kept_text[row["survivor_id"]] == row["text"]
         else:
             assert row["survivor_id"] is None
+    for entry in kept.manifest["dropped_shards"]:  # each entry's rows per reason, as read back
+        rows = read_arrow(str(tmp_path / "kept" / entry["path"])).column("reason").to_pylist()
+        assert entry["reasons"] == dict(Counter(rows)) and entry["rows"] == len(rows)
+    # quality-train reads them as a negative set, and the kept documents by kind as a positive one
+    from pipelines.quality_train import texts_from_output
+
+    assert sorted(texts_from_output(f"{tmp_path / 'kept' / 'dropped'}:web")) == sorted(planted["too_short"] + planted["lang"])
+    assert len(texts_from_output(f"{tmp_path / 'kept'}:news")) == len(kept_ids) == 40
+    assert texts_from_output(f"{tmp_path / 'kept'}:web") == []
     # the dropped shards are hash-partitioned and sorted by id like the docs shards
     for entry in kept.manifest["dropped_shards"]:
         ids = read_arrow(str(tmp_path / "kept" / entry["path"])).column("id").to_pylist()
