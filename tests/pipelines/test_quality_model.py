@@ -64,7 +64,7 @@ def test_the_installed_fasttext_can_train():
 
 def test_roc_auc_on_a_hand_example():
     # pairs: 0.9>0.5, 0.9>0.1, 0.4<0.5, 0.4>0.1 -> 3 of 4
-    assert roc_auc([0.9, 0.4], [0.5, 0.1]) == 0.75
+    assert roc_auc([0.9, 0.4], [0.5, 0.1]) == 0.75 == pairwise_auc([0.9, 0.4], [0.5, 0.1])
     assert roc_auc([0.5], [0.5]) == 0.5  # a tie counts half
     assert roc_auc([0.2, 0.3], [0.7, 0.8]) == 0.0
 
