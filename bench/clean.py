@@ -1,12 +1,15 @@
 """Benchmark: ``knowmix clean`` end to end vs datatrove's equivalent filters, on the same generated corpus.
 
     python bench/clean.py [--mb 50] [--workers 2] [--datatrove-python /tmp/dtvenv/bin/python] [--datatrove-mb 2]
+                          [--no-quality] [--no-multiprocessing]
 
 The corpus is JSONL generated from the bundled fixture texts (sentences reshuffled into new documents,
 so exact dedup does not remove them, plus a share of planted duplicates and junk lines). knowmix runs
 in-process and multi-processing; datatrove (installed in its own virtualenv, since its pins differ) runs
 its Gopher quality + Gopher repetition + C4 filters with a jieba word tokenizer over a prefix of the same
-file. Prints docs/s and MB/s per core of each and the ratio against datatrove.
+file. Prints docs/s and MB/s per core of each and the ratio against datatrove. Unless ``--no-quality``, the
+in-process run is repeated with a ``[quality]`` fastText model (trained here on the fixture texts vs generated
+junk, like ``make demo``) scoring every document: the model's cost, beside the same run without it.
 """
 
 from __future__ import annotations
@@ -58,6 +61,43 @@ def generate_corpus(path: str, megabytes: float, seed: int = 0, max_docs: int | 
             written += len(line.encode("utf-8"))
             docs += 1
     return docs, written
+
+
+def train_quality_model(work: str) -> str:
+    """A quality model like the demo's: fixture sentences (positive) vs generated junk (negative)."""
+    from knowmix.demo import junk_texts
+
+    good = os.path.join(work, "good.txt")
+    bad = os.path.join(work, "bad.txt")
+    with open(good, "w", encoding="utf-8") as fh:
+        fh.writelines(s.replace("\n", " ") + "\n" for s in fixture_sentences())
+    with open(bad, "w", encoding="utf-8") as fh:
+        fh.writelines(t + "\n" for t in junk_texts(2000))
+    model = os.path.join(work, "quality.bin")
+    subprocess.run(
+        [sys.executable, "-m", "knowmix.cli", "quality-train", "--positive-file", good, "--negative-file", bad,
+         "--dim", "64", "--bucket", "50000", "--output", model],
+        check=True, stdout=subprocess.DEVNULL,
+    )
+    job = os.path.join(work, "quality.toml")
+    with open(job, "w", encoding="utf-8") as fh:
+        fh.write(f'[quality]\nmodel = {json.dumps(model)}\nthreshold = 0.5\nkinds = ["web"]\n')
+    return job
+
+
+def time_scoring_alone(corpus: str, job: str, chunk: int = 256) -> float:
+    """CPU seconds of the quality step alone (segmentation + one predict call per chunk) over the corpus."""
+    import tomllib
+
+    from pipelines.quality_model import QualityModel
+
+    with open(job, "rb") as fh:
+        model = QualityModel(tomllib.load(fh)["quality"]["model"]).check()
+    texts = [json.loads(line)["text"] for line in open(corpus, encoding="utf-8")]
+    t0 = time.process_time()
+    for start in range(0, len(texts), chunk):
+        model.score_many(texts[start : start + chunk])
+    return time.process_time() - t0
 
 
 def run_knowmix(corpus: str, out: str, extra: list[str]) -> float:
@@ -120,6 +160,9 @@ def main() -> None:
     parser.add_argument("--datatrove-python", default="/tmp/dtvenv/bin/python")
     parser.add_argument("--datatrove-mb", type=float, default=2.0)
     parser.add_argument("--no-near-dedup", action="store_true")
+    parser.add_argument("--no-quality", action="store_true", help="skip the run with the quality model on")
+    parser.add_argument("--no-multiprocessing", action="store_true", help="skip the multi-processing run")
+    parser.add_argument("--repeat", type=int, default=1, help="in-process runs without/with the model, taking turns; best of")
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="knowmix-bench-")
@@ -129,13 +172,22 @@ def main() -> None:
     print(f"corpus: {docs:,} docs, {mb:.1f} MB ({corpus}); machine: {os.cpu_count()} cores")
     near = ["--no-near-dedup"] if args.no_near_dedup else []
     rows = []
-    t = run_knowmix(corpus, os.path.join(work, "out1"), near)
-    rows.append(("knowmix clean, in-process", 1, t, docs, mb))
-    t = run_knowmix(
-        corpus, os.path.join(work, "out2"),
-        [*near, "--direct_running_mode", "multi_processing", "--direct_num_workers", str(args.workers)],
-    )
-    rows.append((f"knowmix clean, multi_processing x{args.workers}", args.workers, t, docs, mb))
+    job = None if args.no_quality else train_quality_model(work)
+    off, on = [], []
+    for _ in range(max(1, args.repeat)):  # taking turns: the machine's load drifts between runs
+        off.append(run_knowmix(corpus, os.path.join(work, "out1"), near))
+        if job:
+            on.append(run_knowmix(corpus, os.path.join(work, "out_q"), [*near, "--config", job]))
+    rows.append(("knowmix clean, in-process", 1, min(off), docs, mb))
+    if job:
+        rows.append(("knowmix clean, in-process, quality model on", 1, min(on), docs, mb))
+        rows.append(("  the quality step alone (CPU time)", 1, time_scoring_alone(corpus, job), docs, mb))
+    if not args.no_multiprocessing:
+        t = run_knowmix(
+            corpus, os.path.join(work, "out2"),
+            [*near, "--direct_running_mode", "multi_processing", "--direct_num_workers", str(args.workers)],
+        )
+        rows.append((f"knowmix clean, multi_processing x{args.workers}", args.workers, t, docs, mb))
     baseline = None
     if os.path.exists(args.datatrove_python):
         result = run_datatrove(args.datatrove_python, corpus, args.datatrove_mb, work)

@@ -27,6 +27,8 @@ SUBCOMMANDS = {
     "export": ("trainer.cli", "export_main", "export a run to a Hugging Face BertForMaskedLM folder"),
     "export-parquet": ("knowmix.parquet", "export_parquet_main", "a stage's shards as Parquet (same rows, same schema)"),
     "eval": ("trainer.eval", "eval_main", "fine-tune and probe a run or a Hugging Face folder -> results.json"),
+    "quality-train": ("pipelines.quality_train", "quality_train_main", "train a fastText quality classifier"),
+    "quality-eval": ("pipelines.quality_train", "quality_eval_main", "ROC-AUC and PR curve of a quality classifier"),
     "demo": ("knowmix.demo", "demo_main", "run the whole flow on the bundled fixture corpora"),
 }
 

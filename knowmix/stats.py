@@ -73,6 +73,7 @@ def build_report(out_dir: str, verify: bool = True) -> dict[str, Any]:
         report["near_duplicate_rate"] = {
             k: (v["dropped"].get("near_duplicate", 0) / v["input"] if v["input"] else 0.0) for k, v in by_kind.items()
         }
+        report.update(_quality_and_dropped(out_dir, manifest, tables, verify))
         if manifest.get("cluster_table"):
             report["cluster_sizes"] = _cluster_histogram(out_dir, manifest["cluster_table"])
         if manifest["counts"].get("id_collisions"):  # ids renamed to keep output ids unique (the first 100)
@@ -96,6 +97,20 @@ def build_report(out_dir: str, verify: bool = True) -> dict[str, Any]:
             report[key] = manifest[key]
     report["dead_letters"] = _dead_letter_summary(out_dir)
     return report
+
+
+def _quality_and_dropped(out_dir: str, manifest: dict, tables: list[pa.Table], verify: bool) -> dict[str, Any]:
+    """``quality_score`` histograms per kind and a few dropped documents per reason (``knowmix.dropped_report``)."""
+    from knowmix.dropped_report import dropped_examples, quality_histograms
+
+    result: dict[str, Any] = {}
+    histograms = quality_histograms(tables)
+    if histograms:
+        result["quality_score_histogram"] = histograms
+    examples = dropped_examples(out_dir, manifest, verify=verify)
+    if examples:
+        result["dropped_examples"] = examples
+    return result
 
 
 def _docs_per_kind(tables: list[pa.Table]) -> dict[str, Any]:
@@ -237,6 +252,15 @@ def render_terminal(report: dict[str, Any]) -> None:
     for key in ("na_ratio", "label_distribution", "per_relation", "per_type", "knowledge_stats", "tokenizer"):
         if key in report:
             console.print(f"{key}: {json.dumps(report[key], ensure_ascii=False)[:400]}")
+    for kind, hist in report.get("quality_score_histogram", {}).items():
+        counts_, edges = np.asarray(hist["counts"]), np.asarray(hist["edges"])
+        mids = (edges[:-1] + edges[1:]) / 2
+        console.print(f"quality_score {kind}: {counts_.sum():,} scored, mean {float((mids * counts_).sum() / max(counts_.sum(), 1)):.2f}")
+    if report.get("dropped_examples"):
+        from knowmix.dropped_report import terminal_lines
+
+        for line in terminal_lines(report["dropped_examples"]):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     dl = report["dead_letters"]
     if dl["total"]:
         console.print(f"dead letters: {dl['total']} — " + "; ".join(f"{r} ({n})" for r, n in list(dl["reasons"].items())[:8]))
@@ -285,13 +309,20 @@ def render_html(report: dict[str, Any]) -> str:
         sections.append(_svg_bars(list(by_script), list(by_script.values()), "documents by script (as read)"))
     if report.get("lang_score_histogram"):
         sections.append(_svg_histogram(report["lang_score_histogram"], "language-id score"))
+    for kind, hist in report.get("quality_score_histogram", {}).items():
+        sections.append(_svg_histogram(hist, f"quality score: {kind}"))
+    if report.get("dropped_pages") or report.get("dropped_examples"):
+        from knowmix.dropped_report import html_section
+
+        sections.append(html_section(report.get("dropped_pages") or report["dropped_examples"]))
     if report.get("cluster_sizes"):
         cs = report["cluster_sizes"]
         sections.append(_svg_bars([f"size {k}" for k in cs], list(cs.values()), "near-duplicate cluster sizes"))
     if report.get("per_task"):
         pt = report["per_task"]
         sections.append(_svg_bars(list(pt), list(pt.values()), "rows per task"))
-    sections.append("<h2>report</h2><pre>" + html.escape(json.dumps(report, ensure_ascii=False, indent=2)) + "</pre>")
+    shown = {k: v for k, v in report.items() if k != "dropped_pages"}
+    sections.append("<h2>report</h2><pre>" + html.escape(json.dumps(shown, ensure_ascii=False, indent=2)) + "</pre>")
     body = "\n".join(s for s in sections if s)
     return f'<!doctype html><html><head><meta charset="utf-8"><title>knowmix stats</title></head><body style="font-family:sans-serif">{body}</body></html>\n'
 
@@ -468,9 +499,14 @@ def stats_main(argv: list[str]) -> int:
     if view is not None:
         report["samples"] = view
     if args.html:
-        from knowmix.manifest import atomic_write_text
+        from knowmix.manifest import atomic_write_text, read_manifest
 
-        page = render_html(report)
+        shown = dict(report)
+        if report.get("dropped_examples"):  # the HTML pages through more of them
+            from knowmix.dropped_report import dropped_examples
+
+            shown["dropped_pages"] = dropped_examples(args.dir, read_manifest(args.dir), per_reason=100)
+        page = render_html(shown)
         if view is not None:
             page = page.replace("<h2>report</h2>", samples_html(view) + "\n<h2>report</h2>", 1)
         atomic_write_text(args.html, page)

@@ -3,8 +3,9 @@
 The recipe, top to bottom:
   read (corpora readers; unreadable input -> dead letters)
   -> 1. normalise -> 2. language id -> 3. quality rules     (pure functions, one DoFn with the reader)
+     [-> 3b. the [quality] model's score, a chunk per call: pipelines.quality_model]
   -> 4. exact dedup -> 5. near dedup (MinHash-LSH)
-  -> write docs shards + dead letters + manifest
+  -> write docs shards + dead letters + manifest   [+ with keep_dropped, the dropped documents: pipelines.dropped]
 Every record is an accounting event, so ``input == output + dead_letter + sum(dropped)`` holds exactly.
 
 Identity: a record is keyed internally by where it came from (source, file name relative to the source's glob
@@ -36,6 +37,9 @@ from knowmix.errors import UserError
 from pipelines import beamio, progress
 from pipelines.clean_config import CleanConfig, load_config, steps_for
 from pipelines.dedup import DedupKeyBuffer, record_key
+from pipelines.dropped import (
+    DROPPED_DIR, DroppedSpill, WriteDroppedShards, check_dropped_rows, models_entry, quality_step, with_dropped_shards,
+)
 from pipelines.spill import (
     COLLISION_EXAMPLES, SPILL_DIR, BlobSpill, SpilledTexts, SpillWriter, WriteShardsFromSpill, delete_spill,
     spill_schema,
@@ -53,6 +57,7 @@ DOCS_SCHEMA = pa.schema(
         ("lang_score", pa.float32()),
         ("n_chars", pa.int32()),
         ("script", pa.string()),  # the text's script as read: simplified | traditional | mixed | none
+        ("quality_score", pa.float32()),  # P(good) from the [quality] model; null where it did not run
     ]
 )
 CLUSTER_SCHEMA = pa.schema([("doc_id", pa.string()), ("cluster_id", pa.string()), ("cluster_size", pa.int32())])
@@ -99,6 +104,8 @@ class ReadAndClean(beam.DoFn):
     """
 
     CHUNK = 256
+    quality = None  # a pipelines.quality_model.QualityScorer: scores a chunk's kept rows in one call
+    keep_dropped = False  # also emit ("dropped_doc", (reason, row)) for every dropped document
 
     def __init__(self, sources, steps_by_kind: dict[str, dict[str, bool]], rules_by_kind: dict[str, dict[str, Any]]):
         self.sources = sources
@@ -160,7 +167,8 @@ class ReadAndClean(beam.DoFn):
         return {"source": kind, "location": printable(location), "reason": reason, "raw": raw, "source_kind": kind}
 
     def clean(self, rows: list[dict]):
-        """Steps 1-3 on a chunk; if anything raises, record by record, a record that raises is a dead letter."""
+        """Steps 1-3 on a chunk (then, with ``[quality]``, the kept rows' quality scores in one model call); if
+        anything raises, record by record: a record that raises is a dead letter."""
         try:
             results = list(self.clean_chunk(rows))
         except Exception:  # noqa: BLE001 - find the record (or records) that raised
@@ -171,9 +179,12 @@ class ReadAndClean(beam.DoFn):
                 except Exception as e:  # noqa: BLE001
                     reason = f"cleaning failed: {one_line(e)}"
                     results.append(("dead_letter", self.dead_row(row["source_kind"], row["location"], reason, row["text"])))
+        if self.quality is not None:
+            results = self.quality.apply(results, with_rows=self.keep_dropped)
         yield from results
 
     def clean_chunk(self, rows: list[dict]):
+        """Steps 1-3: normalise, language id, quality rules (``dropped_doc`` rows too with ``keep_dropped``)."""
         from pipelines.normalize import normalize_rows
         from pipelines.quality import check_language, check_quality
 
@@ -184,12 +195,17 @@ class ReadAndClean(beam.DoFn):
             kind = row["source_kind"]
             if lang is None:
                 yield "dropped", ("empty", kind)
+                if self.keep_dropped:
+                    yield "dropped_doc", ("empty", row)
                 continue
             rules = self.rules_by_kind[kind]
             reason = check_language(lang, score, rules) or check_quality(text, rules)
             if reason:
                 beam.metrics.Metrics.counter("knowmix.clean", f"dropped_{reason}").inc()
                 yield "dropped", (reason, kind)
+                if self.keep_dropped:
+                    yield "dropped_doc", (reason, {**row, "text": text, "lang": lang, "lang_score": float(score),
+                                                   "n_chars": len(text), "script": script})
                 continue
             title = self.normalizers[kind](row["title"], t2s=converted) if row.get("title") else row.get("title")
             yield "kept", {**row, "title": title, "text": text, "lang": lang, "lang_score": float(score), "n_chars": len(text),
@@ -225,10 +241,14 @@ class ReadCleanAndSpill(ReadAndClean):
             key_locations.extend((tag, (part, key_spill.put(blob))) for tag, (part, blob) in keys.flush())
 
         counts: Counter = Counter()
+        dropped_spill = DroppedSpill(self.spill_dir, DOCS_SCHEMA, self.num_shards) if self.keep_dropped else None
         for tag, value in super().process(element):
             progress.note("read")  # the live progress line (local runner)
             if tag == "dead_letter":
                 yield tag, value
+                continue
+            if tag == "dropped_doc":
+                dropped_spill.add(*value)
                 continue
             if tag == "dropped":
                 reason, kind = value
@@ -251,6 +271,9 @@ class ReadCleanAndSpill(ReadAndClean):
         yield from key_locations
         for location in spill.close():
             yield "spill", location
+        if dropped_spill is not None:
+            for location in dropped_spill.close():
+                yield "dropped_spill", location
         for event, n in sorted(counts.items(), key=str):
             yield "counts", (event, n)
 
@@ -321,18 +344,18 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str], out: 
     near_config = NearDedupConfig.from_dict(config.dedup)
 
     # read, then 1-3: normalise, language id, quality rules; kept docs are spilled, their keys go on
+    read_and_clean = ReadCleanAndSpill(
+        config.sources, steps_by_kind, rules_by_kind, beamio.join(out, SPILL_DIR), num_shards,
+        config.exact_dedup, near_config, num_parts,
+    )
+    read_and_clean.quality, read_and_clean.keep_dropped = quality_step(config), config.keep_dropped
     records = (
         p
         | "Files" >> beam.Create([(i, os.fsencode(path)) for i, path in files])  # bytes: a name need not be UTF-8
         | "SpreadFiles" >> beam.Reshuffle()
-        | "ReadAndClean" >> beam.ParDo(
-            ReadCleanAndSpill(
-                config.sources, steps_by_kind, rules_by_kind, beamio.join(out, SPILL_DIR), num_shards,
-                config.exact_dedup, near_config, num_parts,
-            )
-        )
+        | "ReadAndClean" >> beam.ParDo(read_and_clean)
     )
-    tags = ("counts", "dead_letter", "spill", "exact", "band", "meta")
+    tags = ("counts", "dead_letter", "spill", "exact", "band", "meta", "dropped_spill")
     records = beamio.split_by_tag(records, tags, "Records")
     dead, spilled = records["dead_letter"], records["spill"]
     dead_events = (
@@ -341,11 +364,12 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str], out: 
     )
 
     # 4: exact dedup, 5: near dedup (MinHash-LSH) -- on keys only: (doc key, reason) for every loser
-    drops = []
+    drops, survivors = [], []
     exact = None
     if config.exact_dedup:
         exact = {"exact": records["exact"], "meta": records["meta"]} | "ExactDedup" >> ExactDedupKeys(num_parts)
         drops.append(exact.drops)
+        survivors.append(exact.survivors)
     cluster_entries = None
     if near_config.near:
         near_inputs = {"band": records["band"], "meta": records["meta"]}
@@ -354,6 +378,7 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str], out: 
         texts = SpilledTexts(spilled, DOCS_SCHEMA, num_shards) if near_config.verify else None
         near = near_inputs | "NearDedup" >> NearDedupKeys(near_config, num_parts, texts)
         drops.append(near.drops)
+        survivors.append(near.survivors)
         if config.cluster_table:
             cluster_entries = near.clusters | "WriteClusters" >> beamio.WriteShards(
                 out, CLUSTER_SCHEMA, num_shards, sort_key="doc_id", subdir=CLUSTERS_DIR
@@ -374,6 +399,18 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str], out: 
             renamed=beam.pvalue.AsList(written["collisions"]),
         )
     )
+    extras = []
+    if config.keep_dropped:  # every dropped document, with its reason, under OUT/dropped/ (pipelines.dropped)
+        dropped_entries = {
+            "rules": records["dropped_spill"], "kept": spilled, "drops": drops,
+            "survivors": tuple(survivors) | "AllSurvivors" >> beam.Flatten() if survivors else p | "NoSurvivors" >> beam.Create([]),
+        } | "WriteDropped" >> WriteDroppedShards(out, DOCS_SCHEMA, num_shards)
+        extras.append(
+            p | "DroppedShardsOnce" >> beam.Create([None])
+            | "DroppedShards" >> beam.Map(lambda _, e: with_dropped_shards(e), e=beam.pvalue.AsList(dropped_entries))
+        )
+    if config.quality is not None:
+        extras.append(p | "ModelsEntry" >> beam.Create([models_entry(config)]))
     if cluster_entries is not None:
         cluster_table = (
             p
@@ -383,13 +420,19 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str], out: 
                 entries=beam.pvalue.AsList(cluster_entries),
             )
         )
-        extra = (extra, cluster_table) | "Extras" >> beam.Flatten()
+        extras.append(cluster_table)
+    extra = (extra, *extras) | "Extras" >> beam.Flatten()
     options = {"argv": argv, **config.to_options()}
     options["output"]["num_shards"] = num_shards
     p | "Manifest" >> beamio.WriteManifest(
         out, "docs", DOCS_SCHEMA, written["entries"], tallies, options, group_name="by_source_kind", extra=extra,
-        finalize=with_collision_counts, after=[dead_written],
+        finalize=_finalize_keep_dropped if config.keep_dropped else with_collision_counts, after=[dead_written],
     )
+
+
+def _finalize_keep_dropped(manifest: dict) -> dict:
+    """With ``keep_dropped``: the dropped shards' rows must add up to ``counts.dropped`` too."""
+    return check_dropped_rows(with_collision_counts(manifest))
 
 
 def with_collision_counts(manifest: dict) -> dict:
@@ -408,7 +451,7 @@ def run(config: CleanConfig, beam_args: list[str], argv: list[str] | None = None
     options = beamio.pipeline_options(beam_args)
     argv = argv if argv is not None else sys.argv
     inputs = [("input", path) for _, path in input_files(config)]  # a glob matching nothing: an error before any output is touched
-    with beamio.output_run(config.output_dir, inputs, " ".join(argv), (CLUSTERS_DIR, SPILL_DIR)) as output:
+    with beamio.output_run(config.output_dir, inputs, " ".join(argv), (CLUSTERS_DIR, SPILL_DIR, DROPPED_DIR)) as output:
         try:
             with beam.Pipeline(options=options) as p:
                 build_pipeline(p, config, argv, out=output.staging)
@@ -430,6 +473,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--num-shards", type=int, help="output shards (overrides [output] num_shards; default: auto)")
     parser.add_argument("--cluster-table", action="store_true", help="also write doc_id -> cluster_id, cluster_size")
     parser.add_argument("--no-near-dedup", action="store_true", help="skip near-duplicate removal (MinHash-LSH)")
+    parser.add_argument("--keep-dropped", action="store_true", help="also write every dropped document under OUT/dropped/")
     args, beam_args = parser.parse_known_args(argv)
     beamio.check_beam_args(beam_args, "clean")
     return args, beam_args
@@ -446,6 +490,8 @@ def clean_main(argv: list[str]) -> int:
         overrides["num_shards"] = args.num_shards
     if args.cluster_table:
         overrides["cluster_table"] = True
+    if args.keep_dropped:
+        overrides["keep_dropped"] = True
     config = load_config(args.config, args.source, args.output, overrides)
     if args.no_near_dedup:
         config.dedup["near"] = False

@@ -8,6 +8,7 @@ paths = ["data/zhidao/*.csv"]
 dir = "out/docs"
 num_shards = "auto"      # rows are hash-partitioned by id; "auto": ~64 MB of input per shard, >= 4
 cluster_table = false    # also write doc_id -> cluster_id, cluster_size (near duplicates) under OUT/clusters/
+keep_dropped = false     # also write every dropped document, with its reason, under OUT/dropped/
 [normalize]
 keep_words = "words.txt" # optional: names (one a line) left as written inside converted documents
 t2s_threshold = 0.5      # a mixed-script document is converted when its traditional share reaches this
@@ -18,6 +19,10 @@ min_chars = 200
 [dedup]
 exact = true
 near = true              # and the keys of pipelines.neardup.NearDedupConfig
+[quality]                # optional: a fastText quality classifier (knowmix quality-train), pipelines.quality_model
+model = "models/quality.bin"
+threshold = 0.5          # or a table per source kind: threshold = { web = 0.5, qa = 0.3 }
+kinds = ["web", "qa"]    # the source kinds scored (default: all)
 ```
 """
 
@@ -32,8 +37,8 @@ from corpora.document import SOURCE_KINDS
 from corpora.sources import SourceSpec, source_from_dict, source_from_shorthand
 from knowmix.errors import UserError
 
-TOP_KEYS = {"sources", "output", "normalize", "rules", "dedup"}
-OUTPUT_KEYS = {"dir", "num_shards", "cluster_table"}
+TOP_KEYS = {"sources", "output", "normalize", "rules", "dedup", "quality"}
+OUTPUT_KEYS = {"dir", "num_shards", "cluster_table", "keep_dropped"}
 
 
 @dataclass
@@ -48,6 +53,8 @@ class CleanConfig:
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> rule -> threshold (overrides)
     exact_dedup: bool = True
     dedup: dict[str, Any] = field(default_factory=dict)  # NearDedupConfig keys
+    keep_dropped: bool = False  # [output] keep_dropped: write the dropped documents (pipelines.dropped)
+    quality: Any = None  # [quality]: a pipelines.quality_model.QualitySettings, or None
 
     def to_options(self) -> dict:
         """A JSON-able record of the configuration for the manifest."""
@@ -59,6 +66,8 @@ class CleanConfig:
             "normalize": {**self.normalize, "keep_words": self.keep_words, "t2s_threshold": self.t2s_threshold},
             "rules": self.rules,
             "dedup": {"exact": self.exact_dedup, **self.dedup},
+            **({"keep_dropped": True} if self.keep_dropped else {}),
+            **({"quality": self.quality.to_options()} if self.quality is not None else {}),
         }
 
 
@@ -167,6 +176,8 @@ def load_config(
         rules=_check_kind_tables(raw.get("rules", {}), "rules", where),
         exact_dedup=_boolean(dedup.pop("exact", True), f"{where}: [dedup] exact"),
         dedup=dedup,
+        keep_dropped=bool(output.get("keep_dropped", False)),
+        quality=_quality(raw.get("quality"), where, base if config_path else os.getcwd()),
     )
     for key, value in (overrides or {}).items():
         setattr(config, key, value)
@@ -187,6 +198,16 @@ def validate(config: CleanConfig, where: str) -> None:
         steps_for(config, kind, where=f"{where} [normalize.{kind}]")
         rules_for(kind, config.rules.get(kind), where=f"{where} [rules.{kind}]")
     NearDedupConfig.from_dict(config.dedup, where=f"{where} [dedup]")
+    if config.quality is not None:
+        config.quality.load(f"{where} [quality]")  # a missing or corrupt model: one line, before any work
+
+
+def _quality(table: Any, where: str, base: str):
+    if table is None:
+        return None
+    from pipelines.quality_model import QualitySettings
+
+    return QualitySettings.from_dict(table, where, base)
 
 
 def steps_for(config: CleanConfig, kind: str, where: str = "config") -> dict[str, Any]:

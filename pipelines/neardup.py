@@ -36,6 +36,7 @@ does not keep tagged outputs of a multi-output ParDo apart, so every step here h
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 from itertools import combinations
 from typing import Any, Iterator, Mapping, NamedTuple
@@ -361,6 +362,19 @@ def _near_outcome(kv, output: str):
             yield {"doc_id": m.id, "cluster_id": cluster_id, "cluster_size": len(alive)}
 
 
+def _survivors(kv, decide):
+    """(group, members) -> (doc key, survivor id) for each loser ``decide`` (``_exact_losers`` or the near
+    drops) picks: the survivor is the one member it left (kept documents' ids, for ``keep_dropped``)."""
+    group, members = kv
+    members = list(members)
+    losers = {doc for doc, _ in decide((group, members))}
+    remaining = {m.doc: m.id for m in members if m.doc not in losers and not m.exact_loser}
+    if losers and len(remaining) == 1:
+        survivor = next(iter(remaining.values()))
+        for doc in sorted(losers):
+            yield doc, survivor
+
+
 def _unfold_exact(kv):
     """(doc key, {"root": its component root, "group": members of the exact group it stands for}) -> (doc key,
     root) for it and every member of its group."""
@@ -406,6 +420,7 @@ class _WithMeta(beam.PTransform):
 class ExactDecisions(NamedTuple):
     drops: beam.PCollection  # (doc key, "exact_duplicate")
     groups: beam.PCollection  # (doc key, group key) for every member of a group of >= 2
+    survivors: beam.PCollection | None = None  # (doc key, survivor id) for every loser
 
 
 class ExactDedupKeys(beam.PTransform):
@@ -417,13 +432,15 @@ class ExactDedupKeys(beam.PTransform):
 
     def expand(self, inputs):
         groups = inputs["exact"] | "GroupDigests" >> beam.GroupByKey() | "Groups" >> beam.FlatMap(_exact_groups)
-        drops = groups | "WithMeta" >> _WithMeta(inputs["meta"], self.num_parts) | "Losers" >> beam.FlatMap(_exact_losers)
-        return ExactDecisions(drops, groups)
+        grouped = groups | "WithMeta" >> _WithMeta(inputs["meta"], self.num_parts)
+        drops = grouped | "Losers" >> beam.FlatMap(_exact_losers)
+        return ExactDecisions(drops, groups, grouped | "Survivors" >> beam.FlatMap(_survivors, decide=_exact_losers))
 
 
 class NearDecisions(NamedTuple):
     drops: beam.PCollection  # (doc key, "near_duplicate")
     clusters: beam.PCollection  # {"doc_id", "cluster_id", "cluster_size"}
+    survivors: beam.PCollection | None = None  # (doc key, survivor id) for every loser
 
 
 class NearDedupKeys(beam.PTransform):
@@ -478,6 +495,7 @@ class NearDedupKeys(beam.PTransform):
         return NearDecisions(
             grouped | "Drops" >> beam.FlatMap(_near_outcome, output="drops"),
             grouped | "Clusters" >> beam.FlatMap(_near_outcome, output="clusters"),
+            grouped | "Survivors" >> beam.FlatMap(_survivors, decide=functools.partial(_near_outcome, output="drops")),
         )
 
 
