@@ -99,9 +99,23 @@ def schema_mismatch(kind: str, columns: list[dict]) -> str | None:
     for field in expected:
         if field.name not in have:
             return f"lacks the {kind} column {field.name!r}"
-        if have[field.name] != str(field.type):
+        if not type_covers(have[field.name], field.type):
             return f"column {field.name!r} is {have[field.name]}, a {kind} shard's is {field.type}"
     return None
+
+
+def type_covers(have: str, expected: pa.DataType) -> bool:
+    """Whether a column of type ``have`` (its string form) holds what ``expected`` promises: the same type, or
+    for a struct (or a list of structs) every expected field with its type (a newer writer may add fields, as
+    the knowledge spans' ``type_source``)."""
+    if have == str(expected):
+        return True
+    inner = expected.value_type if pa.types.is_list(expected) else expected
+    prefix = "list<item: struct<" if pa.types.is_list(expected) else "struct<"
+    if not pa.types.is_struct(inner) or not have.startswith(prefix):
+        return False
+    body = have[len(prefix):]
+    return all(f"{f.name}: {f.type}" in body for f in inner)
 
 
 # ---------------------------------------------------------------------------------------------- files

@@ -8,7 +8,6 @@ validation precision, recall and ROC-AUC are printed and written beside the mode
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import os
@@ -172,20 +171,26 @@ def _summary(m: dict) -> str:
 
 
 def quality_train_main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="knowmix quality-train", description="Train a fastText quality classifier.")
-    ap.add_argument("--positive", action="append", default=[], metavar="DIR[:KIND,...]", help="a docs output (or DIR/dropped)")
-    ap.add_argument("--negative", action="append", default=[], metavar="DIR[:KIND,...]")
-    ap.add_argument("--positive-file", action="append", default=[], metavar="FILE", help="JSON lines (text) or one doc a line")
-    ap.add_argument("--negative-file", action="append", default=[], metavar="FILE")
+    from knowmix.args import Parser
+
+    ap = Parser("knowmix quality-train", "Train a fastText quality classifier.")
+    ap.add_argument("--positive", action="append", default=[], metavar="DIR[:KIND,...]",
+                    help="good text: a docs output, only those source kinds after ':' (or DIR/dropped); repeatable")
+    ap.add_argument("--negative", action="append", default=[], metavar="DIR[:KIND,...]",
+                    help="bad text, as --positive (e.g. a keep_dropped run's OUT/dropped:web); repeatable")
+    ap.add_argument("--positive-file", action="append", default=[], metavar="FILE",
+                    help="good text from JSON lines (a text field) or one document a line; repeatable")
+    ap.add_argument("--negative-file", action="append", default=[], metavar="FILE", help="bad text, as --positive-file")
     ap.add_argument("--output", required=True, help="the model file (its record goes to OUTPUT.json)")
-    ap.add_argument("--dim", type=int, default=64)
-    ap.add_argument("--epoch", type=int, default=5)
+    ap.add_argument("--dim", type=int, default=64, help="fastText vector size")
+    ap.add_argument("--epoch", type=int, default=5, help="fastText training epochs")
     ap.add_argument("--ngrams", type=int, default=2, help="fastText word n-grams")
     ap.add_argument("--lr", type=float, default=0.2, help="learning rate (fastText diverges to NaN from about 0.5 on small sets)")
     ap.add_argument("--bucket", type=int, default=50_000, help="hash buckets for n-grams (model size ~ bucket x dim x 4 B)")
     ap.add_argument("--tokenizer", choices=TOKENIZERS, default="jieba", help="jieba words, or single characters")
-    ap.add_argument("--valid-fraction", type=float, default=0.1)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--valid-fraction", type=float, default=0.1,
+                    help="share of each class held out for the validation figures")
+    ap.add_argument("--seed", type=int, default=0, help="the train/validation split and fastText's seed")
     args = ap.parse_args(argv)
     for name in ("dim", "epoch", "ngrams", "bucket"):
         if getattr(args, name) < 1:
@@ -246,13 +251,17 @@ def eval_html(model: str, m: dict, curve: list[tuple[float, float, float]]) -> s
 
 
 def quality_eval_main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="knowmix quality-eval", description="ROC-AUC and PR curve of a quality model.")
-    ap.add_argument("model")
-    ap.add_argument("--positive", action="append", default=[], required=True, metavar="FILE|DIR[:KIND,...]")
-    ap.add_argument("--negative", action="append", default=[], required=True, metavar="FILE|DIR[:KIND,...]")
-    ap.add_argument("--threshold", type=float, default=0.5)
+    from knowmix.args import Parser
+
+    ap = Parser("knowmix quality-eval", "ROC-AUC and PR curve of a quality model.")
+    ap.add_argument("model", help="a model file written by knowmix quality-train")
+    ap.add_argument("--positive", action="append", default=[], required=True, metavar="FILE|DIR[:KIND,...]",
+                    help="held-out good text: a file or a docs output, as quality-train takes it; repeatable")
+    ap.add_argument("--negative", action="append", default=[], required=True, metavar="FILE|DIR[:KIND,...]",
+                    help="held-out bad text, as --positive")
+    ap.add_argument("--threshold", type=float, default=0.5, help="the score below which a text counts as bad")
     ap.add_argument("--html", metavar="FILE", help="write the PR curve (inline SVG) and a threshold table")
-    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print the metrics as JSON")
     args = ap.parse_args(argv)
     scorer = QualityModel(args.model).check()
     pos = scorer.score_many(_texts(args.positive, "positive"))

@@ -244,7 +244,9 @@ def evaluate(args) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="knowmix eval", description=__doc__.splitlines()[0])
+    from knowmix.args import Parser
+
+    ap = Parser("knowmix eval", __doc__.splitlines()[0])
     ap.add_argument("model", help="a `knowmix train` output dir or a Hugging Face BERT folder")
     ap.add_argument("--task", action="append", required=True, metavar="[NAME=]KIND:FILES",
                     help="cls:train.json,dev.json | pair:train.json,dev.json | re:train.txt,test.txt | probe:kg.tsv")
@@ -254,12 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--templates", help="probe: TOML of `relation = \"{head}…{tail}…\"` templates")
     ap.add_argument("--seeds", type=int, default=3, help="fine-tuning runs per task (seeds --seed, --seed+1, …)")
     ap.add_argument("--seed", type=int, default=0, help="the first seed")
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--lr", type=float, default=3e-5)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs per run")
+    ap.add_argument("--lr", type=float, default=3e-5, help="fine-tuning learning rate (AdamW, linear decay)")
+    ap.add_argument("--batch-size", type=int, default=32, help="examples per fine-tuning step")
     ap.add_argument("--max-seq-len", type=int, default=None,
                     help="tokens per input (default 128, or the model's max_position_embeddings if fewer)")
-    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                    help="auto: one GPU when available (bf16 where supported), else the CPU")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     ap.add_argument("--output", required=True, help="folder for results.json")
     return ap

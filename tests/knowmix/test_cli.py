@@ -30,6 +30,9 @@ REQUIRED = {
     "train": ["configs/base.toml"],
     "export": ["run", "--hf", "o"],
     "export-parquet": ["d", "--output", "o"],
+    "eval": ["run", "--task", "cls:a.json,b.json", "--output", "o"],
+    "quality-train": ["--output", "m.bin"],
+    "quality-eval": ["m.bin", "--positive", "p.txt", "--negative", "n.txt"],
     "demo": [],
 }
 

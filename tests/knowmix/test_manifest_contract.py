@@ -259,9 +259,18 @@ def test_the_kind_schemas_are_the_writers(tmp_path):
     from kg.samples import KNOWLEDGE_SCHEMA as written_knowledge
     from pipelines.clean import DOCS_SCHEMA as written_docs
 
-    for ours, theirs in ((DOCS_SCHEMA, written_docs), (KNOWLEDGE_SCHEMA, written_knowledge)):
+    from knowmix.manifest import schema_mismatch, schema_to_json
+
+    for kind, ours, theirs in (("docs", DOCS_SCHEMA, written_docs), ("knowledge", KNOWLEDGE_SCHEMA, written_knowledge)):
+        assert schema_mismatch(kind, schema_to_json(theirs)) is None
         for field in ours:
-            assert theirs.field(field.name).type == field.type
+            assert theirs.field(field.name).type == field.type or pa.types.is_struct(field.type) or pa.types.is_list(field.type)
+    # a struct column that lost an expected field is refused; one with an extra field (a newer writer) is not
+    span = KNOWLEDGE_SCHEMA.field("head").type
+    fewer = pa.struct([f for f in span if f.name != "type"])
+    more = pa.struct([*span, pa.field("type_source", pa.string())])
+    assert schema_mismatch("knowledge", schema_to_json(KNOWLEDGE_SCHEMA.set(KNOWLEDGE_SCHEMA.get_field_index("head"), pa.field("head", fewer)))) is not None
+    assert schema_mismatch("knowledge", schema_to_json(KNOWLEDGE_SCHEMA.set(KNOWLEDGE_SCHEMA.get_field_index("head"), pa.field("head", more)))) is None
 
 
 def test_a_shard_checksum_is_the_file_checksum(good):
