@@ -11,6 +11,13 @@ ours       Aho-Corasick over all names, then (only for sentences with a match) t
            longest non-overlapping, ambiguity rule.
 baseline   jieba.cut(sentence, HMM=False), then each word looked up in a dict of names.
 Prints a table and the ratio ours/baseline. Single process, so sentences/s is per core.
+
+The index file (kg.index_file, what kg-samples' workers map): ``--index-file`` (on by default) writes the
+dictionary's index file and reports its build time, size and bytes per name; links the sentences with the
+linker built on the *mapped* index and on the in-memory one in the same run (same mentions required, speed
+ratio); and starts two processes that map the same file at once and reports each one's resident memory (RSS)
+and proportional share (PSS: shared pages count half in each), for the mapped index alone and with the
+linker built on it (``--memory-linker``), next to one process holding the in-memory index and linker.
 """
 
 from __future__ import annotations
@@ -112,11 +119,103 @@ def measure(fn, sents, repeat) -> tuple[float, float, int]:
     return rates[-1], rates[len(rates) // 2], found
 
 
+def memory_mb() -> dict:
+    """This process's resident memory (RSS), proportional share (PSS) and shared pages, MB (Linux)."""
+    out = {}
+    with open("/proc/self/smaps_rollup") as fh:
+        for line in fh:
+            key, _, rest = line.partition(":")
+            if key in ("Rss", "Pss", "Shared_Clean", "Private_Clean", "Private_Dirty", "Anonymous"):
+                out[key] = int(rest.split()[0]) / 1024
+    return out
+
+
+CHILD = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from kg.index_file import MappedIndex
+ix = MappedIndex(sys.argv[2])
+sum(int(a.sum()) for a in ix._a.values())  # touch every page of the file
+if sys.argv[3] == "linker":
+    from kg.link import Linker
+    Linker(ix, "rjieba")
+print("ready", flush=True)
+sys.stdin.readline()  # both processes have mapped the file: measure
+out = {}
+for line in open("/proc/self/smaps_rollup"):
+    key, _, rest = line.partition(":")
+    out[key] = int(rest.split()[0]) / 1024 if rest.strip().endswith("kB") else rest
+print(json.dumps(out), flush=True)
+sys.stdin.readline()
+"""
+
+
+def shared_memory(path: str, what: str) -> list[dict]:
+    """Two processes mapping ``path`` at once (``what``: "index" or "linker"); each one's memory figures, taken
+    while both hold the file."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD, root, path, what], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    figures = []
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        figures.append(json.loads(p.stdout.readline()))
+    for p in procs:
+        p.stdin.close()
+        p.wait()
+    return figures
+
+
+def index_file_section(names: list[str], index: EntityIndex, sents: list[str], repeat: int, memory_linker: bool):
+    import tempfile
+
+    from kg.index_file import MappedIndex, write_index_file
+
+    d = tempfile.mkdtemp(prefix="bench-kgindex-")
+    t = time.perf_counter()
+    path = write_index_file(index, {"bench": len(names)}, d)
+    build = time.perf_counter() - t
+    size = os.path.getsize(path)
+    print(f"\nindex file: {len(names)} names, built in {build:.1f}s, {size / 1e6:.1f} MB, "
+          f"{size / len(names):.0f} bytes per name ({path})")
+    mapped = MappedIndex(path)
+    rows = []
+    for label, ix in (("in-memory index", index), ("mapped index file", mapped)):
+        t = time.process_time()
+        linker = Linker(ix, segmenter="rjieba")
+        setup = time.process_time() - t
+        best, median, found = measure(lambda s: linker.link(s).mentions, sents, repeat)
+        rows.append((label, setup, best, median, found))
+        del linker
+    print(f"{'linker (rjieba) on':30} {'setup s':>8} {'sent/s/core best':>17} {'median':>8} {'mentions':>9} {'ratio':>7}")
+    for label, setup, best, median, found in rows:
+        print(f"{label:30} {setup:8.1f} {best:17.0f} {median:8.0f} {found:9d} {best / rows[0][2]:6.2f}x")
+    assert rows[0][4] == rows[1][4], "the mapped index must link the same mentions"
+    whats = ["index", "linker"] if memory_linker else ["index"]
+    print(f"{'two processes mapping the file':34} {'RSS MB':>8} {'PSS MB':>8} {'shared MB':>10} {'private MB':>11}")
+    for what in whats:
+        for i, m in enumerate(shared_memory(path, what)):
+            private = m.get("Private_Clean", 0) + m.get("Private_Dirty", 0)
+            print(f"{what + ' #' + str(i + 1):34} {m['Rss']:8.0f} {m['Pss']:8.0f} {m.get('Shared_Clean', 0):10.0f} "
+                  f"{private:11.0f}")
+    os.unlink(path)
+    os.rmdir(d)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--names", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=5, help="passes over the sentences; best and median reported")
-    ap.add_argument("--segmenters", default="jieba,rjieba,none")
+    ap.add_argument("--segmenters", default="jieba,rjieba,none", help="'' : skip the in-memory linker table")
+    ap.add_argument("--no-index-file", dest="index_file", action="store_false",
+                    help="skip the index file section (build time, size, mapped linking, shared memory)")
+    ap.add_argument("--memory-linker", action="store_true",
+                    help="also measure two processes that each build the linker on the mapped file")
     args = ap.parse_args(argv)
     sents = sentences()
     t = time.perf_counter()
@@ -124,6 +223,12 @@ def main(argv=None) -> int:
     print(f"{len(sents)} sentences ({sum(map(len, sents)) / len(sents):.1f} chars avg), {len(names)} names "
           f"(built in {time.perf_counter() - t:.1f}s)")
     index = make_index(names)
+    m0 = memory_mb()
+    print(f"this process, names + in-memory index: RSS {m0['Rss']:.0f} MB")
+    if args.index_file:
+        index_file_section(names, index, sents, args.repeat, args.memory_linker)
+    if not args.segmenters:
+        return 0
     rows = []
     for seg in args.segmenters.split(","):
         t = time.process_time()

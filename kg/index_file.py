@@ -325,15 +325,20 @@ class MappedIndex(EntityIndex):
         self.inferred = kg.get("types_inferred", {})
         self.inferred_roles = kg.get("inferred_types", {})
         self.entity = lru_cache(maxsize=1 << 16)(self._entity)
+        self._number = lru_cache(maxsize=1 << 18)(self._search_number)  # linking asks about the same few
 
     def __reduce__(self):
         return (MappedIndex, (self.path,))
 
     # -- numbers <-> ids
     def number(self, eid: str) -> int:
+        """The entity's number (rank of its id), -1 if there is none."""
         hint = self._hint
         if hint is not None and hint[0] == eid:
             return hint[1]
+        return self._number(eid)
+
+    def _search_number(self, eid: str) -> int:
         k = self.strings.find(eid)
         if k < 0:
             return -1
