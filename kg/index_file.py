@@ -73,6 +73,20 @@ def _csr(lists) -> tuple[np.ndarray, np.ndarray]:
 
 
 def index_arrays(index: EntityIndex) -> dict[str, np.ndarray]:
+    """The index's arrays (see the module docstring). The cyclic GC is paused meanwhile: the many small lists
+    made here would otherwise trigger collections that walk every object of a large in-memory index."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _index_arrays(index)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _index_arrays(index: EntityIndex) -> dict[str, np.ndarray]:
     ids = sorted(index.entities)
     num = {eid: i for i, eid in enumerate(ids)}
     pool_set = set(ids)
@@ -254,16 +268,27 @@ class _Surfaces(Mapping):
         return tuple(self._ix.entity_id(int(n)) for n in a["sf_ids"][int(a["sf_off"][i]):int(a["sf_off"][i + 1])])
 
     def items(self):
-        strings, sf = self._ix.strings, self._ix._a["sf_str"]
-        for i in range(len(sf)):
-            yield strings[sf[i]], self._ids(i)
+        """Every (surface, entity ids), in order; one pass over the arrays (what a Linker is built from)."""
+        a = self._ix._a
+        blob, off = bytes(a["s_blob"]), a["s_off"].tolist()
+        cache: dict[int, str] = {}
+
+        def string(k: int) -> str:
+            s = cache.get(k)
+            if s is None:
+                s = cache[k] = blob[off[k]:off[k + 1]].decode("utf-8")
+            return s
+
+        e_id, sf_off, sf_ids = a["e_id"].tolist(), a["sf_off"].tolist(), a["sf_ids"].tolist()
+        for i, k in enumerate(a["sf_str"].tolist()):
+            yield string(k), tuple(string(e_id[n]) for n in sf_ids[sf_off[i]:sf_off[i + 1]])
 
     def _pos(self, s: str) -> int:
         sf = self._ix._a["sf_str"]
         k = self._ix.strings.find(s)
         if k < 0:
             return -1
-        i = int(np.searchsorted(sf, k))
+        i = int(sf.searchsorted(np.uint32(k)))  # same dtype: no copy of the array
         return i if i < len(sf) and sf[i] == k else -1
 
     def __contains__(self, s) -> bool:
@@ -292,8 +317,10 @@ class _Pairs:
         if a < 0 or b < 0:
             return False
         pairs = self._ix._a["pairs"]
+        if not len(pairs):
+            return False
         key = np.uint64((min(a, b) << 32) | max(a, b))
-        i = int(np.searchsorted(pairs, key))
+        i = int(pairs.searchsorted(key))
         return i < len(pairs) and pairs[i] == key
 
 
@@ -343,7 +370,7 @@ class MappedIndex(EntityIndex):
         if k < 0:
             return -1
         e_id = self._a["e_id"]
-        i = int(np.searchsorted(e_id, k))
+        i = int(e_id.searchsorted(np.uint32(k)))
         return i if i < len(e_id) and e_id[i] == k else -1
 
     def entity_id(self, n: int) -> str:
