@@ -28,6 +28,7 @@ import sys
 import _repo_path  # noqa: E402,F401  (first: the repository root on sys.path, bench/ off it)
 
 import argparse
+import bisect
 import json
 import random
 import time
@@ -71,7 +72,10 @@ def dictionary(n: int, seed: int = 0) -> list[str]:
     names = sorted(names)[:n]
     seen = set(names)
     while len(names) < n:
+        # word + suffix gives ~5.6M names; past 4M, word + word + suffix (the dictionary up to 4M is unchanged)
         cand = rng.choice(words) + rng.choice(SUFFIXES)
+        if len(names) >= 4_000_000:
+            cand = rng.choice(words) + cand
         if cand not in seen:
             seen.add(cand)
             names.append(cand)
@@ -213,6 +217,56 @@ def index_file_section(names: list[str], index: EntityIndex, sents: list[str], r
     os.rmdir(d)
 
 
+def direct_arrays(names: list[str]) -> dict:
+    """The index file's arrays for the synthetic dictionary (each name one entity of type T, no aliases, no
+    pairs) made with numpy, without the in-memory EntityIndex (which does not fit this machine at 10M names);
+    the same file as ``write_index_file(make_index(names), ...)``."""
+    import numpy as np
+
+    names = sorted(names)
+    n = len(names)
+    t_at = bisect.bisect_left(names, "T")
+    has_t = t_at < n and names[t_at] == "T"
+    pool = names if has_t else names[:t_at] + ["T"] + names[t_at:]
+    lens = np.fromiter((len(s.encode("utf-8")) for s in pool), dtype="<u8", count=len(pool))
+    s_off = np.zeros(len(pool) + 1, dtype="<u8")
+    np.cumsum(lens, out=s_off[1:])
+    s_blob = np.frombuffer("".join(pool).encode("utf-8"), dtype="u1")
+    e_id = np.arange(n, dtype="<u4")
+    if not has_t:
+        e_id[t_at:] += 1
+    return {
+        "s_off": s_off, "s_blob": s_blob, "e_id": e_id, "e_name": e_id,
+        "e_type": np.full(n, t_at, dtype="<i4"), "e_src": np.zeros(n, dtype="u1"), "e_inf": np.zeros(n, dtype="u1"),
+        "e_types_off": np.arange(n + 1, dtype="<u8"), "e_types": np.full(n, t_at, dtype="<u4"),
+        "e_alias_off": np.zeros(n + 1, dtype="<u8"), "e_alias": np.zeros(0, dtype="<u4"),
+        "sf_str": e_id, "sf_off": np.arange(n + 1, dtype="<u8"), "sf_ids": np.arange(n, dtype="<u4"),
+        "pairs": np.zeros(0, dtype="<u8"),
+    }
+
+
+def direct_section(names: list[str], memory_linker: bool) -> None:
+    import tempfile
+
+    from kg.index_file import write_arrays
+
+    d = tempfile.mkdtemp(prefix="bench-kgindex-")
+    t = time.perf_counter()
+    path = write_arrays(direct_arrays(names), {"bench": len(names)}, d)
+    build = time.perf_counter() - t
+    size = os.path.getsize(path)
+    print(f"\nindex file (built directly from the names): {len(names)} names, built in {build:.1f}s, "
+          f"{size / 1e6:.1f} MB, {size / len(names):.0f} bytes per name")
+    print(f"{'two processes mapping the file':34} {'RSS MB':>8} {'PSS MB':>8} {'shared MB':>10} {'private MB':>11}")
+    for what in ["index", "linker"] if memory_linker else ["index"]:
+        for i, m in enumerate(shared_memory(path, what)):
+            private = m.get("Private_Clean", 0) + m.get("Private_Dirty", 0)
+            print(f"{what + ' #' + str(i + 1):34} {m['Rss']:8.0f} {m['Pss']:8.0f} {m.get('Shared_Clean', 0):10.0f} "
+                  f"{private:11.0f}")
+    os.unlink(path)
+    os.rmdir(d)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--names", type=int, default=1_000_000)
@@ -222,7 +276,16 @@ def main(argv=None) -> int:
                     help="skip the index file section (build time, size, mapped linking, shared memory)")
     ap.add_argument("--memory-linker", action="store_true",
                     help="also measure two processes that each build the linker on the mapped file")
+    ap.add_argument("--direct-index", action="store_true",
+                    help="only the index file, built straight from the names (no in-memory index, no linking "
+                         "passes): for dictionaries whose in-memory index does not fit the machine")
     args = ap.parse_args(argv)
+    if args.direct_index:
+        t = time.perf_counter()
+        names = dictionary(args.names)
+        print(f"{len(names)} names (built in {time.perf_counter() - t:.1f}s)")
+        direct_section(names, args.memory_linker)
+        return 0
     sents = sentences()
     t = time.perf_counter()
     names = dictionary(args.names)

@@ -126,7 +126,11 @@ def _index_arrays(index: EntityIndex) -> dict[str, np.ndarray]:
 def write_index_file(index: EntityIndex, meta: dict, output: str) -> str:
     """Write the index file; ``output`` is a file path, or an existing directory where the file is named by its
     content (``kgindex-<key>.kgi``). Written to a temporary name and renamed. Returns the path written."""
-    arrays = index_arrays(index)
+    return write_arrays(index_arrays(index), meta, output)
+
+
+def write_arrays(arrays: dict[str, np.ndarray], meta: dict, output: str) -> str:
+    """``write_index_file`` for arrays made elsewhere (``index_arrays``' names and layout)."""
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps(meta, ensure_ascii=False, sort_keys=True).encode())
     layout, pos = {}, 0
@@ -245,7 +249,8 @@ class _Entities(Mapping):
         return self._ix.number(eid) >= 0
 
     def __getitem__(self, eid: str) -> Entity:
-        n = self._ix.number(eid)
+        hint = self._ix._hint
+        n = hint[1] if hint is not None and hint[0] == eid else self._ix.number(eid)
         if n < 0:
             raise KeyError(eid)
         return self._ix.entity(n)
@@ -313,15 +318,7 @@ class _Pairs:
         return len(self._ix._a["pairs"])
 
     def __contains__(self, pair) -> bool:
-        a, b = (self._ix.number(x) for x in pair)
-        if a < 0 or b < 0:
-            return False
-        pairs = self._ix._a["pairs"]
-        if not len(pairs):
-            return False
-        key = np.uint64((min(a, b) << 32) | max(a, b))
-        i = int(pairs.searchsorted(key))
-        return i < len(pairs) and pairs[i] == key
+        return self._ix.connected(*pair)
 
 
 class MappedIndex(EntityIndex):
@@ -352,19 +349,15 @@ class MappedIndex(EntityIndex):
         self.inferred = kg.get("types_inferred", {})
         self.inferred_roles = kg.get("inferred_types", {})
         self.entity = lru_cache(maxsize=1 << 16)(self._entity)
-        self._number = lru_cache(maxsize=1 << 18)(self._search_number)  # linking asks about the same few
+        # the entity number of an id (-1: none); linking asks about the same few entities again and again
+        self.number = lru_cache(maxsize=1 << 18)(self._search_number)
+        self._pairs = self._a["pairs"]
+        self._npairs = len(self._pairs)
 
     def __reduce__(self):
         return (MappedIndex, (self.path,))
 
     # -- numbers <-> ids
-    def number(self, eid: str) -> int:
-        """The entity's number (rank of its id), -1 if there is none."""
-        hint = self._hint
-        if hint is not None and hint[0] == eid:
-            return hint[1]
-        return self._number(eid)
-
     def _search_number(self, eid: str) -> int:
         k = self.strings.find(eid)
         if k < 0:
@@ -392,7 +385,15 @@ class MappedIndex(EntityIndex):
         return self.surface_to_ids.get(surface, ())
 
     def connected(self, a: str, b: str) -> bool:
-        return (a, b) in self.neighbours
+        if not self._npairs:
+            return False
+        x, y = self.number(a), self.number(b)
+        if x < 0 or y < 0:
+            return False
+        key = np.uint64((x << 32) | y if x < y else (y << 32) | x)
+        pairs = self._pairs
+        i = pairs.searchsorted(key)
+        return i < self._npairs and pairs[i] == key
 
     def without_relations(self) -> "MappedIndex":
         return self
