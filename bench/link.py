@@ -211,7 +211,7 @@ def index_file_section(names: list[str], index: EntityIndex, sents: list[str], r
     for what in whats:
         for i, m in enumerate(shared_memory(path, what)):
             private = m.get("Private_Clean", 0) + m.get("Private_Dirty", 0)
-            print(f"{what + ' #' + str(i + 1):34} {m['Rss']:8.0f} {m['Pss']:8.0f} {m.get('Shared_Clean', 0):10.0f} "
+            print(f"{what + ' #' + str(i + 1):34} {m['Rss']:8.0f} {m['Pss']:8.0f} {m.get('Shared_Clean', 0) + m.get('Shared_Dirty', 0):10.0f} "
                   f"{private:11.0f}")
     os.unlink(path)
     os.rmdir(d)
@@ -261,7 +261,7 @@ def direct_section(names: list[str], memory_linker: bool) -> None:
     for what in ["index", "linker"] if memory_linker else ["index"]:
         for i, m in enumerate(shared_memory(path, what)):
             private = m.get("Private_Clean", 0) + m.get("Private_Dirty", 0)
-            print(f"{what + ' #' + str(i + 1):34} {m['Rss']:8.0f} {m['Pss']:8.0f} {m.get('Shared_Clean', 0):10.0f} "
+            print(f"{what + ' #' + str(i + 1):34} {m['Rss']:8.0f} {m['Pss']:8.0f} {m.get('Shared_Clean', 0) + m.get('Shared_Dirty', 0):10.0f} "
                   f"{private:11.0f}")
     os.unlink(path)
     os.rmdir(d)
