@@ -286,9 +286,11 @@ def test_rows_equal_the_in_memory_path(setup, result):
     assert sorted(rows, key=lambda r: r["id"]) == sorted(expected, key=lambda r: r["id"])
 
 
-def test_a_prebuilt_index_gives_the_same_shards(setup, tmp_path):
+def test_a_prebuilt_index_gives_the_same_shards(setup, tmp_path, monkeypatch):
     """`knowmix kg-index` once, then kg-samples --kg-index: the same shards as the run that built its own index
-    (which leaves no index behind in its output)."""
+    (which leaves no index behind in its output), and that run never parses the whole KG."""
+    import kg.graph
+    import kg.index
     from kg.cli import kg_index_main
 
     (tmp_path / "idx").mkdir()
@@ -296,6 +298,12 @@ def test_a_prebuilt_index_gives_the_same_shards(setup, tmp_path):
     assert kg_index_main(kg_args + ["--output", str(tmp_path / "idx")]) == 0
     (index,) = [str(p) for p in (tmp_path / "idx").iterdir()]
     out = str(tmp_path / "out")
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("the whole KG was parsed")
+
+    monkeypatch.setattr(kg.graph, "load_raw", no_parsing)
+    monkeypatch.setattr(kg.index, "load_raw", no_parsing)
     assert kg_samples_main(setup["args"] + ["--output", out, "--kg-index", index]) == 0
     a, b = (open_shard_dir(o, kind="knowledge").manifest for o in (setup["outs"][0], out))
     assert [(s["path"], s["sha256"]) for s in a["shards"]] == [(s["path"], s["sha256"]) for s in b["shards"]]
