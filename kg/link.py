@@ -271,7 +271,9 @@ class Linker:
         self.index = index
         self.min_chars = min_chars
         auto = ahocorasick.Automaton(ahocorasick.STORE_INTS)
-        surfaces = sorted(s for s in index.surface_to_ids if len(s) >= min_chars)
+        # one pass over the surface forms (an index file decodes them in order; no lookup per surface)
+        ids_of = {s: ids for s, ids in index.surface_to_ids.items() if len(s) >= min_chars}
+        surfaces = sorted(ids_of)
         if common_words == "default":
             common_words = CommonWords(words=surfaces)
         # surface -> the entities for which it is a common word (the only mentions that need corroboration)
@@ -280,7 +282,7 @@ class Linker:
             for s in surfaces:
                 if s not in common_words.entries:
                     continue
-                ids = frozenset(eid for eid in index.surface_to_ids[s]
+                ids = frozenset(eid for eid in ids_of[s]
                                 if common_words.is_common(s, index.get(eid).name == s))
                 if ids:
                     self._common[s] = ids
@@ -288,7 +290,7 @@ class Linker:
         for s in surfaces:
             key = s.encode("utf-16-le")
             auto.add_word(key.decode("latin-1"), len(self._entries))
-            self._entries.append((len(key), len(s), s, index.surface_to_ids[s]))
+            self._entries.append((len(key), len(s), s, ids_of[s]))
         if surfaces:
             auto.make_automaton()
         self._auto = auto if surfaces else None
@@ -371,11 +373,11 @@ class Linker:
         a triple with theirs; the others move to ``common_rejected`` (``link_document`` may still admit them)."""
         flagged_set = set(flagged)
         anchors = {m.entity_id for m in result.mentions if m not in flagged_set}
-        neighbours = self.index.neighbours  # unordered pairs, stored (smaller, larger)
+        connected = self.index.connected
         rejected = []
         for m in flagged:
             e = m.entity_id
-            if e in anchors or any(((e, u) if e <= u else (u, e)) in neighbours for u in anchors):
+            if e in anchors or any(connected(e, u) for u in anchors):
                 result.common_word_corroborated += 1
             else:
                 rejected.append(m)

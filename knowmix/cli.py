@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "clean": ("pipelines.clean", "clean_main", "clean and deduplicate raw sources into docs shards"),
     "stats": ("knowmix.stats", "stats_main", "inspect any stage's output directory (table, --json, --html)"),
     "kg-stats": ("kg.cli", "kg_stats_main", "statistics of a knowledge graph"),
+    "kg-index": ("kg.cli", "kg_index_main", "build a KG's entity index file (for kg-samples --kg-index)"),
     "kg-samples": ("pipelines.kg_samples", "kg_samples_main", "knowledge samples from a KG and docs shards"),
     "export-opennre": ("pipelines.opennre", "export_opennre_main", "relation samples as OpenNRE JSON lines"),
     "spm-train": ("pipelines.spm_train", "spm_train_main", "train a SentencePiece tokenizer on docs shards"),

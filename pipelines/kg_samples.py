@@ -2,8 +2,9 @@
 
 The recipe, top to bottom (the logic lives in ``kg/``):
 
-    docs shards -> sentences -> link, one document at a time (entity index as a side input; a common-word
-      mention needs corroboration in its sentence or document, see kg.link)
+    KG files -> the entity index file (kg.index_file: built before the job, or given by --kg-index)
+    docs shards -> sentences -> link, one document at a time (the index mapped by each worker process from its
+      path in DoFn.setup; a common-word mention needs corroboration in its sentence or document, see kg.link)
       -> ordered entity pairs, joined with the KG triples by (head, tail) with CoGroupByKey
       -> per sentence: samples of each task (kg.samples), entity frequencies as a side input for substitution
       -> NA relation samples down-sampled to at most --na-ratio of the relation task, exactly and
@@ -21,10 +22,14 @@ side inputs of the manifest step instead), and every branch feeds the manifest s
 NA plan reaches the NA rows by a join on their bucket, not a side input: the Dask runner computes a side input
 anew, nested, in every partition that reads it (the entity index and frequencies still are side inputs).
 
-Memory: the entity index (names, aliases, types and the set of connected entity pairs, no relation labels) is a
-side input and must fit in one worker's memory; relation labels are read from the KG files by the workers and
-joined by (head, tail), so they need not. The KG is also parsed once on the launching machine (for bad-line
-reporting and type inference).
+Memory and the job graph: the entity index (names, aliases, types and the connected entity pairs, no relation
+labels) is one file of sorted arrays (kg.index_file) that every worker process memory-maps in ``DoFn.setup``
+(the processes of one machine share its pages); the job graph carries only its path, so its size does not
+grow with the KG. The file is written by ``knowmix kg-index`` (then ``--kg-index FILE``: the launcher reads
+only its header) or, without that flag, built by the launcher into the output's ``_spill/`` before the job
+starts (local outputs; removed when the output is swapped in). Type inference, bad-line and homonym figures are
+computed when the index is built and stored in its header. Relation labels are read from the KG files by the
+workers and joined by (head, tail). The linker (automaton, segmenter dictionary) is still built per process.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from typing import Any
 import apache_beam as beam
 
 from kg.graph import iter_triples
-from kg.index import EntityIndex, TypeRules, load_kg
+from kg.index import EntityIndex, TypeRules
+from kg.index_file import build_index_file, open_index, read_header
 from kg.link import COMMON_WORD_MAX_FREQ, COMMON_WORD_MIN_FREQ, SEGMENTERS, CommonWords, Linker, Mention, split_sentences
 from kg.samples import (
     KNOWLEDGE_SCHEMA,
@@ -178,14 +184,19 @@ def row_stats(row: dict) -> dict:
 class LinkFn(beam.DoFn):
     """docs row -> per sentence ``("linked", (sid, linked sentence))`` when it has mentions, else
     ``("fate", (sid, outcomes))``; and ``("stats", linking stats)``. A whole document at a time: a common-word
-    mention may be corroborated by another sentence of its document."""
+    mention may be corroborated by another sentence of its document. The index is mapped from ``index_path``
+    and the linker built once per process, in ``setup``."""
 
-    def __init__(self, segmenter: str, min_chars: int, max_chars: int, tasks,
+    def __init__(self, index_path: str, segmenter: str, min_chars: int, max_chars: int, tasks,
                  common: CommonWordPolicy = CommonWordPolicy()):
+        self.index_path = index_path
         self.segmenter, self.min_chars, self.max_chars, self.tasks = segmenter, min_chars, max_chars, tuple(tasks)
         self.common = common
 
-    def process(self, row, index):
+    def setup(self):
+        self.linker = linker_for(open_index(self.index_path), self.segmenter, self.min_chars, self.common)
+
+    def process(self, row):
         sents = list(doc_sentences(row, self.max_chars))
         beam.metrics.Metrics.counter("knowmix", "sentences").inc(len(sents))
         short = []
@@ -194,7 +205,7 @@ class LinkFn(beam.DoFn):
                 yield "fate", (sent["sid"], {t: "too_long" for t in ("", *self.tasks)})
             else:
                 short.append(sent)
-        results = linker_for(index, self.segmenter, self.min_chars, self.common).link_document([x["text"] for x in short])
+        results = self.linker.link_document([x["text"] for x in short])
         for sent, res in zip(short, results):
             yield "stats", {"_linking": {
                 "sentences": 1, "matches": res.matches, "mentions": len(res.mentions),
@@ -231,10 +242,15 @@ def pair_relations(kv):
 class SampleFn(beam.DoFn):
     """(sid, {sent, rels}) -> ``("rows", knowledge row)``, ``("na", NA relation row)``, ``("fate", (sid, outcomes))``."""
 
-    def __init__(self, tasks, seed: int, probability: float):
+    def __init__(self, index_path: str, tasks, seed: int, probability: float):
+        self.index_path = index_path
         self.tasks, self.seed, self.probability = tuple(tasks), seed, probability
 
-    def process(self, kv, index, freq):
+    def setup(self):
+        self.index = open_index(self.index_path)
+
+    def process(self, kv, freq):
+        index = self.index
         sid, grouped = kv
         sents = list(grouped["sent"])
         if not sents:
@@ -299,18 +315,49 @@ def resolve_fate(kv):
 # ---------------------------------------------------------------------------------------------- the job
 
 
-def kg_extra(kg, index: EntityIndex) -> dict:
-    return {"knowledge_graph": {
-        "sources": list(kg.raw.sources),
-        "entities": len(index.entities),
-        "triples": len(kg.triples),
-        "relations": len({t.relation for t in kg.triples}),
-        "types_inferred": index.inferred,
-        "inferred_types": index.inferred_roles,
-        "homonyms": kg.homonyms(),
-        "bad_lines": kg.problem_counts(),
-        "bad_line_examples": [str(p) for p in kg.problems[:MAX_PROBLEMS_LISTED]],
-    }}
+class ReadTriplesFn(beam.DoFn):
+    """KG file path -> its valid triples, homonyms renamed as in the index (its header's ``renames``)."""
+
+    def __init__(self, index_path: str, min_name_chars: int):
+        self.index_path, self.min_name_chars = index_path, min_name_chars
+
+    def setup(self):
+        self.renames = open_index(self.index_path).renames()
+
+    def process(self, path):
+        yield from iter_triples(path, renames=self.renames, min_name_chars=self.min_name_chars)
+
+
+def kg_extra(index_path: str) -> dict:
+    """The manifest's ``knowledge_graph`` entry, from the index file's header (computed when it was built)."""
+    from kg.index_file import local_copy
+
+    return {"knowledge_graph": read_header(local_copy(index_path))["meta"]["knowledge_graph"]}
+
+
+def prepare_index(index_path: str | None, kg_paths: list[str], entity_paths: list[str], out_dir: str,
+                  min_name_chars: int, type_rules: TypeRules) -> str:
+    """The index file the job reads: ``index_path`` checked against the job's KG options, or one built now
+    into ``out_dir/_spill`` (a local output's scratch folder, removed when the output is swapped in)."""
+    params = {"kg": list(kg_paths), "entities": list(entity_paths), "min_name_chars": min_name_chars,
+              "type_min_support": type_rules.min_support, "type_min_share": type_rules.min_share}
+    if index_path is not None:
+        from kg.index_file import local_copy
+
+        try:
+            built = read_header(local_copy(index_path))["meta"]["params"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise UserError(f"--kg-index: {index_path}: {exc}") from None
+        differ = [f"{k} {built.get(k)!r} (this run: {v!r})" for k, v in params.items() if built.get(k) != v]
+        if differ:
+            raise UserError(f"--kg-index: {index_path} was built with other KG options: {'; '.join(differ)}")
+        return index_path
+    if "://" in out_dir:
+        raise UserError("kg-samples: a remote --output needs --kg-index (an index file built by `knowmix kg-index` "
+                        "where the workers can read it)")
+    spill = os.path.join(out_dir, "_spill")
+    os.makedirs(spill, exist_ok=True)
+    return build_index_file(kg_paths, entity_paths, spill, min_name_chars, type_rules)
 
 
 def make_finalize(tasks, na_ratio: float):
@@ -355,28 +402,26 @@ def build(p: beam.Pipeline, *, docs_dir: str, kg_paths: list[str], entity_paths:
           tasks=TASKS, na_ratio: float = 0.5, seed: int = 0, num_shards: int = 1, segmenter: str = "rjieba",
           min_name_chars: int = 2, max_sentence_chars: int = 512, substitution_probability: float = 0.5,
           options_record: dict | None = None, common: CommonWordPolicy = CommonWordPolicy(),
-          type_rules: TypeRules = TypeRules()):
+          type_rules: TypeRules = TypeRules(), index_path: str | None = None):
+    """The kg-samples job; ``index_path``: a prebuilt index file (``knowmix kg-index``), else one is built."""
     tasks = tuple(t for t in TASKS if t in tasks)
     try:
         docs = open_shard_dir(docs_dir, kind="docs")
     except ContractError as exc:
         raise UserError(str(exc)) from None
-    kg = load_kg(kg_paths, entity_paths, min_name_chars, type_rules)
-    index = kg.index.without_relations()
-    index.key = kg.index.fingerprint()
-    index_si = beam.pvalue.AsSingleton(p | "EntityIndex" >> beam.Create([index]))
+    index_path = prepare_index(index_path, kg_paths, entity_paths, out_dir, min_name_chars, type_rules)
 
     linked = split_by_tag(
         p
         | "ReadDocs" >> ReadShardRows(docs.shard_paths)
-        | "Link" >> beam.ParDo(LinkFn(segmenter, min_name_chars, max_sentence_chars, tasks, common), index=index_si),
+        | "Link" >> beam.ParDo(LinkFn(index_path, segmenter, min_name_chars, max_sentence_chars, tasks, common)),
         ("linked", "fate", "stats"), "Linked",
     )
 
     triples = (
         p
         | "KgFiles" >> beam.Create(list(kg_paths))
-        | "Triples" >> beam.FlatMap(iter_triples, renames=dict(kg.raw.renames), min_name_chars=min_name_chars)
+        | "Triples" >> beam.ParDo(ReadTriplesFn(index_path, min_name_chars))
         | "KeyTriple" >> beam.Map(lambda t: ((t.head, t.tail), t.relation))
     )
     pair_rels = (
@@ -392,7 +437,7 @@ def build(p: beam.Pipeline, *, docs_dir: str, kg_paths: list[str], entity_paths:
     sampled = split_by_tag(
         {"sent": linked["linked"], "rels": pair_rels}
         | "JoinSentence" >> beam.CoGroupByKey()
-        | "Samples" >> beam.ParDo(SampleFn(tasks, seed, substitution_probability), index=index_si, freq=freq),
+        | "Samples" >> beam.ParDo(SampleFn(index_path, tasks, seed, substitution_probability), freq=freq),
         ("rows", "na", "fate"), "Sampled",
     )
 
@@ -451,7 +496,8 @@ def build(p: beam.Pipeline, *, docs_dir: str, kg_paths: list[str], entity_paths:
         | "MergeStats" >> beam.CombinePerKey(MergeCountsFn())
         | "StatsValue" >> beam.Values()
     )
-    extra = (stats, p | "KgInfo" >> beam.Create([kg_extra(kg, index)])) | "Extras" >> beam.Flatten()
+    kg_info = p | "KgIndexPath" >> beam.Create([index_path]) | "KgInfo" >> beam.Map(kg_extra)
+    extra = (stats, kg_info) | "Extras" >> beam.Flatten()
 
     # the manifest is the last step and waits on every branch (shard entries, tallies, stats are its side inputs)
     entries = rows | "WriteShards" >> WriteShards(out_dir, KNOWLEDGE_SCHEMA, num_shards)
@@ -484,6 +530,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--substitution-probability", type=float, default=0.5,
                     help="chance that a linked mention is replaced by a same-type entity (substitution task)")
     add_quality_args(ap)
+    add_index_args(ap)
     args, beam_args = ap.parse_known_args(argv)
     check_beam_args(beam_args, "kg-samples")
     return args, beam_args
@@ -502,6 +549,12 @@ def add_quality_args(ap: argparse.ArgumentParser) -> None:
                    help="typed entities a relation role needs before an untyped entity in it takes their type")
     g.add_argument("--type-min-share", type=float, default=TypeRules.min_share,
                    help="... and the share of all the role's entities they must exceed")
+
+
+def add_index_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--kg-index", default=None,
+                    help="an index file of the same --kg/--entities (knowmix kg-index); without it one is built "
+                         "before the job starts")
 
 
 def quality_options(args: argparse.Namespace) -> dict:
@@ -543,7 +596,7 @@ def kg_samples_main(argv: list[str]) -> int:
                   tasks=tasks, na_ratio=args.na_ratio, seed=args.seed, num_shards=num_shards, segmenter=args.segmenter,
                   min_name_chars=args.min_name_chars, max_sentence_chars=args.max_sentence_chars,
                   substitution_probability=args.substitution_probability, options_record=options_record,
-                  **quality_options(args))
+                  index_path=args.kg_index, **quality_options(args))
         output.commit()
     with open(os.path.join(args.output, "manifest.json"), encoding="utf-8") as fh:
         manifest = json.load(fh)

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import random
 import re
 import sys
 
@@ -245,3 +246,108 @@ def test_audit_view_of_knowledge_and_docs_outputs(setup, result, tmp_path, capsy
     docs_view = audit_samples(setup["docs"], 2)
     assert set(docs_view["groups"]) == {"encyclopedia", "news"}
     assert all(len(v) == 2 and v[0]["text"] for v in docs_view["groups"].values())
+
+
+# ---------------------------------------------------------------------------------------------- the index file
+
+
+def in_memory_rows(setup, na_ratio: float, seed: int) -> list[dict]:
+    """The samples computed without Beam and without the index file: the in-memory KG (load_kg), the linker,
+    kg.samples' functions and its in-memory NA selection (select_na), the way the job composes them."""
+    from kg.link import Linker
+    from kg.samples import SubstitutionSampler, TASKS, select_na, sentence_samples
+    from pipelines.kg_samples import doc_sentences
+
+    kg = load_kg(setup["kgs"])
+    linker = Linker(kg.index, "rjieba")
+    linked = []
+    for table in open_shard_dir(setup["docs"], kind="docs").read_all().to_pylist():
+        sents = [s for s in doc_sentences(table, 512) if len(s["text"]) <= 512]
+        for sent, res in zip(sents, linker.link_document([s["text"] for s in sents])):
+            if res.mentions:
+                linked.append((sent, res.mentions))
+    freq = {}
+    for _, mentions in linked:
+        for m in mentions:
+            freq[m.entity_id] = freq.get(m.entity_id, 0) + 1
+    sampler = SubstitutionSampler(kg.index, freq, probability=0.5)
+    rows = []
+    for sent, mentions in linked:
+        rows += sentence_samples(sent["doc_id"], sent["sid"], sent["text"], mentions, kg.index,
+                                 kg.index.relations_between, TASKS, sampler, seed)
+    return select_na(rows, na_ratio, seed)[0]
+
+
+def test_rows_equal_the_in_memory_path(setup, result):
+    """The job (index file mapped by the workers) gives exactly the rows of the in-memory computation."""
+    _, rows = result
+    expected = in_memory_rows(setup, NA_RATIO, 7)
+    assert len(rows) == len(expected) > 1000
+    assert sorted(rows, key=lambda r: r["id"]) == sorted(expected, key=lambda r: r["id"])
+
+
+def test_a_prebuilt_index_gives_the_same_shards(setup, tmp_path, monkeypatch):
+    """`knowmix kg-index` once, then kg-samples --kg-index: the same shards as the run that built its own index
+    (which leaves no index behind in its output), and that run never parses the whole KG."""
+    import kg.graph
+    import kg.index
+    from kg.cli import kg_index_main
+
+    (tmp_path / "idx").mkdir()
+    kg_args = [a for k in setup["kgs"] for a in ("--kg", k)]
+    assert kg_index_main(kg_args + ["--output", str(tmp_path / "idx")]) == 0
+    (index,) = [str(p) for p in (tmp_path / "idx").iterdir()]
+    out = str(tmp_path / "out")
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("the whole KG was parsed")
+
+    monkeypatch.setattr(kg.graph, "load_raw", no_parsing)
+    monkeypatch.setattr(kg.index, "load_raw", no_parsing)
+    assert kg_samples_main(setup["args"] + ["--output", out, "--kg-index", index]) == 0
+    a, b = (open_shard_dir(o, kind="knowledge").manifest for o in (setup["outs"][0], out))
+    assert [(s["path"], s["sha256"]) for s in a["shards"]] == [(s["path"], s["sha256"]) for s in b["shards"]]
+    assert a["counts"] == b["counts"] and a["knowledge_graph"] == b["knowledge_graph"]
+    assert sorted(os.listdir(setup["outs"][0])) == ["manifest.json", "shards"]
+    # an index of other KG files is refused, in one line
+    with pytest.raises(UserError, match="other KG options"):
+        kg_samples_main(["--kg", ADMIN, "--docs", setup["docs"], "--output", str(tmp_path / "o2"), "--kg-index", index])
+
+
+def _generated_kg(path: str, n_triples: int, seed: int = 0) -> str:
+    """A KG of ``n_triples`` distinct triples between synthetic names (≈0.8 entities per triple)."""
+    rng = random.Random(seed)
+    chars = "东南西北中华新安平和康泰丰盛永昌兴隆宏远金银山河湖海江天明光"
+    names = sorted({"".join(rng.choice(chars) for _ in range(rng.randint(3, 6))) + rng.choice("市县镇村公司集团")
+                    for _ in range(int(n_triples * 0.9))})
+    seen = set()
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("head\trelation\ttail\n")
+        while len(seen) < n_triples:
+            h, t = rng.choice(names), rng.choice(names)
+            r = rng.choice(("located_in", "partner", "owner", "founder"))
+            if h != t and (h, r, t) not in seen:
+                seen.add((h, r, t))
+                fh.write(f"{h}\t{r}\t{t}\n")
+    return path
+
+
+def test_the_job_graph_does_not_grow_with_the_kg(setup, tmp_path):
+    """The serialized pipeline (what a runner such as Dataflow receives) for the 495-line world KG and for a
+    generated 50k-triple KG differ by a few KB at most: the index travels as a file path, not in the graph."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.kg_samples import build
+
+    big = _generated_kg(str(tmp_path / "big.tsv"), 50_000)
+    sizes = {}
+    for name, kg in (("small", WORLD), ("big", big)):
+        out = tmp_path / f"out_{name}"
+        out.mkdir()
+        p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
+        build(p, docs_dir=setup["docs"], kg_paths=[kg], entity_paths=[], out_dir=str(out))
+        sizes[name] = len(p.to_runner_api().SerializeToString())
+    entities = len(load_kg([big]).index.entities)
+    assert entities > 40_000  # the shipped index grew ~85 bytes per entity: 3.4 MB more here
+    assert abs(sizes["big"] - sizes["small"]) < 4096, sizes

@@ -1,0 +1,92 @@
+"""The entity index file (kg.index_file): the same lookups and the same links as the in-memory EntityIndex."""
+
+import itertools
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+from kg.index import TypeRules, load_kg
+from kg.index_file import MappedIndex, build_index_file, read_header
+from kg.link import Linker, split_sentences
+from tests.kg.helpers import ADMIN, WORLD, encyclopedia_docs, finre_docs, write_finre_kg
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def kgs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("kgi")
+    paths = [ADMIN, WORLD, write_finre_kg(str(d / "finre.tsv"))]
+    kg = load_kg(paths)
+    path = build_index_file(paths, [], str(d), 2, TypeRules())
+    return {"dir": d, "paths": paths, "kg": kg, "index": kg.index.without_relations(), "file": path}
+
+
+def test_every_lookup_matches_the_in_memory_index(kgs):
+    ix, mapped = kgs["index"], MappedIndex(kgs["file"])
+    assert len(mapped.entities) == len(ix.entities) and list(mapped.entities) == list(ix.entities)
+    for eid, e in ix.entities.items():
+        assert mapped.get(eid) == e and eid in mapped.entities
+    assert dict(mapped.surface_to_ids.items()) == ix.surface_to_ids
+    assert all(mapped.candidates(s) == ix.candidates(s) for s in ix.surface_to_ids)
+    assert mapped.candidates("不是实体的词") == () and "不是实体的词" not in mapped.entities
+    assert len(mapped.neighbours) == len(ix.neighbours)
+    rng = random.Random(0)
+    ids = sorted(ix.entities)
+    pairs = list(ix.neighbours) + [tuple(rng.sample(ids, 2)) for _ in range(3000)]
+    for a, b in pairs:
+        assert mapped.connected(a, b) == ix.connected(a, b) == mapped.connected(b, a)
+    for a, b in itertools.islice(pairs, 500):
+        assert mapped.is_alias_of(a, b) == ix.is_alias_of(a, b)
+    assert mapped.inferred == ix.inferred and mapped.inferred_roles == ix.inferred_roles
+    assert mapped.renames() == kgs["kg"].raw.renames
+
+
+def test_header_figures_and_content_address(kgs, tmp_path):
+    kg = kgs["kg"]
+    meta = read_header(kgs["file"])["meta"]
+    fig = meta["knowledge_graph"]
+    assert fig["entities"] == len(kg.index.entities) and fig["triples"] == len(kg.triples)
+    assert fig["bad_lines"] == kg.problem_counts() and fig["homonyms"] == kg.homonyms()
+    assert meta["params"]["kg"] == kgs["paths"]
+    # the same KG gives the same file, named by its content; another KG another name
+    again = build_index_file(kgs["paths"], [], str(tmp_path), 2, TypeRules())
+    assert os.path.basename(again) == os.path.basename(kgs["file"])
+    assert open(again, "rb").read() == open(kgs["file"], "rb").read()
+    other = build_index_file(kgs["paths"][:2], [], str(tmp_path), 2, TypeRules())
+    assert other != again
+    # compact: well under the issue's 300 bytes per surface form (strings included)
+    assert os.path.getsize(kgs["file"]) < 300 * len(kg.index.surface_to_ids)
+
+
+@pytest.mark.parametrize("segmenter", ["rjieba", "jieba"])
+def test_linking_through_the_file_gives_the_same_mentions(kgs, segmenter):
+    sents = []
+    for d in encyclopedia_docs(drcd=False)[:40] + finre_docs()[:300]:
+        sents.append([d["text"][s:e] for s, e in split_sentences(d["text"])])
+    a = Linker(kgs["index"], segmenter)
+    b = Linker(MappedIndex(kgs["file"]), segmenter)
+    n = 0
+    for doc in sents:
+        ra, rb = a.link_document(doc), b.link_document(doc)
+        assert [r.__dict__ for r in ra] == [r.__dict__ for r in rb]
+        n += sum(len(r.mentions) for r in ra)
+    assert n > 500
+
+
+def test_kg_index_command(kgs, tmp_path):
+    out = tmp_path / "idx"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    args = [sys.executable, "-m", "knowmix.cli", "kg-index", *(a for p in kgs["paths"] for a in ("--kg", p)),
+            "--output", str(out)]
+    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    path = done.stdout.strip()
+    assert os.path.dirname(path) == str(out) and os.path.basename(path) == os.path.basename(kgs["file"])
+    bad = subprocess.run(args[:5] + [str(tmp_path / "missing.tsv"), "--output", str(out)], capture_output=True,
+                         text=True, env=env, cwd=ROOT)
+    assert bad.returncode == 2 and "no such file" in bad.stderr and "Traceback" not in bad.stderr
