@@ -328,3 +328,80 @@ def test_a_rerun_into_a_remote_output_replaces_it_and_inputs_inside_it_are_refus
         with pytest.raises(UserError, match="output directory"):
             RemoteOutputRun(out, [("--docs", inside)]).__enter__()
     assert fs.exists(f"{out}/notes/keep.txt")
+
+
+# ---------------------------------------------------------------------------------------------- README's Dataflow lines
+
+
+def readme_dataflow_commands() -> list[list[str]]:
+    """The knowmix command lines of README's Dataflow block ("Use with other tools"), $FLAGS expanded."""
+    import re
+    import shlex
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    section = text[text.index("## Use with other tools"):]
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", section, re.S) if "DataflowRunner" in b)
+    lines = block.replace("\\\n", " ").splitlines()
+    flags = next(shlex.split(line.split("=", 1)[1])[0] for line in lines if line.startswith("FLAGS="))
+    return [shlex.split(line.replace("$FLAGS", flags)) for line in lines if line.startswith("knowmix ")]
+
+
+def test_readme_dataflow_lines_parse_and_build_their_dataflow_graphs_offline(store, tmp_path):
+    pytest.importorskip("apache_beam.runners.dataflow.dataflow_runner")
+    pytest.importorskip("google.cloud.storage")
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines import clean, kg_samples, spm_train, tokenize
+    from tests.kg.helpers import encyclopedia_docs, write_docs
+
+    commands = {argv[1]: argv[2:] for argv in readme_dataflow_commands()}
+    assert set(commands) == {"clean", "kg-samples", "spm-train", "tokenize", "stats"}
+    # inputs the graphs are built from sit on memtest:// (offline); outputs and temp_location stay gs://
+    package = tmp_path / "knowmix-0.1.0.tar.gz"
+    package.write_bytes(b"")
+    put(fixture("news_peoples_daily_199801_first400.txt"), f"{PREFIX}my-bucket/raw/news/a.txt")
+    put(write_docs(str(tmp_path / "docs"), encyclopedia_docs(drcd=False)[:20]), f"{PREFIX}my-bucket/out/docs")
+    with open(fixture("world_triples.tsv"), "rb") as fh:
+        with store(None).create(f"{PREFIX}my-bucket/kg/triples.tsv.gz", compression_type=CompressionTypes.GZIP) as out:
+            out.write(fh.read())
+    with store(None).create(f"{PREFIX}my-bucket/kg/entities.tsv") as out:
+        out.write("name\ttype\taliases\n北京\tcity\t北京市\n".encode("utf-8"))
+
+    def offline(argv: list[str]) -> list[str]:
+        out = []
+        for prev, arg in zip([""] + argv, argv):
+            if prev in ("--source", "--kg", "--entities", "--docs"):
+                arg = arg.replace("gs://", PREFIX)
+            out.append(str(package) if prev == "--extra_package" else arg)
+        return out
+
+    def dry_run(beam_args: list[str], name: str) -> beam.Pipeline:
+        assert "--runner" in beam_args and "DataflowRunner" in beam_args
+        return beam.Pipeline(options=PipelineOptions(
+            [*beam_args, "--dry_run=True", f"--job_name=knowmix-{name}-readme", "--staging_location=gs://my-bucket/staging"]
+        ))
+
+    def steps(p) -> set[str]:
+        return {t.unique_name for t in p.run().job.proto_pipeline.components.transforms.values()}
+
+    args, beam_args = clean.parse_args(offline(commands["clean"]))
+    config = clean.load_config(args.config, args.source, args.output, {})
+    assert config.output_dir == "gs://my-bucket/out/docs"
+    p = dry_run(beam_args, "clean")
+    clean.build_pipeline(p, config, ["knowmix", "clean"])
+    assert {"ReadAndClean", "WriteDocs", "Manifest"} <= steps(p)
+
+    args, beam_args = kg_samples.parse_args(offline(commands["kg-samples"]))
+    p = dry_run(beam_args, "kg-samples")
+    kg_samples.build(p, docs_dir=args.docs, kg_paths=args.kg, entity_paths=args.entities, out_dir=args.output,
+                     num_shards=1)
+    assert args.kg == [f"{PREFIX}my-bucket/kg/triples.tsv.gz"], args.kg
+    assert {"ReadDocs", "Link", "WriteShards", "WriteManifest"} <= steps(p)
+
+    args, beam_args = tokenize.parse_args(commands["tokenize"])
+    assert args.tokenizer == "spm:gs://my-bucket/tok/spm.model" and "DataflowRunner" in beam_args
+    assert spm_train.parse_args(commands["spm-train"]).output == "gs://my-bucket/tok/spm"
+    assert commands["stats"] == ["gs://my-bucket/out/pretrain"]
