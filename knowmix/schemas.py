@@ -48,13 +48,10 @@ DOCS_SCHEMA = pa.schema([
 ])
 
 _ENTITY_SPAN = pa.struct(
-    [("name", pa.string()), ("entity_id", pa.string()), ("type", pa.string()), ("start", pa.int32()), ("end", pa.int32()),
-     ("type_source", pa.string())]
+    [("name", pa.string()), ("entity_id", pa.string()), ("type", pa.string()), ("start", pa.int32()), ("end", pa.int32())]
 )
 _MENTION = pa.struct(
-    [("start", pa.int32()), ("end", pa.int32()), ("original", pa.string()), ("replacement", pa.string()), ("type", pa.string()),
-     ("entity_id", pa.string()), ("type_source", pa.string()), ("replacement_id", pa.string()),
-     ("replacement_type", pa.string())]
+    [("start", pa.int32()), ("end", pa.int32()), ("original", pa.string()), ("replacement", pa.string()), ("type", pa.string())]
 )
 KNOWLEDGE_SCHEMA = pa.schema([
     ("id", pa.string()),
