@@ -91,7 +91,8 @@ def schema_mismatch(kind: str, columns: list[dict]) -> str | None:
     """Why ``columns`` (``schema_to_json`` form) are not a ``kind`` shard's, or None.
 
     Every column of the kind's schema must be there with its type; other columns are allowed (a newer
-    writer may add some), so a consumer reads only what it knows.
+    writer may add some), so a consumer reads only what it knows. Likewise inside a struct column (also in a
+    list of structs): a field the consumer does not know is allowed (kg-samples' spans carry ``type_source``).
     """
     expected = KIND_SCHEMAS.get(kind)
     if expected is None:
@@ -100,9 +101,36 @@ def schema_mismatch(kind: str, columns: list[dict]) -> str | None:
     for field in expected:
         if field.name not in have:
             return f"lacks the {kind} column {field.name!r}"
-        if have[field.name] != str(field.type):
+        if not type_covers(have[field.name], str(field.type)):
             return f"column {field.name!r} is {have[field.name]}, a {kind} shard's is {field.type}"
     return None
+
+
+def type_covers(have: str, want: str) -> bool:
+    """Whether Arrow type ``have`` (its string form) holds ``want``: equal, or structs (also as list items)
+    with every field of ``want`` in ``have``, of a type that covers it."""
+    if have == want:
+        return True
+    for kind in ("list<", "large_list<"):
+        if have.startswith(kind) and want.startswith(kind):
+            return type_covers(_fields(have[len(kind):-1]).get("item", ""), _fields(want[len(kind):-1]).get("item", "?"))
+    if have.startswith("struct<") and want.startswith("struct<"):
+        got = _fields(have[len("struct<"):-1])
+        return all(name in got and type_covers(got[name], t) for name, t in _fields(want[len("struct<"):-1]).items())
+    return False
+
+
+def _fields(body: str) -> dict[str, str]:
+    """``name: type, name: type`` (types may nest ``<...>``) -> {name: type}."""
+    fields, depth, start = {}, 0, 0
+    for i, ch in enumerate(body + ","):
+        depth += ch == "<"
+        depth -= ch == ">"
+        if ch == "," and depth == 0:
+            name, _, typ = body[start:i].strip().partition(": ")
+            fields[name] = typ
+            start = i + 1
+    return fields
 
 
 # ---------------------------------------------------------------------------------------------- files

@@ -405,3 +405,20 @@ def test_readme_dataflow_lines_parse_and_build_their_dataflow_graphs_offline(sto
     assert args.tokenizer == "spm:gs://my-bucket/tok/spm.model" and "DataflowRunner" in beam_args
     assert spm_train.parse_args(commands["spm-train"]).output == "gs://my-bucket/tok/spm"
     assert commands["stats"] == ["gs://my-bucket/out/pretrain"]
+
+
+def test_consumers_accept_the_knowledge_schema_kg_samples_writes():
+    """kg-samples' spans carry fields knowmix.schemas does not list (type_source, ...): a consumer reads what it
+    knows (before: tokenize refused every kg-samples output, "the schema column 'head' is struct<...>")."""
+    import pyarrow as pa
+
+    from kg.samples import KNOWLEDGE_SCHEMA as written
+    from knowmix.manifest import schema_mismatch, schema_to_json
+
+    assert schema_mismatch("knowledge", schema_to_json(written)) is None
+    fewer = pa.schema([f if f.name != "head" else pa.field("head", pa.struct([("name", pa.string())]))
+                       for f in written])
+    assert "column 'head'" in schema_mismatch("knowledge", schema_to_json(fewer))
+    other = pa.schema([f if f.name != "mentions" else pa.field("mentions", pa.list_(pa.struct([("start", pa.string())])))
+                       for f in written])
+    assert "column 'mentions'" in schema_mismatch("knowledge", schema_to_json(other))
