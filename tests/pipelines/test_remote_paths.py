@@ -422,3 +422,34 @@ def test_consumers_accept_the_knowledge_schema_kg_samples_writes():
     other = pa.schema([f if f.name != "mentions" else pa.field("mentions", pa.list_(pa.struct([("start", pa.string())])))
                        for f in written])
     assert "column 'mentions'" in schema_mismatch("knowledge", schema_to_json(other))
+
+
+def test_a_remote_wordpiece_vocab_brings_its_tokenizer_config(store, tmp_path):
+    from pipelines.tokenize import _load_tokenizer
+    from tests.pipelines.test_tokenize_support import all_fixture_texts, write_bert_vocab
+
+    vocab = write_bert_vocab(str(tmp_path / "bert" / "vocab.txt"), all_fixture_texts()[:20])
+    (tmp_path / "bert" / "tokenizer_config.json").write_text('{"do_lower_case": false}', encoding="utf-8")
+    put(str(tmp_path / "bert"), f"{PREFIX}tok/bert")
+    local_dir = tmp_path / "copy"
+    local_dir.mkdir()
+    tok = _load_tokenizer(f"wordpiece:{PREFIX}tok/bert/vocab.txt", None, str(local_dir))
+    assert tok.lowercase is False and tok.info()["file"] == "vocab.txt"
+    with open(vocab, "rb") as fh:
+        assert tok.info()["sha256"] == hashlib.sha256(fh.read()).hexdigest()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["kg-samples", "--kg", f"{PREFIX}nowhere/kg.tsv", "--docs", f"{PREFIX}nowhere/docs", "--output", f"{PREFIX}o"],
+     f"{PREFIX}nowhere/kg.tsv: no such file"),
+    (["tokenize", "--input", f"{PREFIX}nowhere/docs", "--output", f"{PREFIX}o", "--tokenizer", "spm:x.model"],
+     f"{PREFIX}nowhere/docs/manifest.json: missing"),
+    (["stats", f"{PREFIX}nowhere/docs"], f"{PREFIX}nowhere/docs/manifest.json: missing"),
+    (["spm-train", "--docs", f"{PREFIX}nowhere/docs", "--output", f"{PREFIX}o/spm"],
+     f"{PREFIX}nowhere/docs/manifest.json: missing"),
+])
+def test_a_missing_remote_input_is_one_line(store, capsys, argv, needle):
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
