@@ -12,14 +12,15 @@ predicates with a literal object are attributes and ignored.
 from __future__ import annotations
 
 import gzip
+import io
 import json
-import os
 import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 from urllib.parse import unquote
 
+from knowmix import fileio
 from knowmix.errors import UserError
 
 REQUIRED_COLUMNS = ("head", "relation", "tail")
@@ -144,12 +145,14 @@ def kg_format(path: str) -> str:
 
 
 def _open_lines(path: str) -> Iterator[tuple[int, str]]:
-    if not os.path.isfile(path):
+    if not fileio.is_file(path):
         raise UserError(f"{path}: no such file")
-    opener = gzip.open if path.endswith(".gz") else open
     i = 0
     try:
-        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
+        # local or on any Beam filesystem (gs://, s3://, ...); gzip by name
+        with fileio.open_read(path) as raw, io.TextIOWrapper(
+            gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw, encoding="utf-8", errors="replace", newline=""
+        ) as fh:
             for i, line in enumerate(fh, 1):
                 yield i, line.rstrip("\r\n")
     except (OSError, EOFError, zlib.error) as exc:  # e.g. a truncated .gz: what was read counts, the rest is reported

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
 
+from knowmix import fileio
 from knowmix.schemas import KIND_SCHEMAS
 
 SCHEMA_VERSION = 1
@@ -90,7 +91,8 @@ def schema_mismatch(kind: str, columns: list[dict]) -> str | None:
     """Why ``columns`` (``schema_to_json`` form) are not a ``kind`` shard's, or None.
 
     Every column of the kind's schema must be there with its type; other columns are allowed (a newer
-    writer may add some), so a consumer reads only what it knows.
+    writer may add some), so a consumer reads only what it knows. Likewise inside a struct column (also in a
+    list of structs): a field the consumer does not know is allowed (kg-samples' spans carry ``type_source``).
     """
     expected = KIND_SCHEMAS.get(kind)
     if expected is None:
@@ -99,23 +101,36 @@ def schema_mismatch(kind: str, columns: list[dict]) -> str | None:
     for field in expected:
         if field.name not in have:
             return f"lacks the {kind} column {field.name!r}"
-        if not type_covers(have[field.name], field.type):
+        if not type_covers(have[field.name], str(field.type)):
             return f"column {field.name!r} is {have[field.name]}, a {kind} shard's is {field.type}"
     return None
 
 
-def type_covers(have: str, expected: pa.DataType) -> bool:
-    """Whether a column of type ``have`` (its string form) holds what ``expected`` promises: the same type, or
-    for a struct (or a list of structs) every expected field with its type (a newer writer may add fields, as
-    the knowledge spans' ``type_source``)."""
-    if have == str(expected):
+def type_covers(have: str, want: str) -> bool:
+    """Whether Arrow type ``have`` (its string form) holds ``want``: equal, or structs (also as list items)
+    with every field of ``want`` in ``have``, of a type that covers it."""
+    if have == want:
         return True
-    inner = expected.value_type if pa.types.is_list(expected) else expected
-    prefix = "list<item: struct<" if pa.types.is_list(expected) else "struct<"
-    if not pa.types.is_struct(inner) or not have.startswith(prefix):
-        return False
-    body = have[len(prefix):]
-    return all(f"{f.name}: {f.type}" in body for f in inner)
+    for kind in ("list<", "large_list<"):
+        if have.startswith(kind) and want.startswith(kind):
+            return type_covers(_fields(have[len(kind):-1]).get("item", ""), _fields(want[len(kind):-1]).get("item", "?"))
+    if have.startswith("struct<") and want.startswith("struct<"):
+        got = _fields(have[len("struct<"):-1])
+        return all(name in got and type_covers(got[name], t) for name, t in _fields(want[len("struct<"):-1]).items())
+    return False
+
+
+def _fields(body: str) -> dict[str, str]:
+    """``name: type, name: type`` (types may nest ``<...>``) -> {name: type}."""
+    fields, depth, start = {}, 0, 0
+    for i, ch in enumerate(body + ","):
+        depth += ch == "<"
+        depth -= ch == ">"
+        if ch == "," and depth == 0:
+            name, _, typ = body[start:i].strip().partition(": ")
+            fields[name] = typ
+            start = i + 1
+    return fields
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -203,10 +218,16 @@ def write_manifest(out_dir: str, manifest: Mapping[str, Any]) -> str:
 
 @dataclass
 class ShardDir:
-    """A verified view of a stage's output directory."""
+    """A verified view of a stage's output directory.
+
+    ``deferred``: the shards' checksums, rows and schemas are checked as each shard is opened (``open_shard``,
+    ``shard_refs``), not up front: so for a remote directory (gs://, s3://) the launcher reads only the
+    manifest, and the workers that read the shards check them.
+    """
 
     root: str
     manifest: dict
+    deferred: bool = False
 
     @property
     def kind(self) -> str:
@@ -218,8 +239,20 @@ class ShardDir:
         return [confined_path(self.root, s["path"], "shard path") for s in self.manifest["shards"]]
 
     def open_shard(self, index: int) -> pa.Table:
-        """Memory-map one shard (zero-copy for uncompressed columns; zstd batches decode on access)."""
-        return read_shard(confined_path(self.root, self.manifest["shards"][index]["path"], "shard path"))
+        """Memory-map one shard (zero-copy for uncompressed columns; zstd batches decode on access); a remote
+        shard is read whole, and checked against its entry when verification was deferred."""
+        return self._ref(index).open()
+
+    def shard_refs(self) -> list["ShardRef"]:
+        """One picklable ``ShardRef`` per shard: what a Beam worker opens (and checks, when ``deferred``)."""
+        return [self._ref(i) for i in range(len(self.manifest["shards"]))]
+
+    def _ref(self, index: int) -> "ShardRef":
+        entry = self.manifest["shards"][index]
+        path = confined_path(self.root, entry["path"], "shard path")
+        if not self.deferred:
+            return ShardRef(path)
+        return ShardRef(path, dict(entry), self.kind, self.manifest.get("schema"))
 
     def iter_tables(self):
         for i in range(len(self.manifest["shards"])):
@@ -232,7 +265,24 @@ class ShardDir:
         return pa.concat_tables(tables)
 
 
+@dataclass(frozen=True)
+class ShardRef:
+    """A shard to open, with its manifest entry when it is still to be checked (``entry`` None: it was)."""
+
+    path: str
+    entry: dict | None = None
+    kind: str | None = None
+    schema: list | None = None
+
+    def open(self) -> pa.Table:
+        if self.entry is None:
+            return read_shard(self.path)
+        return read_verified_shard(self.path, self.entry, self.kind, self.schema)
+
+
 def read_arrow(path: str) -> pa.Table:
+    if fileio.is_remote(path):
+        return pa.ipc.open_file(pa.BufferReader(fileio.read_bytes(path))).read_all()
     with pa.memory_map(path, "r") as source:
         return pa.ipc.open_file(source).read_all()
 
@@ -276,6 +326,8 @@ def check_relative_path(rel: Any, what: str) -> str:
 def confined_path(root: str, rel: Any, what: str = "path") -> str:
     """``root/rel`` for a path read from a manifest, refusing one that leaves ``root`` (also through symlinks)."""
     norm = check_relative_path(rel, what)
+    if fileio.is_remote(root):  # an object store: no links, and the checked relative path cannot leave root
+        return fileio.join(root, norm)
     path = os.path.join(root, *norm.split("/"))
     real_root = os.path.realpath(root)
     real = os.path.realpath(path)
@@ -358,25 +410,24 @@ def check_shard_rows(manifest: Mapping[str, Any], out_dir: str | None = None) ->
         unlisted = sorted(
             f"{folder}/{name}"
             for folder in folders
-            if os.path.isdir(os.path.join(out_dir, folder))
-            for name in os.listdir(os.path.join(out_dir, folder))
+            for name in fileio.list_names(fileio.join(out_dir, folder))
             if name.endswith(".arrow") and f"{folder}/{name}" not in listed
         )
         if unlisted:
-            hint = f"{os.path.join(out_dir, unlisted[0])} is in the directory but not in the manifest"
+            hint = f"{fileio.join(out_dir, unlisted[0])} is in the directory but not in the manifest"
     raise ContractError(f"the shards hold {rows} rows but {what} is {expected} ({hint})")
 
 
 def read_manifest(out_dir: str, check_rows: bool = True) -> dict:
     """Read ``OUT/manifest.json`` and check its own consistency (``check_manifest``); one-line ContractErrors."""
-    path = os.path.join(out_dir, MANIFEST_NAME)
-    if not os.path.isdir(out_dir):
+    path = fileio.join(out_dir, MANIFEST_NAME)
+    remote = fileio.is_remote(out_dir)
+    if not remote and not os.path.isdir(out_dir):
         raise ContractError(f"{out_dir}: no such directory")
-    if not os.path.exists(path):
+    if not fileio.exists(path):
         raise ContractError(f"{path}: missing (is {out_dir} the output of a knowmix stage?)")
     try:
-        with open(path, encoding="utf-8") as fh:
-            manifest = json.load(fh)
+        manifest = json.loads(fileio.read_text(path))
     except (OSError, ValueError) as exc:
         raise ContractError(f"{path}: not a readable JSON manifest ({_one_line(exc)})") from None
     try:
@@ -392,21 +443,23 @@ def open_shard_dir(out_dir: str, kind: str | tuple[str, ...] | None = None, veri
     """Read and check a manifest; with ``verify``, refuse any shard whose sha256, row count or schema disagrees.
 
     Without ``verify`` the manifest's own consistency (types, paths inside the directory, no shard twice,
-    rows adding up to the counts) is still checked: it costs no shard read.
+    rows adding up to the counts) is still checked: it costs no shard read. A remote directory (gs://, s3://)
+    is verified shard by shard as the shards are opened (``ShardDir.deferred``), never downloaded up front.
     """
     # with verify, each shard is checked against its entry before the entries' sum is: a shard's edited row
     # count is then reported with the shard's name
-    manifest = read_manifest(out_dir, check_rows=not verify)
+    deferred = verify and fileio.is_remote(out_dir)
+    manifest = read_manifest(out_dir, check_rows=not verify or deferred)
     kinds = (kind,) if isinstance(kind, str) else kind
     if kinds and manifest["kind"] not in kinds:
         raise ContractError(
-            f"{os.path.join(out_dir, MANIFEST_NAME)}: kind is {manifest['kind']!r}, expected {' or '.join(kinds)}"
+            f"{fileio.join(out_dir, MANIFEST_NAME)}: kind is {manifest['kind']!r}, expected {' or '.join(kinds)}"
         )
-    shard_dir = ShardDir(out_dir, manifest)
+    shard_dir = ShardDir(out_dir, manifest, deferred=deferred)
     paths = shard_dir.shard_paths  # confines every path to out_dir
     cluster_entries = manifest.get("cluster_table") or []
     cluster_paths = [confined_path(out_dir, e["path"], "cluster_table path") for e in cluster_entries]
-    if verify:
+    if verify and not deferred:
         recorded = manifest.get("schema")
         for entry, path in zip(manifest["shards"], paths):
             verify_shard(path, entry, kind=manifest["kind"], schema=recorded)
@@ -427,6 +480,9 @@ def verify_shard(
     ``kind``: also refuse a schema that is not the kind's; ``schema``: the manifest's recorded schema, which
     the shard's must equal.
     """
+    if fileio.is_remote(path):
+        read_verified_shard(path, entry, kind, schema)
+        return
     if os.path.isdir(path):
         raise ContractError(f"{path}: listed as a shard but is a directory")
     if not os.path.exists(path):
@@ -444,6 +500,33 @@ def verify_shard(
             rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
     except (pa.ArrowException, OSError) as exc:
         raise ContractError(f"{path}: not an Arrow IPC file ({_one_line(exc)})") from None
+    _check_rows_and_schema(path, rows, shard_schema, entry, kind, schema)
+
+
+def read_verified_shard(
+    path: str, entry: Mapping[str, Any], kind: str | None = None, schema: list[dict] | None = None
+) -> pa.Table:
+    """Read one shard's bytes once, refuse them unless sha256, rows and schema agree with ``entry``
+    (``verify_shard``'s checks), and return the table: how a worker opens a shard of a remote input."""
+    try:
+        data = fileio.read_bytes(path)
+    except FileNotFoundError:
+        raise ContractError(f"{path}: listed in the manifest but missing") from None
+    except OSError as exc:
+        raise ContractError(f"{path}: cannot read the shard ({_one_line(exc)})") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry["sha256"]:
+        raise ContractError(f"{path}: sha256 {digest[:12]}… differs from the manifest's {str(entry['sha256'])[:12]}…")
+    try:
+        table = pa.ipc.open_file(pa.BufferReader(data)).read_all()
+    except (pa.ArrowException, OSError) as exc:
+        raise ContractError(f"{path}: not an Arrow IPC file ({_one_line(exc)})") from None
+    _check_rows_and_schema(path, table.num_rows, table.schema, entry, kind, schema)
+    return table
+
+
+def _check_rows_and_schema(path: str, rows: int, shard_schema: pa.Schema, entry: Mapping[str, Any],
+                           kind: str | None, schema: list[dict] | None) -> None:
     if rows != entry["rows"]:
         raise ContractError(f"{path}: {rows} rows, the manifest says {entry['rows']}")
     columns = schema_to_json(shard_schema)

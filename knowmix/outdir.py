@@ -17,6 +17,11 @@ left behind (staging, ``_spill/``, temporary files) before it starts its own.
 The lock is an ``flock`` on ``OUT/.knowmix.lock``: the kernel drops it when its process dies, however it
 dies, so a lock file left by a killed run is taken over (with a message naming the dead run), while a live
 run's lock makes a second run refuse with one line. Beam-free: the trainer may use it for its run directory.
+
+A remote output (``gs://``, ``s3://``, any Beam filesystem; ``RemoteOutputRun``) has neither an atomic rename
+nor file locks: the previous output is removed up front (its manifest first) and the new one written in
+place, through Beam's FileSystems; a failed run leaves no ``manifest.json``, which every consumer refuses.
+``open_output`` picks the kind of run from the path.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import time
 import uuid
 from typing import Callable, Iterable
 
+from knowmix import fileio
 from knowmix.errors import UserError
 
 LOCK_NAME = ".knowmix.lock"
@@ -54,16 +60,31 @@ def _inside(path: str, directory: str) -> bool:
 def refuse_inputs_inside(out_dir: str, inputs: Iterable[tuple[str, str]]) -> None:
     """UserError for an input that is the output directory or lies inside it (the run would replace it).
 
-    ``inputs``: ``(what, path)`` pairs, e.g. ``("--docs", "out/docs")``; remote paths are not checked.
+    ``inputs``: ``(what, path)`` pairs, e.g. ``("--docs", "out/docs")``; remote paths are compared as names.
     """
-    if "://" in out_dir:
+    if fileio.is_remote(out_dir):
+        _refuse_remote_inputs_inside(out_dir, inputs)
         return
     for what, path in inputs:
-        if not path or "://" in path:
+        if not path or fileio.is_remote(path):
             continue
         if os.path.realpath(path) == os.path.realpath(out_dir):
             raise UserError(f"{what} {path} is the output directory itself: the run would replace its own input")
         if _inside(path, out_dir):
+            raise UserError(
+                f"{path}: {what} lies inside the output directory {out_dir}, which the run replaces; move it or"
+                " choose another --output"
+            )
+
+
+def _refuse_remote_inputs_inside(out_dir: str, inputs: Iterable[tuple[str, str]]) -> None:
+    out = out_dir.rstrip("/")
+    for what, path in inputs:
+        if not path or not fileio.is_remote(path):
+            continue
+        if path.rstrip("/") == out:
+            raise UserError(f"{what} {path} is the output directory itself: the run would replace its own input")
+        if path.startswith(out + "/"):
             raise UserError(
                 f"{path}: {what} lies inside the output directory {out_dir}, which the run replaces; move it or"
                 " choose another --output"
@@ -329,8 +350,7 @@ def remove_leftovers(out_dir: str) -> list[str]:
 def _entries_of_manifest(out_dir: str) -> set[str]:
     """Top-level entries the previous manifest names (its shards' folders, its tokenizer copy)."""
     try:
-        with open(os.path.join(out_dir, MANIFEST_NAME), encoding="utf-8") as fh:
-            manifest = json.load(fh)
+        manifest = json.loads(fileio.read_text(fileio.join(out_dir, MANIFEST_NAME)))
         names = {str(s["path"]).split("/")[0] for s in manifest.get("shards", []) + manifest.get("cluster_table", [])}
         tok = manifest.get("tokenizer")
         if isinstance(tok, dict) and isinstance(tok.get("file"), str):
@@ -351,3 +371,56 @@ def _fsync_dir(path: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------- remote outputs
+
+
+class RemoteOutputRun:
+    """A remote output directory (gs://, s3://, any Beam filesystem): cleared up front, written in place.
+
+    Object stores rename object by object and have no file locks, so there is no swap and no lock: entering
+    refuses inputs inside the output, then removes the previous manifest (first: from then on no consumer
+    accepts the directory) and the previous output's entries (``OUTPUT_ENTRIES``, the folders and files its
+    manifest names, ``extra_subdirs``, temporary files); the job writes into ``staging``, which is the output
+    itself, and its manifest, written last, makes the output whole again. ``commit`` has nothing to do.
+    """
+
+    def __init__(self, out_dir: str, inputs: Iterable[tuple[str, str]] = (), extra_subdirs: Iterable[str] = ()):
+        self.out_dir = self.staging = out_dir
+        self.inputs = list(inputs)
+        self.extra_subdirs = tuple(extra_subdirs)
+
+    def __enter__(self) -> "RemoteOutputRun":
+        refuse_inputs_inside(self.out_dir, self.inputs)
+        clear_remote_output(self.out_dir, self.extra_subdirs)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def commit(self) -> None:
+        pass
+
+
+def clear_remote_output(out_dir: str, extra_subdirs: Iterable[str] = ()) -> list[str]:
+    """Remove a previous knowmix output from a remote directory (the manifest first); returns what went."""
+    named = _entries_of_manifest(out_dir)
+    removed = fileio.delete_under(out_dir, [MANIFEST_NAME])
+    top = fileio.list_names(out_dir)
+    files = [n for n in top if n in named or n in OUTPUT_ENTRIES or n.startswith((".tmp-", MANIFEST_NAME + ".tmp-"))
+             or ".tmp-" in n]
+    removed += fileio.delete_under(out_dir, files)
+    for sub in sorted(set(OUTPUT_ENTRIES) | named | set(extra_subdirs)):
+        if sub not in top:
+            removed += fileio.delete_under(fileio.join(out_dir, sub))
+    return removed
+
+
+def open_output(out_dir: str, inputs: Iterable[tuple[str, str]] = (), command: str = "",
+                extra_subdirs: Iterable[str] = ()):
+    """The context a job writes its output in: ``OutputRun`` for a local directory, ``RemoteOutputRun`` for a
+    remote one. ``with open_output(out, inputs) as run:`` write under ``run.staging``, then ``run.commit()``."""
+    if fileio.is_remote(out_dir):
+        return RemoteOutputRun(out_dir, inputs, extra_subdirs)
+    return OutputRun(out_dir, inputs, command)

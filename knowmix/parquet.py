@@ -16,7 +16,7 @@ import os
 import sys
 
 from knowmix.errors import UserError
-from knowmix.manifest import ContractError, atomic_write_text, open_shard_dir, read_arrow
+from knowmix.manifest import ContractError, atomic_write_text, open_shard_dir
 
 INFO_NAME = "_knowmix.json"
 
@@ -36,8 +36,8 @@ def export_parquet(src: str, out_dir: str, verify: bool = True, compression: str
     for name in stale:  # a rerun replaces the whole set, never mixes two
         os.unlink(os.path.join(out_dir, name))
     files = []
-    for entry, path in zip(shards.manifest["shards"], shards.shard_paths):
-        table = read_arrow(path)
+    for i, entry in enumerate(shards.manifest["shards"]):
+        table = shards.open_shard(i)  # a remote source's shard is checked as it is read (ShardDir.deferred)
         name = os.path.splitext(os.path.basename(entry["path"]))[0] + ".parquet"
         dest = os.path.join(out_dir, name)
         tmp = os.path.join(out_dir, f".{name}.tmp")

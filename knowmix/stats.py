@@ -7,8 +7,8 @@ inline SVG plots: length histograms per source kind, drop reasons, language scor
 from __future__ import annotations
 
 import argparse
-import glob
 import html
+import io
 import json
 import os
 import random
@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from knowmix.errors import UserError
-from knowmix.manifest import DEAD_LETTER_DIR, confined_path, open_shard_dir, read_shard
+from knowmix import fileio
+from knowmix.manifest import DEAD_LETTER_DIR, confined_path, open_shard_dir, read_shard, read_verified_shard
 
 PERCENTILES = (5, 25, 50, 75, 95, 99)
 
@@ -75,7 +76,7 @@ def build_report(out_dir: str, verify: bool = True) -> dict[str, Any]:
         }
         report.update(_quality_and_dropped(out_dir, manifest, tables, verify))
         if manifest.get("cluster_table"):
-            report["cluster_sizes"] = _cluster_histogram(out_dir, manifest["cluster_table"])
+            report["cluster_sizes"] = _cluster_histogram(out_dir, manifest["cluster_table"], shard_dir.deferred)
         if manifest["counts"].get("id_collisions"):  # ids renamed to keep output ids unique (the first 100)
             report["id_collisions"] = {
                 "count": manifest["counts"]["id_collisions"], "renamed": manifest.get("id_collisions", [])
@@ -150,11 +151,13 @@ def _script_distribution(tables: list[pa.Table]) -> dict[str, dict[str, int]]:
     return result
 
 
-def _cluster_histogram(out_dir: str, entries: list[dict]) -> dict[str, int]:
-    """Clusters by size (a cluster's rows are spread over shards by doc id: count each cluster once)."""
+def _cluster_histogram(out_dir: str, entries: list[dict], verify: bool = False) -> dict[str, int]:
+    """Clusters by size (a cluster's rows are spread over shards by doc id: count each cluster once);
+    ``verify``: check each file against its entry as it is read (a remote output's deferred verification)."""
     clusters: dict[str, int] = {}
     for entry in entries:
-        table = read_shard(confined_path(out_dir, entry["path"], "cluster_table path"))
+        path = confined_path(out_dir, entry["path"], "cluster_table path")
+        table = read_verified_shard(path, entry) if verify else read_shard(path)
         clusters.update(zip(table.column("cluster_id").to_pylist(), table.column("cluster_size").to_pylist()))
     sizes = Counter(clusters.values())
     return {str(k): v for k, v in sorted(sizes.items())}
@@ -163,9 +166,10 @@ def _cluster_histogram(out_dir: str, entries: list[dict]) -> dict[str, int]:
 def _dead_letter_summary(out_dir: str, examples: int = 5) -> dict[str, Any]:
     reasons: Counter = Counter()
     first: list[dict] = []
-    for path in sorted(glob.glob(os.path.join(out_dir, DEAD_LETTER_DIR, "*.jsonl"))):
+    directory = fileio.join(out_dir, DEAD_LETTER_DIR)
+    for path in [fileio.join(directory, n) for n in fileio.list_names(directory) if n.endswith(".jsonl")]:
         try:
-            with open(path, encoding="utf-8") as fh:
+            with io.TextIOWrapper(fileio.open_read(path), encoding="utf-8") as fh:  # local or any Beam filesystem
                 for n, line in enumerate(fh, 1):
                     try:
                         row = json.loads(line)

@@ -411,71 +411,47 @@ class WriteManifest(beam.PTransform):
 
 
 class ReadShardRows(beam.PTransform):
-    """Rows of every shard of a verified shard directory (see knowmix.manifest.open_shard_dir), batch by batch."""
+    """Rows of every shard of a shard directory (see knowmix.manifest.open_shard_dir), batch by batch.
 
-    def __init__(self, shard_paths: list[str]):
+    ``shards``: paths, or ``knowmix.manifest.ShardRef``s (``ShardDir.shard_refs()``): a ref whose
+    verification was deferred (a remote input) is checked, sha256, rows and schema, by the worker that reads it.
+    """
+
+    def __init__(self, shards: list):
         super().__init__()
-        self.shard_paths = list(shard_paths)
+        self.shards = list(shards)
 
     def expand(self, pbegin):
         from pipelines import progress
 
-        def rows_of(path):
-            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
-                reader = pa.ipc.open_file(pa.BufferReader(fh.read()))
-                for i in range(reader.num_record_batches):
-                    batch = reader.get_batch(i)
-                    progress.note("read", batch.num_rows)
-                    yield from batch.to_pylist()
+        def rows_of(shard):
+            if isinstance(shard, str):
+                with FileSystems.open(shard, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+                    reader = pa.ipc.open_file(pa.BufferReader(fh.read()))
+                    batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+                    yield from _rows_of_batches(batches, progress)
+            else:
+                yield from _rows_of_batches(shard.open().to_batches(), progress)
 
         return (
             pbegin
-            | "ShardPaths" >> beam.Create(self.shard_paths)
+            | "ShardPaths" >> beam.Create(self.shards)
             | "Spread" >> beam.Reshuffle()
             | "Rows" >> beam.FlatMap(rows_of)
         )
 
 
-def clear_output(out_dir: str, extra_subdirs: Iterable[str] = ()) -> None:
-    """Remove a previous run's shards, dead letters and manifest so stale shards never mix with new ones.
-
-    Only for remote outputs (gs://, s3://), which have no atomic directory swap; local outputs go through
-    ``output_run`` (``knowmix.outdir``), which keeps the previous output until the new one is complete.
-    """
-    for sub in (SHARDS_DIR, DEAD_LETTER_DIR, *extra_subdirs):
-        pattern = join(out_dir, sub, "*")
-        matches = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
-        if matches:
-            FileSystems.delete(matches)
-    manifest = join(out_dir, MANIFEST_NAME)
-    if FileSystems.exists(manifest):
-        FileSystems.delete([manifest])
-
-
-class _RemoteOutputRun:
-    """A remote output directory: cleared up front and written in place (no lock, no swap)."""
-
-    def __init__(self, out_dir: str, extra_subdirs: Iterable[str]):
-        self.out_dir = self.staging = out_dir
-        self.extra_subdirs = tuple(extra_subdirs)
-
-    def __enter__(self):
-        clear_output(self.out_dir, self.extra_subdirs)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
-
-    def commit(self) -> None:
-        pass
+def _rows_of_batches(batches, progress):
+    for batch in batches:
+        progress.note("read", batch.num_rows)
+        yield from batch.to_pylist()
 
 
 def output_run(out_dir: str, inputs: Iterable[tuple[str, str]] = (), command: str = "", extra_subdirs: Iterable[str] = ()):
     """The context a job writes its output in: ``with output_run(out, inputs) as run:`` write under
     ``run.staging``, then ``run.commit()`` once the manifest is written (see ``knowmix.outdir.OutputRun``:
-    a lock, inputs inside the output refused, the previous output kept until the swap)."""
-    if "://" in out_dir:
-        return _RemoteOutputRun(out_dir, extra_subdirs)
-    from knowmix.outdir import OutputRun
+    a lock, inputs inside the output refused, the previous output kept until the swap; a remote output is
+    cleared and written in place: ``knowmix.outdir.RemoteOutputRun``)."""
+    from knowmix.outdir import open_output
 
-    return OutputRun(out_dir, inputs, command)
+    return open_output(out_dir, inputs, command, extra_subdirs)

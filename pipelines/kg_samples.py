@@ -60,6 +60,7 @@ from kg.samples import (
     sentence_outcomes,
     sentence_samples,
 )
+from knowmix import fileio
 from knowmix.errors import UserError
 from knowmix.manifest import ContractError, open_shard_dir
 from pipelines import progress
@@ -413,7 +414,7 @@ def build(p: beam.Pipeline, *, docs_dir: str, kg_paths: list[str], entity_paths:
 
     linked = split_by_tag(
         p
-        | "ReadDocs" >> ReadShardRows(docs.shard_paths)
+        | "ReadDocs" >> ReadShardRows(docs.shard_refs())  # a remote shard is verified by the worker reading it
         | "Link" >> beam.ParDo(LinkFn(index_path, segmenter, min_name_chars, max_sentence_chars, tasks, common)),
         ("linked", "fate", "stats"), "Linked",
     )
@@ -575,7 +576,7 @@ def kg_samples_main(argv: list[str]) -> int:
     if not 0.0 <= args.substitution_probability <= 1.0:
         raise UserError(f"--substitution-probability: {args.substitution_probability} is not between 0 and 1")
     for path in args.kg + args.entities:
-        if not os.path.isfile(path):
+        if not fileio.is_file(path):  # local or any Beam filesystem (gs://, s3://, ...)
             raise UserError(f"{path}: no such file")
     num_shards = args.num_shards
     if num_shards <= 0:
@@ -598,8 +599,7 @@ def kg_samples_main(argv: list[str]) -> int:
                   substitution_probability=args.substitution_probability, options_record=options_record,
                   index_path=args.kg_index, **quality_options(args))
         output.commit()
-    with open(os.path.join(args.output, "manifest.json"), encoding="utf-8") as fh:
-        manifest = json.load(fh)
+    manifest = json.loads(fileio.read_text(fileio.join(args.output, "manifest.json")))
     c = manifest["counts"]
     print(f"kg-samples: {c['input']} sentences, {c['output']} gave samples, dropped {json.dumps(c['dropped'], ensure_ascii=False)};"
           f" samples {json.dumps(c['samples'], ensure_ascii=False)} -> {args.output}", file=sys.stderr)

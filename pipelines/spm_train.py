@@ -19,11 +19,13 @@ import argparse
 import hashlib
 import os
 import re
+import shutil
 import sys
 import tempfile
 
 import pyarrow.compute as pc
 
+from knowmix import fileio
 from knowmix.errors import UserError
 from knowmix.manifest import ContractError, open_shard_dir
 from pipelines import progress
@@ -157,7 +159,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def prepare_prefix(prefix: str) -> str:
     """The directory of ``--output PREFIX``, created; a PREFIX that is a directory or lies under a file is a
-    one-line UserError."""
+    one-line UserError. A remote PREFIX (gs://, s3://, any Beam filesystem) has no directory to create: the
+    sample and the model are made in a local temporary directory, then the files are copied there."""
+    if fileio.is_remote(prefix):
+        if prefix.endswith("/"):
+            raise UserError(f"--output {prefix}: is a directory; give a PREFIX (writes PREFIX.model and PREFIX.vocab)")
+        return tempfile.mkdtemp(prefix="knowmix-spm-")
     if prefix.endswith(("/", os.sep)) or os.path.isdir(prefix):
         raise UserError(f"--output {prefix}: is a directory; give a PREFIX (writes PREFIX.model and PREFIX.vocab)")
     out_dir = os.path.dirname(os.path.abspath(prefix))
@@ -209,12 +216,17 @@ def spm_train_main(argv: list[str]) -> int:
             live["phase"] = "training"
             train(sample_path, temp_prefix, args.vocab_size, args.model_type, args.character_coverage,
                   args.num_threads, shown_as=args.output)
-        os.replace(f"{temp_prefix}.vocab", f"{args.output}.vocab")
-        os.replace(f"{temp_prefix}.model", f"{args.output}.model")
+        for ext in (".vocab", ".model"):  # .model last: it is what `tokenize --tokenizer spm:` reads
+            if fileio.is_remote(args.output):
+                fileio.write_bytes(f"{args.output}{ext}", fileio.read_bytes(f"{temp_prefix}{ext}"))
+            else:
+                os.replace(f"{temp_prefix}{ext}", f"{args.output}{ext}")
     finally:
         for path in (sample_path, f"{temp_prefix}.vocab", f"{temp_prefix}.model"):
             if os.path.exists(path):
                 os.unlink(path)
+        if fileio.is_remote(args.output):
+            shutil.rmtree(out_dir, ignore_errors=True)
     print(
         f"knowmix spm-train: {args.output}.model ({args.vocab_size} pieces, {args.model_type}) from"
         f" {stats['docs']} docs, {stats['lines']} lines, {stats['chars']} chars"

@@ -25,12 +25,12 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 from typing import Any, Tuple
 
 import apache_beam as beam
 
-from apache_beam.io.filesystems import FileSystems
-
+from knowmix import fileio
 from knowmix.errors import UserError
 from knowmix.manifest import ContractError, open_shard_dir
 from knowmix.schemas import KNOWLEDGE_TOKENS_SCHEMA, PRETRAIN_SCHEMA
@@ -184,9 +184,8 @@ def _relation_ids(row, relations: list[str]):
 def read_relations(path: str) -> list[str]:
     """A JSON list of names, or ``name id`` lines (e.g. FinRE's relation2id.txt); id 0 becomes ``NA``."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError as exc:
+        text = fileio.read_text(path)  # local or any Beam filesystem (gs://, s3://, ...)
+    except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read the relation list ({exc})") from None
     if text.lstrip().startswith("["):
         try:
@@ -250,26 +249,34 @@ def _read_user_words(path: str | None) -> list[str]:
     if not path:
         return []
     try:
-        with open(path, encoding="utf-8") as fh:
-            return sorted({line.split()[0] for line in fh if line.strip()})
+        text = fileio.read_text(path)  # local or any Beam filesystem
+        return sorted({line.split()[0] for line in text.splitlines() if line.strip()})
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read the user dictionary ({exc})") from None
 
 
+def _load_tokenizer(spec: str, lowercase: bool | None, local_dir: str):
+    """``load_tokenizer`` for a file on any Beam filesystem too: a remote tokenizer file (and, for WordPiece,
+    the ``tokenizer_config.json`` beside it) is copied into ``local_dir`` first, since the libraries open files by
+    name; the workers get its bytes with the job (``TokenizerSpec``). Messages name the remote path."""
+    kind, sep, path = spec.partition(":")
+    if not sep or not fileio.is_remote(path):
+        return load_tokenizer(spec, lowercase)
+    if not fileio.is_file(path):
+        raise UserError(f"{path}: no such tokenizer file")
+    local = fileio.copy_to_local(path, local_dir)
+    config = fileio.join(path.rsplit("/", 1)[0], "tokenizer_config.json")
+    if kind == "wordpiece" and fileio.is_file(config):
+        fileio.copy_to_local(config, local_dir)
+    try:
+        return load_tokenizer(f"{kind}:{local}", lowercase)
+    except UserError as exc:
+        raise UserError(str(exc).replace(local, path)) from None
+
+
 def _copy_tokenizer_file(path: str, out_dir: str) -> None:
-    with open(path, "rb") as fh:
-        data = fh.read()
-    dest = beamio.join(out_dir, os.path.basename(path))
-    if FileSystems.exists(dest):
-        FileSystems.delete([dest])
-    _write_bytes(dest, data)
-
-
-def _write_bytes(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp"
-    with FileSystems.create(tmp) as out:
-        out.write(data)
-    FileSystems.rename([tmp], [path])
+    """The tokenizer file beside the manifest (``out_dir`` local or remote), so the trainer finds it."""
+    fileio.write_bytes(fileio.join(out_dir, os.path.basename(path)), fileio.read_bytes(path))
 
 
 def run(argv: list[str]) -> dict:
@@ -280,7 +287,15 @@ def run(argv: list[str]) -> dict:
         src = open_shard_dir(args.input, ("docs", "knowledge"))
     except ContractError as exc:
         raise UserError(str(exc)) from None
-    tok = load_tokenizer(args.tokenizer, args.lowercase)
+    local_dir = tempfile.mkdtemp(prefix="knowmix-tokenizer-")
+    try:
+        tok = _load_tokenizer(args.tokenizer, args.lowercase, local_dir)
+        return _run(args, beam_args, argv, src, tok)
+    finally:
+        shutil.rmtree(local_dir, ignore_errors=True)
+
+
+def _run(args, beam_args: list[str], argv: list[str], src, tok) -> dict:
     info = tok.info()
     user_words = _read_user_words(args.user_dict)
     relations_fixed = read_relations(args.relations) if args.relations else None
@@ -296,7 +311,7 @@ def run(argv: list[str]) -> dict:
         "relations": args.relations,
     }
     spec = TokenizerSpec(tok)
-    inputs = [("--input", args.input), ("--tokenizer", tok.path), ("--user-dict", args.user_dict),
+    inputs = [("--input", args.input), ("--tokenizer", args.tokenizer.partition(":")[2]), ("--user-dict", args.user_dict),
               ("--relations", args.relations)]
 
     def finalize(manifest: dict) -> dict:
@@ -311,7 +326,7 @@ def run(argv: list[str]) -> dict:
         _copy_tokenizer_file(tok.path, out)
         live = progress.LiveLine("knowmix tokenize", args.quiet)
         with live, beam.Pipeline(options=beamio.pipeline_options(beam_args)) as p:
-            rows = p | "Read" >> beamio.ReadShardRows(src.shard_paths)
+            rows = p | "Read" >> beamio.ReadShardRows(src.shard_refs())  # a remote shard: verified by its reader
             extra = None
             if out_kind == "pretrain":
                 enc = beamio.split_by_tag(
@@ -375,8 +390,7 @@ def run(argv: list[str]) -> dict:
             )
         progress.record_counters(p.result)
         output.commit()
-    with FileSystems.open(beamio.join(args.output, "manifest.json")) as fh:
-        return json.loads(fh.read().decode("utf-8"))
+    return json.loads(fileio.read_text(fileio.join(args.output, "manifest.json")))
 
 
 def tokenize_main(argv: list[str]) -> int:
