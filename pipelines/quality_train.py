@@ -102,6 +102,36 @@ def seeded_split(texts: list[str], valid_fraction: float, rng: random.Random) ->
 # ---------------------------------------------------------------------------------------------- training
 
 
+_FIT = """
+import json, sys
+import fasttext
+params, out = json.loads(sys.argv[1]), sys.argv[2]
+try:
+    fasttext.train_supervised(**params).save_model(out)
+except RuntimeError as exc:
+    print(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, file=sys.stderr)
+    sys.exit(3)
+"""
+
+
+def _fit_in_fresh_process(params: dict, out: str) -> str | None:
+    """Train in a new interpreter that imports only fastText; returns fastText's error or None.
+
+    Why: the floating-point state of the calling process depends on what it imported before (measured:
+    after ``import transformers`` the same data, seed and lr diverge to NaN that train fine in a fresh
+    process), so a model would depend on the caller's imports. A fresh process makes it a function of the
+    data and the options only."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _FIT, json.dumps(params), out], capture_output=True, text=True)
+    if proc.returncode == 3:
+        return proc.stderr.strip() or "fastText error"
+    if proc.returncode != 0:
+        raise RuntimeError(f"fastText training process failed: {proc.stderr.strip()[-500:]}")
+    return None
+
+
 def train(
     positive: list[str], negative: list[str], output: str, *, dim: int = 64, epoch: int = 5, ngrams: int = 2,
     lr: float = 0.2, bucket: int = 50_000, seed: int = 0, valid_fraction: float = 0.1, tokenizer: str = "jieba",
@@ -126,15 +156,12 @@ def train(
                 line = fasttext_line(text, tokenizer)
                 if line:
                     fh.write(f"{label} {line}\n")
-        try:
-            model = fasttext.train_supervised(
-                input=train_file, dim=dim, epoch=epoch, wordNgrams=ngrams, lr=lr, minCount=1, bucket=bucket,
-                loss="softmax", thread=1, seed=seed, verbose=0,
-            )
-        except RuntimeError as exc:  # "Encountered NaN.": the learning rate is too high for this set
-            raise UserError(f"fastText training failed ({exc}); try a lower --lr than {lr}") from None
         tmp_model = os.path.join(tmp, "model.bin")
-        model.save_model(tmp_model)
+        params = dict(input=train_file, dim=dim, epoch=epoch, wordNgrams=ngrams, lr=lr, minCount=1, bucket=bucket,
+                      loss="softmax", thread=1, seed=seed, verbose=0)
+        error = _fit_in_fresh_process(params, tmp_model)
+        if error is not None:  # "Encountered NaN.": the learning rate is too high for this set
+            raise UserError(f"fastText training failed ({error}); try a lower --lr than {lr}")
         os.replace(tmp_model, output) if _same_device(tmp, output) else _copy(tmp_model, output)
     record = {
         "tokenizer": tokenizer,

@@ -369,3 +369,35 @@ def test_keep_dropped_on_the_dask_runner_writes_the_same_dropped_shards(tmp_path
     assert local["dropped_shards"] and dask["dropped_shards"] == local["dropped_shards"]
     assert dask["shards"] == local["shards"] and dask["counts"] == local["counts"]
     assert sum(e["rows"] for e in local["dropped_shards"]) == sum(local["counts"]["dropped"].values())
+
+
+def test_training_does_not_depend_on_what_the_process_imported(tmp_path):
+    """Before: after ``import transformers`` (as a test session or a notebook has done), the same data, seed and
+    lr diverged to NaN inside the calling process; training now runs in a fresh interpreter, so the model is
+    a function of the data and options only: the same bytes as training from a process that imported nothing."""
+    if not has_training():
+        pytest.skip("fastText training needs fasttext-numpy2")
+    import os
+    import subprocess
+    import sys
+
+    import transformers  # noqa: F401 - the import that used to change the outcome
+
+    from pipelines.quality_train import train
+
+    news, spam = news_docs(), spam_docs(300, seed=1)
+    good, bad = [t for i, t in enumerate(news) if i % 4], [t for i, t in enumerate(spam) if i % 4]
+    here = tmp_path / "here.bin"
+    train(good, bad, str(here), dim=16, epoch=5, bucket=20000, seed=3)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from tests.pipelines.test_quality_model import news_docs, spam_docs;"
+        "from pipelines.quality_train import train;"
+        "n, s = news_docs(), spam_docs(300, seed=1);"
+        "train([t for i, t in enumerate(n) if i % 4], [t for i, t in enumerate(s) if i % 4], sys.argv[2],"
+        " dim=16, epoch=5, bucket=20000, seed=3)"
+    )
+    fresh = tmp_path / "fresh.bin"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    subprocess.run([sys.executable, "-c", code, root, str(fresh)], check=True, timeout=300)
+    assert here.read_bytes() == fresh.read_bytes()
