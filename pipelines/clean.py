@@ -30,7 +30,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from corpora.document import RAW_LIMIT, Document
-from corpora.readers import ReadStats, read_path
+from corpora.readers import ByteRange, ReadStats, count_line_starts, plan_ranges, read_path, read_range, splittable_format
 from corpora.sources import expand_paths, format_of, relative_name
 from knowmix.errors import UserError
 from pipelines import beamio, progress
@@ -113,10 +113,13 @@ class ReadAndClean(beam.DoFn):
         self.lid = LanguageIdentifier()
 
     def process(self, element):
-        index, path = element
+        index, path = element[:2]
         path = os.fsdecode(path)  # the file name travels as bytes: it need not be UTF-8
         spec = self.sources[index]
         name = relative_name(spec, path)
+        byte_range = ByteRange(*element[2]) if len(element) > 2 else None  # a piece of a large file (plan_reads)
+        # a line-format record's ordinal is its line number, which no split of the file changes
+        line_ordinals = splittable_format(spec, path)
 
         def located(location: str) -> str:
             return name + location[len(path) :] if location.startswith(path) else location
@@ -124,7 +127,7 @@ class ReadAndClean(beam.DoFn):
         chunk: list[dict] = []
         stats = ReadStats()
         ordinal = 0
-        records = iter(read_path(spec, path, stats))
+        records = iter(read_range(spec, path, byte_range, stats) if byte_range else read_path(spec, path, stats))
         while True:
             try:
                 record = next(records)
@@ -144,7 +147,7 @@ class ReadAndClean(beam.DoFn):
                 reason = f"invalid Unicode in {bad} (a lone surrogate)"
                 yield "dead_letter", self.dead_row(spec.kind, row["location"], reason, row["text"])
                 continue
-            row["_ordinal"] = ordinal
+            row["_ordinal"] = int(record.location.rsplit(":", 1)[1]) if line_ordinals else ordinal
             ordinal += 1
             chunk.append(row)
             if len(chunk) >= self.CHUNK:
@@ -309,6 +312,51 @@ def input_files(config: CleanConfig) -> list[tuple[int, str]]:
     return files
 
 
+def file_sizes(paths: list[str]) -> list[int | None]:
+    """Each file's size in bytes (None: cannot be told; the reader reports the file)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    sizes: list[int | None] = []
+    for path in paths:
+        try:
+            sizes.append(os.path.getsize(path) if "://" not in path else FileSystems.match([path])[0].metadata_list[0].size_in_bytes)
+        except Exception:  # noqa: BLE001 - a vanished or unreadable file is read whole (and reported there)
+            sizes.append(None)
+    return sizes
+
+
+def plan_reads(config: CleanConfig, files: list[tuple[int, str]]) -> tuple[list, list]:
+    """(files read whole as ``(index, path bytes)``, byte ranges ``(index, path bytes, start, end)`` of the
+    large plain jsonl / txt-line files: ``corpora.readers.plan_ranges`` with ``[input] split_bytes``)."""
+    whole, ranges = [], []
+    for (index, path), size in zip(files, file_sizes([path for _, path in files])):
+        pieces = plan_ranges(config.sources[index], path, size, config.split_bytes) if size is not None else []
+        if pieces:
+            ranges.extend((index, os.fsencode(path), start, end) for start, end in pieces)
+        else:
+            whole.append((index, os.fsencode(path)))  # bytes: a name need not be UTF-8
+    return whole, ranges
+
+
+def count_range(element):
+    """(index, path, start, end) -> ((index, path), (start, end, line starts in it, any content))."""
+    index, path, start, end = element
+    n, content = count_line_starts(os.fsdecode(path), start, end)
+    return (index, path), (start, end, n, content)
+
+
+def number_ranges(element):
+    """((index, path), the file's counted ranges) -> ``(index, path, (start, end, first line, report_empty))``
+    per range: its first line number is one plus the line starts of the ranges before it."""
+    (index, path), counted = element
+    counted = sorted(counted)
+    empty = not any(content for *_, content in counted)
+    first = 1
+    for start, end, n, _ in counted:
+        yield index, path, (start, end, first, empty and start == 0)
+        first += n
+
+
 def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str], out: str | None = None) -> None:
     """``out``: where the files go (a staging directory, see ``beamio.output_run``); default the config's."""
     from pipelines.neardup import ExactDedupKeys, NearDedupConfig, NearDedupKeys
@@ -324,9 +372,22 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str], out: 
     near_config = NearDedupConfig.from_dict(config.dedup)
 
     # read, then 1-3: normalise, language id, quality rules; kept docs are spilled, their keys go on
+    # large plain line files are read as byte ranges; each range's first line number comes from a cheap
+    # parallel count of line starts per range, joined per file (a keyed join: no side input mid-pipeline)
+    whole, ranges = plan_reads(config, files)
+    reads = p | "Files" >> beam.Create(whole)
+    if ranges:
+        numbered = (
+            p
+            | "ByteRanges" >> beam.Create(ranges)
+            | "SpreadRanges" >> beam.Reshuffle()
+            | "CountLines" >> beam.Map(count_range)
+            | "RangesByFile" >> beam.GroupByKey()
+            | "NumberRanges" >> beam.FlatMap(number_ranges)
+        )
+        reads = (reads, numbered) | "FilesAndRanges" >> beam.Flatten()
     records = (
-        p
-        | "Files" >> beam.Create([(i, os.fsencode(path)) for i, path in files])  # bytes: a name need not be UTF-8
+        reads
         | "SpreadFiles" >> beam.Reshuffle()
         | "ReadAndClean" >> beam.ParDo(
             ReadCleanAndSpill(

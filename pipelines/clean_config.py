@@ -15,6 +15,8 @@ t2s_threshold = 0.5      # a mixed-script document is converted when its traditi
 t2s = "auto"             # "auto" (default): convert traditional documents only; true: all; false: none
 [rules.web]              # per source kind: any key of pipelines.quality.DEFAULT_RULES[kind]
 min_chars = 200
+[input]
+split_bytes = 67108864   # plain jsonl / txt-line files larger than this are read as byte ranges (0: never)
 [dedup]
 exact = true
 near = true              # and the keys of pipelines.neardup.NearDedupConfig
@@ -29,10 +31,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from corpora.document import SOURCE_KINDS
-from corpora.sources import SourceSpec, source_from_dict, source_from_shorthand
+from corpora.sources import DEFAULT_SPLIT_BYTES, SourceSpec, check_split_bytes, source_from_dict, source_from_shorthand
 from knowmix.errors import UserError
 
-TOP_KEYS = {"sources", "output", "normalize", "rules", "dedup"}
+TOP_KEYS = {"sources", "input", "output", "normalize", "rules", "dedup"}
+INPUT_KEYS = {"split_bytes"}
 OUTPUT_KEYS = {"dir", "num_shards", "cluster_table"}
 
 
@@ -48,6 +51,7 @@ class CleanConfig:
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> rule -> threshold (overrides)
     exact_dedup: bool = True
     dedup: dict[str, Any] = field(default_factory=dict)  # NearDedupConfig keys
+    split_bytes: int = DEFAULT_SPLIT_BYTES  # [input] split_bytes: see corpora.sources.DEFAULT_SPLIT_BYTES
 
     def to_options(self) -> dict:
         """A JSON-able record of the configuration for the manifest."""
@@ -55,6 +59,7 @@ class CleanConfig:
             "sources": [
                 {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(s).items()} for s in self.sources
             ],
+            "input": {"split_bytes": self.split_bytes},
             "output": {"dir": self.output_dir, "num_shards": self.num_shards, "cluster_table": self.cluster_table},
             "normalize": {**self.normalize, "keep_words": self.keep_words, "t2s_threshold": self.t2s_threshold},
             "rules": self.rules,
@@ -153,6 +158,14 @@ def load_config(
         if config_path and not os.path.isabs(keep_words):
             keep_words = os.path.join(base, keep_words)
 
+    input_table = raw.get("input", {})
+    if not isinstance(input_table, dict):
+        raise UserError(f"{where}: [input] must be a table")
+    unknown = set(input_table) - INPUT_KEYS
+    if unknown:
+        raise UserError(f"{where}: unknown key [input] {sorted(unknown)[0]!r} (expected split_bytes)")
+    split_bytes = check_split_bytes(input_table.get("split_bytes", DEFAULT_SPLIT_BYTES), f"{where} [input]")
+
     if not isinstance(raw.get("dedup", {}), dict):
         raise UserError(f"{where}: [dedup] must be a table")
     dedup = dict(raw.get("dedup", {}))
@@ -167,6 +180,7 @@ def load_config(
         rules=_check_kind_tables(raw.get("rules", {}), "rules", where),
         exact_dedup=_boolean(dedup.pop("exact", True), f"{where}: [dedup] exact"),
         dedup=dedup,
+        split_bytes=split_bytes,
     )
     for key, value in (overrides or {}).items():
         setattr(config, key, value)
