@@ -168,3 +168,30 @@ def test_split_bytes_must_be_a_non_negative_integer(tmp_path):
             assert "split_bytes" in str(e)
         else:
             raise AssertionError(bad)
+
+
+def test_one_and_two_worker_processes_write_the_same_shards(tmp_path):
+    """``knowmix clean --workers 1`` (in-process) and ``--workers 2`` (the FnApiRunner's multi-processing mode)
+    on a file split into ranges: the same output files, byte for byte."""
+    from knowmix.cli import main
+
+    os.makedirs(tmp_path / "in")
+    lines = [line_of(("doc", str(i % 4), i % 6, None if i % 3 else i % 4)) for i in range(24)]
+    write_file(str(tmp_path / "in" / "a.jsonl"), lines, [0] * len(lines), True)
+    outs = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        assert main(["clean", "--quiet", "--source", f"encyclopedia:jsonl={tmp_path / 'in' / 'a.jsonl'}", "--output", str(out),
+                     "--num-shards", "2", "--split-bytes", "2000", "--workers", str(workers)]) == 0
+        outs.append(output_bytes(str(out)))
+    assert outs[0] == outs[1] and any(k.startswith("shards") for k in outs[0])
+
+
+def test_workers_picks_multi_processing_only_for_local_runs():
+    from pipelines.clean import local_execution
+
+    assert local_execution([], 1) == []
+    assert local_execution([], 4) == ["--direct_running_mode=multi_processing", "--direct_num_workers=4"]
+    assert local_execution(["--direct_running_mode=in_memory"], 4) == ["--direct_running_mode=in_memory"]
+    dataflow = ["--runner=DataflowRunner", "--project=p"]
+    assert local_execution(dataflow, 4) == dataflow
