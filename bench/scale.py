@@ -28,7 +28,10 @@ import tempfile
 import threading
 import time
 
-import _repo_path  # noqa: E402,F401  (first: the repository root on sys.path, bench/ off it)
+try:
+    import _repo_path  # noqa: E402,F401  (first: the repository root on sys.path, bench/ off it)
+except ModuleNotFoundError:  # a Dask worker process started by spawn re-imports this script without bench/
+    pass
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -167,8 +170,9 @@ def main() -> None:
                     same = "same shards" if shards == reference else "SHARDS DIFFER"
                 else:
                     same = ""
+                worker_mb = f"{worker_rss / 2**20:14.0f}" if worker_rss else f"{'(in-process)':>14}"
                 print(f"{inp:6} {mode:6} {n:7d} {wall:8.1f} {size / 1e6 / wall:7.2f} {speedup:8.2f} {speedup / n:7.2f}"
-                      f" {worker_rss / 2**20:14.0f} {driver_rss / 2**20:14.0f}  {same}", flush=True)
+                      f" {worker_mb} {driver_rss / 2**20:14.0f}  {same}", flush=True)
                 subprocess.run(["rm", "-rf", out], check=True)
 
 
