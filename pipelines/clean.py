@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from corpora.document import RAW_LIMIT, Document
 from corpora.readers import ByteRange, ReadStats, count_line_starts, plan_ranges, read_path, read_range, splittable_format
-from corpora.sources import check_split_bytes, expand_paths, format_of, relative_name
+from corpora.sources import DEFAULT_SPLIT_BYTES, check_split_bytes, expand_paths, format_of, relative_name
 from knowmix.errors import UserError
 from pipelines import beamio, progress
 from pipelines.clean_config import CleanConfig, load_config, steps_for
@@ -330,7 +330,8 @@ def plan_reads(config: CleanConfig, files: list[tuple[int, str]]) -> tuple[list,
     large plain jsonl / txt-line files: ``corpora.readers.plan_ranges`` with ``[input] split_bytes``)."""
     whole, ranges = [], []
     for (index, path), size in zip(files, file_sizes([path for _, path in files])):
-        pieces = plan_ranges(config.sources[index], path, size, config.split_bytes) if size is not None else []
+        split_bytes = config.split_bytes if config.split_bytes is not None else DEFAULT_SPLIT_BYTES
+        pieces = plan_ranges(config.sources[index], path, size, split_bytes) if size is not None else []
         if pieces:
             ranges.extend((index, os.fsencode(path), start, end) for start, end in pieces)
         else:
@@ -483,21 +484,49 @@ def run(config: CleanConfig, beam_args: list[str], argv: list[str] | None = None
     return read_manifest(config.output_dir)
 
 
-def local_execution(beam_args: list[str], workers: int | None) -> list[str]:
-    """The Beam flags that run the job on ``workers`` local processes (None: one per core): the FnApiRunner's
-    multi-processing mode (``--direct_running_mode multi_processing --direct_num_workers N``), the local
-    execution that scaled best when measured (README, "Scaling"; Beam's Dask runner on a local cluster was
-    slower than one process). Flags that name another runner or a running mode are left as given."""
+#: ``--workers`` not given: a corpus smaller than this runs in-process (starting worker processes costs more)
+AUTO_WORKERS_MIN_BYTES = 16 << 20
+#: a local run on N workers, split_bytes not set: ranges small enough for about this many per worker
+RANGES_PER_WORKER = 4
+MIN_AUTO_SPLIT_BYTES = 1 << 20
+
+
+def is_local_run(beam_args: list[str]) -> bool:
+    """The job runs on the local FnApiRunner, in its default (in-process) mode."""
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
     if any(a.startswith(("--direct_running_mode", "--direct_num_workers")) for a in beam_args):
-        return list(beam_args)
-    if PipelineOptions(list(beam_args)).view_as(StandardOptions).runner not in beamio.LOCAL_RUNNER_NAMES:
-        return list(beam_args)
-    workers = workers if workers is not None else (os.cpu_count() or 1)
-    if workers <= 1:
+        return False
+    return PipelineOptions(list(beam_args)).view_as(StandardOptions).runner in beamio.LOCAL_RUNNER_NAMES
+
+
+def local_execution(beam_args: list[str], workers: int) -> list[str]:
+    """The Beam flags that run the job on ``workers`` local processes: the FnApiRunner's multi-processing mode
+    (``--direct_running_mode multi_processing --direct_num_workers N``), the local execution that scaled best
+    when measured (README, "Scaling"; Beam's Dask runner on a local cluster was slower than one process).
+    Flags that name another runner or a running mode are left as given."""
+    if workers <= 1 or not is_local_run(beam_args):
         return list(beam_args)
     return [*beam_args, "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+
+
+def auto_local_run(config: CleanConfig, beam_args: list[str], workers: int | None) -> list[str]:
+    """``knowmix clean --workers``: the Beam flags for a local run, and ``config.split_bytes`` resolved.
+
+    ``workers`` None: one per core, or in-process for a corpus under AUTO_WORKERS_MIN_BYTES. On several local
+    workers with ``split_bytes`` not set, files are cut into ranges of total / (RANGES_PER_WORKER x workers)
+    (at least 1 MiB, at most the 64 MiB default), so one large file keeps every worker busy; the shards are
+    the same for any split size."""
+    local = is_local_run(beam_args)
+    total = sum(size or 0 for size in file_sizes([path for _, path in input_files(config)])) if local else 0
+    if workers is None:
+        workers = (os.cpu_count() or 1) if total >= AUTO_WORKERS_MIN_BYTES else 1
+    if config.split_bytes is None:
+        config.split_bytes = DEFAULT_SPLIT_BYTES
+        if local and workers > 1:
+            per_range = -(-total // (RANGES_PER_WORKER * workers))
+            config.split_bytes = min(DEFAULT_SPLIT_BYTES, max(MIN_AUTO_SPLIT_BYTES, per_range))
+    return local_execution(beam_args, workers)
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -512,7 +541,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--cluster-table", action="store_true", help="also write doc_id -> cluster_id, cluster_size")
     parser.add_argument("--no-near-dedup", action="store_true", help="skip near-duplicate removal (MinHash-LSH)")
     parser.add_argument("--workers", type=int, metavar="N",
-                        help="local runs: worker processes (default: one per core; 1: in-process)")
+                        help="local runs: worker processes (default: one per core, in-process under 16 MiB of input;"
+                             " 1: in-process)")
     parser.add_argument("--split-bytes", type=int, metavar="BYTES",
                         help="read plain jsonl/txt files larger than this as byte ranges (overrides [input] split_bytes;"
                              " default 64 MiB; 0: never split)")
@@ -536,10 +566,10 @@ def clean_main(argv: list[str]) -> int:
         raise UserError(f"--workers must be positive, got {args.workers}")
     if args.split_bytes is not None:
         overrides["split_bytes"] = check_split_bytes(args.split_bytes, "--split-bytes")
-    beam_args = local_execution(beam_args, args.workers)
     config = load_config(args.config, args.source, args.output, overrides)
     if args.no_near_dedup:
         config.dedup["near"] = False
+    beam_args = auto_local_run(config, beam_args, args.workers)
     console = Console(stderr=True)
     with progress.LiveLine("knowmix clean", args.quiet):
         manifest = run(config, beam_args, ["knowmix", "clean", *argv])

@@ -51,7 +51,9 @@ class CleanConfig:
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> rule -> threshold (overrides)
     exact_dedup: bool = True
     dedup: dict[str, Any] = field(default_factory=dict)  # NearDedupConfig keys
-    split_bytes: int = DEFAULT_SPLIT_BYTES  # [input] split_bytes: see corpora.sources.DEFAULT_SPLIT_BYTES
+    # [input] split_bytes: see corpora.sources.DEFAULT_SPLIT_BYTES; None (not set): the default, or for a local
+    # run on several workers a size that gives each worker a few ranges (pipelines.clean.auto_local_run)
+    split_bytes: int | None = None
 
     def to_options(self) -> dict:
         """A JSON-able record of the configuration for the manifest."""
@@ -59,7 +61,7 @@ class CleanConfig:
             "sources": [
                 {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(s).items()} for s in self.sources
             ],
-            "input": {"split_bytes": self.split_bytes},
+            "input": {"split_bytes": self.split_bytes if self.split_bytes is not None else DEFAULT_SPLIT_BYTES},
             "output": {"dir": self.output_dir, "num_shards": self.num_shards, "cluster_table": self.cluster_table},
             "normalize": {**self.normalize, "keep_words": self.keep_words, "t2s_threshold": self.t2s_threshold},
             "rules": self.rules,
@@ -164,7 +166,9 @@ def load_config(
     unknown = set(input_table) - INPUT_KEYS
     if unknown:
         raise UserError(f"{where}: unknown key [input] {sorted(unknown)[0]!r} (expected split_bytes)")
-    split_bytes = check_split_bytes(input_table.get("split_bytes", DEFAULT_SPLIT_BYTES), f"{where} [input]")
+    split_bytes = input_table.get("split_bytes")
+    if split_bytes is not None:
+        split_bytes = check_split_bytes(split_bytes, f"{where} [input]")
 
     if not isinstance(raw.get("dedup", {}), dict):
         raise UserError(f"{where}: [dedup] must be a table")
