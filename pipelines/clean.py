@@ -89,9 +89,11 @@ class ReadAndClean(beam.DoFn):
     """(source index, path) -> the file's records through steps 1-3: normalise, language id, quality rules.
 
     Emits ``("kept", row)`` with ``lang``, ``lang_score``, ``n_chars``, ``script`` set (and ``_ordinal``, the record's
-    position among the file's documents), ``("dropped", (reason, kind))`` or ``("dead_letter", row)``.
-    Locations name the file relative to its source's glob root (``corpora.sources.relative_name``), however
-    its path was spelled. Documents go through the steps a chunk at a time, stage by stage: run
+    position among the file's documents; for jsonl and txt-line files its line number, which is the same
+    however the file was split into byte ranges), ``("dropped", (reason, kind))`` or ``("dead_letter", row)``.
+    An element ``(index, path, (start, end, first line, report_empty))`` reads one byte range of a large
+    line file (``corpora.readers.read_range``; see ``plan_reads``). Locations name the file relative to its
+    source's glob root (``corpora.sources.relative_name``), however its path was spelled. Documents go through the steps a chunk at a time, stage by stage: run
     document by document, fastText and the numpy n-gram statistics evict each other from the CPU caches
     (measured: steps 1-3 about 30% slower). A chunk that fails is retried record by record, so an exception
     costs the one record that raised it (a dead letter naming the error). Chunks are formed inside
@@ -503,7 +505,7 @@ def is_local_run(beam_args: list[str]) -> bool:
 def local_execution(beam_args: list[str], workers: int) -> list[str]:
     """The Beam flags that run the job on ``workers`` local processes: the FnApiRunner's multi-processing mode
     (``--direct_running_mode multi_processing --direct_num_workers N``), the local execution that scaled best
-    when measured (README, "Scaling"; Beam's Dask runner on a local cluster was slower than one process).
+    when measured (README, "Runners"; Beam's Dask runner on a local cluster was slower than one process).
     Flags that name another runner or a running mode are left as given."""
     if workers <= 1 or not is_local_run(beam_args):
         return list(beam_args)
