@@ -199,3 +199,25 @@ def test_workers_picks_multi_processing_only_for_local_runs():
     assert local_execution(["--direct_running_mode=in_memory"], 4) == ["--direct_running_mode=in_memory"]
     dataflow = ["--runner=DataflowRunner", "--project=p"]
     assert local_execution(dataflow, 4) == dataflow
+
+
+def test_default_workers_one_per_core_from_a_size_on_and_ranges_sized_for_them(tmp_path, monkeypatch):
+    import pipelines.clean as clean
+    from pipelines.clean_config import load_config
+
+    (tmp_path / "a.jsonl").write_bytes(b'{"text": "x"}\n' * 500)  # 7000 bytes
+    monkeypatch.setattr(clean.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(clean, "MIN_AUTO_SPLIT_BYTES", 1)
+    source = [f"news={tmp_path / 'a.jsonl'}"]
+
+    monkeypatch.setattr(clean, "AUTO_WORKERS_MIN_BYTES", 10_000)  # a small input: in-process, default ranges
+    config = load_config(None, source, str(tmp_path / "o"))
+    assert clean.auto_local_run(config, [], None) == [] and config.split_bytes == clean.DEFAULT_SPLIT_BYTES
+
+    monkeypatch.setattr(clean, "AUTO_WORKERS_MIN_BYTES", 1000)  # large enough: one worker per core
+    config = load_config(None, source, str(tmp_path / "o"))
+    assert clean.auto_local_run(config, [], None) == ["--direct_running_mode=multi_processing", "--direct_num_workers=4"]
+    assert config.split_bytes == -(-7000 // 16)  # 4 ranges per worker
+
+    config = load_config(None, source, str(tmp_path / "o"), {"split_bytes": 3000})  # given: kept
+    assert clean.auto_local_run(config, [], 2)[-1] == "--direct_num_workers=2" and config.split_bytes == 3000
