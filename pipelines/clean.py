@@ -318,11 +318,19 @@ def file_sizes(paths: list[str]) -> list[int | None]:
     """Each file's size in bytes (None: cannot be told; the reader reports the file)."""
     from apache_beam.io.filesystems import FileSystems
 
+    remote = [path for path in paths if "://" in path]
+    known: dict[str, int] = {}
+    try:  # one listing call for all remote files
+        for path, result in zip(remote, FileSystems.match(remote) if remote else []):
+            if result.metadata_list:
+                known[path] = result.metadata_list[0].size_in_bytes
+    except Exception:  # noqa: BLE001 - Beam raises BeamIOError and friends; those files are read whole
+        pass
     sizes: list[int | None] = []
     for path in paths:
         try:
-            sizes.append(os.path.getsize(path) if "://" not in path else FileSystems.match([path])[0].metadata_list[0].size_in_bytes)
-        except Exception:  # noqa: BLE001 - a vanished or unreadable file is read whole (and reported there)
+            sizes.append(known.get(path) if "://" in path else os.path.getsize(path))
+        except OSError:  # a vanished or unreadable file is read whole (and reported there)
             sizes.append(None)
     return sizes
 
