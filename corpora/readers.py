@@ -124,6 +124,8 @@ class _Ctx:
         name = relative_name(spec, path)
         self._prefix = f"{spec.kind}:{hashlib.sha1(name.encode('utf-8')).hexdigest()[:8]}:{name.rsplit('/', 1)[-1]}"
 
+    range: "ByteRange | None" = None  # set by read_range: read only the lines this range owns
+
     def loc(self, suffix: str) -> str:
         return self.path + suffix
 
@@ -300,7 +302,11 @@ def _split_lines(blocks: Iterator, limit: int, split: Callable, eol: re.Pattern)
 
 def _iter_lines(ctx: _Ctx) -> Iterator[_Line]:
     """Decoded lines, each decoded on its own with the file's encoding: invalid bytes, NULs and over-long lines
-    come as error lines (one line each); a broken stream ends it with a fatal line."""
+    come as error lines (one line each); a broken stream ends it with a fatal line. A context with a byte
+    range (``read_range``) gives only the lines that range owns."""
+    if ctx.range is not None:
+        yield from _iter_range_lines(ctx)
+        return
     limit = ctx.spec.max_record_bytes
     enc, err, head = _file_encoding(ctx)
     if err:
@@ -313,8 +319,8 @@ def _iter_lines(ctx: _Ctx) -> Iterator[_Line]:
         return
     lineno = 0
     with open_binary(ctx.path) as f:
-        try:
-            for line, size, too_long in _split_lines(_blocks(f), limit, _byte_lines, _EOL_BYTES):
+        try:  # blocks that never end in "\r": a line's size and raw bytes do not depend on where blocks end
+            for line, size, too_long in _split_lines(_whole_line_blocks(f), limit, _byte_lines, _EOL_BYTES):
                 lineno += 1
                 if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
                     line = line[3:]
@@ -1171,6 +1177,211 @@ def read_path(spec: SourceSpec, path: str | bytes, stats: ReadStats | None = Non
         stats.dead += 1
         yield ctx.dead("", f"unreadable {fmt} file: {type(e).__name__}: {_one_line(e)}")
     if stats.docs + stats.dead == 0:
+        stats.file_rows += 1
+        stats.dead += 1
+        yield ctx.dead("", "no records in file")
+
+
+# ------------------------------------------------------------------------------------------- byte ranges
+#
+# A large plain JSONL or txt (line mode) file can be read as byte ranges, Hadoop-style: a line *starts* at
+# byte 0 and after every line break ("\n", "\r\n", a lone "\r"); a range [start, end) owns the lines that
+# start inside it, and reads each of them to its end even where that is past `end`. So every line is read
+# by exactly one range, whatever the split size. A range's first line number is one plus the line starts
+# of the ranges before it (`count_line_starts`, summed by the job): locations, ids and record ordinals are
+# the ones a whole-file read gives. CSV stays whole: whether a byte offset is inside a quoted field can only
+# be told by parsing from the file's start.
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """Bytes [start, end) of a file; `first_line`: the line number of the first line starting in it;
+    `report_empty`: this range gives the file's "no records in file" dead letter if it yields nothing
+    (the job sets it on the first range of a file with no non-whitespace byte)."""
+
+    start: int
+    end: int
+    first_line: int = 1
+    report_empty: bool = False
+
+
+_SPLITTABLE_FORMATS = ("jsonl", "txt")
+
+
+def splittable_format(spec: SourceSpec, path: str) -> bool:
+    """Whether the file's format is read line by line, one record a line (jsonl, txt in line mode), so it can
+    be read as byte ranges when it is uncompressed (compression is checked by `plan_ranges`). Records of such a
+    file are numbered by their line (the job's record ordinal), which no split changes."""
+    try:
+        fmt = format_of(spec, path)
+    except UserError:
+        return False
+    return fmt in _SPLITTABLE_FORMATS and (fmt != "txt" or spec.txt_mode == "line")
+
+
+def plan_ranges(spec: SourceSpec, path: str, size: int, split_bytes: int) -> list[tuple[int, int]]:
+    """The byte ranges to read a file of `size` bytes in: one range of at most `split_bytes` per piece when the
+    file is an uncompressed jsonl/txt-line file larger than `split_bytes` in an ASCII-compatible encoding (not
+    UTF-16/32), else [] (read the file whole). Reads the file's head to tell its encoding."""
+    from corpora.encoding import compression_of
+
+    if split_bytes <= 0 or size <= split_bytes or not splittable_format(spec, path) or compression_of(path):
+        return []
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return []
+    ctx = _Ctx(spec, path)
+    enc, err, head = _file_encoding(ctx)
+    if err or enc is None or head[:2] == b"\x1f\x8b" or not _byte_lines_ok(enc):
+        return []
+    return [(s, min(s + split_bytes, size)) for s in range(0, size, split_bytes)]
+
+
+def _byte_lines_ok(enc: str) -> bool:
+    line_enc = "utf-8" if enc == "utf-8-sig" else enc
+    return not enc.replace("_", "-").startswith(("utf-16", "utf-32")) and "\n\r".encode(line_enc) == b"\n\r"
+
+
+def count_line_starts(path: str, start: int, end: int) -> tuple[int, bool]:
+    """(how many lines start in bytes [start, end) of the file, whether those bytes hold anything but ASCII
+    whitespace). Position p starts a line when p == 0 or byte p-1 ends a line ("\\n", or "\\r" not followed by
+    "\\n"), so this reads bytes [start-1, end)."""
+    from corpora.encoding import _open_raw
+
+    lo = max(0, start - 1)
+    n = 1 if start == 0 and end > 0 else 0
+    content = False
+    pending_cr = False
+    last = b""
+    with _open_raw(path) as f:
+        f.seek(lo)
+        left = end - lo
+        while left > 0:
+            chunk = f.read(min(_READ_BLOCK, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            if pending_cr and chunk[:1] != b"\n":
+                n += 1
+            n += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+            pending_cr = chunk.endswith(b"\r")
+            if pending_cr:
+                n -= 1  # a "\r" ending the chunk: a lone one only if the next chunk starts with no "\n"
+            if not content:  # byte start-1 (the first of the first chunk when start > 0) is not the range's
+                content = bool((chunk[1:] if left + len(chunk) == end - lo and lo < start else chunk).strip())
+            last = chunk[-1:]
+    if last == b"\n":
+        n -= 1  # a break at byte end-1 starts a line at `end`: the next range's
+    return n, content
+
+
+def _first_line_start(f, start: int) -> int | None:
+    """The first position >= start where a line starts (`f` is positioned anywhere); None: at the end of file."""
+    if start == 0:
+        return 0
+    f.seek(start - 1)
+    pos = start - 1
+    while True:
+        chunk = f.read(_READ_BLOCK)
+        if not chunk:
+            return None
+        m = _EOL_BYTES.search(chunk)
+        if m is None:
+            pos += len(chunk)
+            continue
+        if m.group() == b"\r" and m.end() == len(chunk):  # "\r" at the chunk's end: is it "\r\n"?
+            nxt = f.read(1)
+            return pos + m.end() + (1 if nxt == b"\n" else 0)
+        return pos + m.end()
+
+
+def _whole_line_blocks(f) -> Iterator[bytes]:
+    """`_blocks`, but a block never ends in "\\r" (the "\\n" of a "\\r\\n" comes with it), so the sizes
+    `_split_lines` reports add up to the bytes read."""
+    for block in _blocks(f):
+        while block.endswith(b"\r"):
+            more = f.read(1)
+            if not more:
+                break
+            block += more
+            if more != b"\r":
+                break
+        yield block
+
+
+def _iter_range_lines(ctx: _Ctx) -> Iterator[_Line]:
+    """`_iter_lines` for the lines that start inside `ctx.range` (see the section comment)."""
+    from corpora.encoding import _open_raw
+
+    rng = ctx.range
+    assert rng is not None
+    limit = ctx.spec.max_record_bytes
+    enc, err, head = _file_encoding(ctx)
+    if err or enc is None or not _byte_lines_ok(enc):
+        if rng.start == 0:  # the file-level problem is reported once, by the first range
+            yield _Line(0, None, head[:1000], err or f"encoding {enc} cannot be read by byte range", fatal=True)
+        return
+    line_enc = "utf-8" if enc == "utf-8-sig" else enc
+    with _open_raw(ctx.path) as f:
+        try:
+            offset = _first_line_start(f, rng.start)
+            if offset is None or offset >= rng.end:
+                return
+            f.seek(offset)
+            lineno = rng.first_line - 1
+            for line, size, too_long in _split_lines(_whole_line_blocks(f), limit, _byte_lines, _EOL_BYTES):
+                if offset >= rng.end:
+                    return
+                offset += size
+                lineno += 1
+                yield _decoded_line(lineno, line, size, too_long, line_enc, limit)
+        except _STREAM_ERRORS as e:
+            yield _Line(0, None, "", f"cannot read bytes {rng.start}-{rng.end}: {e}", fatal=True)
+
+
+def _decoded_line(lineno: int, line: bytes, size: int, too_long: bool, line_enc: str, limit: int) -> _Line:
+    """One raw line as `_iter_lines` gives it for an ASCII-compatible encoding."""
+    if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
+        line = line[3:]
+    if too_long:
+        return _Line(lineno, None, line, f"line longer than {limit} bytes ({size} bytes)", nbytes=size)
+    if b"\x00" in line:
+        return _Line(lineno, None, line, "NUL byte in line (binary data?)", nbytes=size)
+    try:
+        text = line.decode(line_enc)
+    except UnicodeDecodeError as e:
+        return _Line(lineno, None, line, f"invalid {line_enc} bytes at byte {e.start} of the line", nbytes=size)
+    return _Line(lineno, text, line, nbytes=size)
+
+
+def read_range(spec: SourceSpec, path: str | bytes, rng: ByteRange, stats: ReadStats | None = None) -> Iterator[Document | DeadLetter]:
+    """The records of the lines that start in byte range `rng` of a jsonl or txt (line mode) file, as
+    `read_path` gives them for the whole file (same locations, ids, dead letters); `stats` counts this
+    range's share. File-level dead letters come once per file (from the range at byte 0, or the one with
+    `report_empty`)."""
+    stats = stats if stats is not None else ReadStats()
+    path = os.fsdecode(path)
+    fmt = format_of(spec, path)
+    if fmt not in _SPLITTABLE_FORMATS:
+        raise ValueError(f"{path}: {fmt} files are read whole, not by byte range")
+    ctx = _Ctx(spec, path)
+    ctx.stats = stats
+    ctx.range = rng
+    try:
+        for rec in _READERS[fmt](ctx):
+            if isinstance(rec, Document):
+                stats.docs += 1
+            else:
+                stats.dead += 1
+            yield rec
+    except ImportError:
+        raise
+    except Exception as e:  # noqa: BLE001 - bad input never crashes the job: the rest of the range is one row
+        stats.file_rows += 1
+        stats.dead += 1
+        yield ctx.dead("", f"unreadable {fmt} file (bytes {rng.start}-{rng.end}): {type(e).__name__}: {_one_line(e)}")
+    if rng.report_empty and stats.docs + stats.dead == 0:
         stats.file_rows += 1
         stats.dead += 1
         yield ctx.dead("", "no records in file")

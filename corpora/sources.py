@@ -29,6 +29,16 @@ from knowmix.errors import UserError
 #: default cap on one record (a line, a CSV row, an HTML file, a WARC payload, a wiki page's text)
 DEFAULT_MAX_RECORD_BYTES = 8 * 1024 * 1024
 TXT_MODES = ("line", "block")
+#: a plain jsonl / txt-line file larger than this is read as byte ranges of this size (the clean job's
+#: ``[input] split_bytes``; 0: read every file whole); see ``corpora.readers.plan_ranges``
+DEFAULT_SPLIT_BYTES = 64 * 1024 * 1024
+
+
+def check_split_bytes(value, where: str) -> int:
+    """``split_bytes`` as given: a non-negative integer (0 turns splitting off), else a UserError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UserError(f"{where}: split_bytes must be a non-negative integer (bytes; 0: never split a file), got {value!r}")
+    return value
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst")
 
 

@@ -31,8 +31,8 @@ import apache_beam as beam
 import pyarrow as pa
 
 from corpora.document import RAW_LIMIT, Document
-from corpora.readers import ReadStats, read_path
-from corpora.sources import expand_paths, relative_name
+from corpora.readers import ByteRange, ReadStats, count_line_starts, plan_ranges, read_path, read_range, splittable_format
+from corpora.sources import DEFAULT_SPLIT_BYTES, check_split_bytes, expand_paths, format_of, relative_name
 from knowmix.errors import UserError
 from pipelines import beamio, progress
 from pipelines.clean_config import CleanConfig, load_config, steps_for
@@ -94,9 +94,11 @@ class ReadAndClean(beam.DoFn):
     """(source index, path) -> the file's records through steps 1-3: normalise, language id, quality rules.
 
     Emits ``("kept", row)`` with ``lang``, ``lang_score``, ``n_chars``, ``script`` set (and ``_ordinal``, the record's
-    position among the file's documents), ``("dropped", (reason, kind))`` or ``("dead_letter", row)``.
-    Locations name the file relative to its source's glob root (``corpora.sources.relative_name``), however
-    its path was spelled. Documents go through the steps a chunk at a time, stage by stage: run
+    position among the file's documents; for jsonl and txt-line files its line number, which is the same
+    however the file was split into byte ranges), ``("dropped", (reason, kind))`` or ``("dead_letter", row)``.
+    An element ``(index, path, (start, end, first line, report_empty))`` reads one byte range of a large
+    line file (``corpora.readers.read_range``; see ``plan_reads``). Locations name the file relative to its
+    source's glob root (``corpora.sources.relative_name``), however its path was spelled. Documents go through the steps a chunk at a time, stage by stage: run
     document by document, fastText and the numpy n-gram statistics evict each other from the CPU caches
     (measured: steps 1-3 about 30% slower). A chunk that fails is retried record by record, so an exception
     costs the one record that raised it (a dead letter naming the error). Chunks are formed inside
@@ -120,10 +122,13 @@ class ReadAndClean(beam.DoFn):
         self.lid = LanguageIdentifier()
 
     def process(self, element):
-        index, path = element
+        index, path = element[:2]
         path = os.fsdecode(path)  # the file name travels as bytes: it need not be UTF-8
         spec = self.sources[index]
         name = relative_name(spec, path)
+        byte_range = ByteRange(*element[2]) if len(element) > 2 else None  # a piece of a large file (plan_reads)
+        # a line-format record's ordinal is its line number, which no split of the file changes
+        line_ordinals = splittable_format(spec, path)
 
         def located(location: str) -> str:
             return name + location[len(path) :] if location.startswith(path) else location
@@ -131,7 +136,7 @@ class ReadAndClean(beam.DoFn):
         chunk: list[dict] = []
         stats = ReadStats()
         ordinal = 0
-        records = iter(read_path(spec, path, stats))
+        records = iter(read_range(spec, path, byte_range, stats) if byte_range else read_path(spec, path, stats))
         while True:
             try:
                 record = next(records)
@@ -151,7 +156,7 @@ class ReadAndClean(beam.DoFn):
                 reason = f"invalid Unicode in {bad} (a lone surrogate)"
                 yield "dead_letter", self.dead_row(spec.kind, row["location"], reason, row["text"])
                 continue
-            row["_ordinal"] = ordinal
+            row["_ordinal"] = int(record.location.rsplit(":", 1)[1]) if line_ordinals else ordinal
             ordinal += 1
             chunk.append(row)
             if len(chunk) >= self.CHUNK:
@@ -329,6 +334,60 @@ def input_files(config: CleanConfig) -> list[tuple[int, str]]:
     return [(i, path) for i, spec in enumerate(config.sources) for path in expand_paths(spec)]
 
 
+def file_sizes(paths: list[str]) -> list[int | None]:
+    """Each file's size in bytes (None: cannot be told; the reader reports the file)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    remote = [path for path in paths if "://" in path]
+    known: dict[str, int] = {}
+    try:  # one listing call for all remote files
+        for path, result in zip(remote, FileSystems.match(remote) if remote else []):
+            if result.metadata_list:
+                known[path] = result.metadata_list[0].size_in_bytes
+    except Exception:  # noqa: BLE001 - Beam raises BeamIOError and friends; those files are read whole
+        pass
+    sizes: list[int | None] = []
+    for path in paths:
+        try:
+            sizes.append(known.get(path) if "://" in path else os.path.getsize(path))
+        except OSError:  # a vanished or unreadable file is read whole (and reported there)
+            sizes.append(None)
+    return sizes
+
+
+def plan_reads(config: CleanConfig, files: list[tuple[int, str]]) -> tuple[list, list]:
+    """(files read whole as ``(index, path bytes)``, byte ranges ``(index, path bytes, start, end)`` of the
+    large plain jsonl / txt-line files: ``corpora.readers.plan_ranges`` with ``[input] split_bytes``)."""
+    whole, ranges = [], []
+    for (index, path), size in zip(files, file_sizes([path for _, path in files])):
+        split_bytes = config.split_bytes if config.split_bytes is not None else DEFAULT_SPLIT_BYTES
+        pieces = plan_ranges(config.sources[index], path, size, split_bytes) if size is not None else []
+        if pieces:
+            ranges.extend((index, os.fsencode(path), start, end) for start, end in pieces)
+        else:
+            whole.append((index, os.fsencode(path)))  # bytes: a name need not be UTF-8
+    return whole, ranges
+
+
+def count_range(element):
+    """(index, path, start, end) -> ((index, path), (start, end, line starts in it, any content))."""
+    index, path, start, end = element
+    n, content = count_line_starts(os.fsdecode(path), start, end)
+    return (index, path), (start, end, n, content)
+
+
+def number_ranges(element):
+    """((index, path), the file's counted ranges) -> ``(index, path, (start, end, first line, report_empty))``
+    per range: its first line number is one plus the line starts of the ranges before it."""
+    (index, path), counted = element
+    counted = sorted(counted)
+    empty = not any(content for *_, content in counted)
+    first = 1
+    for start, end, n, _ in counted:
+        yield index, path, (start, end, first, empty and start == 0)
+        first += n
+
+
 def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str], out: str | None = None) -> None:
     """``out``: where the files go (a staging directory, see ``beamio.output_run``); default the config's."""
     from pipelines.neardup import ExactDedupKeys, NearDedupConfig, NearDedupKeys
@@ -349,9 +408,22 @@ def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str], out: 
         config.exact_dedup, near_config, num_parts,
     )
     read_and_clean.quality, read_and_clean.keep_dropped = quality_step(config), config.keep_dropped
+    # large plain line files are read as byte ranges; each range's first line number comes from a cheap
+    # parallel count of line starts per range, joined per file (a keyed join: no side input mid-pipeline)
+    whole, ranges = plan_reads(config, files)
+    reads = p | "Files" >> beam.Create(whole)
+    if ranges:
+        numbered = (
+            p
+            | "ByteRanges" >> beam.Create(ranges)
+            | "SpreadRanges" >> beam.Reshuffle()
+            | "CountLines" >> beam.Map(count_range)
+            | "RangesByFile" >> beam.GroupByKey()
+            | "NumberRanges" >> beam.FlatMap(number_ranges)
+        )
+        reads = (reads, numbered) | "FilesAndRanges" >> beam.Flatten()
     records = (
-        p
-        | "Files" >> beam.Create([(i, os.fsencode(path)) for i, path in files])  # bytes: a name need not be UTF-8
+        reads
         | "SpreadFiles" >> beam.Reshuffle()
         | "ReadAndClean" >> beam.ParDo(read_and_clean)
     )
@@ -462,6 +534,51 @@ def run(config: CleanConfig, beam_args: list[str], argv: list[str] | None = None
     return read_manifest(config.output_dir)
 
 
+#: ``--workers`` not given: a corpus smaller than this runs in-process (starting worker processes costs more)
+AUTO_WORKERS_MIN_BYTES = 16 << 20
+#: a local run on N workers, split_bytes not set: ranges small enough for about this many per worker
+RANGES_PER_WORKER = 4
+MIN_AUTO_SPLIT_BYTES = 1 << 20
+
+
+def is_local_run(beam_args: list[str]) -> bool:
+    """The job runs on the local FnApiRunner, in its default (in-process) mode."""
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    if any(a.startswith(("--direct_running_mode", "--direct_num_workers")) for a in beam_args):
+        return False
+    return PipelineOptions(list(beam_args)).view_as(StandardOptions).runner in beamio.LOCAL_RUNNER_NAMES
+
+
+def local_execution(beam_args: list[str], workers: int) -> list[str]:
+    """The Beam flags that run the job on ``workers`` local processes: the FnApiRunner's multi-processing mode
+    (``--direct_running_mode multi_processing --direct_num_workers N``), the local execution that scaled best
+    when measured (README, "Runners"; Beam's Dask runner on a local cluster was slower than one process).
+    Flags that name another runner or a running mode are left as given."""
+    if workers <= 1 or not is_local_run(beam_args):
+        return list(beam_args)
+    return [*beam_args, "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+
+
+def auto_local_run(config: CleanConfig, beam_args: list[str], workers: int | None) -> list[str]:
+    """``knowmix clean --workers``: the Beam flags for a local run, and ``config.split_bytes`` resolved.
+
+    ``workers`` None: one per core, or in-process for a corpus under AUTO_WORKERS_MIN_BYTES. On several local
+    workers with ``split_bytes`` not set, files are cut into ranges of total / (RANGES_PER_WORKER x workers)
+    (at least 1 MiB, at most the 64 MiB default), so one large file keeps every worker busy; the shards are
+    the same for any split size."""
+    local = is_local_run(beam_args)
+    total = sum(size or 0 for size in file_sizes([path for _, path in input_files(config)])) if local else 0
+    if workers is None:
+        workers = (os.cpu_count() or 1) if total >= AUTO_WORKERS_MIN_BYTES else 1
+    if config.split_bytes is None:
+        config.split_bytes = DEFAULT_SPLIT_BYTES
+        if local and workers > 1:
+            per_range = -(-total // (RANGES_PER_WORKER * workers))
+            config.split_bytes = min(DEFAULT_SPLIT_BYTES, max(MIN_AUTO_SPLIT_BYTES, per_range))
+    return local_execution(beam_args, workers)
+
+
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     from knowmix.args import Parser
 
@@ -474,6 +591,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--cluster-table", action="store_true", help="also write doc_id -> cluster_id, cluster_size")
     parser.add_argument("--no-near-dedup", action="store_true", help="skip near-duplicate removal (MinHash-LSH)")
     parser.add_argument("--keep-dropped", action="store_true", help="also write every dropped document under OUT/dropped/")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="local runs: worker processes (default: one per core, in-process under 16 MiB of input;"
+                             " 1: in-process)")
+    parser.add_argument("--split-bytes", type=int, metavar="BYTES",
+                        help="read plain jsonl/txt files larger than this as byte ranges (overrides [input] split_bytes;"
+                             " default 64 MiB; 0: never split)")
     args, beam_args = parser.parse_known_args(argv)
     beamio.check_beam_args(beam_args, "clean")
     return args, beam_args
@@ -492,9 +615,14 @@ def clean_main(argv: list[str]) -> int:
         overrides["cluster_table"] = True
     if args.keep_dropped:
         overrides["keep_dropped"] = True
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be positive, got {args.workers}")
+    if args.split_bytes is not None:
+        overrides["split_bytes"] = check_split_bytes(args.split_bytes, "--split-bytes")
     config = load_config(args.config, args.source, args.output, overrides)
     if args.no_near_dedup:
         config.dedup["near"] = False
+    beam_args = auto_local_run(config, beam_args, args.workers)
     console = Console(stderr=True)
     with progress.LiveLine("knowmix clean", args.quiet):
         manifest = run(config, beam_args, ["knowmix", "clean", *argv])

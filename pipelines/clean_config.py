@@ -16,6 +16,8 @@ t2s_threshold = 0.5      # a mixed-script document is converted when its traditi
 t2s = "auto"             # "auto" (default): convert traditional documents only; true: all; false: none
 [rules.web]              # per source kind: any key of pipelines.quality.DEFAULT_RULES[kind]
 min_chars = 200
+[input]
+split_bytes = 67108864   # plain jsonl / txt-line files larger than this are read as byte ranges (0: never)
 [dedup]
 exact = true
 near = true              # and the keys of pipelines.neardup.NearDedupConfig
@@ -34,10 +36,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from corpora.document import SOURCE_KINDS
-from corpora.sources import SourceSpec, source_from_dict, source_from_shorthand
+from corpora.sources import DEFAULT_SPLIT_BYTES, SourceSpec, check_split_bytes, source_from_dict, source_from_shorthand
 from knowmix.errors import UserError
 
-TOP_KEYS = {"sources", "output", "normalize", "rules", "dedup", "quality"}
+TOP_KEYS = {"sources", "input", "output", "normalize", "rules", "dedup", "quality"}
+INPUT_KEYS = {"split_bytes"}
 OUTPUT_KEYS = {"dir", "num_shards", "cluster_table", "keep_dropped"}
 
 
@@ -55,6 +58,9 @@ class CleanConfig:
     dedup: dict[str, Any] = field(default_factory=dict)  # NearDedupConfig keys
     keep_dropped: bool = False  # [output] keep_dropped: write the dropped documents (pipelines.dropped)
     quality: Any = None  # [quality]: a pipelines.quality_model.QualitySettings, or None
+    # [input] split_bytes: see corpora.sources.DEFAULT_SPLIT_BYTES; None (not set): the default, or for a local
+    # run on several workers a size that gives each worker a few ranges (pipelines.clean.auto_local_run)
+    split_bytes: int | None = None
 
     def to_options(self) -> dict:
         """A JSON-able record of the configuration for the manifest."""
@@ -62,6 +68,7 @@ class CleanConfig:
             "sources": [
                 {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(s).items()} for s in self.sources
             ],
+            "input": {"split_bytes": self.split_bytes if self.split_bytes is not None else DEFAULT_SPLIT_BYTES},
             "output": {"dir": self.output_dir, "num_shards": self.num_shards, "cluster_table": self.cluster_table},
             "normalize": {**self.normalize, "keep_words": self.keep_words, "t2s_threshold": self.t2s_threshold},
             "rules": self.rules,
@@ -162,6 +169,16 @@ def load_config(
         if config_path and not os.path.isabs(keep_words):
             keep_words = os.path.join(base, keep_words)
 
+    input_table = raw.get("input", {})
+    if not isinstance(input_table, dict):
+        raise UserError(f"{where}: [input] must be a table")
+    unknown = set(input_table) - INPUT_KEYS
+    if unknown:
+        raise UserError(f"{where}: unknown key [input] {sorted(unknown)[0]!r} (expected split_bytes)")
+    split_bytes = input_table.get("split_bytes")
+    if split_bytes is not None:
+        split_bytes = check_split_bytes(split_bytes, f"{where} [input]")
+
     if not isinstance(raw.get("dedup", {}), dict):
         raise UserError(f"{where}: [dedup] must be a table")
     dedup = dict(raw.get("dedup", {}))
@@ -178,6 +195,7 @@ def load_config(
         dedup=dedup,
         keep_dropped=bool(output.get("keep_dropped", False)),
         quality=_quality(raw.get("quality"), where, base if config_path else os.getcwd()),
+        split_bytes=split_bytes,
     )
     for key, value in (overrides or {}).items():
         setattr(config, key, value)
