@@ -353,9 +353,17 @@ def prepare_index(index_path: str | None, kg_paths: list[str], entity_paths: lis
         if differ:
             raise UserError(f"--kg-index: {index_path} was built with other KG options: {'; '.join(differ)}")
         return index_path
-    if "://" in out_dir:
-        raise UserError("kg-samples: a remote --output needs --kg-index (an index file built by `knowmix kg-index` "
-                        "where the workers can read it)")
+    if "://" in out_dir:  # built locally, then put beside the output where the workers can read it
+        import tempfile
+
+        from knowmix import fileio
+
+        with tempfile.TemporaryDirectory(prefix="knowmix-kgindex-") as tmp:
+            local = build_index_file(kg_paths, entity_paths, tmp, min_name_chars, type_rules)
+            remote = fileio.join(out_dir, "_spill", os.path.basename(local))
+            with open(local, "rb") as fh:
+                fileio.write_bytes(remote, fh.read())
+        return remote
     spill = os.path.join(out_dir, "_spill")
     os.makedirs(spill, exist_ok=True)
     return build_index_file(kg_paths, entity_paths, spill, min_name_chars, type_rules)
@@ -599,6 +607,8 @@ def kg_samples_main(argv: list[str]) -> int:
                   substitution_probability=args.substitution_probability, options_record=options_record,
                   index_path=args.kg_index, **quality_options(args))
         output.commit()
+    if fileio.is_remote(args.output):  # a remote output is written in place: its scratch folder goes now
+        fileio.delete_under(fileio.join(args.output, "_spill"))
     manifest = json.loads(fileio.read_text(fileio.join(args.output, "manifest.json")))
     c = manifest["counts"]
     print(f"kg-samples: {c['input']} sentences, {c['output']} gave samples, dropped {json.dumps(c['dropped'], ensure_ascii=False)};"

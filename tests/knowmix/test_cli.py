@@ -23,6 +23,7 @@ REQUIRED = {
     "clean": ["--source", "news=x.txt", "--output", "o"],
     "stats": ["d"],
     "kg-stats": ["--kg", "k.tsv"],
+    "kg-index": ["--kg", "k.tsv", "--output", "o"],
     "kg-samples": ["--kg", "k.tsv", "--docs", "d", "--output", "o"],
     "export-opennre": ["k", "--output", "o"],
     "spm-train": ["--docs", "d", "--output", "o"],

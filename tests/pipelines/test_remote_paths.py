@@ -396,8 +396,13 @@ def test_readme_dataflow_lines_parse_and_build_their_dataflow_graphs_offline(sto
 
     args, beam_args = kg_samples.parse_args(offline(commands["kg-samples"]))
     p = dry_run(beam_args, "kg-samples")
+    # the launcher builds the KG index and puts it beside the output (here on memtest://: no network)
+    from kg.index import TypeRules
+
+    index = kg_samples.prepare_index(None, args.kg, args.entities, f"{PREFIX}my-bucket/out/knowledge", 2, TypeRules())
+    assert index.startswith(f"{PREFIX}my-bucket/out/knowledge/_spill/kgindex-")
     kg_samples.build(p, docs_dir=args.docs, kg_paths=args.kg, entity_paths=args.entities, out_dir=args.output,
-                     num_shards=1)
+                     num_shards=1, index_path=index)
     assert args.kg == [f"{PREFIX}my-bucket/kg/triples.tsv.gz"], args.kg
     assert {"ReadDocs", "Link", "WriteShards", "WriteManifest"} <= steps(p)
 
