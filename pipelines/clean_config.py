@@ -11,6 +11,7 @@ cluster_table = false    # also write doc_id -> cluster_id, cluster_size (near d
 keep_dropped = false     # also write every dropped document, with its reason, under OUT/dropped/
 [normalize]
 keep_words = "words.txt" # optional: names (one a line) left as written inside converted documents
+keep_kg = ["kg.tsv"]      # optional: KG files whose entity names and aliases are left as written too
 t2s_threshold = 0.5      # a mixed-script document is converted when its traditional share reaches this
 [normalize.web]          # per source kind: any of pipelines.normalize.STEPS = true/false
 t2s = "auto"             # "auto" (default): convert traditional documents only; true: all; false: none
@@ -52,6 +53,7 @@ class CleanConfig:
     cluster_table: bool = False
     normalize: dict[str, dict[str, bool | str]] = field(default_factory=dict)  # kind -> step -> on/off (overrides)
     keep_words: str | None = None  # [normalize] keep_words: a word-list file (names kept as written by t2s)
+    keep_kg: tuple[str, ...] = ()  # [normalize] keep_kg: KG files whose names and aliases t2s leaves as written
     t2s_threshold: float = 0.5  # [normalize] t2s_threshold: see pipelines.normalize.DEFAULT_T2S_THRESHOLD
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> rule -> threshold (overrides)
     exact_dedup: bool = True
@@ -70,7 +72,8 @@ class CleanConfig:
             ],
             "input": {"split_bytes": self.split_bytes if self.split_bytes is not None else DEFAULT_SPLIT_BYTES},
             "output": {"dir": self.output_dir, "num_shards": self.num_shards, "cluster_table": self.cluster_table},
-            "normalize": {**self.normalize, "keep_words": self.keep_words, "t2s_threshold": self.t2s_threshold},
+            "normalize": {**self.normalize, "keep_words": self.keep_words, "keep_kg": list(self.keep_kg),
+                          "t2s_threshold": self.t2s_threshold},
             "rules": self.rules,
             "dedup": {"exact": self.exact_dedup, **self.dedup},
             **({"keep_dropped": True} if self.keep_dropped else {}),
@@ -152,22 +155,29 @@ def load_config(
 
     # [normalize] holds the options beside the per-kind tables: pop them before the tables are checked
     normalize = raw.get("normalize", {})
-    keep_words, t2s_threshold = None, 0.5
+    keep_words, keep_kg, t2s_threshold = None, [], 0.5
     if isinstance(normalize, dict):
         normalize = dict(normalize)
         keep_words = normalize.pop("keep_words", None)
+        keep_kg = normalize.pop("keep_kg", [])
         t2s_threshold = normalize.pop("t2s_threshold", 0.5)
         for key, value in normalize.items():
             if key not in SOURCE_KINDS and not isinstance(value, dict):
                 raise UserError(
                     f"{where}: unknown key [normalize] {key!r}"
-                    " (expected keep_words, t2s_threshold, or a [normalize.KIND] table)"
+                    " (expected keep_words, keep_kg, t2s_threshold, or a [normalize.KIND] table)"
                 )
     if keep_words is not None:
         if not isinstance(keep_words, str) or not keep_words:
             raise UserError(f"{where}: [normalize] keep_words must be a file path, got {keep_words!r}")
         if config_path and not os.path.isabs(keep_words):
             keep_words = os.path.join(base, keep_words)
+
+    if isinstance(keep_kg, str):
+        keep_kg = [keep_kg]
+    if not isinstance(keep_kg, list) or not all(isinstance(k, str) and k for k in keep_kg):
+        raise UserError(f"{where}: [normalize] keep_kg must be a list of KG file paths, got {keep_kg!r}")
+    keep_kg = tuple(os.path.join(base, k) if config_path and not os.path.isabs(k) else k for k in keep_kg)
 
     input_table = raw.get("input", {})
     if not isinstance(input_table, dict):
@@ -189,6 +199,7 @@ def load_config(
         cluster_table=_boolean(output.get("cluster_table", False), f"{where}: [output] cluster_table"),
         normalize=_check_kind_tables(normalize, "normalize", where),
         keep_words=keep_words,
+        keep_kg=keep_kg,
         t2s_threshold=t2s_threshold,
         rules=_check_kind_tables(raw.get("rules", {}), "rules", where),
         exact_dedup=_boolean(dedup.pop("exact", True), f"{where}: [dedup] exact"),
@@ -234,8 +245,10 @@ def steps_for(config: CleanConfig, kind: str, where: str = "config") -> dict[str
     from pipelines import normalize
 
     settings: dict[str, Any] = normalize.steps_for(kind, config.normalize.get(kind), where=where)
-    if config.keep_words:
-        settings["keep_words"] = _keep_words(config.keep_words, where)
+    if config.keep_words or config.keep_kg:
+        words = set(_keep_words(config.keep_words, where)) if config.keep_words else set()
+        words.update(_kg_names(config.keep_kg))
+        settings["keep_words"] = tuple(sorted(words))
     if config.t2s_threshold != normalize.DEFAULT_T2S_THRESHOLD:
         settings["t2s_threshold"] = config.t2s_threshold
     return settings
@@ -256,3 +269,19 @@ def _keep_words(path: str, where: str) -> tuple[str, ...]:
 
 
 _KEEP_WORDS: dict[tuple, tuple[str, ...]] = {}
+
+
+def _kg_names(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """Every entity name and alias of the KG files (``kg.graph.load_raw``: the loader kg-samples uses), read
+    once per set of files: the names the knowledge stage must find in the cleaned text as the KG spells them."""
+    if not paths:
+        return ()
+    if paths not in _KG_NAMES:
+        from kg.graph import load_raw
+
+        graph = load_raw(paths)
+        _KG_NAMES[paths] = tuple(sorted({n for e in graph.entities.values() for n in (e.name, *e.aliases) if n}))
+    return _KG_NAMES[paths]
+
+
+_KG_NAMES: dict[tuple, tuple[str, ...]] = {}

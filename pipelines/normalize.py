@@ -15,7 +15,8 @@ Each step is switchable per source kind (``DEFAULT_STEPS``); the steps always ru
   documents, and ``mixed`` ones whose traditional share reaches ``t2s_threshold``, are converted; simplified
   text is never rewritten (OpenCC would turn the names 萧乾, 昇辉电子, 二噁英 into 萧干, 升辉电子, 二𫫇英).
   ``true``: every document (the old behaviour); ``false``: none. Inside a converted document the spans that
-  are ``keep_words`` (a user word list: names) are left as written.
+  are ``keep_words`` (a user word list: names) or names and aliases of the ``keep_kg`` KG files are left as
+  written.
 - ``control_chars``: removes C0/C1 control characters (keeps ``\\n``, ``\\t``; ``\\r\\n``/``\\r`` become ``\\n``),
   zero-width and bidi-format characters (ZWSP, ZWNJ, ZWJ, BOM, soft hyphen, LRM/RLM, ...).
 - ``whitespace``: line breaks normalised (``\\r\\n``, ``\\r``, U+2028 -> ``\\n``; U+2029 -> blank line),

@@ -329,7 +329,8 @@ def test_clean_config_normalize_options(tmp_path):
     assert config.keep_words == str(tmp_path / "names.txt")  # relative to the job file
     assert config_steps_for(config, "web") == {**DEFAULT_STEPS["web"], "t2s": False, "keep_words": ("乾康公司",), "t2s_threshold": 0.7}
     assert config_steps_for(config, "news") == {**DEFAULT_STEPS["news"], "keep_words": ("乾康公司",), "t2s_threshold": 0.7}
-    assert config.to_options()["normalize"] == {"web": {"t2s": False}, "keep_words": config.keep_words, "t2s_threshold": 0.7}
+    assert config.to_options()["normalize"] == {"web": {"t2s": False}, "keep_words": config.keep_words, "keep_kg": [],
+                                                "t2s_threshold": 0.7}
     config = load_config(write_job(tmp_path, '[normalize.qa]\nt2s = "auto"\n'))
     assert config_steps_for(config, "qa") == DEFAULT_STEPS["qa"]  # no options: the steps alone
 
@@ -339,9 +340,10 @@ def test_clean_config_normalize_options(tmp_path):
     [
         ('[normalize]\nkeep_words = "nowhere.txt"', "keep_words file not found: .*nowhere.txt"),
         ("[normalize]\nkeep_words = 3", "keep_words must be a file path"),
+        ("[normalize]\nkeep_kg = [3]", "keep_kg must be a list of KG file paths"),
         ("[normalize]\nt2s_threshold = 1.5", "t2s_threshold must be a number between 0 and 1"),
         ('[normalize.web]\nt2s = "sometimes"', """'t2s' must be true, false or "auto", got 'sometimes'"""),
-        ("[normalize]\nkeep_word = 1", r"unknown key \[normalize\] 'keep_word' \(expected keep_words, t2s_threshold"),
+        ("[normalize]\nkeep_word = 1", r"unknown key \[normalize\] 'keep_word' \(expected keep_words, keep_kg, t2s_threshold"),
         ("[normalize.forum]\nt2s = true", r"\[normalize.forum\] is not a source kind"),
     ],
 )
@@ -416,3 +418,34 @@ def test_fullwidth_is_a_no_op_after_nfkc(text):
     # why Normalizer skips the full-width scan when nfkc ran
     after_nfkc = normalize_text(text, only("nfkc"))
     assert normalize_text(after_nfkc, only("fullwidth")) == after_nfkc
+
+
+def test_kg_names_are_left_as_written_by_the_clean_job(tmp_path):
+    """``[normalize] keep_kg``: the entity names and aliases of KG files are kept as written inside a converted
+    (traditional) document, through the real clean job; without it OpenCC rewrites the name (乾 -> 干)."""
+    import json
+
+    from knowmix.cli import main as knowmix
+    from knowmix.manifest import open_shard_dir
+
+    text = "乾康公司與乾運高科的業務發展很快，兩家公司都在臺灣設立了新的辦公室，員工人數比去年增加了一倍。"
+    src = tmp_path / "news.jsonl"
+    src.write_text(json.dumps({"id": "1", "text": text}, ensure_ascii=False) + "\n", encoding="utf-8")
+    kg = tmp_path / "kg.tsv"
+    kg.write_text("head\trelation\ttail\n乾康公司\t合作\t乾運高科\n", encoding="utf-8")
+
+    def cleaned(extra: str) -> str:
+        out = tmp_path / f"out{len(extra)}"
+        job = tmp_path / "job.toml"
+        job.write_text(f'[[sources]]\nkind = "news"\npaths = ["news.jsonl"]\n\n[output]\ndir = "{out.name}"\n\n'
+                       f"[normalize]\n{extra}\n[rules.news]\nmin_chars = 10\n", encoding="utf-8")
+        assert knowmix(["clean", "--config", str(job)]) == 0
+        (row,) = open_shard_dir(str(out)).read_all().to_pylist()
+        assert row["script"] == "traditional"
+        return row["text"]
+
+    plain = cleaned("")
+    assert "乾康公司" not in plain and "干康公司" in plain  # what t2s alone does to the name
+    kept = cleaned('keep_kg = ["kg.tsv"]')
+    assert "乾康公司" in kept and "乾運高科" in kept  # left as the KG writes them
+    assert "臺灣" not in kept and "台湾" in kept  # the rest of the document converted
