@@ -13,7 +13,6 @@ The model file's sha256 goes into every manifest that used it. Training needs a 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,6 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from knowmix.errors import UserError
+from knowmix.manifest import sha256_file as sha256_of  # the one sha256 helper of the shard contract
 
 GOOD, BAD = "__label__good", "__label__bad"
 TOKENIZERS = ("jieba", "char")
@@ -51,14 +51,6 @@ def fasttext_line(text: str, tokenizer: str = "jieba", max_chars: int = MAX_CHAR
 def sidecar_path(model_path: str) -> str:
     """Where the model's training record (tokenizer, options, metrics) lives: ``MODEL.json``."""
     return model_path + ".json"
-
-
-def sha256_of(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- the model

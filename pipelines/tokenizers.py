@@ -17,7 +17,6 @@ segmenting, so a mention is always exactly one word and its tokens never straddl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from knowmix.errors import UserError
+from knowmix.manifest import sha256_file as sha256_of  # the one sha256 helper of the shard contract
 
 SPECIAL_NAMES = ("pad", "unk", "cls", "sep", "mask", "e1", "e1_end", "e2", "e2_end")
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[E1]", "[/E1]", "[E2]", "[/E2]")
@@ -65,14 +65,6 @@ class Encoding:
 
     def shifted(self, offset: int) -> "Encoding":
         return Encoding(self.ids, self.starts + offset, self.ends + offset)
-
-
-def sha256_of(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class BaseTokenizer:
