@@ -38,6 +38,22 @@ def dropped_row(reason: str, row: dict) -> dict:
     return {**row, "reason": reason, "survivor_id": None}
 
 
+def _same_id_copies(rest: pa.Table) -> pa.Table | None:
+    """The rows the shard writer drops as copies of an earlier row with the same id and text (possible only with
+    exact dedup off: ``pipelines.spill.resolve_id_collisions``, the same function), as dropped rows whose
+    survivor is the row that kept the id."""
+    from pipelines.spill import resolve_id_collisions
+
+    kept, _, copies = resolve_id_collisions(rest)
+    if not copies:
+        return None
+    kept_keys = set(kept.column(KEY_COLUMN).to_pylist())
+    gone = rest.filter(pa.array([k not in kept_keys for k in rest.column(KEY_COLUMN).to_pylist()]))
+    gone = gone.drop_columns([KEY_COLUMN])
+    gone = gone.append_column("reason", pa.array(["exact_duplicate"] * gone.num_rows, pa.string()))
+    return gone.append_column("survivor_id", gone.column("id"))
+
+
 class _WriteDroppedShardFn(beam.DoFn):
     """(shard, {"rules": rule-dropped spill locations, "kept": kept spill locations, "drops": (doc key, reason),
     "survivors": (doc key, survivor id)}) -> a manifest entry for OUT/dropped/part-SHARD."""
@@ -54,18 +70,22 @@ class _WriteDroppedShardFn(beam.DoFn):
             tables.append(read_spilled(rules, schema))
         drops = dict(groups["drops"])
         kept = list(groups["kept"])
-        if drops and kept:
+        if kept:
             survivors = dict(groups["survivors"])
             table = read_spilled(kept, spill_schema(self.docs_schema))  # the kept rows and their record keys
             keys = table.column(KEY_COLUMN).to_pylist()
             mask = np.array([k in drops for k in keys], dtype=bool)
-            losers = table.filter(pa.array(mask)).drop_columns([KEY_COLUMN])
-            loser_keys = [k for k, m in zip(keys, mask) if m]
-            losers = losers.append_column(schema.field("reason"), pa.array([drops[k] for k in loser_keys], pa.string()))
-            losers = losers.append_column(
-                schema.field("survivor_id"), pa.array([survivors.get(k) for k in loser_keys], pa.string())
-            )
-            tables.append(losers)
+            if mask.any():
+                losers = table.filter(pa.array(mask)).drop_columns([KEY_COLUMN])
+                loser_keys = [k for k, m in zip(keys, mask) if m]
+                losers = losers.append_column(schema.field("reason"), pa.array([drops[k] for k in loser_keys], pa.string()))
+                losers = losers.append_column(
+                    schema.field("survivor_id"), pa.array([survivors.get(k) for k in loser_keys], pa.string())
+                )
+                tables.append(losers)
+            copies = _same_id_copies(table.filter(pa.array(~mask)))
+            if copies is not None:
+                tables.append(copies.cast(schema))
         if not tables:
             return
         table = pa.concat_tables(tables).combine_chunks()

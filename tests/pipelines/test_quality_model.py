@@ -401,3 +401,23 @@ def test_training_does_not_depend_on_what_the_process_imported(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     subprocess.run([sys.executable, "-c", code, root, str(fresh)], check=True, timeout=300)
     assert here.read_bytes() == fresh.read_bytes()
+
+
+def test_keep_dropped_with_exact_dedup_off_writes_the_same_id_copies_too(tmp_path):
+    """With exact dedup off, a record repeated (same id, same text) in two files is dropped by the shard writer
+    as an ``exact_duplicate``. Before: keep_dropped did not write it, the dropped rows fell one short of
+    ``counts.dropped`` and the manifest step failed the run."""
+    text = "今天北京的天气很好，很多市民去公园散步，孩子们在草地上放风筝，老人们在树下下棋聊天。"
+    other = "上海证券交易所今天发布公告，三家公司的股票将于下周一起在主板挂牌上市交易（{}），发行价格已经确定。"
+    for name in ("a.jsonl", "b.jsonl"):
+        (tmp_path / name).write_text(json.dumps({"id": "7", "text": text}, ensure_ascii=False) + "\n"
+                                     + json.dumps({"id": name, "text": other.format(name)}, ensure_ascii=False) + "\n",
+                                     encoding="utf-8")
+    job = tmp_path / "job.toml"
+    job.write_text('[[sources]]\nkind = "news"\npaths = ["*.jsonl"]\nid_field = "id"\n[output]\ndir = "out"\nkeep_dropped = true\n'
+                   '[dedup]\nexact = false\nnear = false\n[rules.news]\nmin_chars = 10\n', encoding="utf-8")
+    assert knowmix(["clean", "--config", str(job)]) == 0
+    counts = open_shard_dir(str(tmp_path / "out"), kind="docs").manifest["counts"]
+    assert (counts["input"], counts["output"], counts["dropped"]) == (4, 3, {"exact_duplicate": 1})
+    dropped = _dropped_rows(tmp_path / "out").to_pylist()
+    assert [(r["id"], r["text"], r["reason"], r["survivor_id"]) for r in dropped] == [("7", text, "exact_duplicate", "7")]
