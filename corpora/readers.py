@@ -1130,6 +1130,28 @@ _READERS: dict[str, Callable[[_Ctx], Iterator[Record]]] = {
 }
 
 
+def _counted(ctx: _Ctx, fmt: str, stats: ReadStats, where: str, report_empty: bool) -> Iterator[Record]:
+    """The records of ``_READERS[fmt]`` counted into ``stats``; an exception is one dead letter for the rest of
+    the file (or range: ``where``), and a file that gave nothing is one (``report_empty``)."""
+    try:
+        for rec in _READERS[fmt](ctx):
+            if isinstance(rec, Document):
+                stats.docs += 1
+            else:
+                stats.dead += 1
+            yield rec
+    except ImportError:
+        raise  # a missing dependency is not the input's fault
+    except Exception as e:  # noqa: BLE001 - bad input never crashes the job: the rest of the file is one row
+        stats.file_rows += 1
+        stats.dead += 1
+        yield ctx.dead("", f"unreadable {fmt} file{where}: {type(e).__name__}: {_one_line(e)}")
+    if report_empty and stats.docs + stats.dead == 0:
+        stats.file_rows += 1
+        stats.dead += 1
+        yield ctx.dead("", "no records in file")
+
+
 def read_path(spec: SourceSpec, path: str | bytes, stats: ReadStats | None = None) -> Iterator[Document | DeadLetter]:
     """Every record of one file as a Document or a DeadLetter (see the module docstring); never raises for bad input.
 
@@ -1163,23 +1185,7 @@ def read_path(spec: SourceSpec, path: str | bytes, stats: ReadStats | None = Non
         stats.dead += 1
         yield ctx.dead("", f"cannot read: {err}" if err is not None else "empty file")
         return
-    try:
-        for rec in _READERS[fmt](ctx):
-            if isinstance(rec, Document):
-                stats.docs += 1
-            else:
-                stats.dead += 1
-            yield rec
-    except ImportError:
-        raise  # a missing dependency is not the input's fault
-    except Exception as e:  # noqa: BLE001 - bad input never crashes the job: the rest of the file is one row
-        stats.file_rows += 1
-        stats.dead += 1
-        yield ctx.dead("", f"unreadable {fmt} file: {type(e).__name__}: {_one_line(e)}")
-    if stats.docs + stats.dead == 0:
-        stats.file_rows += 1
-        stats.dead += 1
-        yield ctx.dead("", "no records in file")
+    yield from _counted(ctx, fmt, stats, "", report_empty=True)
 
 
 # ------------------------------------------------------------------------------------------- byte ranges
@@ -1368,20 +1374,4 @@ def read_range(spec: SourceSpec, path: str | bytes, rng: ByteRange, stats: ReadS
     ctx = _Ctx(spec, path)
     ctx.stats = stats
     ctx.range = rng
-    try:
-        for rec in _READERS[fmt](ctx):
-            if isinstance(rec, Document):
-                stats.docs += 1
-            else:
-                stats.dead += 1
-            yield rec
-    except ImportError:
-        raise
-    except Exception as e:  # noqa: BLE001 - bad input never crashes the job: the rest of the range is one row
-        stats.file_rows += 1
-        stats.dead += 1
-        yield ctx.dead("", f"unreadable {fmt} file (bytes {rng.start}-{rng.end}): {type(e).__name__}: {_one_line(e)}")
-    if rng.report_empty and stats.docs + stats.dead == 0:
-        stats.file_rows += 1
-        stats.dead += 1
-        yield ctx.dead("", "no records in file")
+    yield from _counted(ctx, fmt, stats, f" (bytes {rng.start}-{rng.end})", report_empty=rng.report_empty)
