@@ -312,18 +312,20 @@ def finish_swaps(out_dir: str, say: Callable[[str], None] = _say) -> list[str]:
     return finished
 
 
-def prepare_output_dir(out_dir: str) -> None:
-    """Create ``out_dir``; a path that is a file, or under one, or not writable is a one-line UserError."""
+def prepare_output_dir(out_dir: str, label: str | None = None) -> None:
+    """Create ``out_dir``; a path that is a file, or under one, or not writable is a one-line UserError naming
+    ``label`` (default the path; e.g. ``--hf OUT`` or ``train.output_dir = 'runs/x'``)."""
+    label = label or out_dir
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
-        raise UserError(f"{out_dir}: exists and is not a directory (the output must be a directory)")
+        raise UserError(f"{label}: exists and is not a directory (the output must be a directory)")
     try:
         os.makedirs(out_dir, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise UserError(f"{out_dir}: cannot create the output directory (a part of the path is a file)") from None
+        raise UserError(f"{label}: cannot create the output directory (a part of the path is a file)") from None
     except OSError as exc:
-        raise UserError(f"{out_dir}: cannot create the output directory ({exc.strerror})") from None
+        raise UserError(f"{label}: cannot create the output directory ({exc.strerror})") from None
     if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise UserError(f"{out_dir}: not writable")
+        raise UserError(f"{label}: not writable")
 
 
 def remove_leftovers(out_dir: str) -> list[str]:

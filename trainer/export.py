@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from knowmix.errors import UserError
 from knowmix.manifest import sha256_file
+from knowmix.outdir import prepare_output_dir
 from trainer.integrity import confined
 from trainer.model import EncoderConfig, hf_state_dict, normalise_hf_keys
 
@@ -130,18 +131,6 @@ def encoder_from_run(info: dict, run_dir: str) -> EncoderConfig:
         raise UserError(f"{os.path.join(run_dir, RUN_INFO)}: malformed `encoder` ({exc})") from None
 
 
-def check_hf_out(out_dir: str) -> None:
-    """The export folder must be a directory (or creatable as one)."""
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise UserError(f"--hf {out_dir}: exists and is not a directory")
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--hf {out_dir}: cannot create ({exc.strerror or exc})") from None
-    if not os.access(out_dir, os.W_OK):
-        raise UserError(f"--hf {out_dir}: not writable")
-
-
 def export_run(run_dir: str, out_dir: str, checkpoint_path: str | None = None, log=print) -> tuple[str, list[str]]:
     """Export a run's newest complete checkpoint (or ``checkpoint_path``); return (checkpoint, files written).
 
@@ -153,7 +142,7 @@ def export_run(run_dir: str, out_dir: str, checkpoint_path: str | None = None, l
     info = read_run_info(run_dir)
     path = ckpt.resolve(run_dir, checkpoint_path)
     cfg = encoder_from_run(info, run_dir)
-    check_hf_out(out_dir)
+    prepare_output_dir(out_dir, f"--hf {out_dir}")  # a writable directory, or one line
     if cfg.attn_residual_decay:
         log(f"note: {run_dir} was trained with model.attn_residual_decay = {cfg.attn_residual_decay:g}; Hugging Face"
             " BertForMaskedLM has no attention residual, so the exported model's outputs differ from knowmix's")

@@ -23,6 +23,7 @@ import warnings
 import torch
 
 from knowmix.errors import UserError
+from knowmix.outdir import prepare_output_dir
 from trainer import checkpoint as ckpt
 from trainer import distributed as D
 from trainer.config import Config, distill_layers, dump_toml, model_dims
@@ -181,18 +182,6 @@ def write_run_info(cfg: Config, enc: EncoderConfig, tok: TokenizerInfo, relation
         fh.write(dump_toml(cfg))
 
 
-def prepare_output_dir(out: str) -> None:
-    """``train.output_dir`` must be a writable directory (created if missing)."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UserError(f"train.output_dir = {out!r}: exists and is not a directory")
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"train.output_dir = {out!r}: cannot create ({exc.strerror or exc})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise UserError(f"train.output_dir = {out!r}: not writable")
-
-
 def check_resume_tokenizer(cfg: Config, tok: TokenizerInfo) -> None:
     path = os.path.join(cfg.train.output_dir, RUN_INFO)
     if os.path.isfile(path):
@@ -208,7 +197,7 @@ def train(cfg: Config, resume: bool = False, log=print, on_end=None, verify: boo
     checked). ``on_end(model, info)``, if given, is called with the (wrapped) model after the last step (tests
     use it to all-gather the parameters); ``on_step(step)`` after every optimizer step (bench/profile_step.py
     drives torch.profiler's schedule with it)."""
-    prepare_output_dir(cfg.train.output_dir)
+    prepare_output_dir(cfg.train.output_dir, f"train.output_dir = {cfg.train.output_dir!r}")
     info = D.init(cfg.train.device)
     try:
         return _train(cfg, resume, info, log, on_end, verify, on_step)
