@@ -15,10 +15,11 @@ from typing import Callable, Iterable, Mapping, Sequence
 import pyarrow as pa
 
 from kg.index import EntityIndex
+from knowmix.schemas import KNOWLEDGE_TASKS
 from kg.link import Mention
 
 NA = "NA"
-TASKS = ("relation", "substitution", "triple_mask")
+TASKS = KNOWLEDGE_TASKS
 
 # ``type_source``: where the entity's type came from (declared | role_majority | role_signature), for the audit view
 SPAN = pa.struct(

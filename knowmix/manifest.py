@@ -136,17 +136,6 @@ def _fields(body: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------- files
 
 
-def sha256_file(path: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
-
-
 def atomic_write_text(path: str, text: str) -> None:
     """Write to a temporary name in the same directory, then rename: readers never see half a file."""
     directory = os.path.dirname(path) or "."
@@ -168,7 +157,7 @@ def write_table(path: str, table: pa.Table, max_batch_rows: int = 4096) -> dict:
         for batch in table.to_batches(max_chunksize=max_batch_rows):
             writer.write_batch(batch)
     os.replace(tmp, path)
-    return {"rows": table.num_rows, "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
+    return {"rows": table.num_rows, "bytes": os.path.getsize(path), "sha256": fileio.sha256_of(path)}
 
 
 def build_manifest(
@@ -488,7 +477,7 @@ def verify_shard(
     if not os.path.exists(path):
         raise ContractError(f"{path}: listed in the manifest but missing")
     try:
-        digest = sha256_file(path)
+        digest = fileio.sha256_of(path)
     except OSError as exc:
         raise ContractError(f"{path}: cannot read the shard ({_one_line(exc)})") from None
     if digest != entry["sha256"]:

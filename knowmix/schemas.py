@@ -8,6 +8,9 @@ may not import this package); tests pin those to the copies here.
 
 import pyarrow as pa
 
+# The knowledge tasks, in the order of their ids everywhere (samples, token shards, the trainer's heads).
+KNOWLEDGE_TASKS = ("relation", "substitution", "triple_mask")
+
 SPAN = pa.struct([("start", pa.int32()), ("end", pa.int32())])
 
 PRETRAIN_SCHEMA = pa.schema([

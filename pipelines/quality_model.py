@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from knowmix.errors import UserError
-from knowmix.manifest import sha256_file as sha256_of  # the one sha256 helper of the shard contract
+from knowmix.fileio import sha256_of  # the one sha256 helper of the shard contract
 
 GOOD, BAD = "__label__good", "__label__bad"
 TOKENIZERS = ("jieba", "char")

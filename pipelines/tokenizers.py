@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from knowmix.errors import UserError
-from knowmix.manifest import sha256_file as sha256_of  # the one sha256 helper of the shard contract
+from knowmix.fileio import sha256_of  # the one sha256 helper of the shard contract
 
 SPECIAL_NAMES = ("pad", "unk", "cls", "sep", "mask", "e1", "e1_end", "e2", "e2_end")
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[E1]", "[/E1]", "[E2]", "[/E2]")
@@ -725,7 +725,7 @@ class BadRow(Exception):
         self.reason = reason
 
 
-KNOWLEDGE_TASKS = ("relation", "substitution", "triple_mask")
+from knowmix.schemas import KNOWLEDGE_TASKS  # noqa: E402  (the one definition)
 _NULL_COLUMNS = (
     "e1_pos", "e2_pos", "head_span", "tail_span", "relations", "mention_spans", "mention_labels",
     "triple_head_span", "triple_relation_span", "triple_tail_span",

@@ -23,10 +23,10 @@ import torch
 
 from knowmix.errors import UserError
 from knowmix.manifest import ContractError, ShardDir, open_shard_dir
+from knowmix.schemas import KNOWLEDGE_TASKS
 from trainer.integrity import check_shard_dir, tokenizer_file
 from trainer.masking import PATH_GENERAL, PATH_KNOWLEDGE, PATH_ROUNDS, assign_rounds, rng_for, triple_mask, whole_word_mask
 
-KNOWLEDGE_TASKS = ("relation", "substitution", "triple_mask")
 SPECIAL_KEYS = ("pad", "unk", "cls", "sep", "mask", "e1", "e1_end", "e2", "e2_end")
 
 

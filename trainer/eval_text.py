@@ -19,7 +19,7 @@ import os
 import re
 
 from knowmix.errors import UserError
-from knowmix.manifest import sha256_file
+from knowmix.fileio import sha256_of
 
 SPECIALS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 MARKERS = {"e1": "[E1]", "e1_end": "[/E1]", "e2": "[E2]", "e2_end": "[/E2]"}
@@ -89,7 +89,7 @@ def from_entry(entry: dict, file_path: str, where: str) -> EvalTokenizer:
         kind = entry["kind"]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"{where}: malformed tokenizer entry ({exc})") from None
-    if entry.get("sha256") and sha256_file(file_path) != entry["sha256"]:
+    if entry.get("sha256") and sha256_of(file_path) != entry["sha256"]:
         raise UserError(f"{file_path}: differs from the tokenizer the model was trained with (sha256 in {where})")
     return EvalTokenizer(kind, file_path, special, bool(entry.get("lowercase")))
 

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from knowmix.errors import UserError
-from knowmix.manifest import sha256_file
+from knowmix.fileio import sha256_of
 from knowmix.outdir import prepare_output_dir
 from trainer.integrity import confined
 from trainer.model import EncoderConfig, hf_state_dict, normalise_hf_keys
@@ -153,6 +153,6 @@ def export_run(run_dir: str, out_dir: str, checkpoint_path: str | None = None, l
     tok = info.get("tokenizer")
     if tok and not isinstance(tok.get("kind"), str):
         raise UserError(f"{run_dir}/{RUN_INFO}: malformed `tokenizer` entry (no kind)")
-    if tok and tok_path and os.path.isfile(tok_path) and sha256_file(tok_path) != tok.get("sha256"):
+    if tok and tok_path and os.path.isfile(tok_path) and sha256_of(tok_path) != tok.get("sha256"):
         raise UserError(f"{tok_path}: sha256 differs from {RUN_INFO}'s tokenizer.sha256; refusing to export it")
     return path, save_hf(model, cfg, out_dir, tok, tok_path)

@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from knowmix.schemas import KNOWLEDGE_TASKS
 from trainer.model import BertEncoder, EncoderConfig, MLMHeadWrapper, init_weights
 
-TASKS = ("mlm", "relation", "substitution", "triple_mask")
+TASKS = ("mlm",) + KNOWLEDGE_TASKS
 MAX_ROUNDS = 4
 # extra metrics (issue 7): R-Drop KL, layer-distillation KL, the multi-round MLM objective and its rounds
 EXTRAS = ("rdrop", "layer_distill", "ar_mlm", *(f"ar_mlm_r{k + 1}" for k in range(MAX_ROUNDS)))

@@ -24,7 +24,8 @@ from typing import Any, Mapping
 
 from knowmix import __version__
 from knowmix.errors import UserError
-from knowmix.manifest import ContractError, ShardDir, atomic_write_text, sha256_file, verify_shard
+from knowmix.fileio import sha256_of
+from knowmix.manifest import ContractError, ShardDir, atomic_write_text, verify_shard
 
 CHECKPOINT_MANIFEST = "manifest.json"
 CHECKPOINT_KIND = "checkpoint"
@@ -82,7 +83,7 @@ def tokenizer_file(shard_dir: ShardDir, name: Any, sha256: str, key: str) -> str
     if not os.path.isfile(path):
         return ""
     try:
-        digest = sha256_file(path)
+        digest = sha256_of(path)
     except OSError as exc:
         raise UserError(f"{key}: {path}: cannot read ({exc.strerror or exc})") from None
     if digest != sha256:
@@ -111,7 +112,7 @@ def write_checkpoint_manifest(directory: str, step: int, world: int) -> dict:
     files = []
     for rel in _files_under(directory):
         path = os.path.join(directory, rel)
-        files.append({"path": rel, "bytes": os.path.getsize(path), "sha256": sha256_file(path)})
+        files.append({"path": rel, "bytes": os.path.getsize(path), "sha256": sha256_of(path)})
     manifest = {"schema_version": CHECKPOINT_SCHEMA_VERSION, "kind": CHECKPOINT_KIND,
                 "tool": {"name": "knowmix", "version": __version__}, "step": int(step), "world": int(world),
                 "files": files}
@@ -150,7 +151,7 @@ def verify_checkpoint(directory: str) -> dict:
             raise UserError(f"{path}: listed in {CHECKPOINT_MANIFEST} but missing")
         if os.path.getsize(path) != entry["bytes"]:
             raise UserError(f"{path}: {os.path.getsize(path)} bytes, {CHECKPOINT_MANIFEST} says {entry['bytes']}")
-        digest = sha256_file(path)
+        digest = sha256_of(path)
         if digest != entry["sha256"]:
             raise UserError(f"{path}: sha256 {digest[:12]}… differs from {CHECKPOINT_MANIFEST}'s"
                             f" {str(entry['sha256'])[:12]}… (damaged or altered checkpoint)")

@@ -7,6 +7,7 @@ attacker would, and checks ``open_shard_dir`` and ``knowmix stats`` (which verif
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -15,8 +16,14 @@ import pyarrow as pa
 import pytest
 
 from knowmix.cli import main as knowmix
-from knowmix.manifest import ContractError, open_shard_dir, sha256_file, write_shard_dir, write_table
+from knowmix.manifest import ContractError, open_shard_dir, write_shard_dir, write_table
 from knowmix.schemas import DOCS_SCHEMA, KNOWLEDGE_SCHEMA
+
+def sha256_file(path) -> str:
+    """Independent of knowmix's helper: the whole file through hashlib."""
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
 
 N_ROWS = (7, 5)  # rows per shard
 

@@ -6,6 +6,7 @@ Training needs a fastText build with ``train_supervised`` (fasttext-numpy2); fas
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import random
@@ -20,6 +21,12 @@ from knowmix.cli import main as knowmix
 from knowmix.demo import fixture
 from knowmix.manifest import open_shard_dir, read_arrow, verify_shard
 from pipelines.quality_model import QualityModel, fasttext_line, pr_curve, roc_auc
+
+def sha256_file(path) -> str:
+    """Independent of knowmix's helper: the whole file through hashlib."""
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
 
 SPAM_PHRASES = [
     "点击领取优惠券", "免费下载最新版本", "注册即送会员礼包", "限时抢购全场五折", "扫码关注公众号",
@@ -126,8 +133,7 @@ def test_a_separable_set_scores_at_least_095_roc_auc_on_held_out_lines(trained):
 
 @needs_training
 def test_the_training_record_sits_beside_the_model(trained):
-    from knowmix.manifest import sha256_file
-
+    
     _, model, _ = trained
     record = json.loads((model.parent / "quality.bin.json").read_text())
     assert record["sha256"] == sha256_file(str(model))
@@ -238,8 +244,7 @@ def test_clean_scores_the_chosen_kinds_and_drops_low_quality(trained, tmp_path):
     assert by_kind["qa"] and all(s is not None and s >= 0.5 for s in by_kind["qa"])
     assert by_kind["news"] and all(s is None for s in by_kind["news"])  # not a scored kind: null, and kept
     assert kept.schema.field("quality_score").type == pa.float32()
-    from knowmix.manifest import sha256_file
-
+    
     assert d.manifest["options"]["quality"]["sha256"] == sha256_file(str(model))
     assert d.manifest["models"] == [{"role": "quality", "path": str(model), "sha256": sha256_file(str(model))}]
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 
 import numpy as np
 import pytest
 
 from knowmix.errors import UserError
-from knowmix.manifest import sha256_file
 from pipelines.spm_train import sentences, train, write_sample
 from pipelines.tokenizers import (
     BadRow,
@@ -31,6 +31,12 @@ from tests.pipelines.test_tokenize_support import (
     write_bert_vocab,
     write_docs_dir,
 )
+
+
+def sha256_file(path) -> str:
+    """Independent of knowmix's helper: the whole file through hashlib."""
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def norm_bert(s: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import unicodedata
@@ -10,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from knowmix.errors import UserError
-from knowmix.manifest import open_shard_dir, sha256_file, write_shard_dir
+from knowmix.manifest import open_shard_dir, write_shard_dir
 from pipelines.spm_train import spm_train_main
 from pipelines.tokenize import KNOWLEDGE_TOKENS_SCHEMA, PRETRAIN_SCHEMA, tokenize_main
 from pipelines.tokenizers import load_tokenizer
@@ -23,6 +24,12 @@ from tests.pipelines.test_tokenize_support import (
     write_docs_dir,
     write_knowledge_dir,
 )
+
+
+def sha256_file(path) -> str:
+    """Independent of knowmix's helper: the whole file through hashlib."""
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def squash(s: str, kind: str) -> str:
