@@ -40,14 +40,16 @@ def _files(root: str, top: str) -> dict[str, str]:
 
 def _manifest_digest(path: str, root: str) -> str:
     """A manifest without what names the run rather than the data (the command line, the tool version) and with
-    the work directory written as WORK, so two runs in different temp dirs compare."""
+    the work directory written as WORK and the checkout as REPO (the fixtures' paths are recorded), so runs in
+    different temp dirs and checkouts compare."""
     with open(path, encoding="utf-8") as fh:
         manifest = json.load(fh)
     manifest.pop("command", None)
     manifest.pop("tool", None)
     if isinstance(manifest.get("tokenizer"), dict):
         manifest["tokenizer"].pop("sha256", None)  # the spm file's hash: its pieces are compared instead
-    text = json.dumps(manifest, sort_keys=True, ensure_ascii=False).replace(root, "WORK")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    text = json.dumps(manifest, sort_keys=True, ensure_ascii=False).replace(root, "WORK").replace(repo, "REPO")
     return hashlib.sha256(text.encode()).hexdigest()
 
 
