@@ -16,7 +16,8 @@ from knowmix.errors import UserError
 from pipelines.beamio import pipeline_options
 from pipelines.minhash import MinHasher, band_keys, optimal_params, text_jaccard
 from pipelines.dedup import survivor_key
-from pipelines.neardup import ConnectedComponents, NearDedup, NearDedupConfig
+from pipelines.neardup import ConnectedComponents, NearDedupConfig
+from tests.pipelines.neardup_reference import NearDedup
 
 FIXTURES = Path(__file__).resolve().parents[2] / "corpora" / "fixtures"
 SMALL = dict(max_rounds=6)  # small graphs converge in 2-3 rounds; each unrolled round is an extra stage
@@ -406,8 +407,7 @@ def test_dask_runner_gives_the_same_result(planted, planted_result, tmp_path):
 
 
 def test_doc_keys_find_the_shard_of_their_id():
-    from pipelines.beamio import shard_of
-    from pipelines.dedup import doc_key, record_key, shard_of_key
+    from pipelines.doc_keys import doc_key, record_key, shard_of, shard_of_key
 
     for i in range(300):
         for n in (1, 3, 7, 64):
@@ -423,7 +423,8 @@ def test_doc_keys_find_the_shard_of_their_id():
 def test_key_buffer_packs_every_document_once_in_its_partition():
     import numpy as np
 
-    from pipelines.dedup import BAND_DTYPE, EXACT_DTYPE, DedupKeyBuffer, doc_key, shard_of_key, unpack, unpack_meta
+    from pipelines.dedup import BAND_DTYPE, EXACT_DTYPE, DedupKeyBuffer, unpack, unpack_meta
+    from pipelines.doc_keys import doc_key, shard_of_key
 
     texts = news_lines()[:50]
     buffer = DedupKeyBuffer(exact=True, near=NearDedupConfig(), num_parts=3)
