@@ -407,8 +407,14 @@ def test_dask_runner_gives_the_same_result(planted, planted_result, tmp_path):
 
 
 def test_doc_keys_find_the_shard_of_their_id():
-    from pipelines.doc_keys import doc_key, record_key, shard_of, shard_of_key
+    import numpy as np
 
+    from pipelines.doc_keys import doc_key, partitions_of_keys, record_key, shard_of, shard_of_key
+
+    keys = np.array([doc_key(f"doc-{i}") for i in range(300)], dtype=np.int64)
+    for n in (1, 3, 7, 64):  # the vectorised partitions (signed keys and unsigned hashes) agree with the scalar one
+        assert partitions_of_keys(keys, n).tolist() == [(int(k) + (1 << 64)) % (1 << 64) % n for k in keys]
+        assert partitions_of_keys(keys.view(np.uint64), n).tolist() == partitions_of_keys(keys, n).tolist()
     for i in range(300):
         for n in (1, 3, 7, 64):
             assert shard_of_key(doc_key(f"doc-{i}"), n) == shard_of(f"doc-{i}", n)
