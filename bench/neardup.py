@@ -8,7 +8,8 @@
 2. End-to-end near dedup of ``--docs N`` generated documents (10 % planted near-duplicates) on the local
    runner, docs/s and peak RSS, two ways, each in its own process: ``keys`` (what the clean job runs: packed
    dedup keys per chunk of documents, ``NearDedupKeys``, the documents never shuffled) and ``docs`` (the
-   ``NearDedup`` transform on a PCollection of documents, which joins the decisions back to the documents).
+   reference ``NearDedup`` transform on a PCollection of documents, ``tests/pipelines/neardup_reference.py``,
+   which joins the decisions back to the documents).
 
     .venv/bin/python bench/neardup.py --docs 20000 [--datatrove-python /tmp/benchvenv/bin/python]
 """
@@ -176,8 +177,10 @@ def end_to_end(n_docs: int, beam_args: list[str], verify: bool, mode: str) -> di
     import apache_beam as beam
 
     from pipelines.beamio import pipeline_options, split_by_tag
-    from pipelines.dedup import DedupKeyBuffer, doc_key
-    from pipelines.neardup import NearDedup, NearDedupConfig, NearDedupKeys, _TextsOfDocs
+    from pipelines.dedup import DedupKeyBuffer
+    from pipelines.doc_keys import doc_key
+    from pipelines.neardup import NearDedupConfig, NearDedupKeys
+    from tests.pipelines.neardup_reference import NearDedup, TextsOfDocs
 
     out_dir = Path(tempfile.mkdtemp(prefix="neardup-bench-"))
     config = NearDedupConfig(verify=verify)
@@ -207,7 +210,7 @@ def end_to_end(n_docs: int, beam_args: list[str], verify: bool, mode: str) -> di
             texts = None
             if verify:  # the texts of candidates: regenerated and joined by doc key (the clean job reads its spill)
                 by_key = chunk_pcoll | "Regenerate" >> beam.FlatMap(lambda c: [(doc_key(d["id"]), d) for d in generate_chunk(*c)])
-                texts = _TextsOfDocs(by_key)
+                texts = TextsOfDocs(by_key)
             near = keys | NearDedupKeys(config, parts, texts)
             outputs = {"dropped": near.drops, "clusters": near.clusters}
         (

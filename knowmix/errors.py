@@ -9,6 +9,13 @@ class UserError(Exception):
     """A bad path, a config typo, a malformed option: the message names the file/key and what is wrong."""
 
 
+class ContractError(Exception):
+    """A shard directory that breaks the contract (``knowmix.manifest``); the message is one line naming the file.
+
+    Defined here, beside UserError, so that :func:`user_message` needs no import of the manifest module
+    (which imports this one); ``knowmix.manifest`` re-exports it."""
+
+
 def first_line(text: str, limit: int = 400) -> str:
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     line = lines[0] if lines else ""
@@ -23,8 +30,6 @@ def user_message(exc: BaseException) -> str | None:
     that is not UTF-8. A Beam runner re-raises a worker's exception with the step's name added: the first
     line is kept.
     """
-    from knowmix.manifest import ContractError
-
     if type(exc) is RuntimeError:
         # Beam's local runner re-raises a worker's exception whose type it cannot rebuild (an OSError with
         # an errno) as a RuntimeError "TypeName: message [while running 'Step']", the original as its context

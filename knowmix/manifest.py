@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping
 import pyarrow as pa
 
 from knowmix import fileio
+from knowmix.errors import ContractError  # defined beside UserError: errors.py needs no import of this module
 from knowmix.schemas import KIND_SCHEMAS
 
 SCHEMA_VERSION = 1
@@ -28,10 +29,6 @@ MANIFEST_NAME = "manifest.json"
 SHARDS_DIR = "shards"
 DEAD_LETTER_DIR = "dead_letter"
 KINDS = ("docs", "pretrain", "knowledge", "knowledge_tokens")
-
-
-class ContractError(Exception):
-    """A shard directory that breaks the contract; the message is one line naming the file."""
 
 
 # ---------------------------------------------------------------------------------------------- counts

@@ -1,15 +1,15 @@
 """Beam plumbing shared by every knowmix job: runner options, the Arrow shard sink, dead letters, accounting,
 and the manifest step.
 
-Determinism: a row's shard is ``hash(id) % num_shards`` and rows inside a shard are sorted by id, so any
-runner (in-process, multi-processing, Dask, Dataflow) writes byte-identical shards for the same input.
+Determinism: a row's shard is ``hash(id) % num_shards`` (``pipelines.doc_keys.shard_of``) and rows inside a
+shard are sorted by id, so any runner (in-process, multi-processing, Dask, Dataflow) writes byte-identical
+shards for the same input.
 Atomicity: each shard is written under a temporary name through a ``FileBasedSink`` subclass and renamed
 when complete; a retried bundle rewrites the same name with the same bytes, never duplicating rows.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import posixpath
 import uuid
@@ -23,8 +23,9 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from knowmix.errors import UserError
+from knowmix.fileio import sha256_of
 from knowmix.manifest import DEAD_LETTER_DIR, MANIFEST_NAME, SHARDS_DIR, build_manifest
-from pipelines.dedup import shard_key, shard_of_key
+from pipelines.doc_keys import shard_of  # the shard of an id; also imported from here by the jobs
 
 FNAPI_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 LOCAL_RUNNER_NAMES = {None, "", "DirectRunner", "direct", "FnApiRunner"}
@@ -142,22 +143,9 @@ def write_text_atomically(path: str, text: str) -> None:
 
 
 def digest_of(path: str) -> tuple[int, str]:
-    h = hashlib.sha256()
-    size = 0
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
-        while True:
-            block = fh.read(1 << 20)
-            if not block:
-                break
-            size += len(block)
-            h.update(block)
-    return size, h.hexdigest()
-
-
-def shard_of(key: str, num_shards: int) -> int:
-    """The shard of an id: the 64-bit key of its base (``pipelines.dedup.shard_key``: the id without a
-    collision suffix ``~N``) modulo ``num_shards``, so ``1`` and ``1~2`` share a shard."""
-    return shard_of_key(shard_key(key), num_shards)
+    """(size in bytes, sha256) of a file on any Beam filesystem: the size as the filesystem reports it, the
+    digest from ``knowmix.fileio.sha256_of`` (the one sha256 helper)."""
+    return FileSystems.get_filesystem(path).size(path), sha256_of(path)
 
 
 def shard_name(index: int, num_shards: int, subdir: str = SHARDS_DIR) -> str:

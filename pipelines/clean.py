@@ -9,7 +9,7 @@ The recipe, top to bottom:
 Every record is an accounting event, so ``input == output + dead_letter + sum(dropped)`` holds exactly.
 
 Identity: a record is keyed internally by where it came from (source, file name relative to the source's glob
-root, record position: ``pipelines.dedup.record_key``), never by its id alone, so two files that use one id
+root, record position: ``pipelines.doc_keys.record_key``), never by its id alone, so two files that use one id
 for different documents lose neither; the shard writer then makes output ids unique (same id and text: one
 survives, ``exact_duplicate``; same id, other text: ``ID~2``, counted as ``id_collisions``). A record that
 makes any step fail (a lone surrogate, a bug) becomes a dead letter with the error's one-line message.
@@ -36,7 +36,8 @@ from corpora.sources import DEFAULT_SPLIT_BYTES, check_split_bytes, expand_paths
 from knowmix.errors import UserError
 from pipelines import beamio, progress
 from pipelines.clean_config import CleanConfig, load_config, steps_for
-from pipelines.dedup import DedupKeyBuffer, record_key
+from pipelines.dedup import DedupKeyBuffer
+from pipelines.doc_keys import record_key
 from pipelines.dropped import (
     DROPPED_DIR, DroppedSpill, WriteDroppedShards, check_dropped_rows, models_entry, quality_step, with_dropped_shards,
 )
@@ -390,7 +391,8 @@ def number_ranges(element):
 
 def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str], out: str | None = None) -> None:
     """``out``: where the files go (a staging directory, see ``beamio.output_run``); default the config's."""
-    from pipelines.neardup import ExactDedupKeys, NearDedupConfig, NearDedupKeys
+    from pipelines.exact_dedup import ExactDedupKeys
+    from pipelines.neardup import NearDedupConfig, NearDedupKeys
     from pipelines.quality import rules_for
 
     kinds = sorted({s.kind for s in config.sources})

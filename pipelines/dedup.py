@@ -1,58 +1,49 @@
-"""Dedup keys: what exact and near dedup need to know about a document, packed small.
-
-(A blob travels in-line as bytes, or, in the clean job, as the location ``(path, offset, length)`` of the
-bytes in a spill file, so that the runner's shuffles hold a few locations instead of the keys: see
-:func:`resolve`.)
+"""Dedup decisions, pure and small: the fixed-width records each document contributes, and the rules that pick
+who survives. numpy and hashing only: no Beam, no files (the Beam steps are ``pipelines.exact_dedup`` and
+``pipelines.neardup``; blobs spilled to files are read back by ``pipelines.spill.resolve_blobs`` first).
 
 Deduplication never moves texts through a shuffle. Each document contributes a few fixed-width records:
 
-* ``exact``: the 128-bit digest of its normalised text and its *doc key*;
+* ``exact``: the 128-bit digest of its normalised text and its *doc key* (``pipelines.doc_keys``);
 * ``band``: one 64-bit hash per MinHash band (``bands`` of them), its doc key and (with exact dedup on) its
   text digest, so a bucket can count a group of exact duplicates once;
 * ``meta``: its doc key, source-kind priority, length, 64 bits of its text digest, id and location (what
   the survivor rule needs).
 
-A *doc key* names one record by where it came from, never by its id alone (two files may use the same id
-for different documents): in the clean job it is :func:`record_key` of the record's source, normalised
-location and position in its file, with its low part set so that ``doc key % num_shards`` is the shard of
-the record's id (``beamio.shard_of``): a decision about a doc key finds its shard without the id. Where ids
-are known to be unique (``NearDedup`` on a PCollection of docs) it is :func:`doc_key` of the id.
+A doc key names one record by where it came from (``doc_keys.record_key`` in the clean job), or, where ids
+are known to be unique (a PCollection of docs), it is ``doc_keys.doc_key`` of the id.
 :class:`DedupKeyBuffer` collects the records of many documents and packs them into a few byte blobs per
 partition (``(partition, blob)`` pairs), so a shuffle moves a handful of large values instead of one element
 per band per document: about 300 bytes per document in all, whatever its length.
 
-The survivor rule (:func:`survivor_key`) is one total order for exact and near duplicates: source-kind
-priority, (near only) the longer text, the smaller id, the text, the location, the doc key, so equal
-records read from two files give the same survivor on every run and runner.
+The survivor rule (:func:`survivor_order`) is one total order for exact and near duplicates: source-kind
+priority, (near only) the longer text, the smaller id, the text (as its digest), the location, the doc key,
+so equal records read from two files give the same survivor on every run and runner. Exact dedup, near dedup
+(on :class:`Member` records) and the tests (on document dicts, :func:`survivor_key`) all rank by it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import pickle
-import re
-from typing import Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 
+from pipelines.doc_keys import doc_key, partitions_of_keys
+
 SOURCE_PRIORITY = {"encyclopedia": 0, "news": 1, "qa": 2, "web": 3}
-_U64 = (1 << 64) - 1
 
 EXACT_DTYPE = np.dtype([("h1", "<u8"), ("h2", "<u8"), ("doc", "<i8")])
 # d1, d2: the text digest when exact dedup is on (zeros otherwise), so a bucket can fold exact duplicates
 BAND_DTYPE = np.dtype([("h", "<u8"), ("doc", "<i8"), ("d1", "<u8"), ("d2", "<u8")])
 # digest: the first 64 bits of the text digest (orders equally long near duplicates by content, not by file)
 META_DTYPE = np.dtype([("doc", "<i8"), ("priority", "u1"), ("n_chars", "<i8"), ("digest", "<u8")])
-_COLLISION_SUFFIX = re.compile(r"~[0-9]+\Z")
 
 
-def survivor_key(doc: dict, prefer_longer: bool = False) -> tuple:
-    """Sort key: the smallest key survives. Source-kind priority encyclopedia > news > qa > web,
-    then (near dedup only) the longer text, then the smaller id, then the text (as its digest), then the
-    location: a total order on everything a row shows."""
-    priority = SOURCE_PRIORITY.get(doc["source_kind"], len(SOURCE_PRIORITY))
-    length = -len(doc["text"]) if prefer_longer else 0
-    return (priority, length, doc["id"], digest64(doc["text"]), doc.get("location") or "")
+def kind_priority(source_kind: str) -> int:
+    """encyclopedia 0 < news 1 < qa 2 < web 3 < any other kind: the smaller wins."""
+    return SOURCE_PRIORITY.get(source_kind, len(SOURCE_PRIORITY))
 
 
 def text_digest(text: str) -> bytes:
@@ -64,66 +55,66 @@ def digest64(text: str) -> int:
     return int.from_bytes(text_digest(text)[:8], "little")
 
 
-def doc_key(doc_id: str) -> int:
-    """Signed 64-bit key of a string (fits Beam's varint coder); ``shard_of_key`` gives its shard."""
-    return int.from_bytes(hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest(), "big", signed=True)
+# ---------------------------------------------------------------------------------------------- the survivor rule
 
 
-def shard_of_key(key: int, num_shards: int) -> int:
-    """Equal to ``beamio.shard_of(id, num_shards)`` for ``key = shard_key(id)`` or a ``record_key`` of it."""
-    return (key & _U64) % num_shards
+def survivor_order(
+    priority: int, n_chars: int, doc_id: str, digest: int, location: str, doc: int = 0, prefer_longer: bool = False
+) -> tuple:
+    """THE sort key of the survivor rule: the smallest survives. Source-kind priority (:func:`kind_priority`),
+    then (near dedup only, ``prefer_longer``) the longer text, then the smaller id, then the text (as
+    ``digest64``), then the location, then the doc key: a total order on everything a row shows."""
+    return (priority, -n_chars if prefer_longer else 0, doc_id, digest, location, doc)
 
 
-def id_base(doc_id: str) -> str:
-    """An id without one trailing collision suffix ``~N``: ``1~2`` -> ``1``.
-
-    Ids are sharded by their base, so a renamed id (``1~2``) and any id a user gave that looks like one live
-    in one shard, where the shard writer sees them all and keeps the output ids unique.
-    """
-    return _COLLISION_SUFFIX.sub("", doc_id)
-
-
-def shard_key(doc_id: str) -> int:
-    """The 64-bit key that places an id in its shard (``shard_of_key``): ``doc_key`` of its ``id_base``."""
-    return doc_key(id_base(doc_id))
+def survivor_key(doc: dict, prefer_longer: bool = False) -> tuple:
+    """:func:`survivor_order` of a document dict (``source_kind``, ``text``, ``id``, optional ``location``)."""
+    return survivor_order(
+        kind_priority(doc["source_kind"]), len(doc["text"]), doc["id"], digest64(doc["text"]),
+        doc.get("location") or "", prefer_longer=prefer_longer,
+    )
 
 
-def record_key(source_index: int, location: str, ordinal: int, doc_id: str, num_shards: int) -> int:
-    """The doc key of one input record: a hash of where it came from (its source, normalised location and
-    position among the file's records), moved within its block of ``num_shards`` values so that
-    ``shard_of_key(key, num_shards) == shard_of_key(shard_key(doc_id), num_shards)``."""
-    n = max(1, int(num_shards))
-    u = doc_key(f"{source_index}\x1f{location}\x1f{ordinal}") & _U64
-    target = shard_of_key(shard_key(doc_id), n)
-    u = u - u % n + target
-    if u > _U64:
-        u -= n
-    return u - (1 << 64) if u >= 1 << 63 else u
+class Member(NamedTuple):
+    """A member of a group of duplicates, with what the survivor rule needs (from its meta record)."""
+
+    priority: int
+    n_chars: int
+    id: str
+    digest: int
+    location: str
+    doc: int
+    exact_loser: bool
+
+    def order(self, prefer_longer: bool) -> tuple:
+        return survivor_order(self.priority, self.n_chars, self.id, self.digest, self.location, self.doc, prefer_longer)
+
+
+def ranked(members: Iterable[Member], prefer_longer: bool) -> list[Member]:
+    """The distinct members, survivor first (exact dedup: ``prefer_longer`` False; near dedup: True)."""
+    return sorted(set(members), key=lambda m: m.order(prefer_longer))
+
+
+def survivor_of_losers(members: list[Member], losers: set[int]) -> list[tuple[int, str]]:
+    """(loser doc key, survivor id) for every loser, when exactly one member (not an exact loser) is left."""
+    remaining = {m.doc: m.id for m in members if m.doc not in losers and not m.exact_loser}
+    if losers and len(remaining) == 1:
+        survivor = next(iter(remaining.values()))
+        return [(doc, survivor) for doc in sorted(losers)]
+    return []
 
 
 # ---------------------------------------------------------------------------------------------- blobs
-
-
-def resolve(blobs) -> list[bytes]:
-    """Blobs as given in-line (bytes) or by their spill location ``(path, offset, length)`` -> bytes."""
-    blobs = list(blobs)
-    located = [b for b in blobs if not isinstance(b, (bytes, bytearray))]
-    if not located:
-        return blobs
-    from pipelines.spill import read_blobs
-
-    loaded = iter(read_blobs(located))
-    return [b if isinstance(b, (bytes, bytearray)) else next(loaded) for b in blobs]
 
 
 def pack_meta(records: np.ndarray, ids: list[str], locations: list[str]) -> bytes:
     return pickle.dumps((records.tobytes(), ids, locations), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def unpack_meta(blobs) -> tuple[np.ndarray, list[str], list[str]]:
+def unpack_meta(blobs: Iterable[bytes]) -> tuple[np.ndarray, list[str], list[str]]:
     """Meta blobs -> (records sorted by doc key, ids and locations in the same order)."""
     arrays, ids, locations = [], [], []
-    for blob in resolve(blobs):
+    for blob in blobs:
         raw, part_ids, part_locations = pickle.loads(blob)
         arrays.append(np.frombuffer(raw, dtype=META_DTYPE))
         ids.extend(part_ids)
@@ -135,8 +126,8 @@ def unpack_meta(blobs) -> tuple[np.ndarray, list[str], list[str]]:
     return records[order], [ids[i] for i in order], [locations[i] for i in order]
 
 
-def unpack(blobs, dtype: np.dtype) -> np.ndarray:
-    arrays = [np.frombuffer(b, dtype=dtype) for b in resolve(blobs)]
+def unpack(blobs: Iterable[bytes], dtype: np.dtype) -> np.ndarray:
+    arrays = [np.frombuffer(b, dtype=dtype) for b in blobs]
     return np.concatenate(arrays) if arrays else np.empty(0, dtype=dtype)
 
 
@@ -153,6 +144,57 @@ def runs(*columns: np.ndarray) -> Iterator[tuple[int, int]]:
     ends = np.concatenate((boundaries, [n]))
     long = ends - starts >= 2
     yield from zip(starts[long].tolist(), ends[long].tolist())
+
+
+# ---------------------------------------------------------------------------------------------- groups
+
+
+def exact_groups(records: np.ndarray) -> Iterator[tuple[int, int]]:
+    """Exact records -> (doc key, group key) for each member of a group of >= 2 identical texts; the group
+    key is the group's smallest doc key."""
+    records = np.sort(records, order=["h1", "h2", "doc"])
+    for s, e in runs(records["h1"], records["h2"]):
+        docs = np.unique(records["doc"][s:e])
+        if len(docs) >= 2:
+            group = int(docs[0])
+            for d in docs.tolist():
+                yield d, group
+
+
+def bucket_docs(records: np.ndarray, fold_exact: bool = False) -> Iterator[np.ndarray]:
+    """Band records -> the distinct doc keys of each bucket (band hash) with >= 2 of them.
+
+    With ``fold_exact``, the documents of a bucket that share a text digest count once, as their smallest doc
+    key: exact duplicates share every band, so that key is the same in every bucket, and it is the group key
+    :func:`exact_groups` gives them (near dedup puts the group back after its components).
+    Exact duplicates then cost the component search nothing, however many there are.
+    """
+    records = np.sort(records, order=["h", "doc"])
+    for s, e in runs(records["h"]):
+        run = records[s:e]
+        if fold_exact:
+            _, first = np.unique(run[["d1", "d2"]], return_index=True)  # sorted by doc: first = smallest
+            run = run[first]
+        docs = np.unique(run["doc"])
+        if len(docs) >= 2:
+            yield docs
+
+
+def members_with_meta(
+    meta: tuple[np.ndarray, list[str], list[str]], memberships: Iterable[tuple[int, int]], losers: set[int]
+) -> Iterator[tuple[int, Member]]:
+    """``unpack_meta``'s (records, ids, locations) of a partition and (doc key, group) memberships of its
+    documents -> (group, :class:`Member`); ``losers``: the doc keys exact dedup dropped."""
+    records, ids, locations = meta
+    docs = records["doc"]
+    for doc, group in memberships:
+        i = int(np.searchsorted(docs, doc))
+        if i >= len(docs) or int(docs[i]) != doc:
+            raise RuntimeError(f"dedup: no metadata for doc key {doc} (a dedup record without its meta record)")
+        r = records[i]
+        yield group, Member(
+            int(r["priority"]), int(r["n_chars"]), ids[i], int(r["digest"]), locations[i], doc, doc in losers
+        )
 
 
 # ---------------------------------------------------------------------------------------------- the buffer
@@ -211,7 +253,7 @@ class DedupKeyBuffer:
             sig = self.hasher.signature(text)
             if not is_empty_signature(sig):  # no shingles: never a near duplicate
                 bands = band_hashes(sig, self.bands, self.rows)
-        self.meta_rows.append((key, SOURCE_PRIORITY.get(source_kind, len(SOURCE_PRIORITY)), len(text), h1))
+        self.meta_rows.append((key, kind_priority(source_kind), len(text), h1))
         self.ids.append(doc_id)
         self.locations.append(location)
         if self.exact:
@@ -227,14 +269,14 @@ class DedupKeyBuffer:
         n = self.num_parts
         out: list[tuple[str, tuple]] = []
         meta = np.array(self.meta_rows, dtype=META_DTYPE)
-        part = (meta["doc"].view("<u8") % n).astype(np.int64)
+        part = partitions_of_keys(meta["doc"], n)
         for p in np.unique(part).tolist():
             rows = np.flatnonzero(part == p)
             rows = rows.tolist()
             out.append(("meta", (p, pack_meta(meta[rows], [self.ids[i] for i in rows], [self.locations[i] for i in rows]))))
         if self.exact_rows:
             exact = np.array(self.exact_rows, dtype=EXACT_DTYPE)
-            part = (exact["h1"] % n).astype(np.int64)
+            part = partitions_of_keys(exact["h1"], n)
             for p in np.unique(part).tolist():
                 out.append(("exact", (p, exact[part == p].tobytes())))
         if self.band_rows:
@@ -245,7 +287,7 @@ class DedupKeyBuffer:
                 records = np.empty(len(docs), dtype=BAND_DTYPE)
                 records["h"], records["doc"] = hashes[:, b], docs
                 records["d1"], records["d2"] = digests[:, 0], digests[:, 1]
-                part = (records["h"] % n).astype(np.int64)
+                part = partitions_of_keys(records["h"], n)
                 for p in np.unique(part).tolist():
                     out.append(("band", ((b, p), records[part == p].tobytes())))
         self._clear()

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines import beamio
-from pipelines.dedup import shard_key, shard_of_key
+from pipelines.doc_keys import shard_key, shard_of_key
 from pipelines.spill import KEY_COLUMN, read_spilled, spill_schema
 
 DROPPED_DIR = "dropped"

@@ -8,7 +8,8 @@ The recipe, as the pipeline graph reads top to bottom:
    ``_optimal_param`` minimisation, weights ``LSH_WEIGHTS``), one 64-bit hash per band, packed with the
    document's 64-bit *doc key* into blobs keyed ``(band, hash % num_parts)``.
 2. ``GroupBuckets``: a partition's blobs are concatenated and sorted by hash; each run of equal hashes is a
-   bucket, which emits star edges to its smallest doc key. With exact dedup on, a group of exact duplicates
+   bucket (``dedup.bucket_docs``), which emits star edges to its smallest doc key. With exact dedup on
+   (``pipelines.exact_dedup``), a group of exact duplicates
    counts once per bucket (as its smallest doc key) and is unfolded again after step 3, so exact duplicates,
    often a large share of web text, cost the component search nothing. With ``verify``, the bucket's candidate pairs (all
    pairs in small buckets, star edges in large ones) are checked by exact shingle Jaccard >= threshold first:
@@ -23,9 +24,9 @@ The recipe, as the pipeline graph reads top to bottom:
    recomputes a side input's whole upstream graph inside each task that reads it, so a per-round gate on the
    previous round's change count grows without bound there; the price is that every round re-shuffles
    the edge set (only documents that have a near-duplicate candidate, usually a small share of the corpus).
-4. Decisions: each component's members are joined (by doc-key partition) to their meta records (source-kind
-   priority, length, id) and to the exact-dedup losers; the survivor is the smallest by
-   ``survivor_key(prefer_longer=True)``; the others become ``(doc key, "near_duplicate")``; a cluster row
+4. Decisions: each component's members are joined (by doc-key partition, ``exact_dedup.WithMeta``) to their
+   meta records (source-kind priority, length, id) and to the exact-dedup losers; the survivor is the smallest
+   by ``dedup.survivor_order(prefer_longer=True)``, the order exact dedup uses too; the others become ``(doc key, "near_duplicate")``; a cluster row
    ``{doc_id, cluster_id (smallest id), cluster_size}`` is written per member. Exact-duplicate losers are left
    out of clusters: they share every band with their exact survivor, so leaving them out changes no component.
 
@@ -39,17 +40,15 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, fields
 from itertools import combinations
-from typing import Any, Iterator, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple
 
 import apache_beam as beam
-import numpy as np
 
 from knowmix.errors import UserError
-from pipelines.beamio import split_by_tag
-from pipelines.dedup import (
-    BAND_DTYPE, EXACT_DTYPE, DedupKeyBuffer, doc_key, runs, shard_of_key, unpack, unpack_meta,
-)
+from pipelines.dedup import BAND_DTYPE, bucket_docs, ranked, unpack
+from pipelines.exact_dedup import WithMeta, survivor_ids
 from pipelines.minhash import TOKENIZERS, optimal_params, text_jaccard
+from pipelines.spill import resolve_blobs
 
 NAMESPACE = "knowmix.neardup"
 VERIFY_ALL_PAIRS_MAX = 16  # verify mode: buckets up to this size check all pairs, larger ones star edges
@@ -128,36 +127,10 @@ def _check(config: NearDedupConfig, where: str) -> None:
 # ---------------------------------------------------------------------------------------------- buckets
 
 
-def _exact_groups(kv):
-    """(partition, exact blobs) -> (doc key, group key) for each member of a group of >= 2 identical texts;
-    the group key is the group's smallest doc key."""
-    _, blobs = kv
-    records = np.sort(unpack(blobs, EXACT_DTYPE), order=["h1", "h2", "doc"])
-    for s, e in runs(records["h1"], records["h2"]):
-        docs = np.unique(records["doc"][s:e])
-        if len(docs) >= 2:
-            group = int(docs[0])
-            for d in docs.tolist():
-                yield d, group
-
-
-def _bucket_docs(blobs, fold_exact: bool = False) -> Iterator[np.ndarray]:
-    """Band blobs of one partition -> the distinct doc keys of each bucket (band hash) with >= 2 of them.
-
-    With ``fold_exact``, the documents of a bucket that share a text digest count once, as their smallest doc
-    key: exact duplicates share every band, so that key is the same in every bucket, and it is the group key
-    ``_exact_groups`` gives them (the group is put back after the components, see ``_unfold_exact``).
-    Exact duplicates then cost the component search nothing, however many there are.
-    """
-    records = np.sort(unpack(blobs, BAND_DTYPE), order=["h", "doc"])
-    for s, e in runs(records["h"]):
-        run = records[s:e]
-        if fold_exact:
-            _, first = np.unique(run[["d1", "d2"]], return_index=True)  # sorted by doc: first = smallest
-            run = run[first]
-        docs = np.unique(run["doc"])
-        if len(docs) >= 2:
-            yield docs
+def _bucket_docs(blobs, fold_exact: bool = False):
+    """Band blobs of one partition -> the distinct doc keys of each bucket with >= 2 of them
+    (``dedup.bucket_docs``; with ``fold_exact`` a group of exact duplicates counts once, see ``_unfold_exact``)."""
+    return bucket_docs(unpack(resolve_blobs(blobs), BAND_DTYPE), fold_exact)
 
 
 def _star_edges(kv, fold_exact: bool = False):
@@ -301,56 +274,13 @@ class ConnectedComponents(beam.PTransform):
 # ---------------------------------------------------------------------------------------------- decisions
 
 
-class Member(NamedTuple):
-    """A group member with what the survivor rule needs."""
-
-    priority: int
-    n_chars: int
-    id: str
-    digest: int
-    location: str
-    doc: int
-    exact_loser: bool
-
-    def order(self, prefer_longer: bool) -> tuple:
-        """``pipelines.dedup.survivor_key``'s total order: kind priority, (near) longer, id, text, location."""
-        return (self.priority, -self.n_chars if prefer_longer else 0, self.id, self.digest, self.location, self.doc)
-
-
-def _attach_meta(kv):
-    """(partition, {"meta": blobs, "members": (doc key, group), "losers": doc keys}) -> (group, Member)."""
-    _, groups = kv
-    members = list(groups["members"])
-    if not members:
-        return
-    records, ids, locations = unpack_meta(groups["meta"])
-    losers = set(groups["losers"]) if "losers" in groups else set()
-    docs = records["doc"]
-    for doc, group in members:
-        i = int(np.searchsorted(docs, doc))
-        if i >= len(docs) or int(docs[i]) != doc:
-            raise RuntimeError(f"dedup: no metadata for doc key {doc} (a dedup record without its meta record)")
-        r = records[i]
-        yield group, Member(
-            int(r["priority"]), int(r["n_chars"]), ids[i], int(r["digest"]), locations[i], doc, doc in losers
-        )
-
-
-def _exact_losers(kv):
-    """(group, members) -> (doc key, "exact_duplicate") for all but the survivor (kind priority, id, location)."""
-    _, members = kv
-    ordered = sorted(set(members), key=lambda m: m.order(prefer_longer=False))
-    for m in ordered[1:]:
-        yield m.doc, "exact_duplicate"
-
-
 def _near_outcome(kv, output: str):
     """(component root, members) -> with ``output`` "drops", (doc key, "near_duplicate") for every member but
     the survivor (kind priority, longer text, smaller id, text, location); with "clusters", a cluster row per
     member. Exact-duplicate losers are left out: their survivor has the same bands, so it is in the same
     component."""
     _, members = kv
-    alive = sorted({m for m in members if not m.exact_loser}, key=lambda m: m.order(prefer_longer=True))
+    alive = ranked((m for m in members if not m.exact_loser), prefer_longer=True)
     if len(alive) < 2:
         return
     if output == "drops":
@@ -360,19 +290,6 @@ def _near_outcome(kv, output: str):
         cluster_id = min(m.id for m in alive)
         for m in alive:
             yield {"doc_id": m.id, "cluster_id": cluster_id, "cluster_size": len(alive)}
-
-
-def _survivors(kv, decide):
-    """(group, members) -> (doc key, survivor id) for each loser ``decide`` (``_exact_losers`` or the near
-    drops) picks: the survivor is the one member it left (kept documents' ids, for ``keep_dropped``)."""
-    group, members = kv
-    members = list(members)
-    losers = {doc for doc, _ in decide((group, members))}
-    remaining = {m.doc: m.id for m in members if m.doc not in losers and not m.exact_loser}
-    if losers and len(remaining) == 1:
-        survivor = next(iter(remaining.values()))
-        for doc in sorted(losers):
-            yield doc, survivor
 
 
 def _unfold_exact(kv):
@@ -394,47 +311,6 @@ def _component_members(kv):
     yield root, root
     for m in set(members):
         yield m, root
-
-
-class _WithMeta(beam.PTransform):
-    """(doc key, group) memberships [+ exact losers] -> (group, [Member]) grouped, joined to the meta records
-    by partition (``doc key % num_parts``, as :class:`pipelines.dedup.DedupKeyBuffer` partitions them)."""
-
-    def __init__(self, meta, num_parts: int, losers=None):
-        super().__init__()
-        self.meta, self.num_parts, self.losers = meta, num_parts, losers
-
-    def expand(self, members):
-        n = self.num_parts
-        inputs = {"meta": self.meta, "members": members | "ByPartition" >> beam.Map(lambda m: (shard_of_key(m[0], n), m))}
-        if self.losers is not None:
-            inputs["losers"] = self.losers | "LosersByPartition" >> beam.Map(lambda d: (shard_of_key(d[0], n), d[0]))
-        return (
-            inputs
-            | "JoinMeta" >> beam.CoGroupByKey()
-            | "AttachMeta" >> beam.FlatMap(_attach_meta)
-            | "GroupMembers" >> beam.GroupByKey()
-        )
-
-
-class ExactDecisions(NamedTuple):
-    drops: beam.PCollection  # (doc key, "exact_duplicate")
-    groups: beam.PCollection  # (doc key, group key) for every member of a group of >= 2
-    survivors: beam.PCollection | None = None  # (doc key, survivor id) for every loser
-
-
-class ExactDedupKeys(beam.PTransform):
-    """{"exact": exact blobs, "meta": meta blobs} -> :class:`ExactDecisions`."""
-
-    def __init__(self, num_parts: int):
-        super().__init__()
-        self.num_parts = num_parts
-
-    def expand(self, inputs):
-        groups = inputs["exact"] | "GroupDigests" >> beam.GroupByKey() | "Groups" >> beam.FlatMap(_exact_groups)
-        grouped = groups | "WithMeta" >> _WithMeta(inputs["meta"], self.num_parts)
-        drops = grouped | "Losers" >> beam.FlatMap(_exact_losers)
-        return ExactDecisions(drops, groups, grouped | "Survivors" >> beam.FlatMap(_survivors, decide=_exact_losers))
 
 
 class NearDecisions(NamedTuple):
@@ -490,99 +366,10 @@ class NearDedupKeys(beam.PTransform):
                 | "JoinExactGroups" >> beam.CoGroupByKey()
                 | "UnfoldExact" >> beam.FlatMap(_unfold_exact)
             )
-        grouped = members | "WithMeta" >> _WithMeta(inputs["meta"], self.num_parts, inputs.get("exact_drops"))
+        grouped = members | "WithMeta" >> WithMeta(inputs["meta"], self.num_parts, inputs.get("exact_drops"))
         # two single-output steps (Beam's Dask runner mixes up tagged outputs)
         return NearDecisions(
             grouped | "Drops" >> beam.FlatMap(_near_outcome, output="drops"),
             grouped | "Clusters" >> beam.FlatMap(_near_outcome, output="clusters"),
-            grouped | "Survivors" >> beam.FlatMap(_survivors, decide=functools.partial(_near_outcome, output="drops")),
-        )
-
-
-# ---------------------------------------------------------------------------------------------- on documents
-
-
-class _DocKeysFn(beam.DoFn):
-    def __init__(self, config: NearDedupConfig, num_parts: int):
-        self.config, self.num_parts = config, num_parts
-
-    def setup(self):
-        self.buffer = DedupKeyBuffer(False, self.config, self.num_parts)
-
-    def process(self, doc):
-        self.buffer.add(doc["id"], doc["source_kind"], doc["text"], location=doc.get("location") or "")
-        yield from self.buffer.flush()
-
-
-class _TextsOfDocs(beam.PTransform):
-    """doc keys -> (doc key, text), joined to a PCollection of (doc key, doc)."""
-
-    def __init__(self, docs_by_key):
-        super().__init__()
-        self.docs_by_key = docs_by_key
-
-    def expand(self, keys):
-        def texts(kv):
-            key, groups = kv
-            if list(groups["want"]):
-                for d in list(groups["doc"])[:1]:
-                    yield key, d["text"]
-
-        return (
-            {"want": keys | "Want" >> beam.Map(lambda k: (k, None)), "doc": self.docs_by_key}
-            | "JoinDocs" >> beam.CoGroupByKey()
-            | "PickTexts" >> beam.FlatMap(texts)
-        )
-
-
-def _route(kv, output: str):
-    """(doc key, {doc, drop}) -> the docs if ``output`` is "kept" and there is no drop, if "dropped" and there is."""
-    _, groups = kv
-    dropped = bool(list(groups["drop"]))
-    if dropped == (output == "dropped"):
-        yield from groups["doc"]
-
-
-class NearDedupOutputs(NamedTuple):
-    """What :class:`NearDedup` returns: ``.kept``, ``.dropped``, ``.clusters`` (also ``outputs["kept"]``)."""
-
-    kept: beam.PCollection
-    dropped: beam.PCollection
-    clusters: beam.PCollection
-
-    def __getitem__(self, key):
-        return getattr(self, key) if isinstance(key, str) else tuple.__getitem__(self, key)
-
-
-class NearDedup(beam.PTransform):
-    """docs -> outputs ``.kept``, ``.dropped`` (reason ``near_duplicate``) and ``.clusters``
-    (``{"doc_id", "cluster_id", "cluster_size"}`` for every doc in a cluster of size >= 2).
-
-    The same decisions as the clean job's step 5, on a PCollection of docs (``id`` unique, ``source_kind``,
-    ``text``; other columns pass through). The clean job itself never shuffles documents: it spills them and
-    runs :class:`NearDedupKeys` on their keys.
-    """
-
-    def __init__(self, config: NearDedupConfig | None = None, num_parts: int = 4):
-        super().__init__()
-        self.config = config or NearDedupConfig()
-        self.num_parts = num_parts
-
-    def expand(self, docs):
-        c = self.config
-        if not c.near:
-            p = docs.pipeline
-            return NearDedupOutputs(
-                docs | "NearDedupOff" >> beam.Map(lambda d: d),
-                p | "NoDropped" >> beam.Create([]),
-                p | "NoClusters" >> beam.Create([]),
-            )
-        keys = split_by_tag(docs | "Keys" >> beam.ParDo(_DocKeysFn(c, self.num_parts)), ("band", "meta"), "Keys")
-        by_key = docs | "DocByKey" >> beam.Map(lambda d: (doc_key(d["id"]), d))
-        near = keys | "Decide" >> NearDedupKeys(c, self.num_parts, _TextsOfDocs(by_key) if c.verify else None)
-        joined = {"doc": by_key, "drop": near.drops} | "JoinDrops" >> beam.CoGroupByKey()
-        return NearDedupOutputs(
-            joined | "RouteKept" >> beam.FlatMap(_route, output="kept"),
-            joined | "RouteDropped" >> beam.FlatMap(_route, output="dropped"),
-            near.clusters,
+            grouped | "Survivors" >> beam.FlatMap(survivor_ids, decide=functools.partial(_near_outcome, output="drops")),
         )

@@ -8,12 +8,15 @@ documents' dedup keys. The shard writer then reads its shard's batches, drops wh
 ids unique (:func:`resolve_id_collisions`), sorts by id and writes the shard. Memory is bounded by one
 shard, not by the corpus.
 
-A spilled row carries its doc key (``KEY_COLUMN``, see ``pipelines.dedup``): dedup decides on doc keys,
+A spilled row carries its doc key (``KEY_COLUMN``, see ``pipelines.doc_keys``): dedup decides on doc keys,
 which name a record by where it came from, so two records that share an id are never mistaken for one.
 
 Spill files live under ``OUT/_spill/`` (any Beam filesystem: local, gs://, s3://) and are removed when the
 job ends. A retried bundle writes a new spill file under a new name; only the locations of the attempt
 that succeeded reach the writer, so the orphan is never read.
+
+Everything spilled is read back here: documents by ``(path, batch index)`` (:func:`read_spilled`), packed
+dedup keys by ``(path, offset, length)`` (:func:`read_blobs`, :func:`resolve_blobs`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import beamio
-from pipelines.dedup import SOURCE_PRIORITY, doc_key, id_base, shard_of_key
+from pipelines.dedup import kind_priority
+from pipelines.doc_keys import doc_key, id_base, shard_of_key
 
 SPILL_DIR = "_spill"
 KEY_COLUMN = "_key"
@@ -134,6 +138,19 @@ def read_blobs(locations: Iterable[tuple[str, int, int]]) -> list[bytes]:
     return out
 
 
+def resolve_blobs(blobs) -> list[bytes]:
+    """Blobs as given in-line (bytes) or by their spill location ``(path, offset, length)`` -> bytes, in order.
+
+    The dedup steps take either: the clean job spills its packed keys (``BlobSpill``) so that its shuffles
+    move locations, a PCollection of documents passes them in-line."""
+    blobs = list(blobs)
+    located = [b for b in blobs if not isinstance(b, (bytes, bytearray))]
+    if not located:
+        return blobs
+    loaded = iter(read_blobs(located))
+    return [b if isinstance(b, (bytes, bytearray)) else next(loaded) for b in blobs]
+
+
 def read_spilled(locations: Iterable[tuple[str, int]], schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
     """The batches at ``locations`` as one table, in (path, batch) order; each file is opened once."""
     by_path: dict[str, list[int]] = defaultdict(list)
@@ -182,7 +199,7 @@ def resolve_id_collisions(table: pa.Table) -> tuple[pa.Table, list[dict], list[t
     an earlier one's is dropped (``dropped``: (source kind, "exact_duplicate"); only possible with exact
     dedup off); every other later row gets ``BASE~K`` (BASE: ``id_base(id)``, K >= 2 the smallest number not
     taken in the shard; ``renamed``: ``{"id", "original_id", "location", "source_kind"}``). Every id with the
-    same base lives in this shard (``beamio.shard_of``), so no other shard can hold the new id.
+    same base lives in this shard (``doc_keys.shard_of``), so no other shard can hold the new id.
     """
     ids = table.column("id").to_pylist()
     shared = {i for i, n in Counter(ids).items() if n > 1}
@@ -204,7 +221,7 @@ def resolve_id_collisions(table: pa.Table) -> tuple[pa.Table, list[dict], list[t
     for doc_id in sorted(groups):
         rows = sorted(
             groups[doc_id],
-            key=lambda r: (SOURCE_PRIORITY.get(kinds[r], len(SOURCE_PRIORITY)), texts[r], locations[r], keys[r]),
+            key=lambda r: (kind_priority(kinds[r]), texts[r], locations[r], keys[r]),
         )
         kept_texts = {texts[rows[0]]}
         base, k = id_base(doc_id), 2

@@ -13,7 +13,7 @@ import pytest
 from knowmix.cli import main as knowmix
 from knowmix.demo import demo_job_toml, fixture
 from knowmix.manifest import ContractError, open_shard_dir, read_arrow
-from pipelines.beamio import shard_of
+from pipelines.doc_keys import shard_of
 from pipelines.clean import DOCS_SCHEMA
 from pipelines.minhash import text_jaccard
 
@@ -268,7 +268,7 @@ def _near_dup_sources(tmp_path, copy_key_smaller: bool):
     """encyclopedia: the original; web: its exact copy, a one-character edit of it, an unrelated text.
     The copy's id is chosen so its doc key is smaller (or larger) than the original's: near dedup sees a group
     of exact duplicates as its smallest doc key, which must work whether or not that is the exact survivor."""
-    from pipelines.dedup import doc_key
+    from pipelines.doc_keys import doc_key
 
     contexts = json.load(open(fixture("encyclopedia_cmrc2018_trial.json"), encoding="utf-8"))
     original, other = contexts[1]["context_text"], contexts[2]["context_text"]

@@ -16,7 +16,8 @@ from knowmix.errors import UserError
 from pipelines.beamio import pipeline_options
 from pipelines.minhash import MinHasher, band_keys, optimal_params, text_jaccard
 from pipelines.dedup import survivor_key
-from pipelines.neardup import ConnectedComponents, NearDedup, NearDedupConfig
+from pipelines.neardup import ConnectedComponents, NearDedupConfig
+from tests.pipelines.neardup_reference import NearDedup
 
 FIXTURES = Path(__file__).resolve().parents[2] / "corpora" / "fixtures"
 SMALL = dict(max_rounds=6)  # small graphs converge in 2-3 rounds; each unrolled round is an extra stage
@@ -406,9 +407,14 @@ def test_dask_runner_gives_the_same_result(planted, planted_result, tmp_path):
 
 
 def test_doc_keys_find_the_shard_of_their_id():
-    from pipelines.beamio import shard_of
-    from pipelines.dedup import doc_key, record_key, shard_of_key
+    import numpy as np
 
+    from pipelines.doc_keys import doc_key, partitions_of_keys, record_key, shard_of, shard_of_key
+
+    keys = np.array([doc_key(f"doc-{i}") for i in range(300)], dtype=np.int64)
+    for n in (1, 3, 7, 64):  # the vectorised partitions (signed keys and unsigned hashes) agree with the scalar one
+        assert partitions_of_keys(keys, n).tolist() == [(int(k) + (1 << 64)) % (1 << 64) % n for k in keys]
+        assert partitions_of_keys(keys.view(np.uint64), n).tolist() == partitions_of_keys(keys, n).tolist()
     for i in range(300):
         for n in (1, 3, 7, 64):
             assert shard_of_key(doc_key(f"doc-{i}"), n) == shard_of(f"doc-{i}", n)
@@ -423,7 +429,8 @@ def test_doc_keys_find_the_shard_of_their_id():
 def test_key_buffer_packs_every_document_once_in_its_partition():
     import numpy as np
 
-    from pipelines.dedup import BAND_DTYPE, EXACT_DTYPE, DedupKeyBuffer, doc_key, shard_of_key, unpack, unpack_meta
+    from pipelines.dedup import BAND_DTYPE, EXACT_DTYPE, DedupKeyBuffer, unpack, unpack_meta
+    from pipelines.doc_keys import doc_key, shard_of_key
 
     texts = news_lines()[:50]
     buffer = DedupKeyBuffer(exact=True, near=NearDedupConfig(), num_parts=3)

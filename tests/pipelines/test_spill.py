@@ -5,9 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipelines.beamio import shard_of
-from pipelines.dedup import resolve
-from pipelines.spill import BlobSpill, SpillWriter, read_blobs, read_spilled
+from pipelines.doc_keys import shard_of
+from pipelines.spill import BlobSpill, SpillWriter, read_blobs, read_spilled, resolve_blobs
 
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string())])
 
@@ -41,7 +40,7 @@ def test_blobs_come_back_in_the_order_asked_and_in_line_blobs_pass_through(tmp_p
     spill.close()
     order = list(reversed(range(20)))
     assert read_blobs([locations[i] for i in order]) == [blobs[i] for i in order]
-    assert resolve([b"inline", locations[3], b"", locations[0]]) == [b"inline", blobs[3], b"", blobs[0]]
+    assert resolve_blobs([b"inline", locations[3], b"", locations[0]]) == [b"inline", blobs[3], b"", blobs[0]]
 
 
 def test_a_truncated_key_file_is_an_error_not_silent_loss(tmp_path):
