@@ -34,6 +34,7 @@ from corpora.document import RAW_LIMIT, Document
 from corpora.readers import ByteRange, ReadStats, count_line_starts, plan_ranges, read_path, read_range, splittable_format
 from corpora.sources import DEFAULT_SPLIT_BYTES, check_split_bytes, expand_paths, format_of, relative_name
 from knowmix.errors import UserError
+from knowmix.schemas import CLUSTER_SCHEMA, DOCS_SCHEMA
 from pipelines import beamio, progress
 from pipelines.clean_config import CleanConfig, load_config, steps_for
 from pipelines.dedup import DedupKeyBuffer, record_key
@@ -45,22 +46,6 @@ from pipelines.spill import (
     spill_schema,
 )
 
-DOCS_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("source_kind", pa.string()),
-        ("location", pa.string()),
-        ("url", pa.string()),
-        ("title", pa.string()),
-        ("text", pa.string()),
-        ("lang", pa.string()),
-        ("lang_score", pa.float32()),
-        ("n_chars", pa.int32()),
-        ("script", pa.string()),  # the text's script as read: simplified | traditional | mixed | none
-        ("quality_score", pa.float32()),  # P(good) from the [quality] model; null where it did not run
-    ]
-)
-CLUSTER_SCHEMA = pa.schema([("doc_id", pa.string()), ("cluster_id", pa.string()), ("cluster_size", pa.int32())])
 CLUSTERS_DIR = "clusters"
 
 

@@ -48,7 +48,6 @@ from kg.index import EntityIndex, TypeRules
 from kg.index_file import build_index_file, open_index, read_header
 from kg.link import COMMON_WORD_MAX_FREQ, COMMON_WORD_MIN_FREQ, SEGMENTERS, CommonWords, Linker, Mention, split_sentences
 from kg.samples import (
-    KNOWLEDGE_SCHEMA,
     NA,
     PENDING_NA,
     TASKS,
@@ -63,6 +62,7 @@ from kg.samples import (
 from knowmix import fileio
 from knowmix.errors import UserError
 from knowmix.manifest import ContractError, open_shard_dir
+from knowmix.schemas import KNOWLEDGE_SCHEMA
 from pipelines import progress
 from pipelines.beamio import (
     ReadShardRows,

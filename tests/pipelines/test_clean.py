@@ -14,7 +14,7 @@ from knowmix.cli import main as knowmix
 from knowmix.demo import demo_job_toml, fixture
 from knowmix.manifest import ContractError, open_shard_dir, read_arrow
 from pipelines.beamio import shard_of
-from pipelines.clean import DOCS_SCHEMA
+from knowmix.schemas import DOCS_SCHEMA
 from pipelines.minhash import text_jaccard
 
 

@@ -417,7 +417,7 @@ def test_consumers_accept_the_knowledge_schema_kg_samples_writes():
     knows (before: tokenize refused every kg-samples output, "the schema column 'head' is struct<...>")."""
     import pyarrow as pa
 
-    from kg.samples import KNOWLEDGE_SCHEMA as written
+    from knowmix.schemas import KNOWLEDGE_SCHEMA as written
     from knowmix.manifest import schema_mismatch, schema_to_json
 
     assert schema_mismatch("knowledge", schema_to_json(written)) is None
