@@ -356,13 +356,10 @@ def prepare_index(index_path: str | None, kg_paths: list[str], entity_paths: lis
     if "://" in out_dir:  # built locally, then put beside the output where the workers can read it
         import tempfile
 
-        from knowmix import fileio
-
         with tempfile.TemporaryDirectory(prefix="knowmix-kgindex-") as tmp:
             local = build_index_file(kg_paths, entity_paths, tmp, min_name_chars, type_rules)
             remote = fileio.join(out_dir, "_spill", os.path.basename(local))
-            with open(local, "rb") as fh:
-                fileio.write_bytes(remote, fh.read())
+            fileio.copy_file(local, remote)
         return remote
     spill = os.path.join(out_dir, "_spill")
     os.makedirs(spill, exist_ok=True)

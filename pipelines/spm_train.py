@@ -217,10 +217,7 @@ def spm_train_main(argv: list[str]) -> int:
             train(sample_path, temp_prefix, args.vocab_size, args.model_type, args.character_coverage,
                   args.num_threads, shown_as=args.output)
         for ext in (".vocab", ".model"):  # .model last: it is what `tokenize --tokenizer spm:` reads
-            if fileio.is_remote(args.output):
-                fileio.write_bytes(f"{args.output}{ext}", fileio.read_bytes(f"{temp_prefix}{ext}"))
-            else:
-                os.replace(f"{temp_prefix}{ext}", f"{args.output}{ext}")
+            fileio.copy_file(f"{temp_prefix}{ext}", f"{args.output}{ext}")
     finally:
         for path in (sample_path, f"{temp_prefix}.vocab", f"{temp_prefix}.model"):
             if os.path.exists(path):
