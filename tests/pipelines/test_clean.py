@@ -311,7 +311,8 @@ def test_exact_and_near_duplicates_together(tmp_path, verify, copy_key_smaller):
 
 
 def test_auto_num_shards_grows_with_the_input(tmp_path):
-    from pipelines.clean import SHARD_TARGET_BYTES, resolve_num_shards
+    from knowmix.sharding import SHARD_TARGET_BYTES
+    from pipelines.clean import resolve_num_shards
     from pipelines.clean_config import load_config
 
     small, big = tmp_path / "small.jsonl", tmp_path / "big.jsonl"

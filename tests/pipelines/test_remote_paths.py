@@ -391,7 +391,7 @@ def test_readme_dataflow_lines_parse_and_build_their_dataflow_graphs_offline(sto
     config = clean.load_config(args.config, args.source, args.output, {})
     assert config.output_dir == "gs://my-bucket/out/docs"
     p = dry_run(beam_args, "clean")
-    clean.build_pipeline(p, config, ["knowmix", "clean"])
+    clean.build(p, clean.resolve(config, beam_args, ["knowmix", "clean"]))
     assert {"ReadAndClean", "WriteDocs", "Manifest"} <= steps(p)
 
     args, beam_args = kg_samples.parse_args(offline(commands["kg-samples"]))
