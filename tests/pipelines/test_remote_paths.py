@@ -401,8 +401,8 @@ def test_readme_dataflow_lines_parse_and_build_their_dataflow_graphs_offline(sto
 
     index = kg_samples.prepare_index(None, args.kg, args.entities, f"{PREFIX}my-bucket/out/knowledge", 2, TypeRules())
     assert index.startswith(f"{PREFIX}my-bucket/out/knowledge/_spill/kgindex-")
-    kg_samples.build(p, docs_dir=args.docs, kg_paths=args.kg, entity_paths=args.entities, out_dir=args.output,
-                     num_shards=1, index_path=index)
+    kg_samples.build(p, kg_samples.KgSamplesJob(docs_dir=args.docs, kg_paths=args.kg, entity_paths=args.entities,
+                                                out_dir=args.output, num_shards=1, index_path=index))
     assert args.kg == [f"{PREFIX}my-bucket/kg/triples.tsv.gz"], args.kg
     assert {"ReadDocs", "Link", "WriteShards", "WriteManifest"} <= steps(p)
 
