@@ -404,7 +404,7 @@ def test_readme_dataflow_lines_parse_and_build_their_dataflow_graphs_offline(sto
     kg_samples.build(p, kg_samples.KgSamplesJob(docs_dir=args.docs, kg_paths=args.kg, entity_paths=args.entities,
                                                 out_dir=args.output, num_shards=1, index_path=index))
     assert args.kg == [f"{PREFIX}my-bucket/kg/triples.tsv.gz"], args.kg
-    assert {"ReadDocs", "Link", "WriteShards", "WriteManifest"} <= steps(p)
+    assert {"ReadDocs", "LinkSentences/Link", "DownsampleNa", "WriteShards", "WriteManifest"} <= steps(p)
 
     args, beam_args = tokenize.parse_args(commands["tokenize"])
     assert args.tokenizer == "spm:gs://my-bucket/tok/spm.model" and "DataflowRunner" in beam_args
