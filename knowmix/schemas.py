@@ -35,6 +35,11 @@ DOCS_SCHEMA = pa.schema([
     ("quality_score", pa.float32()),  # P(good) from the [quality] model; null where it did not run
 ])
 
+#: OUT/dropped/ of ``knowmix clean`` with ``keep_dropped``: a docs row and why it was dropped (``survivor_id``: the
+#: kept duplicate; null for rule drops)
+DROPPED_COLUMNS = [("reason", pa.string()), ("survivor_id", pa.string())]
+DROPPED_SCHEMA = pa.schema([*DOCS_SCHEMA, *DROPPED_COLUMNS])
+
 #: OUT/clusters/ of ``knowmix clean --cluster-table``: each near-duplicate document's cluster
 CLUSTER_SCHEMA = pa.schema([("doc_id", pa.string()), ("cluster_id", pa.string()), ("cluster_size", pa.int32())])
 

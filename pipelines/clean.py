@@ -38,7 +38,7 @@ from corpora.document import RAW_LIMIT, Document
 from corpora.readers import ByteRange, ReadStats, count_line_starts, plan_ranges, read_path, read_range, splittable_format
 from corpora.sources import DEFAULT_SPLIT_BYTES, check_split_bytes, expand_paths, relative_name
 from knowmix.errors import UserError
-from knowmix.schemas import CLUSTER_SCHEMA, DOCS_SCHEMA
+from knowmix.schemas import CLUSTER_SCHEMA, DEAD_LETTER_FIELDS, DOCS_SCHEMA
 from knowmix.sharding import auto_num_shards, text_bytes
 from pipelines import beamio, progress
 from pipelines.clean_config import CleanConfig, load_config
@@ -159,7 +159,7 @@ class ReadAndClean(beam.DoFn):
     @staticmethod
     def dead_row(kind: str, location: str, reason: str, raw: Any) -> dict:
         raw = printable(raw if isinstance(raw, str) else str(raw or ""))[:RAW_LIMIT]
-        return {"source": kind, "location": printable(location), "reason": reason, "raw": raw, "source_kind": kind}
+        return {**dict(zip(DEAD_LETTER_FIELDS, (kind, printable(location), reason, raw))), "source_kind": kind}
 
     def clean(self, rows: list[dict]):
         """Steps 1-3 on a chunk (then, with ``[quality]``, the kept rows' quality scores in one model call); if
