@@ -184,7 +184,8 @@ def _summary(m: dict) -> str:
             f" ({m['positives']} positive, {m['negatives']} negative)")
 
 
-def quality_train_main(argv: list[str]) -> int:
+def parse_args(argv: list[str]):
+    """``knowmix quality-train``'s flags, checked (a bad value: one-line UserError)."""
     from knowmix.args import Parser
 
     ap = Parser("knowmix quality-train", "Train a fastText quality classifier.")
@@ -211,6 +212,11 @@ def quality_train_main(argv: list[str]) -> int:
             raise UserError(f"--{name} must be positive")
     if not 0.0 <= args.valid_fraction < 1.0:
         raise UserError("--valid-fraction must be in [0, 1)")
+    return args
+
+
+def quality_train_main(argv: list[str]) -> int:
+    args = parse_args(argv)
     positive = gather(args.positive, args.positive_file, "positive")
     negative = gather(args.negative, args.negative_file, "negative")
     record = train(
