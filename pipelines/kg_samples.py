@@ -319,7 +319,7 @@ def resolve_fate(kv):
         yield {t: ((None if kept else "na_sampled_out") if r == PENDING_NA else r) for t, r in outcomes.items()}
 
 
-# ---------------------------------------------------------------------------------------------- the job
+# ---------------------------------------------------------------------------------------------- KG triples, index, manifest
 
 
 class ReadTriplesFn(beam.DoFn):
@@ -408,6 +408,73 @@ def make_finalize(tasks, na_ratio: float):
         return manifest
 
     return finalize
+
+
+# ---------------------------------------------------------------------------------------------- the job
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    from knowmix.args import Parser
+    from pipelines.beamio import check_beam_args
+
+    ap = Parser("knowmix kg-samples", __doc__, beam=True, progress=True)
+    ap.add_argument("--kg", action="append", required=True, help="KG file (.tsv, .jsonl, .nt, .nt.gz); repeatable")
+    ap.add_argument("--entities", action="append", default=[], help="entities TSV (name, type, aliases); repeatable")
+    ap.add_argument("--docs", required=True, help="a docs shard directory (knowmix clean output)")
+    ap.add_argument("--output", required=True, help="output directory for knowledge shards")
+    ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ",".join(TASKS))
+    ap.add_argument("--na-ratio", type=float, default=0.5, help="most NA samples may be this share of relation samples")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the NA down-sampling and the substitution choices")
+    ap.add_argument("--num-shards", type=int, default=0, help="output shards (0: ~64 MB of docs text per shard)")
+    ap.add_argument("--segmenter", choices=SEGMENTERS, default="rjieba", help="word-boundary check for mentions")
+    ap.add_argument("--min-name-chars", type=int, default=2, help="shortest name/alias that is linked")
+    ap.add_argument("--max-sentence-chars", type=int, default=512, help="longer sentences are dropped (too_long)")
+    ap.add_argument("--substitution-probability", type=float, default=0.5,
+                    help="chance that a linked mention is replaced by a same-type entity (substitution task)")
+    add_quality_args(ap)
+    add_index_args(ap)
+    args, beam_args = ap.parse_known_args(argv)
+    check_beam_args(beam_args, "kg-samples")
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        raise UserError(f"--tasks: unknown task(s) {', '.join(unknown) or '(none given)'}; expected {','.join(TASKS)}")
+    if not 0.0 <= args.na_ratio <= 1.0:
+        raise UserError(f"--na-ratio: {args.na_ratio} is not between 0 and 1")
+    if not 0.0 <= args.substitution_probability <= 1.0:
+        raise UserError(f"--substitution-probability: {args.substitution_probability} is not between 0 and 1")
+    for path in args.kg + args.entities:
+        if not fileio.is_file(path):  # local or any Beam filesystem (gs://, s3://, ...)
+            raise UserError(f"{path}: no such file")
+    return args, beam_args
+
+
+def add_quality_args(ap: argparse.ArgumentParser) -> None:
+    """Linking precision and type hygiene (kg.link.CommonWords, kg.index.TypeRules): one block of flags."""
+    g = ap.add_argument_group("linking precision and type inference")
+    g.add_argument("--allow-common-aliases", action="store_true",
+                   help="link common words (合作, 平安) without corroboration, as before")
+    g.add_argument("--common-word-min-freq", type=int, default=COMMON_WORD_MIN_FREQ,
+                   help="a non-proper-noun word of jieba's dictionary is common from this frequency on")
+    g.add_argument("--common-word-max-freq", type=int, default=COMMON_WORD_MAX_FREQ,
+                   help="an alias more frequent than this in jieba's dictionary is common even as a proper noun (0: off)")
+    g.add_argument("--type-min-support", type=int, default=TypeRules.min_support,
+                   help="typed entities a relation role needs before an untyped entity in it takes their type")
+    g.add_argument("--type-min-share", type=float, default=TypeRules.min_share,
+                   help="... and the share of all the role's entities they must exceed")
+
+
+def add_index_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--kg-index", default=None,
+                    help="an index file of the same --kg/--entities (knowmix kg-index); without it one is built "
+                         "before the job starts")
+
+
+def quality_options(args: argparse.Namespace) -> dict:
+    """build() keywords from the flags of add_quality_args."""
+    return {"common": CommonWordPolicy(args.allow_common_aliases, args.common_word_min_freq,
+                                       args.common_word_max_freq or None),
+            "type_rules": TypeRules(args.type_min_support, args.type_min_share)}
 
 
 @dataclass(frozen=True)
@@ -643,79 +710,6 @@ def run(job: KgSamplesJob, quiet: bool = False) -> dict:
         fileio.delete_under(fileio.join(job.out_dir, "_spill"))
     progress.record_counters(p.result)
     return read_manifest(job.out_dir)
-
-
-# ---------------------------------------------------------------------------------------------- CLI
-
-
-def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    from knowmix.args import Parser
-    from pipelines.beamio import check_beam_args
-
-    ap = Parser("knowmix kg-samples", __doc__, beam=True, progress=True)
-    ap.add_argument("--kg", action="append", required=True, help="KG file (.tsv, .jsonl, .nt, .nt.gz); repeatable")
-    ap.add_argument("--entities", action="append", default=[], help="entities TSV (name, type, aliases); repeatable")
-    ap.add_argument("--docs", required=True, help="a docs shard directory (knowmix clean output)")
-    ap.add_argument("--output", required=True, help="output directory for knowledge shards")
-    ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of " + ",".join(TASKS))
-    ap.add_argument("--na-ratio", type=float, default=0.5, help="most NA samples may be this share of relation samples")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the NA down-sampling and the substitution choices")
-    ap.add_argument("--num-shards", type=int, default=0, help="output shards (0: ~64 MB of docs text per shard)")
-    ap.add_argument("--segmenter", choices=SEGMENTERS, default="rjieba", help="word-boundary check for mentions")
-    ap.add_argument("--min-name-chars", type=int, default=2, help="shortest name/alias that is linked")
-    ap.add_argument("--max-sentence-chars", type=int, default=512, help="longer sentences are dropped (too_long)")
-    ap.add_argument("--substitution-probability", type=float, default=0.5,
-                    help="chance that a linked mention is replaced by a same-type entity (substitution task)")
-    add_quality_args(ap)
-    add_index_args(ap)
-    args, beam_args = ap.parse_known_args(argv)
-    check_beam_args(beam_args, "kg-samples")
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    unknown = [t for t in tasks if t not in TASKS]
-    if unknown or not tasks:
-        raise UserError(f"--tasks: unknown task(s) {', '.join(unknown) or '(none given)'}; expected {','.join(TASKS)}")
-    if not 0.0 <= args.na_ratio <= 1.0:
-        raise UserError(f"--na-ratio: {args.na_ratio} is not between 0 and 1")
-    if not 0.0 <= args.substitution_probability <= 1.0:
-        raise UserError(f"--substitution-probability: {args.substitution_probability} is not between 0 and 1")
-    for path in args.kg + args.entities:
-        if not fileio.is_file(path):  # local or any Beam filesystem (gs://, s3://, ...)
-            raise UserError(f"{path}: no such file")
-    return args, beam_args
-
-
-def add_quality_args(ap: argparse.ArgumentParser) -> None:
-    """Linking precision and type hygiene (kg.link.CommonWords, kg.index.TypeRules): one block of flags."""
-    g = ap.add_argument_group("linking precision and type inference")
-    g.add_argument("--allow-common-aliases", action="store_true",
-                   help="link common words (合作, 平安) without corroboration, as before")
-    g.add_argument("--common-word-min-freq", type=int, default=COMMON_WORD_MIN_FREQ,
-                   help="a non-proper-noun word of jieba's dictionary is common from this frequency on")
-    g.add_argument("--common-word-max-freq", type=int, default=COMMON_WORD_MAX_FREQ,
-                   help="an alias more frequent than this in jieba's dictionary is common even as a proper noun (0: off)")
-    g.add_argument("--type-min-support", type=int, default=TypeRules.min_support,
-                   help="typed entities a relation role needs before an untyped entity in it takes their type")
-    g.add_argument("--type-min-share", type=float, default=TypeRules.min_share,
-                   help="... and the share of all the role's entities they must exceed")
-
-
-def add_index_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--kg-index", default=None,
-                    help="an index file of the same --kg/--entities (knowmix kg-index); without it one is built "
-                         "before the job starts")
-
-
-def add_index_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--kg-index", default=None,
-                    help="an index file of the same --kg/--entities (knowmix kg-index); without it one is built "
-                         "before the job starts")
-
-
-def quality_options(args: argparse.Namespace) -> dict:
-    """build() keywords from the flags of add_quality_args."""
-    return {"common": CommonWordPolicy(args.allow_common_aliases, args.common_word_min_freq,
-                                       args.common_word_max_freq or None),
-            "type_rules": TypeRules(args.type_min_support, args.type_min_share)}
 
 
 def kg_samples_main(argv: list[str]) -> int:
