@@ -39,6 +39,7 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from kg.index import Entity, EntityIndex, KnowledgeGraph
+from knowmix import fileio
 
 MAGIC = b"KMXKGI1\n"
 SUFFIX = ".kgi"
@@ -155,19 +156,15 @@ def write_arrays(arrays: dict[str, np.ndarray], meta: dict, output: str) -> str:
         data_start = data_start2
         assert -(-(len(MAGIC) + 8 + len(header)) // ALIGN) * ALIGN == data_start
     path = os.path.join(output, f"kgindex-{key}{SUFFIX}") if os.path.isdir(output) else output
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-kgindex-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(MAGIC + struct.pack("<Q", len(header)) + header)
-            fh.write(b"\0" * (data_start - fh.tell()))
-            for name, arr in arrays.items():
-                fh.write(memoryview(arr).cast("B"))
-                fh.write(b"\0" * (-fh.tell() % ALIGN))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    def write(fh) -> None:
+        fh.write(MAGIC + struct.pack("<Q", len(header)) + header)
+        fh.write(b"\0" * (data_start - fh.tell()))
+        for arr in arrays.values():
+            fh.write(memoryview(arr).cast("B"))
+            fh.write(b"\0" * (-fh.tell() % ALIGN))
+
+    fileio.atomic_write(path, write)
     return path
 
 
@@ -202,15 +199,9 @@ def local_copy(path: str) -> str:
     """A local path for ``path``: remote files (gs://, s3://) are copied once per process into the temp dir."""
     if "://" not in path:
         return path
-    from apache_beam.io.filesystems import FileSystems
-
     local = os.path.join(tempfile.gettempdir(), "knowmix-" + os.path.basename(path))
     if not os.path.exists(local):
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(local))
-        with os.fdopen(fd, "wb") as out, FileSystems.open(path) as src:
-            while chunk := src.read(1 << 24):
-                out.write(chunk)
-        os.replace(tmp, local)
+        fileio.copy_file(path, local)
     return local
 
 

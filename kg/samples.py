@@ -1,4 +1,4 @@
-"""The three knowledge tasks as pure functions of a linked sentence (rows in the ``knowledge`` shard schema).
+"""The three knowledge tasks as pure functions of a linked sentence (rows of ``knowmix.schemas.KNOWLEDGE_SCHEMA``).
 
 Row ids are ``{sentence_id}:{task}:{k}`` with ``sentence_id = {doc_id}#{sentence index}``; every random choice
 comes from a generator seeded by ``(seed, sentence_id)``, so output does not depend on order or runner.
@@ -12,39 +12,12 @@ import hashlib
 import random
 from typing import Callable, Iterable, Mapping, Sequence
 
-import pyarrow as pa
-
 from kg.index import EntityIndex
 from knowmix.schemas import KNOWLEDGE_TASKS
 from kg.link import Mention
 
 NA = "NA"
 TASKS = KNOWLEDGE_TASKS
-
-# ``type_source``: where the entity's type came from (declared | role_majority | role_signature), for the audit view
-SPAN = pa.struct(
-    [("name", pa.string()), ("entity_id", pa.string()), ("type", pa.string()), ("start", pa.int32()), ("end", pa.int32()),
-     ("type_source", pa.string())]
-)
-MENTION = pa.struct(
-    [("start", pa.int32()), ("end", pa.int32()), ("original", pa.string()), ("replacement", pa.string()), ("type", pa.string()),
-     ("entity_id", pa.string()), ("type_source", pa.string()), ("replacement_id", pa.string()),
-     ("replacement_type", pa.string())]
-)
-TRIPLE = pa.struct([("head", pa.string()), ("relation", pa.string()), ("tail", pa.string())])
-KNOWLEDGE_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("task", pa.string()),
-        ("doc_id", pa.string()),
-        ("text", pa.string()),
-        ("head", SPAN),
-        ("tail", SPAN),
-        ("relations", pa.list_(pa.string())),
-        ("mentions", pa.list_(MENTION)),
-        ("triple", TRIPLE),
-    ]
-)
 
 RelationLookup = Callable[[str, str], Sequence[str]]
 

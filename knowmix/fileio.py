@@ -13,11 +13,12 @@ import os
 import posixpath
 import re
 import shutil
-import tempfile
 import uuid
-from typing import BinaryIO
+from typing import Any, BinaryIO, Callable, TypeVar
 
 from knowmix.errors import UserError
+
+T = TypeVar("T")
 
 _SCHEME = re.compile(r"^[a-zA-Z][-a-zA-Z0-9+.]*://")  # Beam's FileSystems.URI_SCHEMA_PATTERN
 
@@ -102,26 +103,70 @@ def list_names(directory: str) -> list[str]:
     return sorted(n for n in names if n and "/" not in n)
 
 
-def write_bytes(path: str, data: bytes) -> None:
-    """Write under a temporary name beside ``path``, then rename: readers never see half a file."""
+def atomic_write(path: str, write: Callable[[BinaryIO], T], opener: Callable[[str], Any] | None = None) -> T:
+    """Write ``path`` through ``write(file)`` under a temporary name beside it, then rename it into place: readers
+    never see half a file, and a write that fails leaves the previous file as it was (and no temporary file).
+
+    THE atomic write of the project: every file a stage or a tool writes whole goes through here.
+    ``opener(temporary path)`` opens the temporary file for writing and is used as a context manager; default:
+    ``open(path, "xb")`` for a local path, Beam's ``FileSystems.create`` for a remote one (``gs://``, ``s3://``,
+    any registered scheme), so any Beam filesystem works. Pass e.g. ``lambda p: pyarrow.OSFile(p, "wb")`` for a
+    native Arrow sink. Returns what ``write`` returns. A remote store's error is one line (``UserError``).
+    """
     if not is_remote(path):
         directory = os.path.dirname(path) or "."
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-        return
+        tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex[:12]}-{os.path.basename(path)}")
+        try:
+            with (opener or _open_new)(tmp) as fh:
+                result = write(fh)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            raise
+        return result
     fs = _fs()
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
     try:
-        with fs.create(tmp, compression_type=_uncompressed()) as fh:
-            fh.write(data)
+        with (opener or _create_remote)(tmp) as fh:
+            result = write(fh)
         if fs.exists(path):
             fs.delete([path])
         fs.rename([tmp], [path])
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - Beam raises BeamIOError and the stores' own errors
+        try:
+            if fs.exists(tmp):
+                fs.delete([tmp])
+        except Exception:  # noqa: BLE001 - the error worth reporting is the write's
+            pass
         raise _remote_error(path, "write it", exc) from None
+    return result
+
+
+def _open_new(path: str) -> BinaryIO:
+    return open(path, "xb")
+
+
+def _create_remote(path: str) -> BinaryIO:
+    return _fs().create(path, compression_type=_uncompressed())
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """``data`` as the whole of ``path``, atomically (``atomic_write``)."""
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def write_text(path: str, text: str) -> None:
+    """``text`` (UTF-8) as the whole of ``path``, atomically (``atomic_write``)."""
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def copy_file(src: str, dest: str) -> None:
+    """A copy of ``src`` at ``dest`` (either local or remote), atomically: a trained model or index published
+    where its readers look for it."""
+    with open_read(src) as fh:
+        atomic_write(dest, lambda out: shutil.copyfileobj(fh, out, 1 << 20))
 
 
 def delete_under(directory: str, names: list[str] | None = None) -> list[str]:

@@ -16,13 +16,15 @@ import os
 import sys
 
 from knowmix.errors import UserError
-from knowmix.manifest import ContractError, atomic_write_text, open_shard_dir
+from knowmix import fileio
+from knowmix.manifest import ContractError, open_shard_dir
 
 INFO_NAME = "_knowmix.json"
 
 
 def export_parquet(src: str, out_dir: str, verify: bool = True, compression: str = "zstd") -> dict:
     """Write the Parquet files; return the ``_knowmix.json`` record (``files``: name, rows)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
@@ -39,10 +41,8 @@ def export_parquet(src: str, out_dir: str, verify: bool = True, compression: str
     for i, entry in enumerate(shards.manifest["shards"]):
         table = shards.open_shard(i)  # a remote source's shard is checked as it is read (ShardDir.deferred)
         name = os.path.splitext(os.path.basename(entry["path"]))[0] + ".parquet"
-        dest = os.path.join(out_dir, name)
-        tmp = os.path.join(out_dir, f".{name}.tmp")
-        pq.write_table(table, tmp, compression=compression)
-        os.replace(tmp, dest)
+        fileio.atomic_write(os.path.join(out_dir, name), lambda fh: pq.write_table(table, fh, compression=compression),
+                            opener=lambda tmp: pa.OSFile(tmp, "wb"))
         files.append({"path": name, "rows": table.num_rows})
     info = {
         "source": os.path.abspath(src),
@@ -51,7 +51,7 @@ def export_parquet(src: str, out_dir: str, verify: bool = True, compression: str
         "files": files,
         **({"tokenizer": shards.manifest["tokenizer"]} if "tokenizer" in shards.manifest else {}),
     }
-    atomic_write_text(os.path.join(out_dir, INFO_NAME), json.dumps(info, ensure_ascii=False, indent=2) + "\n")
+    fileio.write_text(os.path.join(out_dir, INFO_NAME), json.dumps(info, ensure_ascii=False, indent=2) + "\n")
     return info
 
 

@@ -503,7 +503,8 @@ def stats_main(argv: list[str]) -> int:
     if view is not None:
         report["samples"] = view
     if args.html:
-        from knowmix.manifest import atomic_write_text, read_manifest
+        from knowmix.fileio import write_text
+        from knowmix.manifest import read_manifest
 
         shown = dict(report)
         if report.get("dropped_examples"):  # the HTML pages through more of them
@@ -513,7 +514,7 @@ def stats_main(argv: list[str]) -> int:
         page = render_html(shown)
         if view is not None:
             page = page.replace("<h2>report</h2>", samples_html(view) + "\n<h2>report</h2>", 1)
-        atomic_write_text(args.html, page)
+        write_text(args.html, page)
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:

@@ -8,6 +8,10 @@ The recipe, top to bottom:
   -> write docs shards + dead letters + manifest   [+ with keep_dropped, the dropped documents: pipelines.dropped]
 Every record is an accounting event, so ``input == output + dead_letter + sum(dropped)`` holds exactly.
 
+The file's shape (every Beam job's): ``parse_args`` -> ``resolve`` (the ``CleanJob``: config, input files and
+sizes, shard count, Beam flags, resolved once) -> ``build(pipeline, job)``, the recipe above as named
+transforms -> ``run(job)`` (returns the manifest read back) -> ``clean_main``.
+
 Identity: a record is keyed internally by where it came from (source, file name relative to the source's glob
 root, record position: ``pipelines.doc_keys.record_key``), never by its id alone, so two files that use one id
 for different documents lose neither; the shard writer then makes output ids unique (same id and text: one
@@ -25,17 +29,19 @@ import argparse
 import os
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
-import pyarrow as pa
 
 from corpora.document import RAW_LIMIT, Document
 from corpora.readers import ByteRange, ReadStats, count_line_starts, plan_ranges, read_path, read_range, splittable_format
-from corpora.sources import DEFAULT_SPLIT_BYTES, check_split_bytes, expand_paths, format_of, relative_name
+from corpora.sources import DEFAULT_SPLIT_BYTES, check_split_bytes, expand_paths, relative_name
 from knowmix.errors import UserError
+from knowmix.schemas import CLUSTER_SCHEMA, DEAD_LETTER_FIELDS, DOCS_SCHEMA
+from knowmix.sharding import auto_num_shards, text_bytes
 from pipelines import beamio, progress
-from pipelines.clean_config import CleanConfig, load_config, steps_for
+from pipelines.clean_config import CleanConfig, load_config
 from pipelines.dedup import DedupKeyBuffer
 from pipelines.doc_keys import record_key
 from pipelines.dropped import (
@@ -46,22 +52,6 @@ from pipelines.spill import (
     spill_schema,
 )
 
-DOCS_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("source_kind", pa.string()),
-        ("location", pa.string()),
-        ("url", pa.string()),
-        ("title", pa.string()),
-        ("text", pa.string()),
-        ("lang", pa.string()),
-        ("lang_score", pa.float32()),
-        ("n_chars", pa.int32()),
-        ("script", pa.string()),  # the text's script as read: simplified | traditional | mixed | none
-        ("quality_score", pa.float32()),  # P(good) from the [quality] model; null where it did not run
-    ]
-)
-CLUSTER_SCHEMA = pa.schema([("doc_id", pa.string()), ("cluster_id", pa.string()), ("cluster_size", pa.int32())])
 CLUSTERS_DIR = "clusters"
 
 
@@ -170,7 +160,7 @@ class ReadAndClean(beam.DoFn):
     @staticmethod
     def dead_row(kind: str, location: str, reason: str, raw: Any) -> dict:
         raw = printable(raw if isinstance(raw, str) else str(raw or ""))[:RAW_LIMIT]
-        return {"source": kind, "location": printable(location), "reason": reason, "raw": raw, "source_kind": kind}
+        return {**dict(zip(DEAD_LETTER_FIELDS, (kind, printable(location), reason, raw))), "source_kind": kind}
 
     def clean(self, rows: list[dict]):
         """Steps 1-3 on a chunk (then, with ``[quality]``, the kept rows' quality scores in one model call); if
@@ -305,29 +295,7 @@ def events(pcoll, label: str, metric: str, kind_of=lambda x: x["source_kind"], r
     return pcoll | label >> beam.Map(lambda x: (metric, reason(x), kind_of(x)))
 
 
-# ---------------------------------------------------------------------------------------------- the job
-
-SHARD_TARGET_BYTES = 64 << 20
-COMPRESSED_RATIO = 4  # a rough expansion factor for .gz / .bz2 / .zst inputs
-
-
-def resolve_num_shards(config: CleanConfig, files: list[tuple[int, str]]) -> int:
-    """``num_shards = "auto"``: about 64 MB of input per shard, at least 4 (a shard is sorted in memory)."""
-    if config.num_shards != "auto":
-        return int(config.num_shards)
-    from apache_beam.io.filesystems import FileSystems
-
-    paths = [path for _, path in files]
-    try:
-        results = FileSystems.match(paths) if paths else []
-    except Exception:  # e.g. a path that vanished: the reader reports it as a dead letter
-        results = []
-    total = 0
-    for path, result in zip(paths, results):
-        factor = COMPRESSED_RATIO if path.endswith((".gz", ".bz2", ".zst")) else 1
-        total += sum(m.size_in_bytes for m in result.metadata_list) * factor
-    return max(4, -(-total // SHARD_TARGET_BYTES))
-
+# ---------------------------------------------------------------------------------------------- planning
 
 def input_files(config: CleanConfig) -> list[tuple[int, str]]:
     """(source index, path) of every input file; a glob matching nothing is a UserError now, before any output
@@ -356,11 +324,13 @@ def file_sizes(paths: list[str]) -> list[int | None]:
     return sizes
 
 
-def plan_reads(config: CleanConfig, files: list[tuple[int, str]]) -> tuple[list, list]:
+def plan_reads(config: CleanConfig, files: list[tuple[int, str]], sizes: list[int | None] | None = None) -> tuple[list, list]:
     """(files read whole as ``(index, path bytes)``, byte ranges ``(index, path bytes, start, end)`` of the
-    large plain jsonl / txt-line files: ``corpora.readers.plan_ranges`` with ``[input] split_bytes``)."""
+    large plain jsonl / txt-line files: ``corpora.readers.plan_ranges`` with ``[input] split_bytes``).
+    ``sizes``: the files' sizes (``file_sizes``), when already measured."""
     whole, ranges = [], []
-    for (index, path), size in zip(files, file_sizes([path for _, path in files])):
+    sizes = file_sizes([path for _, path in files]) if sizes is None else sizes
+    for (index, path), size in zip(files, sizes):
         split_bytes = config.split_bytes if config.split_bytes is not None else DEFAULT_SPLIT_BYTES
         pieces = plan_ranges(config.sources[index], path, size, split_bytes) if size is not None else []
         if pieces:
@@ -389,151 +359,14 @@ def number_ranges(element):
         first += n
 
 
-def build_pipeline(p: beam.Pipeline, config: CleanConfig, argv: list[str], out: str | None = None) -> None:
-    """``out``: where the files go (a staging directory, see ``beamio.output_run``); default the config's."""
-    from pipelines.exact_dedup import ExactDedupKeys
-    from pipelines.neardup import NearDedupConfig, NearDedupKeys
-    from pipelines.quality import rules_for
-
-    kinds = sorted({s.kind for s in config.sources})
-    files = input_files(config)
-    steps_by_kind = {k: steps_for(config, k) for k in kinds}
-    rules_by_kind = {k: rules_for(k, config.rules.get(k)) for k in kinds}
-    out = out or config.output_dir
-    num_shards = resolve_num_shards(config, files)
-    num_parts = num_shards  # dedup key partitions per shuffle: grows with the corpus like the shards
-    near_config = NearDedupConfig.from_dict(config.dedup)
-
-    # read, then 1-3: normalise, language id, quality rules; kept docs are spilled, their keys go on
-    read_and_clean = ReadCleanAndSpill(
-        config.sources, steps_by_kind, rules_by_kind, beamio.join(out, SPILL_DIR), num_shards,
-        config.exact_dedup, near_config, num_parts,
-    )
-    read_and_clean.quality, read_and_clean.keep_dropped = quality_step(config), config.keep_dropped
-    # large plain line files are read as byte ranges; each range's first line number comes from a cheap
-    # parallel count of line starts per range, joined per file (a keyed join: no side input mid-pipeline)
-    whole, ranges = plan_reads(config, files)
-    reads = p | "Files" >> beam.Create(whole)
-    if ranges:
-        numbered = (
-            p
-            | "ByteRanges" >> beam.Create(ranges)
-            | "SpreadRanges" >> beam.Reshuffle()
-            | "CountLines" >> beam.Map(count_range)
-            | "RangesByFile" >> beam.GroupByKey()
-            | "NumberRanges" >> beam.FlatMap(number_ranges)
-        )
-        reads = (reads, numbered) | "FilesAndRanges" >> beam.Flatten()
-    records = (
-        reads
-        | "SpreadFiles" >> beam.Reshuffle()
-        | "ReadAndClean" >> beam.ParDo(read_and_clean)
-    )
-    tags = ("counts", "dead_letter", "spill", "exact", "band", "meta", "dropped_spill")
-    records = beamio.split_by_tag(records, tags, "Records")
-    dead, spilled = records["dead_letter"], records["spill"]
-    dead_events = (
-        events(dead, "DeadInputs", "input"),
-        events(dead, "DeadLetters", "dead_letter"),
-    )
-
-    # 4: exact dedup, 5: near dedup (MinHash-LSH) -- on keys only: (doc key, reason) for every loser
-    drops, survivors = [], []
-    exact = None
-    if config.exact_dedup:
-        exact = {"exact": records["exact"], "meta": records["meta"]} | "ExactDedup" >> ExactDedupKeys(num_parts)
-        drops.append(exact.drops)
-        survivors.append(exact.survivors)
-    cluster_entries = None
-    if near_config.near:
-        near_inputs = {"band": records["band"], "meta": records["meta"]}
-        if exact is not None:  # exact duplicates go through near dedup as one node per group
-            near_inputs.update(exact_drops=exact.drops, exact_groups=exact.groups)
-        texts = SpilledTexts(spilled, DOCS_SCHEMA, num_shards) if near_config.verify else None
-        near = near_inputs | "NearDedup" >> NearDedupKeys(near_config, num_parts, texts)
-        drops.append(near.drops)
-        survivors.append(near.survivors)
-        if config.cluster_table:
-            cluster_entries = near.clusters | "WriteClusters" >> beamio.WriteShards(
-                out, CLUSTER_SCHEMA, num_shards, sort_key="doc_id", subdir=CLUSTERS_DIR
-            )
-    drops = tuple(drops) | "AllDrops" >> beam.Flatten() if drops else p | "NoDrops" >> beam.Create([])
-
-    # write: each shard reads its spilled batches, leaves out the losers, sorts by id
-    written = {"spill": spilled, "drops": drops} | "WriteDocs" >> WriteShardsFromSpill(out, DOCS_SCHEMA, num_shards)
-    dead_written = dead | "WriteDeadLetters" >> beamio.WriteDeadLetters(out)
-
-    tallies = beamio.tally(dead_events | "AllEvents" >> beam.Flatten(), counted=[records["counts"], written["counts"]])
-    # no CombineGlobally here: Beam's Dask runner mis-combines global combines over several partitions
-    extra = (
-        p
-        | "CollisionsOnce" >> beam.Create([None])
-        | "IdCollisions" >> beam.Map(
-            lambda _, renamed: {"id_collisions": sorted(renamed, key=lambda r: r["id"])[:COLLISION_EXAMPLES]},
-            renamed=beam.pvalue.AsList(written["collisions"]),
-        )
-    )
-    extras = []
-    if config.keep_dropped:  # every dropped document, with its reason, under OUT/dropped/ (pipelines.dropped)
-        dropped_entries = {
-            "rules": records["dropped_spill"], "kept": spilled, "drops": drops,
-            "survivors": tuple(survivors) | "AllSurvivors" >> beam.Flatten() if survivors else p | "NoSurvivors" >> beam.Create([]),
-        } | "WriteDropped" >> WriteDroppedShards(out, DOCS_SCHEMA, num_shards)
-        extras.append(
-            p | "DroppedShardsOnce" >> beam.Create([None])
-            | "DroppedShards" >> beam.Map(lambda _, e: with_dropped_shards(e), e=beam.pvalue.AsList(dropped_entries))
-        )
-    if config.quality is not None:
-        extras.append(p | "ModelsEntry" >> beam.Create([models_entry(config)]))
-    if cluster_entries is not None:
-        cluster_table = (
-            p
-            | "ClusterTableOnce" >> beam.Create([None])
-            | "ClusterTable" >> beam.Map(
-                lambda _, entries: {"cluster_table": sorted(entries, key=lambda e: e["path"])},
-                entries=beam.pvalue.AsList(cluster_entries),
-            )
-        )
-        extras.append(cluster_table)
-    extra = (extra, *extras) | "Extras" >> beam.Flatten()
-    options = {"argv": argv, **config.to_options()}
-    options["output"]["num_shards"] = num_shards
-    p | "Manifest" >> beamio.WriteManifest(
-        out, "docs", DOCS_SCHEMA, written["entries"], tallies, options, group_name="by_source_kind", extra=extra,
-        finalize=_finalize_keep_dropped if config.keep_dropped else with_collision_counts, after=[dead_written],
-    )
-
-
-def _finalize_keep_dropped(manifest: dict) -> dict:
-    """With ``keep_dropped``: the dropped shards' rows must add up to ``counts.dropped`` too."""
-    return check_dropped_rows(with_collision_counts(manifest))
-
-
-def with_collision_counts(manifest: dict) -> dict:
-    """``counts.id_collisions`` (ids renamed to keep output ids unique) is always there, 0 when none."""
-    counts = manifest["counts"]
-    counts.setdefault("id_collisions", 0)
-    for group in counts.get("by_source_kind", {}).values():
-        group.setdefault("id_collisions", 0)
-    return manifest
-
-
-def run(config: CleanConfig, beam_args: list[str], argv: list[str] | None = None) -> dict:
-    """Run the job and return the manifest it wrote."""
-    from knowmix.manifest import read_manifest
-
-    options = beamio.pipeline_options(beam_args)
-    argv = argv if argv is not None else sys.argv
-    inputs = [("input", path) for _, path in input_files(config)]  # a glob matching nothing: an error before any output is touched
-    with beamio.output_run(config.output_dir, inputs, " ".join(argv), (CLUSTERS_DIR, SPILL_DIR, DROPPED_DIR)) as output:
-        try:
-            with beam.Pipeline(options=options) as p:
-                build_pipeline(p, config, argv, out=output.staging)
-            progress.record_counters(p.result)
-        finally:
-            delete_spill(output.staging)
-        output.commit()
-    return read_manifest(config.output_dir)
+def resolve_num_shards(config: CleanConfig, files: list[tuple[int, str]], sizes: list[int | None] | None = None) -> int:
+    """``num_shards = "auto"``: about 64 MB of input text per shard, at least 4 (a shard is sorted in memory);
+    ``knowmix.sharding``. A file whose size cannot be told counts 0 (the reader reports it)."""
+    if config.num_shards != "auto":
+        return int(config.num_shards)
+    sizes = file_sizes([path for _, path in files]) if sizes is None else sizes
+    total = sum(text_bytes(path, size) for (_, path), size in zip(files, sizes) if size is not None)
+    return auto_num_shards(total, minimum=4)
 
 
 #: ``--workers`` not given: a corpus smaller than this runs in-process (starting worker processes costs more)
@@ -562,15 +395,18 @@ def local_execution(beam_args: list[str], workers: int) -> list[str]:
     return [*beam_args, "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
 
 
-def auto_local_run(config: CleanConfig, beam_args: list[str], workers: int | None) -> list[str]:
+def auto_local_run(config: CleanConfig, beam_args: list[str], workers: int | None,
+                   sizes: list[int | None] | None = None) -> list[str]:
     """``knowmix clean --workers``: the Beam flags for a local run, and ``config.split_bytes`` resolved.
 
     ``workers`` None: one per core, or in-process for a corpus under AUTO_WORKERS_MIN_BYTES. On several local
     workers with ``split_bytes`` not set, files are cut into ranges of total / (RANGES_PER_WORKER x workers)
     (at least 1 MiB, at most the 64 MiB default), so one large file keeps every worker busy; the shards are
-    the same for any split size."""
+    the same for any split size. ``sizes``: the input files' sizes, when already measured."""
     local = is_local_run(beam_args)
-    total = sum(size or 0 for size in file_sizes([path for _, path in input_files(config)])) if local else 0
+    if local and sizes is None:
+        sizes = file_sizes([path for _, path in input_files(config)])
+    total = sum(size or 0 for size in sizes) if local else 0
     if workers is None:
         workers = (os.cpu_count() or 1) if total >= AUTO_WORKERS_MIN_BYTES else 1
     if config.split_bytes is None:
@@ -579,6 +415,9 @@ def auto_local_run(config: CleanConfig, beam_args: list[str], workers: int | Non
             per_range = -(-total // (RANGES_PER_WORKER * workers))
             config.split_bytes = min(DEFAULT_SPLIT_BYTES, max(MIN_AUTO_SPLIT_BYTES, per_range))
     return local_execution(beam_args, workers)
+
+
+# ---------------------------------------------------------------------------------------------- the job
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -601,41 +440,258 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                              " default 64 MiB; 0: never split)")
     args, beam_args = parser.parse_known_args(argv)
     beamio.check_beam_args(beam_args, "clean")
+    if args.num_shards is not None and args.num_shards < 1:
+        raise UserError(f"--num-shards must be positive, got {args.num_shards}")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be positive, got {args.workers}")
+    if args.split_bytes is not None:
+        check_split_bytes(args.split_bytes, "--split-bytes")
     return args, beam_args
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags that override the config file's keys (``load_config``'s ``overrides``)."""
+    given = {"num_shards": args.num_shards, "split_bytes": args.split_bytes}
+    flags = {"cluster_table": args.cluster_table, "keep_dropped": args.keep_dropped}
+    return {**{k: v for k, v in given.items() if v is not None}, **{k: True for k, v in flags.items() if v},
+            **({"near_dedup": False} if args.no_near_dedup else {})}
+
+
+@dataclass(frozen=True)
+class CleanJob:
+    """``knowmix clean`` resolved once, before the pipeline is built; ``build`` and ``run`` read only this.
+
+    ``config``: the loaded configuration, its per-kind tables resolved by ``load_config`` (``config.resolved``);
+    ``files``/``sizes``: the input files, globbed and measured once; ``num_shards``: the output shards (auto
+    resolved); ``beam_args``: Beam's flags (local workers resolved); ``argv``: the command line the manifest
+    records.
+    """
+
+    config: CleanConfig
+    files: list[tuple[int, str]]
+    sizes: list[int | None]
+    num_shards: int
+    beam_args: list[str]
+    argv: list[str]
+
+    @property
+    def kinds(self) -> list[str]:
+        return sorted({s.kind for s in self.config.sources})
+
+    @property
+    def steps_by_kind(self) -> dict[str, dict[str, Any]]:
+        return {k: self.config.resolved.steps[k] for k in self.kinds}
+
+    @property
+    def rules_by_kind(self) -> dict[str, dict[str, Any]]:
+        return {k: self.config.resolved.rules[k] for k in self.kinds}
+
+    @property
+    def near(self):
+        """The ``pipelines.neardup.NearDedupConfig`` of ``[dedup]``."""
+        return self.config.resolved.near
+
+    @property
+    def num_parts(self) -> int:
+        """Dedup key partitions per shuffle: grows with the corpus like the shards."""
+        return self.num_shards
+
+    def options(self) -> dict:
+        """The manifest's ``options``: the command line and the configuration, the shard count resolved."""
+        options = {"argv": list(self.argv), **self.config.to_options()}
+        options["output"]["num_shards"] = self.num_shards
+        return options
+
+
+def resolve(config: CleanConfig, beam_args: list[str] = (), argv: list[str] | None = None,
+            workers: int | None = 1) -> CleanJob:
+    """The job for a loaded config: input globbed (a glob matching nothing is a UserError now, before any output
+    is touched) and measured, split size and local workers (``auto_local_run``: ``workers`` None picks them)
+    and the shard count resolved."""
+    files = input_files(config)
+    sizes = file_sizes([path for _, path in files])
+    beam_args = auto_local_run(config, list(beam_args), workers, sizes)
+    argv = list(argv if argv is not None else sys.argv)
+    return CleanJob(config, files, sizes, resolve_num_shards(config, files, sizes), beam_args, argv)
+
+
+class PlanReads(beam.PTransform):
+    """The job's reads: ``(index, path)`` per file read whole, ``(index, path, (start, end, first line,
+    report_empty))`` per byte range of a large plain line file. Each range's first line number comes from a
+    cheap parallel count of line starts per range, joined per file (a keyed join: no side input mid-pipeline)."""
+
+    def __init__(self, job: CleanJob):
+        super().__init__()
+        self.job = job
+
+    def expand(self, p):
+        whole, ranges = plan_reads(self.job.config, self.job.files, self.job.sizes)
+        reads = p | "Files" >> beam.Create(whole)
+        if not ranges:
+            return reads
+        numbered = (
+            p
+            | "ByteRanges" >> beam.Create(ranges)
+            | "SpreadRanges" >> beam.Reshuffle()
+            | "CountLines" >> beam.Map(count_range)
+            | "RangesByFile" >> beam.GroupByKey()
+            | "NumberRanges" >> beam.FlatMap(number_ranges)
+        )
+        return (reads, numbered) | "FilesAndRanges" >> beam.Flatten()
+
+
+def read_clean_and_spill(job: CleanJob, out: str) -> ReadCleanAndSpill:
+    """Steps 1-3 of ``job`` as one DoFn: kept documents spilled under ``out``, their dedup keys passed on."""
+    config = job.config
+    fn = ReadCleanAndSpill(config.sources, job.steps_by_kind, job.rules_by_kind, beamio.join(out, SPILL_DIR),
+                           job.num_shards, config.exact_dedup, job.near, job.num_parts)
+    fn.quality, fn.keep_dropped = quality_step(config), config.keep_dropped
+    return fn
+
+
+class DedupKeys(beam.PTransform):
+    """Steps 4 and 5 on the documents' keys (``ReadCleanAndSpill``'s ``exact``, ``band``, ``meta`` and ``spill``
+    outputs): exact dedup, then near dedup (MinHash-LSH) with exact groups as one node each. Returns
+    ``{"drops": (doc key, reason) per loser, "survivors": ..., "clusters": near-duplicate clusters or None}``."""
+
+    def __init__(self, job: CleanJob):
+        super().__init__()
+        self.job = job
+
+    def expand(self, records):
+        from pipelines.exact_dedup import ExactDedupKeys
+        from pipelines.neardup import NearDedupKeys
+
+        job, p = self.job, records["spill"].pipeline
+        drops, survivors, clusters, exact = [], [], None, None
+        if job.config.exact_dedup:
+            exact = {"exact": records["exact"], "meta": records["meta"]} | "Exact" >> ExactDedupKeys(job.num_parts)
+            drops.append(exact.drops)
+            survivors.append(exact.survivors)
+        if job.near.near:
+            near_inputs = {"band": records["band"], "meta": records["meta"]}
+            if exact is not None:  # exact duplicates go through near dedup as one node per group
+                near_inputs.update(exact_drops=exact.drops, exact_groups=exact.groups)
+            texts = SpilledTexts(records["spill"], DOCS_SCHEMA, job.num_shards) if job.near.verify else None
+            near = near_inputs | "Near" >> NearDedupKeys(job.near, job.num_parts, texts)
+            drops.append(near.drops)
+            survivors.append(near.survivors)
+            clusters = near.clusters
+        return {
+            "drops": tuple(drops) | "AllDrops" >> beam.Flatten() if drops else p | "NoDrops" >> beam.Create([]),
+            "survivors": (tuple(survivors) | "AllSurvivors" >> beam.Flatten() if survivors
+                          else p | "NoSurvivors" >> beam.Create([])),
+            "clusters": clusters,
+        }
+
+
+def once(p, label: str, make, **side_inputs):
+    """One element, ``make(**side inputs as lists)``: a manifest extra computed from whole PCollections without a
+    global combine (Beam's Dask runner mis-combines those over several partitions)."""
+    return (
+        p
+        | f"{label}Once" >> beam.Create([None])
+        | label >> beam.Map(lambda _, **lists: make(**lists),
+                            **{k: beam.pvalue.AsList(v) for k, v in side_inputs.items()})
+    )
+
+
+def build(p: beam.Pipeline, job: CleanJob, out: str | None = None) -> None:
+    """The clean recipe. ``out``: where the files go (a staging directory, see ``beamio.output_run``); default
+    the config's output directory."""
+    config = job.config
+    out = out or config.output_dir
+
+    # read, then 1-3: normalise, language id, quality rules; kept docs are spilled, their keys go on
+    records = (
+        p
+        | "PlanReads" >> PlanReads(job)
+        | "SpreadFiles" >> beam.Reshuffle()
+        | "ReadAndClean" >> beam.ParDo(read_clean_and_spill(job, out))
+    )
+    records = beamio.split_by_tag(records, ("counts", "dead_letter", "spill", "exact", "band", "meta", "dropped_spill"),
+                                  "Records")
+    dead, spilled = records["dead_letter"], records["spill"]
+
+    # 4: exact dedup, 5: near dedup (MinHash-LSH) -- on keys only: (doc key, reason) for every loser
+    dedup = records | "Dedup" >> DedupKeys(job)
+
+    # write: each shard reads its spilled batches, leaves out the losers, sorts by id; and the dead letters
+    written = {"spill": spilled, "drops": dedup["drops"]} | "WriteDocs" >> WriteShardsFromSpill(
+        out, DOCS_SCHEMA, job.num_shards)
+    dead_written = dead | "WriteDeadLetters" >> beamio.WriteDeadLetters(out)
+    extras = [once(p, "IdCollisions", lambda renamed: {
+        "id_collisions": sorted(renamed, key=lambda r: r["id"])[:COLLISION_EXAMPLES]}, renamed=written["collisions"])]
+    if config.keep_dropped:  # every dropped document, with its reason, under OUT/dropped/ (pipelines.dropped)
+        dropped_entries = {
+            "rules": records["dropped_spill"], "kept": spilled, "drops": dedup["drops"], "survivors": dedup["survivors"],
+        } | "WriteDropped" >> WriteDroppedShards(out, DOCS_SCHEMA, job.num_shards)
+        extras.append(once(p, "DroppedShards", with_dropped_shards, entries=dropped_entries))
+    if config.quality is not None:
+        extras.append(p | "ModelsEntry" >> beam.Create([models_entry(config)]))
+    if dedup["clusters"] is not None and config.cluster_table:  # doc_id -> cluster under OUT/clusters/
+        cluster_entries = dedup["clusters"] | "WriteClusters" >> beamio.WriteShards(
+            out, CLUSTER_SCHEMA, job.num_shards, sort_key="doc_id", subdir=CLUSTERS_DIR)
+        extras.append(once(p, "ClusterTable", lambda entries: {
+            "cluster_table": sorted(entries, key=lambda e: e["path"])}, entries=cluster_entries))
+
+    # the manifest: every record accounted for (input == output + dead_letter + sum(dropped))
+    dead_events = (events(dead, "DeadInputs", "input"), events(dead, "DeadLetters", "dead_letter"))
+    tallies = beamio.tally(dead_events | "AllEvents" >> beam.Flatten(), counted=[records["counts"], written["counts"]])
+    p | "Manifest" >> beamio.WriteManifest(
+        out, "docs", DOCS_SCHEMA, written["entries"], tallies, job.options(), group_name="by_source_kind",
+        extra=tuple(extras) | "Extras" >> beam.Flatten(),
+        finalize=_finalize_keep_dropped if config.keep_dropped else with_collision_counts, after=[dead_written],
+    )
+
+
+def _finalize_keep_dropped(manifest: dict) -> dict:
+    """With ``keep_dropped``: the dropped shards' rows must add up to ``counts.dropped`` too."""
+    return check_dropped_rows(with_collision_counts(manifest))
+
+
+def with_collision_counts(manifest: dict) -> dict:
+    """``counts.id_collisions`` (ids renamed to keep output ids unique) is always there, 0 when none."""
+    counts = manifest["counts"]
+    counts.setdefault("id_collisions", 0)
+    for group in counts.get("by_source_kind", {}).values():
+        group.setdefault("id_collisions", 0)
+    return manifest
+
+
+def run(job: CleanJob) -> dict:
+    """Run the job; return the manifest it wrote, read back through ``knowmix.manifest``."""
+    from knowmix.manifest import read_manifest
+
+    config = job.config
+    inputs = [("input", path) for _, path in job.files]
+    with beamio.output_run(config.output_dir, inputs, " ".join(job.argv), (CLUSTERS_DIR, SPILL_DIR, DROPPED_DIR)) as output:
+        try:
+            with beam.Pipeline(options=beamio.pipeline_options(job.beam_args)) as p:
+                build(p, job, out=output.staging)
+            progress.record_counters(p.result)
+        finally:
+            delete_spill(output.staging)
+        output.commit()
+    return read_manifest(config.output_dir)
 
 
 def clean_main(argv: list[str]) -> int:
     from rich.console import Console
 
     args, beam_args = parse_args(argv)
-    overrides: dict[str, Any] = {}
-    if args.num_shards is not None:
-        if args.num_shards < 1:
-            raise UserError(f"--num-shards must be positive, got {args.num_shards}")
-        overrides["num_shards"] = args.num_shards
-    if args.cluster_table:
-        overrides["cluster_table"] = True
-    if args.keep_dropped:
-        overrides["keep_dropped"] = True
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be positive, got {args.workers}")
-    if args.split_bytes is not None:
-        overrides["split_bytes"] = check_split_bytes(args.split_bytes, "--split-bytes")
-    config = load_config(args.config, args.source, args.output, overrides)
-    if args.no_near_dedup:
-        config.dedup["near"] = False
-    beam_args = auto_local_run(config, beam_args, args.workers)
-    console = Console(stderr=True)
+    job = resolve(load_config(args.config, args.source, args.output, overrides(args)), beam_args,
+                  ["knowmix", "clean", *argv], args.workers)
     with progress.LiveLine("knowmix clean", args.quiet):
-        manifest = run(config, beam_args, ["knowmix", "clean", *argv])
-    counts = manifest["counts"]
+        manifest = run(job)
+    counts, out = manifest["counts"], job.config.output_dir
     dropped = ", ".join(f"{k} {v}" for k, v in counts["dropped"].items()) or "none"
-    console.print(
+    Console(stderr=True).print(
         f"[bold]knowmix clean[/bold]: {counts['input']} in → {counts['output']} docs, "
         f"{counts['dead_letter']} dead letters, dropped: {dropped}"
         + (f"; {counts['id_collisions']} shared ids renamed (ID~N)" if counts.get("id_collisions") else "")
         + "\n"
-        f"  shards: {len(manifest['shards'])} in {config.output_dir}/shards   (knowmix stats {config.output_dir})"
+        f"  shards: {len(manifest['shards'])} in {out}/shards   (knowmix stats {out})"
         + (f"\n  Beam counters: {progress.last_counters()}" if progress.last_counters() else "")
     )
     return 0

@@ -63,6 +63,8 @@ class CleanConfig:
     # [input] split_bytes: see corpora.sources.DEFAULT_SPLIT_BYTES; None (not set): the default, or for a local
     # run on several workers a size that gives each worker a few ranges (pipelines.clean.auto_local_run)
     split_bytes: int | None = None
+    # the per-kind tables resolved, once, by load_config (``validate``): what the job's steps take
+    resolved: "ResolvedTables | None" = field(default=None, repr=False, compare=False)
 
     def to_options(self) -> dict:
         """A JSON-able record of the configuration for the manifest."""
@@ -79,6 +81,18 @@ class CleanConfig:
             **({"keep_dropped": True} if self.keep_dropped else {}),
             **({"quality": self.quality.to_options()} if self.quality is not None else {}),
         }
+
+
+@dataclass(frozen=True)
+class ResolvedTables:
+    """The configuration's per-kind tables as the steps take them, for every source kind: ``steps`` (the
+    ``Normalizer`` settings, ``steps_for``), ``rules`` (``pipelines.quality.rules_for``) and ``near`` (a
+    ``pipelines.neardup.NearDedupConfig``). Resolving them is also what checks them, so it happens once, in
+    ``load_config``, before the pipeline starts."""
+
+    steps: dict[str, dict[str, Any]]
+    rules: dict[str, dict[str, Any]]
+    near: Any
 
 
 def _boolean(value: Any, what: str) -> bool:
@@ -209,13 +223,16 @@ def load_config(
         split_bytes=split_bytes,
     )
     for key, value in (overrides or {}).items():
-        setattr(config, key, value)
-    validate(config, where)
+        if key == "near_dedup":  # --no-near-dedup: a key of the [dedup] table
+            config.dedup = {**config.dedup, "near": value}
+        else:
+            setattr(config, key, value)
+    config.resolved = validate(config, where)
     return config
 
 
-def validate(config: CleanConfig, where: str) -> None:
-    """Resolve every per-kind table now, so a typo fails before the pipeline starts."""
+def validate(config: CleanConfig, where: str) -> ResolvedTables:
+    """Resolve every per-kind table now, so a typo fails before the pipeline starts; the job uses the result."""
     from pipelines.neardup import NearDedupConfig
     from pipelines.normalize import check_t2s_threshold
     from pipelines.quality import rules_for
@@ -223,12 +240,12 @@ def validate(config: CleanConfig, where: str) -> None:
     config.t2s_threshold = check_t2s_threshold(config.t2s_threshold, f"{where} [normalize]")
     if config.keep_words:
         _keep_words(config.keep_words, f"{where} [normalize]")
-    for kind in SOURCE_KINDS:
-        steps_for(config, kind, where=f"{where} [normalize.{kind}]")
-        rules_for(kind, config.rules.get(kind), where=f"{where} [rules.{kind}]")
-    NearDedupConfig.from_dict(config.dedup, where=f"{where} [dedup]")
+    steps = {kind: steps_for(config, kind, where=f"{where} [normalize.{kind}]") for kind in SOURCE_KINDS}
+    rules = {kind: rules_for(kind, config.rules.get(kind), where=f"{where} [rules.{kind}]") for kind in SOURCE_KINDS}
+    near = NearDedupConfig.from_dict(config.dedup, where=f"{where} [dedup]")
     if config.quality is not None:
         config.quality.load(f"{where} [quality]")  # a missing or corrupt model: one line, before any work
+    return ResolvedTables(steps, rules, near)
 
 
 def _quality(table: Any, where: str, base: str):

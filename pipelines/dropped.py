@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from knowmix.schemas import DROPPED_COLUMNS
 from pipelines import beamio
 from pipelines.doc_keys import shard_key, shard_of_key
 from pipelines.spill import KEY_COLUMN, read_spilled, spill_schema
@@ -30,8 +31,8 @@ MANIFEST_KEY = "dropped_shards"
 
 
 def dropped_schema(docs_schema: pa.Schema) -> pa.Schema:
-    """The docs schema plus ``reason`` and ``survivor_id`` (the kept duplicate; null for rule drops)."""
-    return docs_schema.append(pa.field("reason", pa.string())).append(pa.field("survivor_id", pa.string()))
+    """The docs schema plus ``knowmix.schemas.DROPPED_COLUMNS`` (``DROPPED_SCHEMA`` for clean's docs schema)."""
+    return pa.schema([*docs_schema, *DROPPED_COLUMNS])
 
 
 def dropped_row(reason: str, row: dict) -> dict:

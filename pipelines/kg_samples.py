@@ -11,6 +11,11 @@ The recipe, top to bottom (the logic lives in ``kg/``):
          deterministically (lowest seeded hash scores; per-bucket counts, one plan, joined back by bucket)
       -> knowledge shards (WriteShards) + manifest (WriteManifest, kind "knowledge", counts per task)
 
+The file's shape (every Beam job's): ``parse_args`` -> ``resolve`` (a ``KgSamplesJob``, resolved once) ->
+``build(pipeline, job)``: the recipe above as named transforms (LinkSentences, JoinRelations, MakeSamples,
+DownsampleNa, SentenceFates, KnowledgeStats) whose logic is plain functions (here and in ``kg/``) -> ``run(job)``
+(returns the manifest read back) -> ``kg_samples_main``.
+
 Accounting unit: the sentence. ``input`` = sentences considered; ``output`` = sentences that gave at least one
 sample; every other sentence is dropped with one reason (``too_long``, ``no_entity``, ``ambiguous``,
 ``one_entity``, ``no_triple``, ``na_sampled_out``), so ``input == output + dead_letter + sum(dropped)`` exactly;
@@ -38,7 +43,7 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
@@ -48,7 +53,6 @@ from kg.index import EntityIndex, TypeRules
 from kg.index_file import build_index_file, open_index, read_header
 from kg.link import COMMON_WORD_MAX_FREQ, COMMON_WORD_MIN_FREQ, SEGMENTERS, CommonWords, Linker, Mention, split_sentences
 from kg.samples import (
-    KNOWLEDGE_SCHEMA,
     NA,
     PENDING_NA,
     TASKS,
@@ -62,7 +66,9 @@ from kg.samples import (
 )
 from knowmix import fileio
 from knowmix.errors import UserError
-from knowmix.manifest import ContractError, open_shard_dir
+from knowmix.manifest import ContractError, open_shard_dir, read_manifest
+from knowmix.schemas import KNOWLEDGE_SCHEMA
+from knowmix.sharding import auto_num_shards
 from pipelines import progress
 from pipelines.beamio import (
     ReadShardRows,
@@ -313,7 +319,7 @@ def resolve_fate(kv):
         yield {t: ((None if kept else "na_sampled_out") if r == PENDING_NA else r) for t, r in outcomes.items()}
 
 
-# ---------------------------------------------------------------------------------------------- the job
+# ---------------------------------------------------------------------------------------------- KG triples, index, manifest
 
 
 class ReadTriplesFn(beam.DoFn):
@@ -356,13 +362,10 @@ def prepare_index(index_path: str | None, kg_paths: list[str], entity_paths: lis
     if "://" in out_dir:  # built locally, then put beside the output where the workers can read it
         import tempfile
 
-        from knowmix import fileio
-
         with tempfile.TemporaryDirectory(prefix="knowmix-kgindex-") as tmp:
             local = build_index_file(kg_paths, entity_paths, tmp, min_name_chars, type_rules)
             remote = fileio.join(out_dir, "_spill", os.path.basename(local))
-            with open(local, "rb") as fh:
-                fileio.write_bytes(remote, fh.read())
+            fileio.copy_file(local, remote)
         return remote
     spill = os.path.join(out_dir, "_spill")
     os.makedirs(spill, exist_ok=True)
@@ -407,117 +410,7 @@ def make_finalize(tasks, na_ratio: float):
     return finalize
 
 
-def build(p: beam.Pipeline, *, docs_dir: str, kg_paths: list[str], entity_paths: list[str], out_dir: str,
-          tasks=TASKS, na_ratio: float = 0.5, seed: int = 0, num_shards: int = 1, segmenter: str = "rjieba",
-          min_name_chars: int = 2, max_sentence_chars: int = 512, substitution_probability: float = 0.5,
-          options_record: dict | None = None, common: CommonWordPolicy = CommonWordPolicy(),
-          type_rules: TypeRules = TypeRules(), index_path: str | None = None):
-    """The kg-samples job; ``index_path``: a prebuilt index file (``knowmix kg-index``), else one is built."""
-    tasks = tuple(t for t in TASKS if t in tasks)
-    try:
-        docs = open_shard_dir(docs_dir, kind="docs")
-    except ContractError as exc:
-        raise UserError(str(exc)) from None
-    index_path = prepare_index(index_path, kg_paths, entity_paths, out_dir, min_name_chars, type_rules)
-
-    linked = split_by_tag(
-        p
-        | "ReadDocs" >> ReadShardRows(docs.shard_refs())  # a remote shard is verified by the worker reading it
-        | "Link" >> beam.ParDo(LinkFn(index_path, segmenter, min_name_chars, max_sentence_chars, tasks, common)),
-        ("linked", "fate", "stats"), "Linked",
-    )
-
-    triples = (
-        p
-        | "KgFiles" >> beam.Create(list(kg_paths))
-        | "Triples" >> beam.ParDo(ReadTriplesFn(index_path, min_name_chars))
-        | "KeyTriple" >> beam.Map(lambda t: ((t.head, t.tail), t.relation))
-    )
-    pair_rels = (
-        {"sid": linked["linked"] | "Pairs" >> beam.FlatMap(entity_pairs), "rel": triples}
-        | "JoinTriples" >> beam.CoGroupByKey()
-        | "PairRelations" >> beam.FlatMap(pair_relations)
-    )
-    freq = beam.pvalue.AsDict(
-        linked["linked"]
-        | "MentionedEntities" >> beam.FlatMap(lambda kv: [m[3] for m in kv[1]["mentions"]])
-        | "EntityFrequency" >> beam.combiners.Count.PerElement()
-    )
-    sampled = split_by_tag(
-        {"sent": linked["linked"], "rels": pair_rels}
-        | "JoinSentence" >> beam.CoGroupByKey()
-        | "Samples" >> beam.ParDo(SampleFn(index_path, tasks, seed, substitution_probability), freq=freq),
-        ("rows", "na", "fate"), "Sampled",
-    )
-
-    # NA down-sampling: exact quota, lowest seeded scores kept. Per-bucket counts and one plan, joined back to
-    # the NA rows by bucket: keyed joins, no global combine and no side input in the middle of the pipeline
-    # (Beam's Dask runner computes a side input anew, nested, in every partition that reads it)
-    na_by_bucket = sampled["na"] | "Bucket" >> beam.Map(lambda r, s=seed: (na_score(s, r["id"]) >> BUCKET_SHIFT, r))
-    positive = (
-        sampled["rows"] | "Positive" >> beam.FlatMap(lambda r: ("relation",) if r["task"] == "relation" else ())
-        | "CountPositive" >> beam.combiners.Count.PerElement()
-        | "PlanPositive" >> beam.Map(lambda kv: ("plan", ("positive", kv[1])))
-    )
-    bucket_counts = (
-        na_by_bucket | "BucketKeys" >> beam.Keys()
-        | "CountBuckets" >> beam.combiners.Count.PerElement()
-        | "PlanBuckets" >> beam.Map(lambda kv: ("plan", ("bucket", kv)))
-    )
-    decisions = (
-        (positive, bucket_counts) | "PlanInputs" >> beam.Flatten()
-        | "GroupPlan" >> beam.GroupByKey()
-        | "PlanNa" >> beam.FlatMap(na_decisions, na_ratio)
-    )
-    cut = split_by_tag(
-        {"rows": na_by_bucket, "keep": decisions}
-        | "JoinBuckets" >> beam.CoGroupByKey()
-        | "CutNa" >> beam.FlatMap(cut_bucket, seed),
-        ("keep", "drop"), "CutNaBy",
-    )
-    kept_na, dropped_na = cut["keep"], cut["drop"]
-    rows = (sampled["rows"], kept_na) | "AllRows" >> beam.Flatten()
-
-    # the fate of each sentence
-    pending = sampled["fate"] | "Pending" >> beam.Filter(lambda kv: PENDING_NA in kv[1].values())
-    settled = sampled["fate"] | "Settled" >> beam.Filter(lambda kv: PENDING_NA not in kv[1].values())
-    resolved = (
-        {"fate": pending, "kept": kept_na | "KeptBySentence" >> beam.Map(lambda r: (r["id"].rsplit(":", 2)[0], 1))}
-        | "JoinKeptNa" >> beam.CoGroupByKey()
-        | "Resolve" >> beam.FlatMap(resolve_fate)
-    )
-    fates = (
-        (linked["fate"] | "FateLink" >> beam.Values(), settled | "FateSample" >> beam.Values(), resolved)
-        | "AllFates" >> beam.Flatten()
-    )
-    tallies = tally(fates | "Events" >> beam.FlatMap(fate_events))
-
-    stats = (
-        (
-            fates | "FateStats" >> beam.Map(fate_stats),
-            rows | "RowStats" >> beam.Map(row_stats),
-            dropped_na | "NaStats" >> beam.Map(lambda r: {"_tasks": {"relation": {"na_sampled_out": 1}}}),
-            linked["stats"],
-        )
-        | "AllStats" >> beam.Flatten()
-        # one key, not CombineGlobally: Beam's Dask runner gives a global combine one value per partition
-        | "KeyStats" >> beam.Map(lambda d: ("stats", d))
-        | "MergeStats" >> beam.CombinePerKey(MergeCountsFn())
-        | "StatsValue" >> beam.Values()
-    )
-    kg_info = p | "KgIndexPath" >> beam.Create([index_path]) | "KgInfo" >> beam.Map(kg_extra)
-    extra = (stats, kg_info) | "Extras" >> beam.Flatten()
-
-    # the manifest is the last step and waits on every branch (shard entries, tallies, stats are its side inputs)
-    entries = rows | "WriteShards" >> WriteShards(out_dir, KNOWLEDGE_SCHEMA, num_shards)
-    options = dict(options_record or {})
-    return p | "WriteManifest" >> WriteManifest(
-        out_dir, "knowledge", KNOWLEDGE_SCHEMA, entries, tallies, options, "by_task",
-        extra=extra, finalize=make_finalize(tasks, na_ratio),
-    )
-
-
-# ---------------------------------------------------------------------------------------------- CLI
+# ---------------------------------------------------------------------------------------------- the job
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -542,6 +435,17 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     add_index_args(ap)
     args, beam_args = ap.parse_known_args(argv)
     check_beam_args(beam_args, "kg-samples")
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        raise UserError(f"--tasks: unknown task(s) {', '.join(unknown) or '(none given)'}; expected {','.join(TASKS)}")
+    if not 0.0 <= args.na_ratio <= 1.0:
+        raise UserError(f"--na-ratio: {args.na_ratio} is not between 0 and 1")
+    if not 0.0 <= args.substitution_probability <= 1.0:
+        raise UserError(f"--substitution-probability: {args.substitution_probability} is not between 0 and 1")
+    for path in args.kg + args.entities:
+        if not fileio.is_file(path):  # local or any Beam filesystem (gs://, s3://, ...)
+            raise UserError(f"{path}: no such file")
     return args, beam_args
 
 
@@ -573,47 +477,249 @@ def quality_options(args: argparse.Namespace) -> dict:
             "type_rules": TypeRules(args.type_min_support, args.type_min_share)}
 
 
-def kg_samples_main(argv: list[str]) -> int:
-    args, beam_args = parse_args(argv)
+@dataclass(frozen=True)
+class KgSamplesJob:
+    """``knowmix kg-samples`` resolved once (``resolve``, from the flags; tests make one directly): what ``build``
+    and ``run`` read. ``index_path``: a prebuilt index file (``knowmix kg-index``), else one is built into the
+    output's ``_spill/`` when the pipeline is built (``prepare_index``). ``options``: the manifest's record of
+    the run; ``beam_args``: Beam's flags."""
+
+    docs_dir: str
+    kg_paths: list[str]
+    entity_paths: list[str]
+    out_dir: str
+    tasks: tuple[str, ...] = TASKS
+    na_ratio: float = 0.5
+    seed: int = 0
+    num_shards: int = 1
+    segmenter: str = "rjieba"
+    min_name_chars: int = 2
+    max_sentence_chars: int = 512
+    substitution_probability: float = 0.5
+    common: CommonWordPolicy = CommonWordPolicy()
+    type_rules: TypeRules = TypeRules()
+    index_path: str | None = None
+    options: dict = field(default_factory=dict)
+    beam_args: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        object.__setattr__(self, "tasks", tuple(t for t in TASKS if t in self.tasks))  # the tasks' id order
+
+
+def resolve(args: argparse.Namespace, beam_args: list[str], argv: list[str]) -> KgSamplesJob:
+    """The job for parsed flags: tasks in their canonical order, the shard count resolved (0: about 64 MB of docs
+    shards per output shard, ``knowmix.sharding``; read from the docs manifest), the options record."""
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    unknown = [t for t in tasks if t not in TASKS]
-    if unknown or not tasks:
-        raise UserError(f"--tasks: unknown task(s) {', '.join(unknown) or '(none given)'}; expected {','.join(TASKS)}")
-    if not 0.0 <= args.na_ratio <= 1.0:
-        raise UserError(f"--na-ratio: {args.na_ratio} is not between 0 and 1")
-    if not 0.0 <= args.substitution_probability <= 1.0:
-        raise UserError(f"--substitution-probability: {args.substitution_probability} is not between 0 and 1")
-    for path in args.kg + args.entities:
-        if not fileio.is_file(path):  # local or any Beam filesystem (gs://, s3://, ...)
-            raise UserError(f"{path}: no such file")
     num_shards = args.num_shards
     if num_shards <= 0:
-        try:
-            docs = open_shard_dir(args.docs, kind="docs", verify=False)
-        except ContractError as exc:
-            raise UserError(str(exc)) from None
-        num_shards = max(1, sum(s["bytes"] for s in docs.manifest["shards"]) // (64 << 20))
+        docs = open_docs(args.docs, verify=False)
+        num_shards = auto_num_shards(sum(s["bytes"] for s in docs.manifest["shards"]), whole_shards_only=True)
     shown = {k: v for k, v in vars(args).items() if k not in ("quiet", "log_level")}  # not job options
-    options_record = {"argv": ["knowmix", "kg-samples", *argv], **shown}
-    inputs = [("--docs", args.docs), *(("--kg", k) for k in args.kg), *(("--entities", e) for e in args.entities)]
-    options = pipeline_options(beam_args)
-    # written beside the previous output and swapped in once the manifest is written (knowmix.outdir)
-    with output_run(args.output, inputs, " ".join(options_record["argv"])) as output:
-        live = progress.LiveLine("knowmix kg-samples", args.quiet)
-        with live, beam.Pipeline(options=options) as p:
-            build(p, docs_dir=args.docs, kg_paths=args.kg, entity_paths=args.entities, out_dir=output.staging,
-                  tasks=tasks, na_ratio=args.na_ratio, seed=args.seed, num_shards=num_shards, segmenter=args.segmenter,
-                  min_name_chars=args.min_name_chars, max_sentence_chars=args.max_sentence_chars,
-                  substitution_probability=args.substitution_probability, options_record=options_record,
-                  index_path=args.kg_index, **quality_options(args))
+    return KgSamplesJob(
+        docs_dir=args.docs, kg_paths=list(args.kg), entity_paths=list(args.entities), out_dir=args.output,
+        tasks=tuple(t for t in TASKS if t in tasks), na_ratio=args.na_ratio, seed=args.seed, num_shards=num_shards,
+        segmenter=args.segmenter, min_name_chars=args.min_name_chars, max_sentence_chars=args.max_sentence_chars,
+        substitution_probability=args.substitution_probability, index_path=args.kg_index,
+        options={"argv": list(argv), **shown}, beam_args=list(beam_args), **quality_options(args),
+    )
+
+
+def open_docs(docs_dir: str, verify: bool = True):
+    """The docs input's ShardDir; a broken one is a one-line UserError."""
+    try:
+        return open_shard_dir(docs_dir, kind="docs", verify=verify)
+    except ContractError as exc:
+        raise UserError(str(exc)) from None
+
+
+class LinkSentences(beam.PTransform):
+    """docs rows -> ``{"linked": (sid, linked sentence), "fate": (sid, outcomes), "stats": linking stats}``
+    (``LinkFn``: sentences split, too-long ones dropped, mentions linked a document at a time)."""
+
+    def __init__(self, job: KgSamplesJob, index_path: str):
+        super().__init__()
+        self.job, self.index_path = job, index_path
+
+    def expand(self, rows):
+        job = self.job
+        fn = LinkFn(self.index_path, job.segmenter, job.min_name_chars, job.max_sentence_chars, job.tasks, job.common)
+        return split_by_tag(rows | "Link" >> beam.ParDo(fn), ("linked", "fate", "stats"), "Linked")
+
+
+class JoinRelations(beam.PTransform):
+    """Linked sentences + the KG files -> ``(sid, (head, tail, relations))`` for each ordered entity pair of a
+    sentence that has triples: the triples are read by the workers and joined by (head, tail)."""
+
+    def __init__(self, job: KgSamplesJob, index_path: str):
+        super().__init__()
+        self.job, self.index_path = job, index_path
+
+    def expand(self, linked):
+        triples = (
+            linked.pipeline
+            | "KgFiles" >> beam.Create(list(self.job.kg_paths))
+            | "Triples" >> beam.ParDo(ReadTriplesFn(self.index_path, self.job.min_name_chars))
+            | "KeyTriple" >> beam.Map(lambda t: ((t.head, t.tail), t.relation))
+        )
+        return (
+            {"sid": linked | "Pairs" >> beam.FlatMap(entity_pairs), "rel": triples}
+            | "JoinTriples" >> beam.CoGroupByKey()
+            | "PairRelations" >> beam.FlatMap(pair_relations)
+        )
+
+
+class MakeSamples(beam.PTransform):
+    """{"sent": linked sentences, "rels": their pairs' relations} -> ``{"rows", "na", "fate"}`` (``SampleFn``);
+    entity frequencies (for substitution) are a side input."""
+
+    def __init__(self, job: KgSamplesJob, index_path: str):
+        super().__init__()
+        self.job, self.index_path = job, index_path
+
+    def expand(self, inputs):
+        job = self.job
+        freq = beam.pvalue.AsDict(
+            inputs["sent"]
+            | "MentionedEntities" >> beam.FlatMap(lambda kv: [m[3] for m in kv[1]["mentions"]])
+            | "EntityFrequency" >> beam.combiners.Count.PerElement()
+        )
+        fn = SampleFn(self.index_path, job.tasks, job.seed, job.substitution_probability)
+        return split_by_tag(
+            inputs | "JoinSentence" >> beam.CoGroupByKey() | "Samples" >> beam.ParDo(fn, freq=freq),
+            ("rows", "na", "fate"), "Sampled",
+        )
+
+
+class DownsampleNa(beam.PTransform):
+    """{"na": NA relation rows, "rows": the other rows} -> ``{"keep": NA rows kept, "drop": NA rows cut}``: at most
+    ``na_ratio`` of the relation task's output is NA, exactly and deterministically (the lowest seeded scores,
+    ``kg.samples.na_score``).
+
+    Per-bucket counts (the score's top bits) and the positive count make one plan (``na_decisions``: how many
+    rows of each bucket to keep), joined back to the NA rows by bucket and cut there (``cut_bucket``): keyed
+    joins, no global combine and no side input in the middle of the pipeline (Beam's Dask runner computes a
+    side input anew, nested, in every partition that reads it)."""
+
+    def __init__(self, seed: int, na_ratio: float):
+        super().__init__()
+        self.seed, self.na_ratio = seed, na_ratio
+
+    def expand(self, inputs):
+        seed = self.seed
+        na_by_bucket = inputs["na"] | "Bucket" >> beam.Map(lambda r, s=seed: (na_score(s, r["id"]) >> BUCKET_SHIFT, r))
+        positive = (
+            inputs["rows"] | "Positive" >> beam.FlatMap(lambda r: ("relation",) if r["task"] == "relation" else ())
+            | "CountPositive" >> beam.combiners.Count.PerElement()
+            | "PlanPositive" >> beam.Map(lambda kv: ("plan", ("positive", kv[1])))
+        )
+        bucket_counts = (
+            na_by_bucket | "BucketKeys" >> beam.Keys()
+            | "CountBuckets" >> beam.combiners.Count.PerElement()
+            | "PlanBuckets" >> beam.Map(lambda kv: ("plan", ("bucket", kv)))
+        )
+        decisions = (
+            (positive, bucket_counts) | "PlanInputs" >> beam.Flatten()
+            | "GroupPlan" >> beam.GroupByKey()
+            | "PlanNa" >> beam.FlatMap(na_decisions, self.na_ratio)
+        )
+        return split_by_tag(
+            {"rows": na_by_bucket, "keep": decisions}
+            | "JoinBuckets" >> beam.CoGroupByKey()
+            | "CutNa" >> beam.FlatMap(cut_bucket, seed),
+            ("keep", "drop"), "CutNaBy",
+        )
+
+
+class SentenceFates(beam.PTransform):
+    """Every sentence's outcome per task, once the NA cut is known: ``{"link": fates from linking, "sample":
+    fates from sampling, "kept_na": the NA rows kept}`` -> one outcomes dict per sentence (a sentence whose only
+    samples were NA rows that were all cut is ``na_sampled_out``)."""
+
+    def expand(self, inputs):
+        sampled = inputs["sample"]
+        pending = sampled | "Pending" >> beam.Filter(lambda kv: PENDING_NA in kv[1].values())
+        settled = sampled | "Settled" >> beam.Filter(lambda kv: PENDING_NA not in kv[1].values())
+        kept = inputs["kept_na"] | "KeptBySentence" >> beam.Map(lambda r: (r["id"].rsplit(":", 2)[0], 1))
+        resolved = {"fate": pending, "kept": kept} | "JoinKeptNa" >> beam.CoGroupByKey() | "Resolve" >> beam.FlatMap(resolve_fate)
+        return (
+            (inputs["link"] | "FateLink" >> beam.Values(), settled | "FateSample" >> beam.Values(), resolved)
+            | "AllFates" >> beam.Flatten()
+        )
+
+
+class KnowledgeStats(beam.PTransform):
+    """Per-sentence fates, rows, cut NA rows and linking stats -> one merged stats dict (``make_finalize`` turns
+    it into the manifest's ``counts.by_task``, ``counts.samples`` and ``knowledge_stats``). One key, not
+    CombineGlobally: Beam's Dask runner gives a global combine one value per partition."""
+
+    def expand(self, inputs):
+        return (
+            (
+                inputs["fates"] | "FateStats" >> beam.Map(fate_stats),
+                inputs["rows"] | "RowStats" >> beam.Map(row_stats),
+                inputs["dropped_na"] | "NaStats" >> beam.Map(lambda r: {"_tasks": {"relation": {"na_sampled_out": 1}}}),
+                inputs["linking"],
+            )
+            | "AllStats" >> beam.Flatten()
+            | "KeyStats" >> beam.Map(lambda d: ("stats", d))
+            | "MergeStats" >> beam.CombinePerKey(MergeCountsFn())
+            | "StatsValue" >> beam.Values()
+        )
+
+
+def build(p: beam.Pipeline, job: KgSamplesJob, out: str | None = None):
+    """The kg-samples recipe (the module docstring's, step by step). ``out``: where the files go (a staging
+    directory, see ``beamio.output_run``); default ``job.out_dir``."""
+    out = out or job.out_dir
+    docs = open_docs(job.docs_dir)
+    index_path = prepare_index(job.index_path, job.kg_paths, job.entity_paths, out, job.min_name_chars, job.type_rules)
+
+    # docs -> sentences -> linked mentions; ordered entity pairs joined with the KG's triples
+    rows = p | "ReadDocs" >> ReadShardRows(docs.shard_refs())  # a remote shard is verified by the worker reading it
+    linked = rows | "LinkSentences" >> LinkSentences(job, index_path)
+    pair_rels = linked["linked"] | "JoinRelations" >> JoinRelations(job, index_path)
+
+    # per sentence: the samples of each task; NA relation samples cut to the --na-ratio quota
+    sampled = {"sent": linked["linked"], "rels": pair_rels} | "MakeSamples" >> MakeSamples(job, index_path)
+    na = {"na": sampled["na"], "rows": sampled["rows"]} | "DownsampleNa" >> DownsampleNa(job.seed, job.na_ratio)
+    rows = (sampled["rows"], na["keep"]) | "AllRows" >> beam.Flatten()
+
+    # accounting: each sentence's fate; statistics of the rows and the linking
+    fates = {"link": linked["fate"], "sample": sampled["fate"], "kept_na": na["keep"]} | "SentenceFates" >> SentenceFates()
+    tallies = tally(fates | "Events" >> beam.FlatMap(fate_events))
+    stats = {"fates": fates, "rows": rows, "dropped_na": na["drop"], "linking": linked["stats"]} | "Stats" >> KnowledgeStats()
+    kg_info = p | "KgIndexPath" >> beam.Create([index_path]) | "KgInfo" >> beam.Map(kg_extra)
+
+    # the manifest is the last step and waits on every branch (shard entries, tallies, stats are its side inputs)
+    entries = rows | "WriteShards" >> WriteShards(out, KNOWLEDGE_SCHEMA, job.num_shards)
+    return p | "WriteManifest" >> WriteManifest(
+        out, "knowledge", KNOWLEDGE_SCHEMA, entries, tallies, dict(job.options), "by_task",
+        extra=(stats, kg_info) | "Extras" >> beam.Flatten(), finalize=make_finalize(job.tasks, job.na_ratio),
+    )
+
+
+def run(job: KgSamplesJob, quiet: bool = False) -> dict:
+    """Run the job; return the manifest it wrote, read back through ``knowmix.manifest``. The output is written
+    beside the previous one and swapped in once the manifest is written (``knowmix.outdir``)."""
+    inputs = [("--docs", job.docs_dir), *(("--kg", k) for k in job.kg_paths), *(("--entities", e) for e in job.entity_paths)]
+    with output_run(job.out_dir, inputs, " ".join(job.options.get("argv", []))) as output:
+        with progress.LiveLine("knowmix kg-samples", quiet), beam.Pipeline(options=pipeline_options(job.beam_args)) as p:
+            build(p, job, out=output.staging)
         output.commit()
-    if fileio.is_remote(args.output):  # a remote output is written in place: its scratch folder goes now
-        fileio.delete_under(fileio.join(args.output, "_spill"))
-    manifest = json.loads(fileio.read_text(fileio.join(args.output, "manifest.json")))
+    if fileio.is_remote(job.out_dir):  # a remote output is written in place: its scratch folder goes now
+        fileio.delete_under(fileio.join(job.out_dir, "_spill"))
+    progress.record_counters(p.result)
+    return read_manifest(job.out_dir)
+
+
+def kg_samples_main(argv: list[str]) -> int:
+    args, beam_args = parse_args(argv)
+    job = resolve(args, beam_args, ["knowmix", "kg-samples", *argv])
+    manifest = run(job, quiet=args.quiet)
     c = manifest["counts"]
     print(f"kg-samples: {c['input']} sentences, {c['output']} gave samples, dropped {json.dumps(c['dropped'], ensure_ascii=False)};"
-          f" samples {json.dumps(c['samples'], ensure_ascii=False)} -> {args.output}", file=sys.stderr)
-    if progress.record_counters(p.result):
+          f" samples {json.dumps(c['samples'], ensure_ascii=False)} -> {job.out_dir}", file=sys.stderr)
+    if progress.last_counters():
         print(f"  Beam counters: {progress.last_counters()}", file=sys.stderr)
     return 0
 

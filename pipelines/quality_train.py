@@ -14,6 +14,7 @@ import os
 import random
 import tempfile
 
+from knowmix import fileio
 from knowmix.errors import UserError
 from pipelines.quality_model import (
     BAD, GOOD, TOKENIZERS, QualityModel, fasttext_line, metrics, pr_curve, sha256_of, sidecar_path,
@@ -162,7 +163,7 @@ def train(
         error = _fit_in_fresh_process(params, tmp_model)
         if error is not None:  # "Encountered NaN.": the learning rate is too high for this set
             raise UserError(f"fastText training failed ({error}); try a lower --lr than {lr}")
-        os.replace(tmp_model, output) if _same_device(tmp, output) else _copy(tmp_model, output)
+        fileio.copy_file(tmp_model, output)  # a copy: the temporary directory may be on another device
     record = {
         "tokenizer": tokenizer,
         "labels": [GOOD, BAD],
@@ -174,22 +175,8 @@ def train(
     scorer = QualityModel(output, record["sha256"], tokenizer)
     if pos_valid and neg_valid:
         record["validation"] = metrics(scorer.score_many(pos_valid), scorer.score_many(neg_valid))
-    with open(sidecar_path(output), "w", encoding="utf-8") as fh:
-        json.dump(record, fh, ensure_ascii=False, indent=2)
-        fh.write("\n")
+    fileio.write_text(sidecar_path(output), json.dumps(record, ensure_ascii=False, indent=2) + "\n")
     return record
-
-
-def _same_device(a: str, b: str) -> bool:
-    return os.stat(a).st_dev == os.stat(os.path.dirname(os.path.abspath(b))).st_dev
-
-
-def _copy(src: str, dst: str) -> None:
-    import shutil
-
-    tmp = f"{dst}.tmp-{os.getpid()}"
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
 
 
 def _summary(m: dict) -> str:
@@ -197,7 +184,8 @@ def _summary(m: dict) -> str:
             f" ({m['positives']} positive, {m['negatives']} negative)")
 
 
-def quality_train_main(argv: list[str]) -> int:
+def parse_args(argv: list[str]):
+    """``knowmix quality-train``'s flags, checked (a bad value: one-line UserError)."""
     from knowmix.args import Parser
 
     ap = Parser("knowmix quality-train", "Train a fastText quality classifier.")
@@ -224,6 +212,11 @@ def quality_train_main(argv: list[str]) -> int:
             raise UserError(f"--{name} must be positive")
     if not 0.0 <= args.valid_fraction < 1.0:
         raise UserError("--valid-fraction must be in [0, 1)")
+    return args
+
+
+def quality_train_main(argv: list[str]) -> int:
+    args = parse_args(argv)
     positive = gather(args.positive, args.positive_file, "positive")
     negative = gather(args.negative, args.negative_file, "negative")
     record = train(
@@ -296,8 +289,7 @@ def quality_eval_main(argv: list[str]) -> int:
     m = metrics(pos, neg, args.threshold)
     curve = pr_curve(pos, neg)
     if args.html:
-        with open(args.html, "w", encoding="utf-8") as fh:
-            fh.write(eval_html(args.model, m, curve))
+        fileio.write_text(args.html, eval_html(args.model, m, curve))
     if args.json:
         print(json.dumps(m, indent=2))
     else:

@@ -11,6 +11,9 @@ normalised by ``knowmix clean``, which keeps Chinese punctuation full-width on p
 lets the tokenizer compute character offsets from the ids alone), and the special tokens at fixed ids:
 ``[PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4 [E1]=5 [/E1]=6 [E2]=7 [/E2]=8`` (control symbols: literal
 "[CLS]" in text is not turned into the token). Writes ``PREFIX.model`` and ``PREFIX.vocab``.
+
+The file's shape (the Beam jobs', though this one runs in-process): ``parse_args`` -> ``resolve`` (an
+``SpmTrainJob``) -> ``run(job)`` (sample, train, publish) -> ``spm_train_main``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import re
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 
 import pyarrow.compute as pc
 
@@ -182,17 +186,38 @@ def prepare_prefix(prefix: str) -> str:
     return out_dir
 
 
-def spm_train_main(argv: list[str]) -> int:
-    args = parse_args(argv)
+@dataclass(frozen=True)
+class SpmTrainJob:
+    """``knowmix spm-train`` resolved once (``resolve``): what ``run`` reads."""
+
+    docs_dir: str
+    prefix: str  # writes PREFIX.model and PREFIX.vocab
+    vocab_size: int = 32000
+    model_type: str = "unigram"
+    character_coverage: float = 0.9995
+    sample_chars: int = 200_000_000
+    num_threads: int = 1
+
+
+def resolve(args: argparse.Namespace) -> SpmTrainJob:
+    """The job for parsed flags; a value SentencePiece would refuse is a one-line UserError now."""
     if args.vocab_size < len(SPECIAL_TOKENS) + 256 + 1:
         raise UserError(f"--vocab-size {args.vocab_size}: must exceed {len(SPECIAL_TOKENS) + 256} (specials + 256 byte pieces)")
     if not 0 < args.character_coverage <= 1:
         raise UserError(f"--character-coverage {args.character_coverage}: must be in (0, 1]")
-    out_dir = prepare_prefix(args.output)
+    return SpmTrainJob(args.docs, args.output, args.vocab_size, args.model_type, args.character_coverage,
+                       args.sample_chars, args.num_threads)
+
+
+def run(job: SpmTrainJob, quiet: bool = False) -> dict:
+    """Sample the docs, train, publish PREFIX.vocab then PREFIX.model; return the sample's stats (``write_sample``).
+
+    Trained under a temporary prefix and copied into place when complete (``knowmix.fileio.copy_file``, atomic;
+    .model last): a failed or killed run leaves the previous PREFIX.model/.vocab as they were, never half a model.
+    """
+    out_dir = prepare_prefix(job.prefix)
     fd, sample_path = tempfile.mkstemp(prefix=".spm-sample-", suffix=".txt", dir=out_dir)
     os.close(fd)
-    # trained under a temporary prefix and renamed when complete (.model last): a failed or killed run leaves
-    # the previous PREFIX.model/.vocab as they were, never half a model
     temp_prefix = sample_path[: -len(".txt")]
     live: dict = {"phase": "reading"}
     n_shards = "?"
@@ -200,35 +225,39 @@ def spm_train_main(argv: list[str]) -> int:
     def line(elapsed: float) -> str:
         clock = progress.clock(elapsed)
         if live["phase"] == "training":
-            return f"knowmix spm-train: training SentencePiece ({args.model_type}, {args.vocab_size} pieces) {clock}"
+            return f"knowmix spm-train: training SentencePiece ({job.model_type}, {job.vocab_size} pieces) {clock}"
         if live["phase"] == "sampling":
             return (f"knowmix spm-train: sampling shard {live['shards']}/{n_shards}: read {live['docs']:,} docs,"
                     f" picked {live['picked']:,} {clock}")
         return f"knowmix spm-train: counting characters… {clock}"
 
     try:
-        with progress.LiveLine("knowmix spm-train", args.quiet, text=line):
+        with progress.LiveLine("knowmix spm-train", quiet, text=line):
             try:
-                n_shards = len(open_shard_dir(args.docs, "docs", verify=False).manifest["shards"])
+                n_shards = len(open_shard_dir(job.docs_dir, "docs", verify=False).manifest["shards"])
             except ContractError:
                 pass  # write_sample reports it
-            stats = write_sample(args.docs, args.sample_chars, sample_path, live)
+            stats = write_sample(job.docs_dir, job.sample_chars, sample_path, live)
             live["phase"] = "training"
-            train(sample_path, temp_prefix, args.vocab_size, args.model_type, args.character_coverage,
-                  args.num_threads, shown_as=args.output)
+            train(sample_path, temp_prefix, job.vocab_size, job.model_type, job.character_coverage,
+                  job.num_threads, shown_as=job.prefix)
         for ext in (".vocab", ".model"):  # .model last: it is what `tokenize --tokenizer spm:` reads
-            if fileio.is_remote(args.output):
-                fileio.write_bytes(f"{args.output}{ext}", fileio.read_bytes(f"{temp_prefix}{ext}"))
-            else:
-                os.replace(f"{temp_prefix}{ext}", f"{args.output}{ext}")
+            fileio.copy_file(f"{temp_prefix}{ext}", f"{job.prefix}{ext}")
     finally:
         for path in (sample_path, f"{temp_prefix}.vocab", f"{temp_prefix}.model"):
             if os.path.exists(path):
                 os.unlink(path)
-        if fileio.is_remote(args.output):
+        if fileio.is_remote(job.prefix):
             shutil.rmtree(out_dir, ignore_errors=True)
+    return stats
+
+
+def spm_train_main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    job = resolve(args)
+    stats = run(job, quiet=args.quiet)
     print(
-        f"knowmix spm-train: {args.output}.model ({args.vocab_size} pieces, {args.model_type}) from"
+        f"knowmix spm-train: {job.prefix}.model ({job.vocab_size} pieces, {job.model_type}) from"
         f" {stats['docs']} docs, {stats['lines']} lines, {stats['chars']} chars"
         f" ({stats['rate']:.3g} of {stats['total_chars']})",
         file=sys.stderr,

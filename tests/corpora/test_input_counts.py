@@ -20,7 +20,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from knowmix.cli import main as knowmix
 from knowmix.manifest import read_manifest
 from pipelines import beamio
-from pipelines.clean import build_pipeline
+from pipelines.clean import build, resolve
 from pipelines.clean_config import load_config
 from pipelines.spill import delete_spill
 
@@ -31,7 +31,7 @@ def clean_with_counters(job_toml: str) -> tuple[dict, dict]:
     """Run the clean job over a TOML on the FnApiRunner; (manifest counts, knowmix.read counters)."""
     config = load_config(job_toml, [], None, {})
     p = beam.Pipeline(options=beamio.pipeline_options(["--runner=FnApiRunner"]))
-    build_pipeline(p, config, ["knowmix", "clean", "--config", job_toml])
+    build(p, resolve(config, [], ["knowmix", "clean", "--config", job_toml]))
     result = p.run()
     result.wait_until_finish()
     delete_spill(config.output_dir)

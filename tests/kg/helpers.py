@@ -9,6 +9,7 @@ import os
 import pyarrow as pa
 
 from knowmix.manifest import write_shard_dir
+from knowmix.schemas import KIND_SCHEMAS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "corpora", "fixtures")
@@ -16,11 +17,8 @@ ADMIN = os.path.join(FIXTURES, "admin_triples_county_up.tsv")
 WORLD = os.path.join(FIXTURES, "world_triples.tsv")
 COOC = os.path.join(FIXTURES, "kg_text_cooccurrence_wiki.tsv")
 
-DOCS_SCHEMA = pa.schema([
-    ("id", pa.string()), ("source_kind", pa.string()), ("location", pa.string()), ("url", pa.string()),
-    ("title", pa.string()), ("text", pa.string()), ("lang", pa.string()), ("lang_score", pa.float32()),
-    ("n_chars", pa.int32()),
-])
+# the columns every docs output has (what an older clean wrote): kg-samples must read such docs too
+DOCS_SCHEMA = KIND_SCHEMAS["docs"]
 
 
 def fixture(name: str) -> str:

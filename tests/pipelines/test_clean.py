@@ -13,8 +13,8 @@ import pytest
 from knowmix.cli import main as knowmix
 from knowmix.demo import demo_job_toml, fixture
 from knowmix.manifest import ContractError, open_shard_dir, read_arrow
+from knowmix.schemas import DOCS_SCHEMA
 from pipelines.doc_keys import shard_of
-from pipelines.clean import DOCS_SCHEMA
 from pipelines.minhash import text_jaccard
 
 
@@ -311,7 +311,8 @@ def test_exact_and_near_duplicates_together(tmp_path, verify, copy_key_smaller):
 
 
 def test_auto_num_shards_grows_with_the_input(tmp_path):
-    from pipelines.clean import SHARD_TARGET_BYTES, resolve_num_shards
+    from knowmix.sharding import SHARD_TARGET_BYTES
+    from pipelines.clean import resolve_num_shards
     from pipelines.clean_config import load_config
 
     small, big = tmp_path / "small.jsonl", tmp_path / "big.jsonl"

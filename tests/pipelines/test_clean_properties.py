@@ -67,7 +67,7 @@ def line_of(record) -> str:
 
 
 def run_clean(src: str, out: str) -> dict:
-    from pipelines.clean import run
+    from pipelines.clean import resolve, run
     from pipelines.clean_config import load_config
 
     job = os.path.join(src, "job.toml")
@@ -76,7 +76,7 @@ def run_clean(src: str, out: str) -> dict:
             '[[sources]]\nkind = "encyclopedia"\nformat = "jsonl"\nid_field = "id"\npaths = ["in/*.jsonl"]\n'
             f'[output]\ndir = "{out}"\nnum_shards = 2\n[dedup]\nmax_rounds = 6\n'
         )
-    return run(load_config(job), [], ["test"])
+    return run(resolve(load_config(job), [], ["test"]))
 
 
 def write_corpus(src: str, files: dict[str, list]) -> None:

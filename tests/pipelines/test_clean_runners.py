@@ -6,7 +6,7 @@ import pytest
 
 from knowmix.demo import demo_job_toml
 from knowmix.manifest import open_shard_dir
-from pipelines.clean import build_pipeline
+from pipelines.clean import build, resolve
 from pipelines.clean_config import load_config
 from tests.pipelines.dask_cluster import dask_runner_flags
 
@@ -24,9 +24,9 @@ def test_dask_runner_writes_the_same_shards_as_the_local_runner(tmp_path):
     pytest.importorskip("distributed")
     from pipelines.clean import run
 
-    local = run(small_job(tmp_path, tmp_path / "local", split_bytes=16384), [], ["test"])
+    local = run(resolve(small_job(tmp_path, tmp_path / "local", split_bytes=16384), [], ["test"]))
     with dask_runner_flags() as flags:
-        dask = run(small_job(tmp_path, tmp_path / "dask", split_bytes=16384), flags, ["test"])
+        dask = run(resolve(small_job(tmp_path, tmp_path / "dask", split_bytes=16384), flags, ["test"]))
     assert dask["shards"] == local["shards"]
     assert dask["counts"] == local["counts"]
     open_shard_dir(str(tmp_path / "dask"), kind="docs")  # checksums verify
@@ -54,8 +54,8 @@ def test_dataflow_job_graph_builds_offline_with_every_step(tmp_path):
         ]
     )
     p = beam.Pipeline(options=options)
-    build_pipeline(p, config, ["knowmix", "clean"])
+    build(p, resolve(config, [], ["knowmix", "clean"]))
     result = p.run()
     names = {t.unique_name for t in result.job.proto_pipeline.components.transforms.values()}
-    for step in ("Files", "ByteRanges", "CountLines", "RangesByFile", "NumberRanges", "ReadAndClean", "ExactDedup", "NearDedup", "WriteDocs", "WriteDeadLetters", "WriteClusters", "Manifest"):
+    for step in ("PlanReads/Files", "PlanReads/ByteRanges", "PlanReads/CountLines", "PlanReads/RangesByFile", "PlanReads/NumberRanges", "ReadAndClean", "Dedup/Exact", "Dedup/Near", "WriteDocs", "WriteDeadLetters", "WriteClusters", "Manifest"):
         assert step in names, (step, sorted(n for n in names if "/" not in n))

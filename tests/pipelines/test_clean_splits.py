@@ -34,7 +34,7 @@ def write_file(path: str, lines: list[str], ends: list[int], final_end: bool) ->
 
 
 def run_clean(src: str, out: str, split_bytes: int, fmt: str = "jsonl", beam_args=()) -> dict:
-    from pipelines.clean import run
+    from pipelines.clean import resolve, run
     from pipelines.clean_config import load_config
 
     job = os.path.join(src, "job.toml")
@@ -45,7 +45,7 @@ def run_clean(src: str, out: str, split_bytes: int, fmt: str = "jsonl", beam_arg
             f'[input]\nsplit_bytes = {split_bytes}\n'
             f'[output]\ndir = "{out}"\nnum_shards = 2\n[dedup]\nmax_rounds = 6\n'
         )
-    return run(load_config(job), list(beam_args), ["test"])
+    return run(resolve(load_config(job), list(beam_args), ["test"]))
 
 
 def output_bytes(out: str) -> dict[str, str]:

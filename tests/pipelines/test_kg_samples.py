@@ -338,7 +338,7 @@ def test_the_job_graph_does_not_grow_with_the_kg(setup, tmp_path):
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipelines.kg_samples import build
+    from pipelines.kg_samples import KgSamplesJob, build
 
     big = _generated_kg(str(tmp_path / "big.tsv"), 50_000)
     sizes = {}
@@ -346,7 +346,7 @@ def test_the_job_graph_does_not_grow_with_the_kg(setup, tmp_path):
         out = tmp_path / f"out_{name}"
         out.mkdir()
         p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
-        build(p, docs_dir=setup["docs"], kg_paths=[kg], entity_paths=[], out_dir=str(out))
+        build(p, KgSamplesJob(docs_dir=setup["docs"], kg_paths=[kg], entity_paths=[], out_dir=str(out)))
         sizes[name] = len(p.to_runner_api().SerializeToString())
     entities = len(load_kg([big]).index.entities)
     assert entities > 40_000  # the shipped index grew ~85 bytes per entity: 3.4 MB more here

@@ -359,7 +359,7 @@ def test_stats_shows_dropped_examples_and_quality_histogram(tmp_path, capsys):
 def test_keep_dropped_on_the_dask_runner_writes_the_same_dropped_shards(tmp_path):
     pytest.importorskip("distributed")
     from knowmix.demo import demo_job_toml
-    from pipelines.clean import run
+    from pipelines.clean import resolve, run
     from pipelines.clean_config import load_config
     from tests.pipelines.dask_cluster import dask_runner_flags
 
@@ -368,9 +368,9 @@ def test_keep_dropped_on_the_dask_runner_writes_the_same_dropped_shards(tmp_path
         path.write_text(demo_job_toml(str(out), keep_dropped=True), encoding="utf-8")
         return load_config(str(path))
 
-    local = run(job(tmp_path / "local"), [], ["test"])
+    local = run(resolve(job(tmp_path / "local"), [], ["test"]))
     with dask_runner_flags() as flags:
-        dask = run(job(tmp_path / "dask"), flags, ["test"])
+        dask = run(resolve(job(tmp_path / "dask"), flags, ["test"]))
     assert local["dropped_shards"] and dask["dropped_shards"] == local["dropped_shards"]
     assert dask["shards"] == local["shards"] and dask["counts"] == local["counts"]
     assert sum(e["rows"] for e in local["dropped_shards"]) == sum(local["counts"]["dropped"].values())

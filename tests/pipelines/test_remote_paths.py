@@ -391,7 +391,7 @@ def test_readme_dataflow_lines_parse_and_build_their_dataflow_graphs_offline(sto
     config = clean.load_config(args.config, args.source, args.output, {})
     assert config.output_dir == "gs://my-bucket/out/docs"
     p = dry_run(beam_args, "clean")
-    clean.build_pipeline(p, config, ["knowmix", "clean"])
+    clean.build(p, clean.resolve(config, beam_args, ["knowmix", "clean"]))
     assert {"ReadAndClean", "WriteDocs", "Manifest"} <= steps(p)
 
     args, beam_args = kg_samples.parse_args(offline(commands["kg-samples"]))
@@ -401,10 +401,10 @@ def test_readme_dataflow_lines_parse_and_build_their_dataflow_graphs_offline(sto
 
     index = kg_samples.prepare_index(None, args.kg, args.entities, f"{PREFIX}my-bucket/out/knowledge", 2, TypeRules())
     assert index.startswith(f"{PREFIX}my-bucket/out/knowledge/_spill/kgindex-")
-    kg_samples.build(p, docs_dir=args.docs, kg_paths=args.kg, entity_paths=args.entities, out_dir=args.output,
-                     num_shards=1, index_path=index)
+    kg_samples.build(p, kg_samples.KgSamplesJob(docs_dir=args.docs, kg_paths=args.kg, entity_paths=args.entities,
+                                                out_dir=args.output, num_shards=1, index_path=index))
     assert args.kg == [f"{PREFIX}my-bucket/kg/triples.tsv.gz"], args.kg
-    assert {"ReadDocs", "Link", "WriteShards", "WriteManifest"} <= steps(p)
+    assert {"ReadDocs", "LinkSentences/Link", "DownsampleNa", "WriteShards", "WriteManifest"} <= steps(p)
 
     args, beam_args = tokenize.parse_args(commands["tokenize"])
     assert args.tokenizer == "spm:gs://my-bucket/tok/spm.model" and "DataflowRunner" in beam_args
@@ -417,7 +417,7 @@ def test_consumers_accept_the_knowledge_schema_kg_samples_writes():
     knows (before: tokenize refused every kg-samples output, "the schema column 'head' is struct<...>")."""
     import pyarrow as pa
 
-    from kg.samples import KNOWLEDGE_SCHEMA as written
+    from knowmix.schemas import KNOWLEDGE_SCHEMA as written
     from knowmix.manifest import schema_mismatch, schema_to_json
 
     assert schema_mismatch("knowledge", schema_to_json(written)) is None
