@@ -31,7 +31,7 @@ import json
 import math
 import sys
 from dataclasses import dataclass
-from typing import Any, Tuple
+from typing import Any, Iterable, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -168,7 +168,7 @@ def _dead(source: str, row: dict, reason: str) -> dict:
 class _TokenizerDoFn(beam.DoFn):
     """A DoFn holding a tokenizer (and, with word boundaries, a jieba segmenter) loaded once per worker."""
 
-    def __init__(self, spec: TokenizerSpec, boundaries: bool, user_words: list[str] = ()):
+    def __init__(self, spec: TokenizerSpec, boundaries: bool, user_words: Iterable[str] = ()):
         self.spec, self.boundaries, self.user_words = spec, boundaries, list(user_words)
 
     def setup(self):
