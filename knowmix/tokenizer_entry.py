@@ -29,6 +29,7 @@ TOKENIZER_KINDS = ("spm", "wordpiece")
 # A WordPiece vocabulary has the first five under these names and its first four [unused*] slots as the markers.
 SPECIAL_NAMES = ("pad", "unk", "cls", "sep", "mask", "e1", "e1_end", "e2", "e2_end")
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[E1]", "[/E1]", "[E2]", "[/E2]")
+SPECIAL_TOKEN_OF = dict(zip(SPECIAL_NAMES, SPECIAL_TOKENS))
 REQUIRED_SPECIAL_NAMES = SPECIAL_NAMES[:5]  # every tokenizer entry has these; the entity markers follow
 MARKER_NAMES = SPECIAL_NAMES[5:]  # around the head ([E1] ... [/E1]) and the tail ([E2] ... [/E2]) of a relation
 

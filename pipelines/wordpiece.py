@@ -16,7 +16,7 @@ import unicodedata
 import numpy as np
 
 from knowmix.errors import UserError
-from knowmix.tokenizer_entry import REQUIRED_SPECIAL_NAMES, SPECIAL_TOKENS
+from knowmix.tokenizer_entry import MARKER_NAMES, REQUIRED_SPECIAL_NAMES, SPECIAL_TOKEN_OF
 from pipelines.subword import BaseTokenizer, Encoding
 
 
@@ -110,19 +110,17 @@ class WordPieceTokenizer(BaseTokenizer):
         if lowercase is None:
             lowercase = _bert_config_lowercase(path)
         self.lowercase = True if lowercase is None else bool(lowercase)
-        for tok in SPECIAL_TOKENS[: len(REQUIRED_SPECIAL_NAMES)]:
-            if tok not in self.vocab:
-                raise UserError(f"{path}: the vocabulary has no {tok} token")
+        for name in REQUIRED_SPECIAL_NAMES:
+            if SPECIAL_TOKEN_OF[name] not in self.vocab:
+                raise UserError(f"{path}: the vocabulary has no {SPECIAL_TOKEN_OF[name]} token")
         unused = sorted((int(m.group(1)), i) for t, i in self.vocab.items() if (m := _UNUSED.match(t)))
-        if len(unused) < 4:
+        if len(unused) < len(MARKER_NAMES):
             raise UserError(f"{path}: needs four [unused*] tokens for the entity markers, found {len(unused)}")
-        markers = [i for _, i in unused[:4]]
-        self.unk_id = self.vocab["[UNK]"]
         self.special_ids = {
-            "pad": self.vocab["[PAD]"], "unk": self.unk_id, "cls": self.vocab["[CLS]"],
-            "sep": self.vocab["[SEP]"], "mask": self.vocab["[MASK]"],
-            "e1": markers[0], "e1_end": markers[1], "e2": markers[2], "e2_end": markers[3],
+            **{name: self.vocab[SPECIAL_TOKEN_OF[name]] for name in REQUIRED_SPECIAL_NAMES},
+            **{name: i for name, (_, i) in zip(MARKER_NAMES, unused)},  # the first four [unused*] slots
         }
+        self.unk_id = self.special_ids["unk"]
         self.id_to_tok = {i: t for t, i in self.vocab.items()}
         self.continuation = np.zeros(self.vocab_size, dtype=bool)
         self.continuation[[i for t, i in self.vocab.items() if t.startswith("##")]] = True
