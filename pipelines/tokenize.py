@@ -101,7 +101,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--no-word-boundaries", dest="boundaries", action="store_false",
                     help="skip jieba: every token starts a word (plain token-level masking)")
     ap.add_argument("--user-dict", help="extra words for jieba (one per line, first field), e.g. KG entity names")
-    ap.add_argument("--relations", help="fixed relation ids: JSON list or `name id` lines (default: names seen, sorted)")
+    ap.add_argument("--relations", help="fixed relation ids: `name id` lines, a JSON {name: id} or a JSON list"
+                                        " (id 0 becomes NA; default: the names seen, sorted after NA)")
     ap.add_argument("--num-shards", type=int, default=0, help="output shards (0: ~64 MB of input each)")
     ap.add_argument("--pack-groups", type=int, default=0, help="packing groups (0: ~16 MB of input each)")
     args, beam_args = ap.parse_known_args(argv)
