@@ -34,7 +34,8 @@ import random
 import time
 
 from kg.index import Entity, EntityIndex, load_kg  # noqa: E402
-from kg.link import Linker, _base_jieba, split_sentences  # noqa: E402
+from kg.link import Linker, split_sentences  # noqa: E402
+from kg.segmenter import base_jieba  # noqa: E402
 
 FIX = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "corpora", "fixtures")
 SUFFIXES = ["市", "县", "区", "镇", "村", "公司", "集团", "大学", "医院", "银行", "中学", "研究所", "股份", "科技", "控股", "基金会"]
@@ -65,7 +66,7 @@ def dictionary(n: int, seed: int = 0) -> list[str]:
         parts = line.split("\t")
         if len(parts) == 4:
             names.update(p for p in parts[:2] if len(p) >= 2)
-    words = sorted(w for w, f in _base_jieba().FREQ.items() if f > 0 and len(w) >= 2)
+    words = sorted(w for w, f in base_jieba().FREQ.items() if f > 0 and len(w) >= 2)
     rng = random.Random(seed)
     rng.shuffle(words)
     names.update(words[: max(0, n // 4)])
@@ -91,7 +92,7 @@ def baseline_linker(names: list[str]):
     import jieba
 
     tk = jieba.Tokenizer()
-    base = _base_jieba()
+    base = base_jieba()
     tk.FREQ, tk.total, tk.initialized = dict(base.FREQ), base.total, True
     for s in names:
         tk.add_word(s)

@@ -23,13 +23,9 @@ import argparse  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from pipelines.tokenizers import (  # noqa: E402
-    DocTokens,
-    WordSegmenter,
-    encode_with_words,
-    load_tokenizer,
-    pack_documents,
-)
+from pipelines.packing import DocTokens, pack_documents  # noqa: E402
+from pipelines.tokenizer_loader import load_tokenizer  # noqa: E402
+from pipelines.word_boundaries import encode_with_words, word_segmenter  # noqa: E402
 from tests.pipelines.test_tokenize_support import all_fixture_texts, docs_rows, write_bert_vocab  # noqa: E402
 
 
@@ -78,7 +74,7 @@ def main() -> int:
     mb = sum(len(t.encode("utf-8")) for t in docs) / 1e6
     wp = load_tokenizer(f"wordpiece:{vocab}")
     sp = load_tokenizer(f"spm:{spm_path}")
-    seg = WordSegmenter("rjieba")
+    seg = word_segmenter("rjieba")
     seg.cut(docs[0])  # load the dictionary outside the timing
 
     from tokenizers import BertWordPieceTokenizer

@@ -25,15 +25,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from itertools import accumulate
 from typing import NamedTuple
 
 import ahocorasick
 
 from kg.index import EntityIndex
-
-SEGMENTERS = ("jieba", "rjieba", "none")
-_BLOCK = re.compile("[\u4E00-\u9FD5a-zA-Z0-9+#&\\._%\\-]+")  # jieba's re_han_default: the runs it segments
+from kg.segmenter import SEGMENTERS, Segmenter  # noqa: F401  (SEGMENTERS: the --segmenter choices)
 
 _TERMINATOR = re.compile(r"(?:[。！？!?]+|…+|\.(?=\s|$)|\n+)[”’\"'）)」』】》]*")
 
@@ -133,125 +130,6 @@ class LinkResult:
     @property
     def entity_ids(self) -> list[str]:
         return list(dict.fromkeys(m.entity_id for m in self.mentions))
-
-
-_BASE_JIEBA = None
-
-
-def _base_jieba():
-    """jieba's default dictionary, loaded once per process (each Segmenter copies it, then adds its words)."""
-    global _BASE_JIEBA
-    if _BASE_JIEBA is None:
-        import logging
-
-        import jieba
-
-        jieba.setLogLevel(logging.WARNING)
-        tk = jieba.Tokenizer()
-        tk.initialize()
-        _BASE_JIEBA = tk
-    return _BASE_JIEBA
-
-
-class Segmenter:
-    """Word boundaries of a sentence from jieba or rjieba, with extra words in the user dictionary."""
-
-    def __init__(self, kind: str, words=()):
-        if kind not in SEGMENTERS:
-            raise ValueError(f"unknown segmenter {kind!r}; expected one of {SEGMENTERS}")
-        self.kind = kind
-        self._cut = self._cut_block = None
-        if kind == "none":
-            return
-        import jieba
-
-        # Python jieba is the dictionary's authority: each word gets jieba's suggested frequency (so it stays
-        # one word), and the total is kept exact (jieba's own add_word adds a re-added word's frequency twice).
-        base = _base_jieba()
-        tk = jieba.Tokenizer()
-        tk.FREQ, tk.total = dict(base.FREQ), base.total  # a private copy of the loaded dictionary
-        tk.initialized = True
-        rj = None
-        if kind == "rjieba":
-            import rjieba
-
-            rj = rjieba.Jieba()
-        freq = tk.FREQ
-        # jieba's suggest_freq(w, tune=False), with the word cut by the segmenter being built (rjieba mirrors
-        # jieba's dictionary state word for word, and is many times faster at it)
-        cut_word = (lambda w: rj.cut(w, False)) if rj is not None else (lambda w: tk.cut(w, HMM=False))
-        for w in words:
-            old = freq.get(w) or 0
-            total = tk.total
-            p = 1.0
-            for seg in cut_word(w):
-                p *= freq.get(seg, 1) / total
-            f = max(int(p * total) + 1, freq.get(w, 1))
-            if f <= old:
-                continue
-            freq[w] = f
-            tk.total += f - old
-            for i in range(1, len(w)):
-                freq.setdefault(w[:i], 0)
-            if rj is not None:
-                rj.add_word(w, f, None)  # rjieba replaces an existing word's frequency in its total
-        self._tk = tk
-        if rj is None:
-            def cut(s):
-                return tk.cut(s, HMM=False)
-
-            self._cut = cut
-            self._cut_block = getattr(tk, "_Tokenizer__cut_DAG_NO_HMM", cut)  # what cut() does inside a block
-        else:
-            rcut = rj.cut
-
-            def cut(s):
-                return rcut(s, False)
-
-            self._cut = self._cut_block = cut
-            self._rj = rj
-
-    def boundaries(self, sentence: str) -> set[int] | None:
-        """Every word boundary of the sentence (None for the ``none`` segmenter)."""
-        if self._cut is None:
-            return None
-        pos = 0
-        bounds = {0}
-        for w in self._cut(sentence):
-            pos += len(w)
-            bounds.add(pos)
-        return bounds
-
-    def word_bounds(self, sentence: str) -> set[int]:
-        """The word boundaries of the sentence (0 included); one call into the segmenter."""
-        bounds = set(accumulate(map(len, self._cut(sentence))))
-        bounds.add(0)
-        return bounds
-
-    def inner_positions(self, sentence: str, spans) -> set[int]:
-        """Positions strictly inside a word, for the parts of ``sentence`` that ``spans`` touch.
-
-        jieba cuts a sentence block by block (runs of ``_BLOCK`` characters; every other character is a word of
-        its own), so cutting only the blocks that overlap a span gives exactly the boundaries a cut of the whole
-        sentence gives there, at a fraction of the cost.
-        """
-        inner: set[int] = set()
-        if self._cut is None:
-            return inner
-        if self.kind == "rjieba":  # one call into Rust beats several block calls
-            inner = set(range(1, len(sentence)))
-            inner.difference_update(accumulate(map(len, self._cut(sentence))))
-            return inner
-        for m in _BLOCK.finditer(sentence):
-            bs, be = m.span()
-            if be - bs < 2 or not any(s < be and e > bs for s, e in spans):
-                continue
-            pos = bs
-            for w in self._cut_block(m.group()):
-                if len(w) > 1:
-                    inner.update(range(pos + 1, pos + len(w)))
-                pos += len(w)
-        return inner
 
 
 class Linker:

@@ -22,6 +22,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from knowmix import fileio
 from knowmix.errors import UserError
 from knowmix.fileio import sha256_of
 from knowmix.manifest import DEAD_LETTER_DIR, MANIFEST_NAME, SHARDS_DIR, build_manifest
@@ -136,10 +137,11 @@ def join(*parts: str) -> str:
 
 
 def write_text_atomically(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
-    with FileSystems.create(tmp, mime_type="text/plain", compression_type=CompressionTypes.UNCOMPRESSED) as fh:
-        fh.write(text.encode("utf-8"))
-    FileSystems.rename([tmp], [path])
+    """``knowmix.fileio.atomic_write`` through Beam's filesystems, as ``text/plain`` (so GCS serves it as text)."""
+    fileio.atomic_write(
+        path, lambda fh: fh.write(text.encode("utf-8")),
+        opener=lambda tmp: FileSystems.create(tmp, mime_type="text/plain", compression_type=CompressionTypes.UNCOMPRESSED),
+    )
 
 
 def digest_of(path: str) -> tuple[int, str]:

@@ -1,11 +1,18 @@
 """``knowmix tokenize``: docs shards -> ``pretrain`` shards, knowledge shards -> ``knowledge_tokens`` shards.
 
-The recipe (logic in ``pipelines/tokenizers.py``):
+Two pipelines, one per input kind; each step is a named transform whose logic is a pure function elsewhere:
 
-    docs:       read rows -> tokenise + jieba word starts (per doc) -> group by hash(doc id) -> sort by id, pack
-                -> shards (kind pretrain) + manifest (tokenizer entry; counts in documents, ``sequences`` = rows)
-    knowledge:  read rows -> tokenise per task (markers, spans, segments) -> relation names to ids
-                (relations.json: --relations file or the sorted names seen, NA = 0) -> shards (kind knowledge_tokens)
+    pretrain:          read docs -> EncodeDocs (tokenise + jieba word starts: pipelines/word_boundaries.py)
+                       -> group by hash(doc id) -> Pack (sort by id, pack: pipelines/packing.py)
+                       -> shards + manifest (tokenizer entry; counts in documents, ``sequences`` = rows)
+    knowledge_tokens:  read knowledge rows -> EncodeKnowledge (per task: markers, spans, segments:
+                       pipelines/knowledge_tokens.py) -> the relation list (--relations, or the names seen sorted
+                       after NA = 0: knowmix/relations.py) -> relation names to ids -> shards + relations.json
+                       + manifest
+
+The job: ``parse_args`` -> ``resolve_config`` (a :class:`TokenizeConfig`: every option checked and every
+derived value computed once) -> ``build(pipeline, config, out)`` -> ``run(config)`` (returns the manifest, read
+back through ``knowmix.manifest``) -> ``tokenize_main``.
 
 Accounting is in input rows: ``input == output + dead_letter + sum(dropped)``; ``output`` counts documents
 (or knowledge rows) that went into shards. The tokenizer file is copied beside the manifest so the trainer
@@ -22,34 +29,131 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import shutil
 import sys
-import tempfile
-from typing import Any, Tuple
+from dataclasses import dataclass
+from typing import Any, Iterable, Tuple
 
 import apache_beam as beam
+import pyarrow as pa
 
 from knowmix import fileio
 from knowmix.errors import UserError
-from knowmix.manifest import ContractError, open_shard_dir
+from knowmix.manifest import ContractError, open_shard_dir, read_manifest
+from knowmix.relations import fixed_relation_list, relation_ids, relation_list_of, write_relations_json
 from knowmix.schemas import KNOWLEDGE_TOKENS_SCHEMA, PRETRAIN_SCHEMA
+from knowmix.sharding import auto_num_shards
 from pipelines import beamio, progress
-from pipelines.tokenizers import (
-    BadRow,
-    DocTokens,
-    Dropped,
-    TokenizerSpec,
-    WordSegmenter,
-    encode_with_words,
-    load_tokenizer,
-    pack_documents,
-    tokenize_knowledge,
-)
+from pipelines.knowledge_tokens import BadRow, Dropped, tokenize_knowledge
+from pipelines.packing import DocTokens, pack_documents
+from pipelines.tokenizer_loader import TokenizerSpec
+from pipelines.word_boundaries import encode_with_words, word_segmenter
 
 RAW_LIMIT = 2000
-TARGET_SHARD_BYTES = 64 << 20  # input (compressed) bytes per output shard
 TARGET_GROUP_BYTES = 16 << 20  # input bytes per packing group (held in memory while packing)
+MIN_SEQ_LEN = 8
+
+
+# ---------------------------------------------------------------------------------------------- the config
+
+
+@dataclass
+class TokenizeConfig:
+    """Everything a run needs, checked and computed once from the command line."""
+
+    input: str
+    output: str
+    input_kind: str  # "docs" | "knowledge"
+    shard_refs: list  # the input's shards (knowmix.manifest.ShardRef)
+    tokenizer: TokenizerSpec
+    max_seq_len: int
+    word_boundaries: bool
+    user_words: list[str]
+    fixed_relations: list[str] | None  # --relations; None: the names seen
+    num_shards: int
+    pack_groups: int
+    options: dict  # the manifest's record of the options
+    inputs: list[tuple[str, str | None]]  # (flag, path) of every file the run reads
+    beam_args: list[str]
+    command: str
+    quiet: bool = False
+
+    @property
+    def out_kind(self) -> str:
+        return "pretrain" if self.input_kind == "docs" else "knowledge_tokens"
+
+    @property
+    def schema(self) -> pa.Schema:
+        return PRETRAIN_SCHEMA if self.out_kind == "pretrain" else KNOWLEDGE_TOKENS_SCHEMA
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    from knowmix.args import Parser
+
+    ap = Parser("knowmix tokenize", __doc__, beam=True, progress=True)
+    ap.add_argument("--input", required=True, help="a docs or knowledge shard directory")
+    ap.add_argument("--output", required=True, help="output directory (pretrain or knowledge_tokens)")
+    ap.add_argument("--tokenizer", required=True, help="spm:PATH.model or wordpiece:PATH/vocab.txt")
+    ap.add_argument("--max-seq-len", type=int, default=512, help="tokens per output row, [CLS] and [SEP] included")
+    ap.add_argument("--lowercase", dest="lowercase", action="store_true", default=None,
+                    help="lower-case before tokenising (wordpiece default: the vocab's tokenizer_config.json, else on;"
+                         " spm default: off)")
+    ap.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="do not lower-case")
+    ap.add_argument("--no-word-boundaries", dest="boundaries", action="store_false",
+                    help="skip jieba: every token starts a word (plain token-level masking)")
+    ap.add_argument("--user-dict", help="extra words for jieba (one per line, first field), e.g. KG entity names")
+    ap.add_argument("--relations", help="fixed relation ids: `name id` lines, a JSON {name: id} or a JSON list"
+                                        " (id 0 becomes NA; default: the names seen, sorted after NA)")
+    ap.add_argument("--num-shards", type=int, default=0, help="output shards (0: ~64 MB of input each)")
+    ap.add_argument("--pack-groups", type=int, default=0, help="packing groups (0: ~16 MB of input each)")
+    args, beam_args = ap.parse_known_args(argv)
+    beamio.check_beam_args(beam_args, "tokenize")
+    return args, beam_args
+
+
+def resolve_config(args: argparse.Namespace, beam_args: list[str], argv: list[str]) -> TokenizeConfig:
+    """Check the options, open the input's manifest, load the tokenizer and the word lists: one UserError
+    line on anything wrong, before the output is touched."""
+    if args.max_seq_len < MIN_SEQ_LEN:
+        raise UserError(f"--max-seq-len {args.max_seq_len}: must be at least {MIN_SEQ_LEN}")
+    try:
+        src = open_shard_dir(args.input, ("docs", "knowledge"))
+    except ContractError as exc:
+        raise UserError(str(exc)) from None
+    tokenizer = TokenizerSpec.resolve(args.tokenizer, args.lowercase)
+    user_words = read_user_words(args.user_dict)
+    fixed_relations = fixed_relation_list(args.relations) if args.relations else None
+    input_bytes = sum(int(s["bytes"]) for s in src.manifest["shards"])
+    num_shards = args.num_shards or auto_num_shards(input_bytes)
+    pack_groups = args.pack_groups or auto_num_shards(input_bytes, target_bytes=TARGET_GROUP_BYTES)
+    full_argv = ["knowmix", "tokenize", *argv]
+    options = {
+        "argv": full_argv, "input": args.input, "tokenizer": args.tokenizer,
+        "max_seq_len": args.max_seq_len, "word_boundaries": args.boundaries, "num_shards": num_shards,
+        "pack_groups": pack_groups if src.kind == "docs" else None, "user_dict": args.user_dict,
+        "relations": args.relations,
+    }
+    inputs = [("--input", args.input), ("--tokenizer", args.tokenizer.partition(":")[2]), ("--user-dict", args.user_dict),
+              ("--relations", args.relations)]
+    return TokenizeConfig(
+        input=args.input, output=args.output, input_kind=src.kind, shard_refs=src.shard_refs(), tokenizer=tokenizer,
+        max_seq_len=args.max_seq_len, word_boundaries=args.boundaries, user_words=user_words,
+        fixed_relations=fixed_relations, num_shards=num_shards, pack_groups=pack_groups, options=options,
+        inputs=inputs, beam_args=beam_args, command=" ".join(full_argv), quiet=args.quiet,
+    )
+
+
+def read_user_words(path: str | None) -> list[str]:
+    """``--user-dict``: the first field of every line (local or any Beam filesystem), sorted, once each."""
+    if not path:
+        return []
+    try:
+        text = fileio.read_text(path)
+        return sorted({line.split()[0] for line in text.splitlines() if line.strip()})
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the user dictionary ({exc})") from None
+
+
+# ---------------------------------------------------------------------------------------------- the steps
 
 
 def _dead(source: str, row: dict, reason: str) -> dict:
@@ -57,19 +161,15 @@ def _dead(source: str, row: dict, reason: str) -> dict:
     return {"source": source, "location": str(row.get("id")), "reason": reason, "raw": raw}
 
 
-# ---------------------------------------------------------------------------------------------- docs
+class _TokenizerDoFn(beam.DoFn):
+    """A DoFn holding a tokenizer (and, with word boundaries, a jieba segmenter) loaded once per worker."""
 
-
-class EncodeDocFn(beam.DoFn):
-    """doc row -> ``("docs", (group, DocTokens))``, ``("dead", dead-letter row)`` and ``("events", event)``."""
-
-    def __init__(self, spec: TokenizerSpec, boundaries: bool, user_words: list[str], groups: int, source: str):
-        self.spec, self.boundaries = spec, boundaries
-        self.user_words, self.groups, self.source = user_words, groups, source
+    def __init__(self, spec: TokenizerSpec, boundaries: bool, user_words: Iterable[str] = ()):
+        self.spec, self.boundaries, self.user_words = spec, boundaries, list(user_words)
 
     def setup(self):
         self.tok = self.spec.load()
-        self.seg = WordSegmenter("rjieba", self.user_words) if self.boundaries else None
+        self.seg = word_segmenter("rjieba", self.user_words) if self.boundaries else None
 
     def __getstate__(self):
         # runtime state from setup() (the tokenizer, jieba) stays out of pickles: Beam's Dask runner may
@@ -77,7 +177,15 @@ class EncodeDocFn(beam.DoFn):
         return {k: v for k, v in self.__dict__.items() if k not in ("tok", "seg")}
 
     def teardown(self):
-        shutil.rmtree(os.path.dirname(self.tok.path), ignore_errors=True)
+        self.spec.discard(self.tok)
+
+
+class EncodeDocFn(_TokenizerDoFn):
+    """doc row -> ``("docs", (group, DocTokens))``, ``("dead", dead-letter row)`` and ``("events", event)``."""
+
+    def __init__(self, spec: TokenizerSpec, boundaries: bool, user_words: list[str], groups: int, source: str):
+        super().__init__(spec, boundaries, user_words)
+        self.groups, self.source = groups, source
 
     def process(self, row):
         kind = row.get("source_kind") or ""
@@ -100,8 +208,9 @@ class EncodeDocFn(beam.DoFn):
         yield "docs", (beamio.shard_of(doc_id, self.groups), DocTokens(doc_id, kind, w.enc.ids, w.word_start))
 
 
-def _pack_group(kv, max_seq_len: int, cls_id: int, sep_id: int):
-    """(group, DocTokens) -> ``("rows", packed row)`` and ``("events", event)``."""
+def pack_group(kv, max_seq_len: int, cls_id: int, sep_id: int):
+    """(group, DocTokens) -> ``("rows", packed row)`` and ``("events", event)``: the group's documents sorted by
+    id, then packed (``pipelines.packing.pack_documents``)."""
     _, docs = kv
     docs = sorted(docs, key=lambda d: d.doc_id)
     for d in docs:
@@ -110,27 +219,12 @@ def _pack_group(kv, max_seq_len: int, cls_id: int, sep_id: int):
         yield "rows", row
 
 
-# ---------------------------------------------------------------------------------------------- knowledge
-
-
-class EncodeKnowledgeFn(beam.DoFn):
+class EncodeKnowledgeFn(_TokenizerDoFn):
     """knowledge row -> ``("rows", tokenised row)``, ``("dead", dead-letter row)`` and ``("events", event)``."""
 
     def __init__(self, spec: TokenizerSpec, boundaries: bool, max_seq_len: int, source: str):
-        self.spec, self.boundaries = spec, boundaries
+        super().__init__(spec, boundaries)
         self.max_seq_len, self.source = max_seq_len, source
-
-    def setup(self):
-        self.tok = self.spec.load()
-        self.seg = WordSegmenter("rjieba") if self.boundaries else None
-
-    def __getstate__(self):
-        # runtime state from setup() (the tokenizer, jieba) stays out of pickles: Beam's Dask runner may
-        # pickle a DoFn again after setup(), when a side input's graph is computed inside a worker
-        return {k: v for k, v in self.__dict__.items() if k not in ("tok", "seg")}
-
-    def teardown(self):
-        shutil.rmtree(os.path.dirname(self.tok.path), ignore_errors=True)
 
     def process(self, row):
         task = row.get("task") or ""
@@ -155,246 +249,156 @@ class EncodeKnowledgeFn(beam.DoFn):
         yield "rows", out
 
 
-def _order_relations(kv) -> list[str]:
-    """("names", distinct names seen, with one "NA") -> the relation list: NA = 0, then the names sorted."""
-    return ["NA", *sorted(n for n in set(kv[1]) if n != "NA")]
+class RelationList(beam.PTransform):
+    """Tokenised knowledge rows -> a PCollection of one element: the relation list (``fixed``, or the names the
+    rows hold, sorted after NA: ``knowmix.relations.relation_list_of``).
+
+    One keyed group of the distinct names (plus an "NA", so it exists without relation rows): no global combine,
+    which Beam's Dask runner gives one value per partition."""
+
+    def __init__(self, fixed: list[str] | None):
+        super().__init__()
+        self.fixed = fixed
+
+    def expand(self, rows):
+        if self.fixed is not None:
+            return rows.pipeline | "FixedRelations" >> beam.Create([self.fixed])
+        return (
+            (
+                rows | "RelationNames" >> beam.FlatMap(lambda r: r["relations"] or []) | "Distinct" >> beam.Distinct(),
+                rows.pipeline | "NaName" >> beam.Create(["NA"]),
+            )
+            | "AllNames" >> beam.Flatten()
+            | "KeyNames" >> beam.Map(lambda name: ("names", name))
+            | "GroupNames" >> beam.GroupByKey()
+            | "Order" >> beam.Map(lambda kv: relation_list_of(kv[1]))
+        )
+
+
+class RelationIds(beam.PTransform):
+    """Tokenised knowledge rows and the relation list -> ``("rows", row with relation ids)`` and
+    ``("events", event)`` (``knowmix.relations.relation_ids``; a name not in a fixed list drops the row).
+
+    The relation list reaches the rows by a keyed join (one copy per group), not a side input: Beam's Dask
+    runner computes a side input anew, nested, in every partition that reads it."""
+
+    def __init__(self, relations: beam.PCollection, groups: int):
+        super().__init__()
+        self.relations, self.groups = relations, groups
+
+    def expand(self, rows):
+        groups = self.groups
+        return (
+            {
+                "rows": rows | "KeyByGroup" >> beam.Map(lambda r: (beamio.shard_of(r["id"], groups), r)),
+                "relations": self.relations | "CopyPerGroup" >> beam.FlatMap(lambda rel: [(g, rel) for g in range(groups)]),
+            }
+            | "JoinRelations" >> beam.CoGroupByKey()
+            | "RelationIds" >> beam.FlatMap(_relation_ids_in_group)
+        )
 
 
 def _relation_ids_in_group(kv):
-    """(group, {rows, relations}) -> every row with relation names as ids (``_relation_ids``)."""
+    """(group, {rows, relations}) -> every row with relation names as ids."""
     _, grouped = kv
     relations = next(iter(grouped["relations"]))
     for row in grouped["rows"]:
-        yield from _relation_ids(row, relations)
-
-
-def _relation_ids(row, relations: list[str]):
-    """Relation names -> ids: ``("rows", row)`` and ``("events", event)``."""
-    if row["relations"] is not None:
-        index = {name: i for i, name in enumerate(relations)}
-        ids = [index.get(name) for name in row["relations"]]
-        if any(i is None for i in ids):
-            yield "events", ("dropped", "unknown_relation", row["task"])
-            return
-        row = {**row, "relations": ids}
-    yield "events", ("output", None, row["task"])
-    yield "rows", row
-
-
-def read_relations(path: str) -> list[str]:
-    """A JSON list of names, or ``name id`` lines (e.g. FinRE's relation2id.txt); id 0 becomes ``NA``."""
-    try:
-        text = fileio.read_text(path)  # local or any Beam filesystem (gs://, s3://, ...)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read the relation list ({exc})") from None
-    if text.lstrip().startswith("["):
-        try:
-            names = [str(x) for x in json.loads(text)]
-        except ValueError as exc:
-            raise UserError(f"{path}: not a JSON list ({exc})") from None
-    else:
-        pairs = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
+        if row["relations"] is not None:
+            ids = relation_ids(row["relations"], relations)
+            if ids is None:
+                yield "events", ("dropped", "unknown_relation", row["task"])
                 continue
-            parts = line.split()
-            try:
-                pairs.append((int(parts[-1]), " ".join(parts[:-1])))
-            except (ValueError, IndexError):
-                raise UserError(f"{path}:{n}: expected `name id`") from None
-        pairs.sort()
-        if [i for i, _ in pairs] != list(range(len(pairs))):
-            raise UserError(f"{path}: ids must run 0..{len(pairs) - 1} without gaps")
-        names = [name for _, name in pairs]
-    if not names:
-        raise UserError(f"{path}: no relations")
-    names[0] = "NA"
-    if len(set(names)) != len(names):
-        raise UserError(f"{path}: duplicate relation names")
-    return names
+            row = {**row, "relations": ids}
+        yield "events", ("output", None, row["task"])
+        yield "rows", row
 
 
-def _write_relations(names: list[str], out_dir: str) -> dict:
-    beamio.write_text_atomically(beamio.join(out_dir, "relations.json"), json.dumps(names, ensure_ascii=False, indent=0) + "\n")
-    return {"relations": {"file": "relations.json", "count": len(names)}}
+# ---------------------------------------------------------------------------------------------- the pipelines
+
+
+def build(p: beam.Pipeline, config: TokenizeConfig, out: str) -> None:
+    """The pipeline of the input's kind, writing under ``out``."""
+    if config.out_kind == "pretrain":
+        build_pretrain(p, config, out)
+    else:
+        build_knowledge_tokens(p, config, out)
+
+
+def build_pretrain(p: beam.Pipeline, config: TokenizeConfig, out: str) -> None:
+    """docs -> pretrain: encode each document, group by a hash of its id, pack each group."""
+    spec, special = config.tokenizer, config.tokenizer.special_ids
+    rows = p | "Read" >> beamio.ReadShardRows(config.shard_refs)  # a remote shard: verified by its reader
+    encode = EncodeDocFn(spec, config.word_boundaries, config.user_words, config.pack_groups, config.input)
+    encoded = beamio.split_by_tag(rows | "Encode" >> beam.ParDo(encode), ("docs", "dead", "events"), "Encoded")
+    packed = beamio.split_by_tag(
+        encoded["docs"]
+        | "KeyedDocs" >> beam.Map(lambda kv: kv).with_output_types(Tuple[int, Any])
+        | "GroupForPacking" >> beam.GroupByKey()
+        | "Pack" >> beam.FlatMap(pack_group, config.max_seq_len, special["cls"], special["sep"]),
+        ("rows", "events"), "Packed",
+    )
+    events = (encoded["events"], packed["events"]) | "AllEvents" >> beam.Flatten()
+    write_outputs(p, config, out, packed["rows"], encoded["dead"], events, "by_source_kind")
+
+
+def build_knowledge_tokens(p: beam.Pipeline, config: TokenizeConfig, out: str) -> None:
+    """knowledge -> knowledge_tokens: encode each row, make the relation list, turn relation names into ids."""
+    rows = p | "Read" >> beamio.ReadShardRows(config.shard_refs)  # a remote shard: verified by its reader
+    encode = EncodeKnowledgeFn(config.tokenizer, config.word_boundaries, config.max_seq_len, config.input)
+    encoded = beamio.split_by_tag(rows | "Encode" >> beam.ParDo(encode), ("rows", "dead", "events"), "Encoded")
+    relations = encoded["rows"] | "Relations" >> RelationList(config.fixed_relations)
+    ided = beamio.split_by_tag(
+        encoded["rows"] | "WithRelationIds" >> RelationIds(relations, config.pack_groups), ("rows", "events"), "Ided",
+    )
+    events = (encoded["events"], ided["events"]) | "AllEvents" >> beam.Flatten()
+    relations_entry = relations | "WriteRelations" >> beam.Map(_write_relations, out)
+    write_outputs(p, config, out, ided["rows"], encoded["dead"], events, "by_task", extra=relations_entry)
+
+
+def _write_relations(relations: list[str], out: str) -> dict:
+    return write_relations_json(out, relations, beamio.write_text_atomically)
+
+
+def write_outputs(p, config: TokenizeConfig, out: str, rows, dead, events, group_name: str, extra=None) -> None:
+    """The sinks: shards, dead letters and, last, the manifest, which waits on every sink (shard entries and
+    ``extra`` as side inputs, the dead letters through ``after``)."""
+    entries = rows | "Write" >> beamio.WriteShards(out, config.schema, config.num_shards)
+    dead_written = dead | "DeadLetters" >> beamio.WriteDeadLetters(out)
+    tallies = beamio.tally(events)
+    tokenizer_entry = config.tokenizer.entry
+
+    def finalize(manifest: dict) -> dict:
+        manifest["tokenizer"] = tokenizer_entry
+        manifest["counts"]["sequences"] = sum(int(s["rows"]) for s in manifest["shards"])
+        return manifest
+
+    _ = p | "Manifest" >> beamio.WriteManifest(
+        out, config.out_kind, config.schema, entries, tallies, config.options, group_name, extra=extra,
+        finalize=finalize, after=[dead_written],
+    )
 
 
 # ---------------------------------------------------------------------------------------------- the job
 
 
-def parse_args(argv: list[str]):
-    from knowmix.args import Parser
-
-    ap = Parser("knowmix tokenize", __doc__, beam=True, progress=True)
-    ap.add_argument("--input", required=True, help="a docs or knowledge shard directory")
-    ap.add_argument("--output", required=True, help="output directory (pretrain or knowledge_tokens)")
-    ap.add_argument("--tokenizer", required=True, help="spm:PATH.model or wordpiece:PATH/vocab.txt")
-    ap.add_argument("--max-seq-len", type=int, default=512, help="tokens per output row, [CLS] and [SEP] included")
-    ap.add_argument("--lowercase", dest="lowercase", action="store_true", default=None,
-                    help="lower-case before tokenising (wordpiece default: the vocab's tokenizer_config.json, else on;"
-                         " spm default: off)")
-    ap.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="do not lower-case")
-    ap.add_argument("--no-word-boundaries", dest="boundaries", action="store_false",
-                    help="skip jieba: every token starts a word (plain token-level masking)")
-    ap.add_argument("--user-dict", help="extra words for jieba (one per line, first field), e.g. KG entity names")
-    ap.add_argument("--relations", help="fixed relation ids: JSON list or `name id` lines (default: names seen, sorted)")
-    ap.add_argument("--num-shards", type=int, default=0, help="output shards (0: ~64 MB of input each)")
-    ap.add_argument("--pack-groups", type=int, default=0, help="packing groups (0: ~16 MB of input each)")
-    args, beam_args = ap.parse_known_args(argv)
-    beamio.check_beam_args(beam_args, "tokenize")
-    return args, beam_args
-
-
-def _read_user_words(path: str | None) -> list[str]:
-    if not path:
-        return []
-    try:
-        text = fileio.read_text(path)  # local or any Beam filesystem
-        return sorted({line.split()[0] for line in text.splitlines() if line.strip()})
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read the user dictionary ({exc})") from None
-
-
-def _load_tokenizer(spec: str, lowercase: bool | None, local_dir: str):
-    """``load_tokenizer`` for a file on any Beam filesystem too: a remote tokenizer file (and, for WordPiece,
-    the ``tokenizer_config.json`` beside it) is copied into ``local_dir`` first, since the libraries open files by
-    name; the workers get its bytes with the job (``TokenizerSpec``). Messages name the remote path."""
-    kind, sep, path = spec.partition(":")
-    if not sep or not fileio.is_remote(path):
-        return load_tokenizer(spec, lowercase)
-    if not fileio.is_file(path):
-        raise UserError(f"{path}: no such tokenizer file")
-    local = fileio.copy_to_local(path, local_dir)
-    config = fileio.join(path.rsplit("/", 1)[0], "tokenizer_config.json")
-    if kind == "wordpiece" and fileio.is_file(config):
-        fileio.copy_to_local(config, local_dir)
-    try:
-        return load_tokenizer(f"{kind}:{local}", lowercase)
-    except UserError as exc:
-        raise UserError(str(exc).replace(local, path)) from None
-
-
-def _copy_tokenizer_file(path: str, out_dir: str) -> None:
-    """The tokenizer file beside the manifest (``out_dir`` local or remote), so the trainer finds it."""
-    fileio.write_bytes(fileio.join(out_dir, os.path.basename(path)), fileio.read_bytes(path))
-
-
-def run(argv: list[str]) -> dict:
-    args, beam_args = parse_args(argv)
-    if args.max_seq_len < 8:
-        raise UserError(f"--max-seq-len {args.max_seq_len}: must be at least 8")
-    try:
-        src = open_shard_dir(args.input, ("docs", "knowledge"))
-    except ContractError as exc:
-        raise UserError(str(exc)) from None
-    local_dir = tempfile.mkdtemp(prefix="knowmix-tokenizer-")
-    try:
-        tok = _load_tokenizer(args.tokenizer, args.lowercase, local_dir)
-        return _run(args, beam_args, argv, src, tok)
-    finally:
-        shutil.rmtree(local_dir, ignore_errors=True)
-
-
-def _run(args, beam_args: list[str], argv: list[str], src, tok) -> dict:
-    info = tok.info()
-    user_words = _read_user_words(args.user_dict)
-    relations_fixed = read_relations(args.relations) if args.relations else None
-    in_bytes = sum(int(s["bytes"]) for s in src.manifest["shards"])
-    num_shards = args.num_shards or max(1, math.ceil(in_bytes / TARGET_SHARD_BYTES))
-    groups = args.pack_groups or max(1, math.ceil(in_bytes / TARGET_GROUP_BYTES))
-    out_kind = "pretrain" if src.kind == "docs" else "knowledge_tokens"
-    schema = PRETRAIN_SCHEMA if out_kind == "pretrain" else KNOWLEDGE_TOKENS_SCHEMA
-    options = {
-        "argv": ["knowmix", "tokenize", *argv], "input": args.input, "tokenizer": args.tokenizer,
-        "max_seq_len": args.max_seq_len, "word_boundaries": args.boundaries, "num_shards": num_shards,
-        "pack_groups": groups if out_kind == "pretrain" else None, "user_dict": args.user_dict,
-        "relations": args.relations,
-    }
-    spec = TokenizerSpec(tok)
-    inputs = [("--input", args.input), ("--tokenizer", args.tokenizer.partition(":")[2]), ("--user-dict", args.user_dict),
-              ("--relations", args.relations)]
-
-    def finalize(manifest: dict) -> dict:
-        manifest["tokenizer"] = info
-        manifest["counts"]["sequences"] = sum(int(s["rows"]) for s in manifest["shards"])
-        return manifest
-
+def run(config: TokenizeConfig) -> dict:
+    """Tokenise into ``config.output``; returns its manifest, read back through the shard contract."""
     # everything is written under `out`, beside the previous output, and swapped in once the manifest is
     # written (knowmix.outdir): a failed run leaves the previous output as it was
-    with beamio.output_run(args.output, inputs, " ".join(options["argv"])) as output:
+    with beamio.output_run(config.output, config.inputs, config.command) as output:
         out = output.staging
-        _copy_tokenizer_file(tok.path, out)
-        live = progress.LiveLine("knowmix tokenize", args.quiet)
-        with live, beam.Pipeline(options=beamio.pipeline_options(beam_args)) as p:
-            rows = p | "Read" >> beamio.ReadShardRows(src.shard_refs())  # a remote shard: verified by its reader
-            extra = None
-            if out_kind == "pretrain":
-                enc = beamio.split_by_tag(
-                    rows | "Encode" >> beam.ParDo(EncodeDocFn(spec, args.boundaries, user_words, groups, args.input)),
-                    ("docs", "dead", "events"), "Encoded",
-                )
-                packed = beamio.split_by_tag(
-                    enc["docs"]
-                    | "KeyedDocs" >> beam.Map(lambda kv: kv).with_output_types(Tuple[int, Any])
-                    | "GroupForPacking" >> beam.GroupByKey()
-                    | "Pack" >> beam.FlatMap(_pack_group, args.max_seq_len, tok.special_ids["cls"], tok.special_ids["sep"]),
-                    ("rows", "events"), "Packed",
-                )
-                out_rows, events = packed["rows"], (enc["events"], packed["events"]) | "AllEvents" >> beam.Flatten()
-                group_name = "by_source_kind"
-            else:
-                enc = beamio.split_by_tag(
-                    rows | "Encode" >> beam.ParDo(EncodeKnowledgeFn(spec, args.boundaries, args.max_seq_len, args.input)),
-                    ("rows", "dead", "events"), "Encoded",
-                )
-                if relations_fixed is not None:
-                    relations = p | "FixedRelations" >> beam.Create([relations_fixed])
-                else:
-                    # one keyed group of the distinct names (plus an "NA", so it exists without relation rows): no
-                    # global combine, which Beam's Dask runner gives one value per partition
-                    relations = (
-                        (
-                            enc["rows"]
-                            | "RelationNames" >> beam.FlatMap(lambda r: r["relations"] or [])
-                            | "Distinct" >> beam.Distinct(),
-                            p | "NaName" >> beam.Create(["NA"]),
-                        )
-                        | "AllNames" >> beam.Flatten()
-                        | "KeyNames" >> beam.Map(lambda name: ("names", name))
-                        | "GroupNames" >> beam.GroupByKey()
-                        | "Order" >> beam.Map(_order_relations)
-                    )
-                # the relation list reaches the rows by a keyed join (one copy per group), not a side input:
-                # Beam's Dask runner computes a side input anew, nested, in every partition that reads it
-                ided = beamio.split_by_tag(
-                    {
-                        "rows": enc["rows"] | "KeyByGroup" >> beam.Map(lambda r: (beamio.shard_of(r["id"], groups), r)),
-                        "relations": relations | "CopyPerGroup" >> beam.FlatMap(lambda rel: [(g, rel) for g in range(groups)]),
-                    }
-                    | "JoinRelations" >> beam.CoGroupByKey()
-                    | "RelationIds" >> beam.FlatMap(_relation_ids_in_group),
-                    ("rows", "events"), "Ided",
-                )
-                out_rows = ided["rows"]
-                events = (enc["events"], ided["events"]) | "AllEvents" >> beam.Flatten()
-                extra = relations | "WriteRelations" >> beam.Map(_write_relations, out)
-                group_name = "by_task"
-            # the manifest is the last step and waits on every sink: shard entries and relations.json (side inputs)
-            # and the dead letters (``after``)
-            entries = out_rows | "Write" >> beamio.WriteShards(out, schema, num_shards)
-            dead_written = enc["dead"] | "DeadLetters" >> beamio.WriteDeadLetters(out)
-            tallies = beamio.tally(events)
-            _ = p | "Manifest" >> beamio.WriteManifest(
-                out, out_kind, schema, entries, tallies, options, group_name, extra=extra, finalize=finalize,
-                after=[dead_written],
-            )
+        config.tokenizer.write_file(out)
+        live = progress.LiveLine("knowmix tokenize", config.quiet)
+        with live, beam.Pipeline(options=beamio.pipeline_options(config.beam_args)) as p:
+            build(p, config, out)
         progress.record_counters(p.result)
         output.commit()
-    return json.loads(fileio.read_text(fileio.join(args.output, "manifest.json")))
+    return read_manifest(config.output)
 
 
 def tokenize_main(argv: list[str]) -> int:
-    manifest = run(argv)
+    args, beam_args = parse_args(argv)
+    manifest = run(resolve_config(args, beam_args, argv))
     c = manifest["counts"]
     dropped = ", ".join(f"{k} {v}" for k, v in c["dropped"].items()) or "none"
     print(

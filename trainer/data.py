@@ -11,23 +11,21 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import torch
 
 from knowmix.errors import UserError
+from knowmix.fileio import sha256_of as file_sha256  # noqa: F401  (trainer/loop.py's name; the one sha256 helper)
 from knowmix.manifest import ContractError, ShardDir, open_shard_dir
+from knowmix.relations import read_relations_json
 from knowmix.schemas import KNOWLEDGE_TASKS
-from trainer.integrity import check_shard_dir, tokenizer_file
+from knowmix.tokenizer_entry import TokenizerInfo  # noqa: F401  (the manifest's tokenizer entry, read back)
+from trainer.integrity import check_shard_dir
 from trainer.masking import PATH_GENERAL, PATH_KNOWLEDGE, PATH_ROUNDS, assign_rounds, rng_for, triple_mask, whole_word_mask
-
-SPECIAL_KEYS = ("pad", "unk", "cls", "sep", "mask", "e1", "e1_end", "e2", "e2_end")
 
 
 # ---------------------------------------------------------------------------------------------- opening
@@ -44,58 +42,6 @@ def open_dir(path: str, kind: str, key: str, verify: bool = True) -> ShardDir:
         raise UserError(f"{key}: {exc}") from None
     check_shard_dir(shard_dir, key, verify)
     return shard_dir
-
-
-@dataclass
-class TokenizerInfo:
-    kind: str
-    file: str
-    sha256: str
-    vocab_size: int
-    special_ids: dict[str, int]
-    lowercase: bool
-    path: str = ""  # where the tokenizer file was found ("" if not beside the shards)
-
-    @classmethod
-    def from_manifest(cls, shard_dir: ShardDir, key: str) -> "TokenizerInfo":
-        tok = shard_dir.manifest.get("tokenizer")
-        where = os.path.join(shard_dir.root, "manifest.json")
-        if not isinstance(tok, dict):
-            raise UserError(f"{where}: no `tokenizer` entry ({key} must be the output of `knowmix tokenize`)")
-        try:
-            info = cls(
-                kind=tok["kind"], file=tok["file"], sha256=tok["sha256"], vocab_size=int(tok["vocab_size"]),
-                special_ids={k: int(v) for k, v in tok["special_ids"].items()}, lowercase=bool(tok.get("lowercase")),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"{where}: malformed `tokenizer` entry ({exc})") from None
-        missing = [k for k in ("pad", "unk", "cls", "sep", "mask") if k not in info.special_ids]
-        if missing:
-            raise UserError(f"{where}: tokenizer.special_ids lacks {', '.join(missing)}")
-        # the file beside the manifest (knowmix tokenize copies it there), hashed against tokenizer.sha256
-        info.path = tokenizer_file(shard_dir, info.file, info.sha256, key)
-        return info
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": self.kind, "file": self.file, "sha256": self.sha256, "vocab_size": self.vocab_size,
-            "special_ids": self.special_ids, "lowercase": self.lowercase,
-        }
-
-    def check_same(self, other: "TokenizerInfo", what: str) -> None:
-        if (self.sha256, self.vocab_size) != (other.sha256, other.vocab_size):
-            raise UserError(
-                f"{what}: tokenizer differs (sha256 {other.sha256[:12]}…, vocab {other.vocab_size}) from the"
-                f" pretrain shards' (sha256 {self.sha256[:12]}…, vocab {self.vocab_size})"
-            )
-
-
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- rows
@@ -409,14 +355,5 @@ def batch_counts(batch: dict[str, torch.Tensor]) -> dict[str, int]:
 
 
 def load_relations(shard_dir: ShardDir) -> list[str]:
-    path = os.path.join(shard_dir.root, "relations.json")
-    if not os.path.exists(path):
-        raise UserError(f"{path}: missing (a knowledge_tokens directory holds relations.json beside its manifest)")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            names = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable JSON list ({exc})") from None
-    if not isinstance(names, list) or not names or names[0] != "NA":
-        raise UserError(f"{path}: expected a JSON list of relation names starting with \"NA\"")
-    return names
+    """The relation names of a knowledge_tokens directory (its relations.json; index = id, NA = 0)."""
+    return read_relations_json(shard_dir.root)

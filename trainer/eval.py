@@ -25,9 +25,10 @@ import torch
 
 from knowmix.errors import UserError
 from knowmix.manifest import atomic_write_text
+from knowmix.relations import read_relation_file
 from trainer.eval_finetune import (FineTuneOptions, accuracy, encode_split, finetune, mean_std, micro_f1, probe)
 from trainer.eval_model import Pretrained, check_vocab, load_pretrained
-from trainer.eval_tasks import KINDS, Split, read_clue, read_kg, read_re, read_relations, read_templates
+from trainer.eval_tasks import KINDS, Split, read_clue, read_kg, read_re, read_templates
 
 SHOWN_PROBLEMS = 20  # per file; the rest are counted
 
@@ -89,7 +90,7 @@ def prepare(spec: TaskSpec, pre: Pretrained, args) -> Prepared:
         raise UserError(f"{tok.path}: the tokenizer has no entity marker tokens ([E1] [/E1] [E2] [/E2] or [unused*])")
     reader = read_re if spec.kind == "re" else (lambda p: read_clue(p, pair=spec.kind == "pair"))
     train, dev = (reader(p) for p in spec.paths)
-    relations = read_relations(args.relations) if spec.kind == "re" and args.relations else None
+    relations = read_relation_file(args.relations) if spec.kind == "re" and args.relations else None
     if relations is not None:
         known = set(relations)
         for split in (train, dev):

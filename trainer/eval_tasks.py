@@ -6,7 +6,7 @@
 - ``re``: relation classification, per line either the Chinese NRE TSV ``head \\t tail \\t relation \\t sentence``
   (FinRE, SanWen: blank lines between records are skipped; the entity spans are the first occurrences of the
   names that do not overlap) or OpenNRE JSON lines (``text`` or ``token``, ``h``/``t`` with ``name`` and ``pos``,
-  ``relation``); ``--relations``: ``name id`` lines (relation2id.txt) or a JSON ``{name: id}`` (rel2id.json).
+  ``relation``); ``--relations``: read by ``knowmix.relations.read_relation_file`` (relation2id.txt, rel2id.json).
 - ``probe``: a KG TSV (header with ``head``, ``relation``, ``tail``, optionally ``tail_type``; or headerless
   ``head \\t relation \\t tail``) and a TOML file of per-relation templates (``located_in = "{head}位于{tail}。"``).
 
@@ -193,36 +193,6 @@ def read_re(path: str) -> Split:
             continue
         split.examples.append(Example(rel, text, head=spans[0], tail=spans[1], line=n))
     return split
-
-
-def read_relations(path: str) -> list[str]:
-    """Relation names ordered by id: ``name id`` lines (relation2id.txt) or a JSON object {name: id}."""
-    pairs: list[tuple[int, str]] = []
-    lines = list(_lines(path))
-    body = "\n".join(t for _, t in lines).strip()
-    if body.startswith("{"):
-        try:
-            obj = json.loads(body)
-            pairs = [(int(v), str(k)) for k, v in obj.items()]
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise UserError(f"{path}: not a JSON object of name: id ({exc})") from None
-    else:
-        for n, line in lines:
-            if not line.strip():
-                continue
-            parts = line.split()
-            try:
-                pairs.append((int(parts[-1]), " ".join(parts[:-1])))
-            except (ValueError, IndexError):
-                raise UserError(f"{path}:{n}: expected `name id`") from None
-            if len(parts) < 2:
-                raise UserError(f"{path}:{n}: expected `name id`")
-    if not pairs:
-        raise UserError(f"{path}: no relations")
-    ids = sorted(i for i, _ in pairs)
-    if ids != list(range(len(ids))):
-        raise UserError(f"{path}: relation ids must be 0..{len(ids) - 1}, each once")
-    return [name for _, name in sorted(pairs)]
 
 
 def read_kg(path: str) -> Split:

@@ -20,9 +20,10 @@ import re
 
 from knowmix.errors import UserError
 from knowmix.fileio import sha256_of
+from knowmix.tokenizer_entry import MARKER_NAMES, REQUIRED_SPECIAL_NAMES, SPECIAL_TOKEN_OF
 
-SPECIALS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
-MARKERS = {"e1": "[E1]", "e1_end": "[/E1]", "e2": "[E2]", "e2_end": "[/E2]"}
+SPECIALS = {k: SPECIAL_TOKEN_OF[k] for k in REQUIRED_SPECIAL_NAMES}
+MARKERS = {k: SPECIAL_TOKEN_OF[k] for k in MARKER_NAMES}
 _UNUSED = re.compile(r"^\[unused(\d+)\]$")
 
 

@@ -1,7 +1,7 @@
 """knowmix's tokenizers as Hugging Face ``tokenizers`` objects, for ``tokenizer.json`` in an export.
 
-Built from the tokenizer *file* (``trainer/`` never imports ``pipelines/``), so the ids equal
-``pipelines.tokenizers``' on the same text (a test checks every fixture text):
+Built from the tokenizer *file* (``trainer/`` never imports ``pipelines/``), so the ids equal those of
+``pipelines.wordpiece`` and ``pipelines.spm_tokenizer`` on the same text (a test checks every fixture text):
 
 - SentencePiece (``spm``): the model file's protobuf is read directly (no ``sentencepiece_model_pb2``, whose
   generated code pins a protobuf version). Unigram -> ``models.Unigram`` with the pieces' scores; BPE ->
@@ -27,9 +27,8 @@ import os
 from dataclasses import dataclass, field
 
 from knowmix.errors import UserError
+from knowmix.tokenizer_entry import MARKER_NAMES, SPECIAL_NAMES
 
-SPECIAL_NAMES = ("pad", "unk", "cls", "sep", "mask", "e1", "e1_end", "e2", "e2_end")
-MARKER_NAMES = ("e1", "e1_end", "e2", "e2_end")
 HF_KEYS = {"unk": "unk_token", "sep": "sep_token", "pad": "pad_token", "cls": "cls_token", "mask": "mask_token"}
 SPACE = "\u2581"
 

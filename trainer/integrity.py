@@ -5,7 +5,7 @@
   anything is opened. Every shard's sha256 and row count are then checked against the manifest
   (``knowmix.manifest.verify_shard``); ``knowmix train --no-verify`` skips the hashing and checks sizes only.
 - **The tokenizer file** beside each manifest is hashed and compared with that manifest's ``tokenizer.sha256``
-  before the run copies it (and export later ships it).
+  before the run copies it (and export later ships it): ``knowmix.tokenizer_entry.TokenizerInfo.from_manifest``.
 - **Checkpoints**: after the DCP files of a step are written, ``manifest.json`` in the checkpoint directory
   records every file's size and sha256. ``--resume`` and ``knowmix export`` check it before torch reads a byte
   (DCP's ``.metadata`` is a pickle): a directory without it, a file it does not list, or a file whose size or
@@ -74,22 +74,6 @@ def check_shard_dir(shard_dir: ShardDir, key: str, verify: bool) -> None:
                 raise UserError(f"{key}: {path}: listed in the manifest but missing")
             if "bytes" in entry and os.path.getsize(path) != int(entry["bytes"]):
                 raise UserError(f"{key}: {path}: {os.path.getsize(path)} bytes, the manifest says {entry['bytes']}")
-
-
-def tokenizer_file(shard_dir: ShardDir, name: Any, sha256: str, key: str) -> str:
-    """The tokenizer file beside a manifest, hashed against the manifest's ``tokenizer.sha256``; "" if absent."""
-    where = os.path.join(shard_dir.root, "manifest.json")
-    path = confined(shard_dir.root, name, f"{key}: {where}: tokenizer.file")
-    if not os.path.isfile(path):
-        return ""
-    try:
-        digest = sha256_of(path)
-    except OSError as exc:
-        raise UserError(f"{key}: {path}: cannot read ({exc.strerror or exc})") from None
-    if digest != sha256:
-        raise UserError(f"{key}: {path}: sha256 {digest[:12]}… differs from {where}'s tokenizer.sha256"
-                        f" {str(sha256)[:12]}… (not the tokenizer these shards were made with)")
-    return os.path.abspath(path)
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints

@@ -430,18 +430,17 @@ def test_consumers_accept_the_knowledge_schema_kg_samples_writes():
 
 
 def test_a_remote_wordpiece_vocab_brings_its_tokenizer_config(store, tmp_path):
-    from pipelines.tokenize import _load_tokenizer
+    from pipelines.tokenizer_loader import TokenizerSpec
     from tests.pipelines.test_tokenize_support import all_fixture_texts, write_bert_vocab
 
     vocab = write_bert_vocab(str(tmp_path / "bert" / "vocab.txt"), all_fixture_texts()[:20])
     (tmp_path / "bert" / "tokenizer_config.json").write_text('{"do_lower_case": false}', encoding="utf-8")
     put(str(tmp_path / "bert"), f"{PREFIX}tok/bert")
-    local_dir = tmp_path / "copy"
-    local_dir.mkdir()
-    tok = _load_tokenizer(f"wordpiece:{PREFIX}tok/bert/vocab.txt", None, str(local_dir))
-    assert tok.lowercase is False and tok.info()["file"] == "vocab.txt"
+    spec = TokenizerSpec.resolve(f"wordpiece:{PREFIX}tok/bert/vocab.txt", None)
+    assert spec.lowercase is False and spec.entry["file"] == "vocab.txt" and spec.entry["lowercase"] is False
     with open(vocab, "rb") as fh:
-        assert tok.info()["sha256"] == hashlib.sha256(fh.read()).hexdigest()
+        data = fh.read()
+    assert spec.entry["sha256"] == hashlib.sha256(data).hexdigest() and spec.data == data
 
 
 @pytest.mark.parametrize("argv, needle", [

@@ -15,7 +15,7 @@ import pytest
 
 from knowmix.manifest import check_counts, open_shard_dir
 from pipelines.kg_samples import kg_samples_main
-from pipelines.tokenize import run as tokenize_run
+from pipelines.tokenize import tokenize_main
 from tests.kg.helpers import ADMIN, WORLD, encyclopedia_docs, finre_docs, write_docs, write_finre_kg
 from tests.pipelines.dask_cluster import dask_runner_flags
 from tests.pipelines.test_tokenize_support import all_fixture_texts, docs_rows, write_bert_vocab, write_docs_dir
@@ -43,9 +43,10 @@ def run_jobs(inputs, name: str, beam_args: list[str]) -> dict:
     assert kg_samples_main(kg_args + ["--docs", inputs["kg_docs"], "--output", out["knowledge"], "--na-ratio", "0.3",
                                       "--seed", "3", "--num-shards", "3", *beam_args]) == 0
     tok = ["--tokenizer", f"wordpiece:{inputs['vocab']}", "--num-shards", "2"]
-    tokenize_run(["--input", out["knowledge"], "--output", out["ktok"], "--max-seq-len", "128", *tok, *beam_args])
-    tokenize_run(["--input", inputs["tok_docs"], "--output", out["pretrain"], "--max-seq-len", "64",
-                  "--pack-groups", "3", *tok, *beam_args])
+    assert tokenize_main(["--input", out["knowledge"], "--output", out["ktok"], "--max-seq-len", "128", *tok,
+                          *beam_args]) == 0
+    assert tokenize_main(["--input", inputs["tok_docs"], "--output", out["pretrain"], "--max-seq-len", "64",
+                          "--pack-groups", "3", *tok, *beam_args]) == 0
     return out
 
 

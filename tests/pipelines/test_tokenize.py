@@ -10,17 +10,10 @@ import pytest
 
 from knowmix.errors import UserError
 from pipelines.spm_train import sentences, train, write_sample
-from pipelines.tokenizers import (
-    BadRow,
-    DocTokens,
-    Dropped,
-    WordSegmenter,
-    encode_with_words,
-    load_tokenizer,
-    pack_documents,
-    token_span,
-    tokenize_knowledge,
-)
+from pipelines.knowledge_tokens import BadRow, Dropped, tokenize_knowledge
+from pipelines.packing import DocTokens, pack_documents
+from pipelines.tokenizer_loader import load_tokenizer
+from pipelines.word_boundaries import encode_with_words, token_span, word_segmenter
 from tests.pipelines.test_tokenize_support import (
     all_fixture_texts,
     cmrc_contexts,
@@ -75,15 +68,15 @@ def sp(spm_model):
 
 @pytest.fixture(scope="module")
 def seg():
-    return WordSegmenter("rjieba")
+    return word_segmenter("rjieba")
 
 
 # ---------------------------------------------------------------------------------------------- jieba
 
 
 def test_rjieba_gives_jiebas_words_on_fixture_text():
-    jieba = WordSegmenter("jieba")
-    rj = WordSegmenter("rjieba")
+    jieba = word_segmenter("jieba")
+    rj = word_segmenter("rjieba")
     texts = news_lines(400) + [c["context_text"] for c in cmrc_contexts(256)] + [r[3] for r in finre_rows(300)]
     texts.append("Jean-Pierre 用 C++ 和 C# 写了 formula_1，增长 3.5%，e-mail：a.b@c.d -- 完")
     diffs = [t for t in texts if jieba.cut(t) != rj.cut(t)]
@@ -96,7 +89,7 @@ def test_one_word_spans_and_user_words(seg):
     text = "迈向充满希望的新世纪"
     flags = seg.word_starts(text, [(2, 10)])
     assert flags[2] and not flags[3:10].any() and flags[10]
-    assert WordSegmenter("rjieba", ["充满希望的新世纪"]).cut(text) == ["迈向", "充满希望的新世纪"]
+    assert word_segmenter("rjieba", ["充满希望的新世纪"]).cut(text) == ["迈向", "充满希望的新世纪"]
 
 
 # ---------------------------------------------------------------------------------------------- wordpiece

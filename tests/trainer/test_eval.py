@@ -294,7 +294,7 @@ def test_user_errors_are_one_line(tmp_path, capsys):
 
 
 def test_opennre_token_lists_and_rel2id_json(tmp_path):
-    from trainer.eval_tasks import read_relations
+    from knowmix.relations import read_relation_file
 
     path = write_lines(tmp_path / "t.txt", [
         json.dumps({"token": list("甲公司收购乙公司"), "h": {"name": "甲公司", "pos": [0, 3]},
@@ -307,7 +307,7 @@ def test_opennre_token_lists_and_rel2id_json(tmp_path):
     assert (ex.text[ex.head[0]:ex.head[1]], ex.text[ex.tail[0]:ex.tail[1]], ex.label) == ("甲公司", "乙公司", "收购")
     assert split.problems == [f"{path}:2: t.pos [2, 9] outside the token list"]
     rel = write_lines(tmp_path / "rel2id.json", [json.dumps({"收购": 1, "NA": 0}, ensure_ascii=False)])
-    assert read_relations(rel) == ["NA", "收购"]
+    assert read_relation_file(rel) == ["NA", "收购"]
 
 
 from hypothesis import given, settings, strategies as st  # noqa: E402

@@ -19,7 +19,8 @@ from corpora.readers import read_path  # noqa: E402
 from corpora.sources import SourceSpec  # noqa: E402
 from knowmix.manifest import write_shard_dir  # noqa: E402
 from pipelines.spm_train import sentences, train  # noqa: E402
-from pipelines.tokenizers import SpmTokenizer, WordPieceTokenizer  # noqa: E402
+from pipelines.spm_tokenizer import SpmTokenizer  # noqa: E402
+from pipelines.wordpiece import WordPieceTokenizer  # noqa: E402
 from tests.pipelines.test_tokenize_support import FIXTURES, all_fixture_texts, write_bert_vocab  # noqa: E402
 from trainer.export import write_tokenizer  # noqa: E402
 

@@ -1,0 +1,40 @@
+"""The one jieba/rjieba segmenter, as the linker and the tokenize job use it."""
+
+from __future__ import annotations
+
+import jieba
+import pytest
+
+from kg.index import index_from_triples
+from kg.link import Linker
+from kg.segmenter import Segmenter
+from knowmix.errors import UserError
+from pipelines.word_boundaries import word_segmenter
+
+
+def test_linker_and_tokenize_share_one_segmenter_class():
+    linker = Linker(index_from_triples([("北京", "capital_of", "中国")]), segmenter="rjieba")
+    assert type(linker.segmenter) is Segmenter and type(word_segmenter("rjieba")) is Segmenter
+
+
+@pytest.mark.parametrize("hmm", [False, True])
+def test_words_are_pythons_jiebas(hmm):
+    """Both engines, both HMM settings, no user words: jieba.cut's words (the module-level jieba is the reference)."""
+    jieba.setLogLevel(60)
+    text = "我来到北京清华大学，他来到了网易杭研大厦。小明硕士毕业于中国科学院计算所"
+    want = list(jieba.cut(text, HMM=hmm))
+    for kind in ("jieba", "rjieba"):
+        seg = Segmenter(kind, hmm=hmm)
+        assert seg.cut(text) == want, kind
+        bounds = {0}
+        for w in want:
+            bounds.add(max(bounds) + len(w))
+        assert seg.boundaries(text) == bounds
+
+
+def test_none_segments_nothing_and_a_bad_kind_is_a_user_error():
+    seg = Segmenter("none")
+    assert seg.boundaries("北京") is None and seg.inner_positions("北京", [(0, 2)]) == set()
+    assert seg.word_starts("北京").tolist() == [True, True, True]
+    with pytest.raises(UserError, match="unknown word segmenter 'thulac'"):
+        Segmenter("thulac")
