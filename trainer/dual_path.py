@@ -8,7 +8,7 @@ summed loss is scaled by ``weight * world / count`` (FSDP/DDP average gradients 
 same whatever ``grad_accum`` and the world size split the step into. With ``data.knowledge`` empty the trainer
 runs single-path (general MLM only).
 
-The self-distillation terms (issue 7) are means over the step's items too: R-Drop's KL over every predicted item
+The self-distillation terms are means over the step's items too: R-Drop's KL over every predicted item
 (masked tokens, entity pairs, mentions), layer-wise distillation's KL over every predicted token; their
 multipliers are ``alpha * world / items`` and ``beta * world / tokens``.
 """

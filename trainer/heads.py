@@ -8,7 +8,7 @@
 Every head runs on every call: a head whose task has no item in the micro-batch gets a zero-weighted dummy
 input, so every parameter receives a gradient on every rank on every backward (FSDP/DDP collectives stay in step).
 
-Issue 7's self-distillation terms (each off unless the model is built with it):
+The self-distillation terms (each off unless the model is built with it):
 
 - R-Drop (``rdrop=True``): in training the micro-batch is concatenated with itself (one forward of 2B rows, so
   both copies see different dropout and every rank runs the same collectives); each task's loss is the mean of
@@ -32,7 +32,7 @@ from trainer.model import BertEncoder, EncoderConfig, MLMHeadWrapper, init_weigh
 
 TASKS = ("mlm",) + KNOWLEDGE_TASKS
 MAX_ROUNDS = 4
-# extra metrics (issue 7): R-Drop KL, layer-distillation KL, the multi-round MLM objective and its rounds
+# extra metrics: R-Drop KL, layer-distillation KL, the multi-round MLM objective and its rounds
 EXTRAS = ("rdrop", "layer_distill", "ar_mlm", *(f"ar_mlm_r{k + 1}" for k in range(MAX_ROUNDS)))
 # layout of the stats vector a forward returns: per task/extra (loss sum, item count, correct count)
 STAT_INDEX = {t: i * 3 for i, t in enumerate(TASKS + EXTRAS)}

@@ -29,7 +29,7 @@ from trainer import distributed as D
 from trainer.config import Config, distill_layers, dump_toml, model_dims
 from trainer.data import GeneralPath, KnowledgePath, TokenizerInfo, Vocab, file_sha256, load_relations, open_dir
 from trainer.dual_path import DualPathData, Inline, Prefetcher, to_device
-from trainer.export import RUN_INFO, apply_init, load_init, read_run_info
+from trainer.hf import RUN_INFO, apply_init, load_init, read_run_info
 from trainer.flops import batch_flops, peak_flops
 from trainer.heads import MAX_ROUNDS, N_STATS, STAT_INDEX, TASKS, KnowmixForPretraining
 from trainer.model import EncoderConfig

@@ -254,7 +254,7 @@ def test_spm_tokenizer_export_refuses_a_broken_model(tmp_path):
     """A working SentencePiece export (tokenizer.json beside the model) is tested in test_hf_tokenizer.py; a
     model file that is not one is a one-line error, not an export that Hugging Face cannot load."""
     from knowmix.errors import UserError
-    from trainer.export import write_tokenizer
+    from trainer.hf import write_tokenizer
 
     model = tmp_path / "zh.model"
     model.write_bytes(b"\x0a\x03spm")
@@ -309,7 +309,7 @@ def test_skipped_step_leaves_weights_unchanged(tmp_path, shards, monkeypatch):
     import torch
 
     from trainer import checkpoint as ckpt
-    from trainer.export import read_run_info
+    from trainer.hf import read_run_info
     from trainer.heads import KnowmixForPretraining
     from trainer.model import EncoderConfig
 

@@ -363,7 +363,7 @@ def test_all_on_resume_equals_uninterrupted_and_export_note(tmp_path, capsys):
         lo, hi = sorted((r["loss/ar_mlm_r1"], r["loss/ar_mlm_r2"]))
         assert lo - 1e-9 <= r["loss/ar_mlm"] <= hi + 1e-9 and lo < hi
 
-    from trainer.export import export_run
+    from trainer.hf import export_run
 
     notes = []
     export_run(str(full), str(tmp_path / "hf"), log=notes.append)
