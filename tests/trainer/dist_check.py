@@ -23,7 +23,7 @@ import sys
 import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-from tests.trainer.fixtures import make_shards, tiny_overrides
+from tests.trainer.fixtures import inf_gradient_at, make_shards, tiny_overrides
 from trainer.config import load_config
 from trainer.loop import train
 
@@ -55,11 +55,12 @@ def metrics(run_dir):
         return [json.loads(line) for line in fh]
 
 
-def run(name, root, pre, ktok, result, resume=False, **extra):
+def run(name, root, pre, ktok, result, resume=False, after_backward=None, **extra):
     out = os.path.join(root, name)
     seen: dict = {}
     cfg = load_config(None, tiny_overrides(pre, ktok, out, **extra))
-    summary = train(cfg, resume=resume, log=lambda *a: None, on_end=lambda m, i: params_digest(m, i, seen))
+    summary = train(cfg, resume=resume, log=lambda *a: None, on_end=lambda m, i: params_digest(m, i, seen),
+                    after_backward=after_backward)
     result[name] = {"digests": seen["digests"], "n_tensors": seen["n_tensors"], "summary_steps": summary["steps"],
                     "metrics": metrics(out) if dist.get_rank() == 0 else None}
     dist.barrier()
@@ -84,10 +85,8 @@ def main():
     run("zero3_resumed", root, pre, ktok, result, resume=True, **common, **{"train.zero": 3})
     run("zero2", root, pre, ktok, result, **common, **{"train.zero": 2, "train.precision": '"bf16"',
                                                       "train.activation_checkpointing": "true", "train.grad_accum": 2})
-    os.environ["KNOWMIX_DEBUG_INF_STEPS"] = "2"
-    run("zero3_fp16", root, pre, ktok, result, **{**common, "train.max_steps": 3},
+    run("zero3_fp16", root, pre, ktok, result, after_backward=inf_gradient_at(2), **{**common, "train.max_steps": 3},
         **{"train.zero": 3, "train.precision": '"fp16"'})
-    os.environ.pop("KNOWMIX_DEBUG_INF_STEPS")
     run("zero0", root, pre, ktok, result, **{**common, "train.max_steps": 2}, **{"train.zero": 0})
     run("zero2_fp32", root, pre, ktok, result, **{**common, "train.max_steps": 2}, **{"train.zero": 2})
 
