@@ -33,7 +33,8 @@ def task_weights(cfg) -> dict[str, float]:
 
 def step_item_counts(batches: list[dict[str, torch.Tensor]], info: DistInfo) -> torch.Tensor:
     """Per task (in :data:`TASKS` order), the number of items the step's micro-batches predict on all ranks
-    (float64 on the host; one small all-reduce when several processes)."""
+    (float64; with several processes one small all-reduce, and the sums stay on the device: the host does not
+    wait for them)."""
     counts = torch.zeros(len(TASKS), dtype=torch.float64)
     for b in batches:
         c = batch_counts(b)
@@ -41,21 +42,25 @@ def step_item_counts(batches: list[dict[str, torch.Tensor]], info: DistInfo) -> 
     if info.distributed:
         dev_counts = counts.to(info.device)
         all_reduce_(dev_counts, info)
-        counts = dev_counts.cpu()
+        counts = dev_counts
     return counts
 
 
-def loss_scales(counts: torch.Tensor, weights: dict[str, float], world: int) -> dict[str, float]:
-    """The multiplier of every term's summed loss for this step: ``weight * world / global item count``."""
-    scales = {t: weights.get(t, 0.0) * world / max(float(counts[i]), 1.0) for i, t in enumerate(TASKS)}
-    items = float(counts.sum())
-    tokens = float(counts[TASKS.index("mlm")] + counts[TASKS.index("triple_mask")])
-    scales["rdrop"] = weights.get("rdrop", 0.0) * world / max(items, 1.0)
-    scales["layer_distill"] = weights.get("layer_distill", 0.0) * world / max(tokens, 1.0)
+def loss_scales(counts: torch.Tensor, weights: dict[str, float], world: int) -> dict[str, torch.Tensor]:
+    """The multiplier of every term's summed loss for this step: ``weight * world / global item count``, computed
+    in float64 where ``counts`` lives (no host read) and rounded once to float32, the dtype of the terms."""
+
+    def scale(weight: float, count: torch.Tensor) -> torch.Tensor:
+        return (weight * world / count.clamp(min=1.0)).float()
+
+    scales = {t: scale(weights.get(t, 0.0), counts[i]) for i, t in enumerate(TASKS)}
+    tokens = counts[TASKS.index("mlm")] + counts[TASKS.index("triple_mask")]
+    scales["rdrop"] = scale(weights.get("rdrop", 0.0), counts.sum())
+    scales["layer_distill"] = scale(weights.get("layer_distill", 0.0), tokens)
     return scales
 
 
-def weighted_sum(terms: dict[str, torch.Tensor], scales: dict[str, float]) -> torch.Tensor:
+def weighted_sum(terms: dict[str, torch.Tensor], scales: dict[str, float | torch.Tensor]) -> torch.Tensor:
     """One micro-batch's loss: ``sum_term scales[term] * terms[term]`` (float32, in the order the model produced
     the terms). A term without a scale counts 0: so do the heads' ``keepalive/*`` terms, which only keep every
     head in the graph on every rank (see ``trainer/heads.py``)."""
