@@ -250,7 +250,7 @@ class Trainer:
 
         # the logging window, the checkpoint policy
         peak = peak_flops(info.device, t.peak_tflops) * info.world
-        self.metrics = MetricsWindow(cfg, info, self.weights, peak, self.start_step, self.data.dual, log)
+        self.metrics = MetricsWindow(cfg, info, self.weights, peak, self.start_step, log)
         self.checkpoints = ckpt.CheckpointPolicy(ckpt_root, cfg.checkpoint.interval, cfg.checkpoint.keep, info,
                                                  agree_every_step=t.host_sync_every_step)
         self.copies = 2 if cfg.distill.rdrop_alpha > 0 else 1

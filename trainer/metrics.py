@@ -22,10 +22,9 @@ from trainer.loss import DISTILL_TERMS, logged_loss
 
 
 class MetricsWindow:
-    def __init__(self, cfg, info: D.DistInfo, weights: dict[str, float], peak: float, start_step: int, dual: bool,
-                 log=print):
+    def __init__(self, cfg, info: D.DistInfo, weights: dict[str, float], peak: float, start_step: int, log=print):
         t = cfg.train
-        self.cfg, self.info, self.weights, self.peak, self.dual = cfg, info, weights, peak, dual
+        self.cfg, self.info, self.weights, self.peak = cfg, info, weights, peak
         self.log_every, self.max_steps = t.log_every, t.max_steps
         self.path = os.path.join(t.output_dir, "metrics.jsonl")
         self.writer = self.bar = None
