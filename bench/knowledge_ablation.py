@@ -3,7 +3,7 @@ general-path tokens three ways, then fine-tuned and probed with ``knowmix eval``
 
   (a) general MLM only (single path)
   (b) dual path: general MLM + the knowledge tasks (relation, substitution, triple-mask)
-  (c) dual path + issue 7's training techniques (R-Drop, layer-wise self-distillation, the cross-layer attention
+  (c) dual path + the training techniques (R-Drop, layer-wise self-distillation, the cross-layer attention
       residual, multi-round MLM)
 
 Everything is built from the bundled fixtures through the real ``knowmix clean`` / ``kg-samples`` / ``spm-train``
@@ -192,7 +192,7 @@ def write_init(work: str, pretrain: str, size: dict, seed: int = 0) -> str:
     """The initial weights every arm starts from: a Hugging Face folder (model + the shards' tokenizer)."""
     import torch
 
-    from trainer.export import save_hf
+    from trainer.hf import save_hf
     from trainer.heads import KnowmixForPretraining
     from trainer.model import EncoderConfig
 

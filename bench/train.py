@@ -52,6 +52,7 @@ from knowmix.schemas import KNOWLEDGE_TOKENS_SCHEMA, PRETRAIN_SCHEMA  # noqa: E4
 from trainer.config import SIZES, load_config  # noqa: E402
 from trainer.flops import mlm_head_flops, peak_flops  # noqa: E402
 from trainer.heads import KnowmixForPretraining  # noqa: E402
+from trainer.loss import weighted_sum  # noqa: E402
 from trainer.masking import rng_for, whole_word_mask  # noqa: E402
 from trainer.model import EncoderConfig  # noqa: E402
 
@@ -156,8 +157,8 @@ def bench_models(args, device, peak) -> list[dict]:
                 n_pred = float(len(labels))
 
                 def loss_fn():
-                    loss, _ = model(batch_d, {"mlm": 1.0 / n_pred})
-                    return loss
+                    terms, _ = model(batch_d)
+                    return weighted_sum(terms, {"mlm": 1.0 / n_pred})
             model.train()
             opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
 

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import ahocorasick
 
 from kg.index import EntityIndex
-from kg.segmenter import SEGMENTERS, Segmenter  # noqa: F401  (SEGMENTERS: the --segmenter choices)
+from kg.segmenter import Segmenter
 
 _TERMINATOR = re.compile(r"(?:[。！？!?]+|…+|\.(?=\s|$)|\n+)[”’\"'）)」』】》]*")
 

@@ -133,7 +133,6 @@ def _fields(body: str) -> dict[str, str]:
 
 
 #: callers not yet switched to ``knowmix.fileio.write_text`` (the one atomic write is ``fileio.atomic_write``)
-atomic_write_text = fileio.write_text
 
 
 def write_table(path: str, table: pa.Table, max_batch_rows: int = 4096) -> dict:

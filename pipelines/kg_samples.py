@@ -51,7 +51,8 @@ import apache_beam as beam
 from kg.graph import iter_triples
 from kg.index import EntityIndex, TypeRules
 from kg.index_file import build_index_file, open_index, read_header
-from kg.link import COMMON_WORD_MAX_FREQ, COMMON_WORD_MIN_FREQ, SEGMENTERS, CommonWords, Linker, Mention, split_sentences
+from kg.link import COMMON_WORD_MAX_FREQ, COMMON_WORD_MIN_FREQ, CommonWords, Linker, Mention, split_sentences
+from kg.segmenter import SEGMENTERS
 from kg.samples import (
     NA,
     PENDING_NA,

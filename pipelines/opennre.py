@@ -15,7 +15,8 @@ import os
 import sys
 
 from knowmix.errors import UserError
-from knowmix.manifest import ContractError, atomic_write_text, open_shard_dir
+from knowmix.fileio import write_text
+from knowmix.manifest import ContractError, open_shard_dir
 
 NA = "NA"
 
@@ -55,8 +56,8 @@ def export_opennre(knowledge_dir: str, out_dir: str, split: str = "train") -> di
             lines.append(json.dumps(item, ensure_ascii=False))
     mapping = rel2id(relations)
     os.makedirs(out_dir, exist_ok=True)
-    atomic_write_text(os.path.join(out_dir, f"{split}.txt"), "".join(line + "\n" for line in lines))
-    atomic_write_text(os.path.join(out_dir, "rel2id.json"), json.dumps(mapping, ensure_ascii=False, indent=1) + "\n")
+    write_text(os.path.join(out_dir, f"{split}.txt"), "".join(line + "\n" for line in lines))
+    write_text(os.path.join(out_dir, "rel2id.json"), json.dumps(mapping, ensure_ascii=False, indent=1) + "\n")
     return {"lines": len(lines), "relations": len(mapping)}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Iterable
 import re
 import unicodedata
 

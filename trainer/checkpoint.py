@@ -11,7 +11,8 @@
   :func:`load_model_only` check it before torch reads anything (DCP's ``.metadata`` is a pickle).
 
 A checkpoint is written under ``.tmp-step-NNNNNNN`` and renamed once every rank has finished, so a directory
-named ``step-*`` with ``COMPLETE`` is always whole; only the newest ``keep`` are kept.
+named ``step-*`` with ``COMPLETE`` is always whole; only the newest ``keep`` are kept. :class:`CheckpointPolicy`
+decides when the training loop saves (interval, SIGTERM, end).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import warnings
 
 import torch
@@ -28,7 +30,7 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from torch.distributed.checkpoint.stateful import Stateful
 
 from knowmix.errors import UserError
-from trainer.distributed import DistInfo, barrier
+from trainer.distributed import DistInfo, all_reduce_, barrier
 from trainer.integrity import verify_checkpoint, write_checkpoint_manifest
 
 STEP_RE = re.compile(r"^step-(\d{7,})$")
@@ -167,3 +169,66 @@ def resolve(run_dir: str, which: str | None) -> str:
         return cand
     steps = ", ".join(str(s) for s, _ in complete_checkpoints(root)) or "none"
     raise UserError(f"--checkpoint {which}: no such checkpoint (complete steps in {root}: {steps})")
+
+
+class CheckpointPolicy:
+    """When the loop saves, and whether it stops for a SIGTERM: every ``interval`` steps (0: never), on SIGTERM,
+    and at the end (unless that step was just saved); the newest ``keep`` are kept.
+
+    One process sees its own SIGTERM flag on every step (a host flag, no device sync). Several processes must
+    stop on the same step, so they agree on the flag with an all-reduce, which is a host sync: only on logging
+    and checkpoint steps (``log_every``, ``interval``), so a SIGTERM is honoured within ``log_every`` steps
+    (give the scheduler's grace period that much time). ``host_sync_every_step`` agrees on every step."""
+
+    def __init__(self, root: str, interval: int, keep: int, info: DistInfo, agree_every_step: bool = False):
+        self.root, self.interval, self.keep, self.info = root, interval, keep, info
+        self.agree_every_step = agree_every_step
+        self.last_saved = -1
+        self._sigterm = False
+        self._previous = None
+
+    def install_sigterm(self) -> None:
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread
+            pass
+
+    def _handle(self, signum, frame):
+        self._sigterm = True
+
+    def restore_sigterm(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def interval_due(self, step: int) -> bool:
+        return bool(self.interval and step % self.interval == 0)
+
+    def sigterm_agreed(self, step: int, log_now: bool) -> bool:
+        """Whether every process has to stop now (see the class docstring for when processes agree)."""
+        info = self.info
+        if not info.distributed:
+            if self.agree_every_step:  # the per-step host read this switch restores (bench/train.py)
+                return torch.tensor([1.0 if self._sigterm else 0.0], device=info.device).item() > 0
+            return self._sigterm
+        if log_now or self.interval_due(step) or self.agree_every_step:
+            flag = torch.tensor([1.0 if self._sigterm else 0.0], device=info.device)
+            all_reduce_(flag, info, op=torch.distributed.ReduceOp.MAX)
+            return flag.item() > 0
+        return False  # acted on at the next agreement step, by every rank together
+
+    def after_step(self, step: int, state: TrainerState, rank_state, log_now: bool) -> bool:
+        """Save if the interval or a SIGTERM asks for it (``rank_state()`` gives this rank's part); return True
+        when the run must stop for a SIGTERM."""
+        term = self.sigterm_agreed(step, log_now)
+        if self.interval_due(step) or term:
+            self.save(state, rank_state())
+        return term
+
+    def at_end(self, step: int, state: TrainerState, rank_state) -> None:
+        if self.last_saved != step:
+            self.save(state, rank_state())
+
+    def save(self, state: TrainerState, rank_state: dict) -> str:
+        path = save(self.root, state, rank_state, self.info, self.keep)
+        self.last_saved = state.step
+        return path

@@ -54,7 +54,7 @@ def export_main(argv: list[str]) -> int:
                              " (default: the newest complete one); verified against its manifest before loading")
     args = parser.parse_args(argv)
     try:
-        from trainer.export import export_run
+        from trainer.hf import export_run
 
         path, written = export_run(args.run_dir, args.hf, args.checkpoint)
     except UserError as exc:

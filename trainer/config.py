@@ -28,7 +28,7 @@ class ModelConfig:
     attention_dropout: float = 0.1
     max_position_embeddings: int = 512
     type_vocab_size: int = 2
-    # cross-layer decaying attention residual (issue 7): layer l's pre-softmax scores QK^T/sqrt(d) + gamma*S_{l-1};
+    # cross-layer decaying attention residual: layer l's pre-softmax scores QK^T/sqrt(d) + gamma*S_{l-1};
     # 0 = off (the fused SDPA path, the plain encoder bit-for-bit); > 0 needs the explicit attention path
     attn_residual_decay: float = 0.0
 
@@ -87,7 +87,7 @@ class TrainConfig:
 
 @dataclass
 class DistillConfig:
-    """Self-distillation (issue 7); each term is off at 0."""
+    """Self-distillation; each term is off at 0."""
 
     rdrop_alpha: float = 0.0  # R-Drop: alpha * symmetric KL of two dropout passes (MLM + classification heads)
     layer_beta: float = 0.0  # layer-wise: beta * sum_l w_l KL(stopgrad(P_last) || P_l) at the predicted positions
@@ -96,7 +96,7 @@ class DistillConfig:
 
 @dataclass
 class MLMConfig:
-    """The general path's MLM formulation (issue 7)."""
+    """The general path's MLM formulation."""
 
     mode: str = "standard"  # standard | multiround (round k sees the true tokens of rounds < k; README)
     rounds: int = 2  # multiround: the masked words are split into this many rounds (2..4)

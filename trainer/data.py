@@ -19,11 +19,10 @@ import pyarrow as pa
 import torch
 
 from knowmix.errors import UserError
-from knowmix.fileio import sha256_of as file_sha256  # noqa: F401  (trainer/loop.py's name; the one sha256 helper)
 from knowmix.manifest import ContractError, ShardDir, open_shard_dir
 from knowmix.relations import read_relations_json
 from knowmix.schemas import KNOWLEDGE_TASKS
-from knowmix.tokenizer_entry import TokenizerInfo  # noqa: F401  (the manifest's tokenizer entry, read back)
+from knowmix.tokenizer_entry import TokenizerInfo
 from trainer.integrity import check_shard_dir
 from trainer.masking import PATH_GENERAL, PATH_KNOWLEDGE, PATH_ROUNDS, assign_rounds, rng_for, triple_mask, whole_word_mask
 

@@ -1,16 +1,9 @@
 """Dual-path steps: every optimizer step takes, per accumulation micro-step, one general-MLM micro-batch and
 one knowledge micro-batch (the three tasks mixed by ``[tasks]``) through the one encoder.
 
-``loss = mlm + sum_task weight_task * loss_task``, where each task's loss is the mean over the items it predicts
-in the whole step on all ranks (masked tokens for mlm/triple_mask, entity pairs for relation, mentions for
-substitution): the per-task item counts of the step are summed over ranks first, and every micro-batch's
-summed loss is scaled by ``weight * world / count`` (FSDP/DDP average gradients over ranks). The result is the
-same whatever ``grad_accum`` and the world size split the step into. With ``data.knowledge`` empty the trainer
-runs single-path (general MLM only).
-
-The self-distillation terms (issue 7) are means over the step's items too: R-Drop's KL over every predicted item
-(masked tokens, entity pairs, mentions), layer-wise distillation's KL over every predicted token; their
-multipliers are ``alpha * world / items`` and ``beta * world / tokens``.
+The loss of such a step (each task a mean over the items it predicts in the whole step on all ranks, whatever
+``grad_accum`` and the world size split it into) is computed in ``trainer/loss.py``. With ``data.knowledge``
+empty the trainer runs single-path (general MLM only).
 """
 
 from __future__ import annotations
@@ -21,19 +14,14 @@ import threading
 
 import torch
 
-from trainer.data import GeneralPath, KnowledgePath, batch_counts
-from trainer.distributed import DistInfo, all_reduce_
-from trainer.heads import TASKS
+from trainer.data import GeneralPath, KnowledgePath
 
 
 class DualPathData:
     def __init__(self, general: GeneralPath, knowledge: KnowledgePath | None, micro_batch: int,
-                 knowledge_micro_batch: int, grad_accum: int, weights: dict[str, float],
-                 distill: dict[str, float] | None = None):
+                 knowledge_micro_batch: int, grad_accum: int):
         self.general, self.knowledge = general, knowledge
         self.micro_batch, self.knowledge_micro_batch, self.grad_accum = micro_batch, knowledge_micro_batch, grad_accum
-        self.weights = {"mlm": 1.0, **weights}
-        self.distill = {"rdrop": 0.0, "layer_distill": 0.0, **(distill or {})}
 
     @property
     def dual(self) -> bool:
@@ -47,23 +35,6 @@ class DualPathData:
             if self.knowledge is not None:
                 out.append(self.knowledge.batch(self.knowledge_micro_batch, step, micro))
         return out
-
-    def scales(self, batches: list[dict[str, torch.Tensor]], info: DistInfo) -> tuple[dict[str, float], torch.Tensor]:
-        """Per-task loss multipliers for this step, from the global item counts (one small all-reduce)."""
-        counts = torch.zeros(len(TASKS), dtype=torch.float64)
-        for b in batches:
-            c = batch_counts(b)
-            counts += torch.tensor([c[t] for t in TASKS], dtype=torch.float64)
-        if info.distributed:
-            dev_counts = counts.to(info.device)
-            all_reduce_(dev_counts, info)
-            counts = dev_counts.cpu()
-        scales = {t: self.weights.get(t, 0.0) * info.world / max(float(counts[i]), 1.0) for i, t in enumerate(TASKS)}
-        items = float(counts.sum())
-        tokens = float(counts[TASKS.index("mlm")] + counts[TASKS.index("triple_mask")])
-        scales["rdrop"] = self.distill["rdrop"] * info.world / max(items, 1.0)
-        scales["layer_distill"] = self.distill["layer_distill"] * info.world / max(tokens, 1.0)
-        return scales, counts
 
     def state_dict(self) -> dict:
         state = {"general": self.general.stream.state_dict()}

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from knowmix.errors import UserError
-from knowmix.manifest import atomic_write_text
+from knowmix.fileio import write_text
 from knowmix.relations import read_relation_file
 from trainer.eval_finetune import (FineTuneOptions, accuracy, encode_split, finetune, mean_std, micro_f1, probe)
 from trainer.eval_model import Pretrained, check_vocab, load_pretrained
@@ -274,7 +274,7 @@ def eval_main(argv: list[str]) -> int:
     results = evaluate(args)
     os.makedirs(args.output, exist_ok=True)
     path = os.path.join(args.output, "results.json")
-    atomic_write_text(path, json.dumps(results, ensure_ascii=False, indent=2) + "\n")
+    write_text(path, json.dumps(results, ensure_ascii=False, indent=2) + "\n")
     print(format_table(results))
     print(f"results: {path}")
     return 0

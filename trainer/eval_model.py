@@ -17,7 +17,7 @@ from torch import nn
 from knowmix.errors import UserError
 from trainer import checkpoint as ckpt
 from trainer.eval_text import EvalTokenizer, for_hf, for_run
-from trainer.export import apply_init, load_init, read_run_info
+from trainer.hf import apply_init, load_init, read_run_info
 from trainer.heads import KnowmixForPretraining, PairClassifier
 from trainer.model import BertEncoder, EncoderConfig
 

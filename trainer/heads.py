@@ -8,7 +8,7 @@
 Every head runs on every call: a head whose task has no item in the micro-batch gets a zero-weighted dummy
 input, so every parameter receives a gradient on every rank on every backward (FSDP/DDP collectives stay in step).
 
-Issue 7's self-distillation terms (each off unless the model is built with it):
+The self-distillation terms (each off unless the model is built with it):
 
 - R-Drop (``rdrop=True``): in training the micro-batch is concatenated with itself (one forward of 2B rows, so
   both copies see different dropout and every rank runs the same collectives); each task's loss is the mean of
@@ -32,7 +32,7 @@ from trainer.model import BertEncoder, EncoderConfig, MLMHeadWrapper, init_weigh
 
 TASKS = ("mlm",) + KNOWLEDGE_TASKS
 MAX_ROUNDS = 4
-# extra metrics (issue 7): R-Drop KL, layer-distillation KL, the multi-round MLM objective and its rounds
+# extra metrics: R-Drop KL, layer-distillation KL, the multi-round MLM objective and its rounds
 EXTRAS = ("rdrop", "layer_distill", "ar_mlm", *(f"ar_mlm_r{k + 1}" for k in range(MAX_ROUNDS)))
 # layout of the stats vector a forward returns: per task/extra (loss sum, item count, correct count)
 STAT_INDEX = {t: i * 3 for i, t in enumerate(TASKS + EXTRAS)}
@@ -87,10 +87,11 @@ class KnowmixForPretraining(nn.Module):
     def mlm_logits(self, hidden_flat: torch.Tensor) -> torch.Tensor:
         return self.cls.predictions(hidden_flat, self.bert.embeddings.word_embeddings.weight)
 
-    def forward(self, batch: dict[str, torch.Tensor], scales: dict[str, float] | None = None):
-        """Return ``(loss, stats)``: ``loss = sum_task scales[task] * (summed loss of task)`` plus the distillation
-        terms; ``stats`` is a detached float32 vector of (loss sum, count, correct) per entry of :data:`STAT_INDEX`."""
-        scales = scales or {t: 1.0 for t in TASKS}
+    def forward(self, batch: dict[str, torch.Tensor]):
+        """Return ``(terms, stats)``: ``terms`` maps each loss term (a task, ``rdrop``, ``layer_distill``, or a
+        ``keepalive/*`` zero-weight term) to its loss summed over the micro-batch's items, in a fixed order
+        (``trainer/loss.py`` weights and normalises them); ``stats`` is a detached float32 vector of (loss sum,
+        count, correct) per entry of :data:`STAT_INDEX`."""
         ids, types, mask = batch["input_ids"], batch.get("token_type_ids"), batch.get("attention_mask")
         copies = 2 if self.rdrop and self.training else 1
         if copies == 2:  # one concatenated forward: both copies in the same collectives, different dropout
@@ -103,7 +104,7 @@ class KnowmixForPretraining(nn.Module):
         offset = batch["input_ids"].shape[0] * s_len  # flat index of the second copy's row 0
         h = hidden.reshape(-1, hidden.shape[-1])
         stats = torch.zeros(N_STATS, device=hidden.device, dtype=torch.float32)
-        loss = hidden.new_zeros((), dtype=torch.float32)
+        terms: dict[str, torch.Tensor] = {}
         dummy = h[:1]
         rdrop_kl = hidden.new_zeros((), dtype=torch.float32)
         rdrop_n = 0
@@ -140,7 +141,7 @@ class KnowmixForPretraining(nn.Module):
             for task, code in (("mlm", 0), ("triple_mask", 1)):
                 sel = (which == code).float()
                 s = (per * sel).sum()
-                loss = loss + scales.get(task, 0.0) * s
+                terms[task] = s
                 add(task, s, sel.sum(), (correct * sel).sum())
             rounds = batch.get("mlm_round")
             if rounds is not None:  # multi-round MLM: the objective and each round on its own
@@ -161,10 +162,10 @@ class KnowmixForPretraining(nn.Module):
                     student = F.log_softmax(self.mlm_logits(hl.reshape(-1, hl.shape[-1])[flat]).float(), -1)
                     ld = ld + w * (p_t * (teacher - student)).sum(-1)
                 s = avg(ld).sum()
-                loss = loss + scales.get("layer_distill", 0.0) * s
+                terms["layer_distill"] = s
                 add("layer_distill", s, pos.numel())
         else:
-            loss = loss + 0.0 * self.mlm_logits(dummy).float().sum()
+            terms["keepalive/mlm"] = self.mlm_logits(dummy).float().sum()
 
         # relation classification from the [E1]/[E2] marker states
         rows = batch.get("rel_row")
@@ -174,7 +175,7 @@ class KnowmixForPretraining(nn.Module):
             lg = per_copy(logits)
             per = avg(-(target.repeat(copies, 1) * F.log_softmax(logits, -1)).sum(-1))
             s = per.sum()
-            loss = loss + scales.get("relation", 0.0) * s
+            terms["relation"] = s
             pred = lg[0].argmax(-1)
             add("relation", s, per.numel(), (target.gather(1, pred[:, None]).squeeze(1) > 0).float().sum())
             if copies == 2:
@@ -182,7 +183,7 @@ class KnowmixForPretraining(nn.Module):
                 rdrop_kl = rdrop_kl + kl.sum()
                 rdrop_n += kl.numel()
         else:
-            loss = loss + 0.0 * self.relation(dummy, dummy).float().sum()
+            terms["keepalive/relation"] = self.relation(dummy, dummy).float().sum()
 
         # substitution detection from mention boundary states
         rows = batch.get("sub_row")
@@ -194,16 +195,16 @@ class KnowmixForPretraining(nn.Module):
             lg = per_copy(logits)
             per = avg(F.cross_entropy(logits, labels.repeat(copies), reduction="none"))
             s = per.sum()
-            loss = loss + scales.get("substitution", 0.0) * s
+            terms["substitution"] = s
             add("substitution", s, per.numel(), (lg[0].argmax(-1) == labels).float().sum())
             if copies == 2:
                 kl = symmetric_kl(lg[0], lg[1])
                 rdrop_kl = rdrop_kl + kl.sum()
                 rdrop_n += kl.numel()
         else:
-            loss = loss + 0.0 * self.substitution(dummy, dummy).float().sum()
+            terms["keepalive/substitution"] = self.substitution(dummy, dummy).float().sum()
 
         if copies == 2:
-            loss = loss + scales.get("rdrop", 0.0) * rdrop_kl
+            terms["rdrop"] = rdrop_kl
             add("rdrop", rdrop_kl, rdrop_n)
-        return loss, stats
+        return terms, stats

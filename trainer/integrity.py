@@ -24,8 +24,8 @@ from typing import Any, Mapping
 
 from knowmix import __version__
 from knowmix.errors import UserError
-from knowmix.fileio import sha256_of
-from knowmix.manifest import ContractError, ShardDir, atomic_write_text, verify_shard
+from knowmix.fileio import sha256_of, write_text
+from knowmix.manifest import ContractError, ShardDir, verify_shard
 
 CHECKPOINT_MANIFEST = "manifest.json"
 CHECKPOINT_KIND = "checkpoint"
@@ -100,7 +100,7 @@ def write_checkpoint_manifest(directory: str, step: int, world: int) -> dict:
     manifest = {"schema_version": CHECKPOINT_SCHEMA_VERSION, "kind": CHECKPOINT_KIND,
                 "tool": {"name": "knowmix", "version": __version__}, "step": int(step), "world": int(world),
                 "files": files}
-    atomic_write_text(os.path.join(directory, CHECKPOINT_MANIFEST), json.dumps(manifest, indent=2) + "\n")
+    write_text(os.path.join(directory, CHECKPOINT_MANIFEST), json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

@@ -1,12 +1,16 @@
-"""The training loop: data -> dual-path forward/backward -> (fp16 unscale) -> clip -> AdamW -> schedule,
-with metrics, TensorBoard, a progress bar on rank 0, checkpoints (interval, SIGTERM, end) and a summary.
+"""The training loop: data -> dual-path forward/backward -> (fp16 unscale) -> clip -> AdamW -> schedule.
+
+:class:`Trainer` builds a run's parts in one ordered place and runs a short loop over named steps:
+:meth:`Trainer.forward_backward` (the loss: ``trainer/loss.py``), :meth:`Trainer.optimizer_step`, the logging
+window (:class:`trainer.metrics.MetricsWindow`: running sums, metrics.jsonl, TensorBoard, tqdm) and the checkpoint
+policy (:class:`trainer.checkpoint.CheckpointPolicy`: interval, SIGTERM, end, keep).
 
 No per-step host syncs: the gradient norm, the skip decision for a non-finite step (fused AdamW's ``found_inf``,
 or GradScaler's under fp16) and the skipped-step counters stay on the device; the host reads them only on
 a logging step (every ``log_every``). A SIGTERM is seen on the next step in one process; several processes
-agree on it (an all-reduce) on logging and checkpoint steps. ``train.host_sync_every_step`` restores the
-per-step reads (``float(norm)``, the SIGTERM all-reduce) with the same math: ``bench/train.py`` measures the
-difference, and the losses are identical either way.
+agree on it (an all-reduce) on logging and checkpoint steps, so they stop within ``log_every`` steps of it.
+``train.host_sync_every_step`` restores the per-step reads (``float(norm)``, the SIGTERM all-reduce) with the
+same math: ``bench/train.py`` measures the difference, and the losses are identical either way.
 """
 
 from __future__ import annotations
@@ -15,8 +19,6 @@ import json
 import math
 import os
 import shutil
-import signal
-import sys
 import time
 import warnings
 
@@ -24,14 +26,19 @@ import torch
 
 from knowmix.errors import UserError
 from knowmix.outdir import prepare_output_dir
+from knowmix.schemas import KNOWLEDGE_TASKS
 from trainer import checkpoint as ckpt
 from trainer import distributed as D
 from trainer.config import Config, distill_layers, dump_toml, model_dims
-from trainer.data import GeneralPath, KnowledgePath, TokenizerInfo, Vocab, file_sha256, load_relations, open_dir
+from knowmix.fileio import sha256_of
+from knowmix.tokenizer_entry import TokenizerInfo
+from trainer.data import GeneralPath, KnowledgePath, Vocab, load_relations, open_dir
 from trainer.dual_path import DualPathData, Inline, Prefetcher, to_device
-from trainer.export import RUN_INFO, apply_init, load_init, read_run_info
+from trainer.hf import RUN_INFO, apply_init, load_init, read_run_info
 from trainer.flops import batch_flops, peak_flops
-from trainer.heads import MAX_ROUNDS, N_STATS, STAT_INDEX, TASKS, KnowmixForPretraining
+from trainer.heads import KnowmixForPretraining
+from trainer.loss import loss_scales, step_item_counts, task_weights, weighted_sum
+from trainer.metrics import MetricsWindow
 from trainer.model import EncoderConfig
 
 
@@ -67,12 +74,20 @@ def build_optimizer(model: torch.nn.Module, cfg: Config, device: torch.device | 
                              fused=fused or None)
 
 
-def optimizer_step(optimizer, scaler, norm: torch.Tensor) -> torch.Tensor:
-    """Step unless ``norm`` is not finite (every rank sees the same global norm, so all agree); return the
-    skipped flag as a 0-dim float tensor on the device. No host sync on the fused path (GradScaler or not)."""
+def step_unless_nonfinite(optimizer, scaler, norm: torch.Tensor) -> torch.Tensor:
+    """Step unless ``norm`` is not finite; return the skipped flag as a 0-dim float tensor on the device. No host
+    sync on the fused path (GradScaler or not).
+
+    Every rank sees the same global norm (clipping all-reduces it), so deciding from it makes every rank skip the
+    same steps. Under fp16, GradScaler decides from its own per-rank found-inf instead, which differs between
+    ranks under FSDP (each rank checks only its shard of the gradients), so the scaler's found-inf is set from the
+    global norm before ``scaler.step``: every rank skips, and backs off its scale, together. That is the one place
+    the trainer writes a GradScaler private attribute; torch (2.13) offers no public way that keeps the numbers:
+    ``scaler.step`` does not re-check the gradients once ``unscale_`` ran, ``update(new_scale)`` bypasses the
+    growth tracker, and ``ShardedGradScaler`` all-reduces found-inf with SUM, so when two ranks both overflow it
+    hands fused AdamW ``found_inf = 2``, and fused AdamW skips only on exactly 1 (checked on CPU)."""
     found = (~torch.isfinite(norm)).float()
     if scaler.is_enabled():
-        # every rank must agree on skipping: set the scaler's per-device found_inf from the global norm
         for v in scaler._per_optimizer_states[id(optimizer)]["found_inf_per_device"].values():
             v.copy_(found.to(v.device))
         scaler.step(optimizer)
@@ -88,32 +103,8 @@ def optimizer_step(optimizer, scaler, norm: torch.Tensor) -> torch.Tensor:
     return found
 
 
-def _debug_inf_steps() -> set[int]:
-    """Test seam: KNOWMIX_DEBUG_INF_STEPS="3,4" puts an inf into a gradient at those steps (fp16 scaler tests)."""
-    text = os.environ.get("KNOWMIX_DEBUG_INF_STEPS", "")
-    return {int(x) for x in text.split(",") if x.strip()}
-
-
-class _Sigterm:
-    def __init__(self):
-        self.flag = False
-        self.previous = None
-
-    def install(self):
-        try:
-            self.previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread
-            pass
-
-    def _handle(self, signum, frame):
-        self.flag = True
-
-    def restore(self):
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
-
-
-def setup_data(cfg: Config, info: D.DistInfo, verify: bool = True):
+def setup_data(cfg: Config, info: D.DistInfo, weights: dict[str, float], verify: bool = True):
+    """The step's micro-batch source (dual-path when a knowledge task has weight), the tokenizer, the relations."""
     pre = open_dir(cfg.data.pretrain, "pretrain", "data.pretrain", verify)
     tok = TokenizerInfo.from_manifest(pre, "data.pretrain")
     vocab = Vocab(tok)
@@ -121,8 +112,7 @@ def setup_data(cfg: Config, info: D.DistInfo, verify: bool = True):
     general = GeneralPath(pre, vocab, cfg.data.seq_len, cfg.data.mlm_probability, cfg.train.seed, info.rank, info.world,
                           rounds=rounds)
     knowledge, relations = None, ["NA"]
-    weights = {"relation": cfg.tasks.relation, "substitution": cfg.tasks.substitution, "triple_mask": cfg.tasks.triple_mask}
-    if cfg.data.knowledge and any(weights.values()):
+    if cfg.data.knowledge and any(weights[t] for t in KNOWLEDGE_TASKS):
         kdir = open_dir(cfg.data.knowledge, "knowledge_tokens", "data.knowledge", verify)
         ktok = TokenizerInfo.from_manifest(kdir, "data.knowledge")
         tok.check_same(ktok, f"{cfg.data.knowledge}/manifest.json")
@@ -130,8 +120,7 @@ def setup_data(cfg: Config, info: D.DistInfo, verify: bool = True):
         knowledge = KnowledgePath(kdir, vocab, len(relations), weights, cfg.data.knowledge_seq_len or cfg.data.seq_len,
                                   cfg.train.seed, info.rank, info.world)
     data = DualPathData(general, knowledge, cfg.train.micro_batch_size,
-                        cfg.train.knowledge_micro_batch_size or cfg.train.micro_batch_size, cfg.train.grad_accum, weights,
-                        {"rdrop": cfg.distill.rdrop_alpha, "layer_distill": cfg.distill.layer_beta})
+                        cfg.train.knowledge_micro_batch_size or cfg.train.micro_batch_size, cfg.train.grad_accum)
     return data, tok, relations
 
 
@@ -146,7 +135,7 @@ def encoder_config(cfg: Config, tok: TokenizerInfo):
                             f" tokenizer ({tok.vocab_size})")
         for name in ("vocab.txt", tok.file):
             p = os.path.join(cfg.model.init_from, name)
-            if name == os.path.basename(tok.file) and os.path.isfile(p) and file_sha256(p) != tok.sha256:
+            if name == os.path.basename(tok.file) and os.path.isfile(p) and sha256_of(p) != tok.sha256:
                 raise UserError(f"{p}: differs from the tokenizer the shards were made with (sha256)")
     else:
         h, L, a, i = model_dims(cfg)
@@ -190,279 +179,180 @@ def check_resume_tokenizer(cfg: Config, tok: TokenizerInfo) -> None:
             raise UserError(f"{path}: the run was trained with another tokenizer than the shards' (sha256/vocab_size)")
 
 
-def train(cfg: Config, resume: bool = False, log=print, on_end=None, verify: bool = True, on_step=None) -> dict:
+def train(cfg: Config, resume: bool = False, log=print, on_end=None, verify: bool = True, on_step=None,
+          after_backward=None) -> dict:
     """Run training as configured; return the summary (also printed on rank 0).
 
     ``verify=False`` (``--no-verify``) skips hashing the shards at start (their paths and sizes are still
     checked). ``on_end(model, info)``, if given, is called with the (wrapped) model after the last step (tests
     use it to all-gather the parameters); ``on_step(step)`` after every optimizer step (bench/profile_step.py
-    drives torch.profiler's schedule with it)."""
+    drives torch.profiler's schedule with it); ``after_backward(step, params)`` between the backward and the
+    optimizer step (tests put an inf into a gradient with it: ``tests/trainer/fixtures.py``)."""
     prepare_output_dir(cfg.train.output_dir, f"train.output_dir = {cfg.train.output_dir!r}")
     info = D.init(cfg.train.device)
     try:
-        return _train(cfg, resume, info, log, on_end, verify, on_step)
+        return Trainer(cfg, resume, info, log, verify).train(on_step, on_end, after_backward)
     finally:
         D.shutdown(info)
 
 
-def _train(cfg: Config, resume: bool, info: D.DistInfo, log, on_end=None, verify: bool = True, on_step=None) -> dict:
-    t = cfg.train
-    main = info.is_main
-    data, tok, relations = setup_data(cfg, info, verify)
-    enc, init_state, init_path = encoder_config(cfg, tok)
-    if resume:
-        check_resume_tokenizer(cfg, tok)
+class Trainer:
+    """One run's parts, built in order (data, model, optimizer, schedule, loss scaler, resume point, metrics
+    window, checkpoint policy), and the named steps of the loop: :meth:`forward_backward`,
+    :meth:`optimizer_step`, :meth:`train`."""
 
-    torch.manual_seed(t.seed)  # identical initial weights on every rank
-    model = KnowmixForPretraining(enc, num_relations=len(relations), rdrop=cfg.distill.rdrop_alpha > 0,
-                                  distill_layers=distill_layers(cfg, enc.num_hidden_layers))
-    if init_state is not None:
-        fresh = apply_init(model, init_state, init_path)
-        if main:
-            log(f"init_from {init_path}: loaded {len(init_state)} tensors; fresh: {', '.join(sorted({k.split('.')[0] for k in fresh})) or 'none'}")
-    model.to(info.device)
-    core = model
-    model = D.wrap(model, t.zero, t.precision, t.activation_checkpointing, info, compile=t.compile)
-    optimizer = build_optimizer(model, cfg, info.device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    scaler = torch.amp.GradScaler(info.device.type, enabled=t.precision == "fp16")
-    state = ckpt.TrainerState(core, optimizer, scheduler, scaler, step=0)
-    torch.manual_seed(t.seed * 1000003 + info.rank)  # dropout streams differ per rank
+    def __init__(self, cfg: Config, resume: bool, info: D.DistInfo, log=print, verify: bool = True):
+        t = cfg.train
+        self.cfg, self.info, self.log = cfg, info, log
+        main = info.is_main
+        self.weights = task_weights(cfg)  # the loss's weight table, built once
+        self.data, tok, relations = setup_data(cfg, info, self.weights, verify)
+        self.enc, init_state, init_path = encoder_config(cfg, tok)
+        if resume:
+            check_resume_tokenizer(cfg, tok)
 
-    ckpt_root = os.path.join(t.output_dir, "checkpoints")
-    if not resume and ckpt.latest(ckpt_root):
-        raise UserError(f"{ckpt_root}: holds checkpoints of an earlier run; pass --resume to continue it"
-                        " or choose another train.output_dir")
-    if main:
-        write_run_info(cfg, enc, tok, relations, info)
-    D.barrier(info)
-    if resume:
-        path = ckpt.latest(ckpt_root)
-        if path:
-            own = ckpt.load(path, state, info)
-            data.load_state_dict(own["sampler"])
-            ckpt.set_rng_state(own["rng"], info.device)
+        # the model: identical initial weights on every rank, then sharded or replicated
+        torch.manual_seed(t.seed)
+        model = KnowmixForPretraining(self.enc, num_relations=len(relations), rdrop=cfg.distill.rdrop_alpha > 0,
+                                      distill_layers=distill_layers(cfg, self.enc.num_hidden_layers))
+        if init_state is not None:
+            fresh = apply_init(model, init_state, init_path)
             if main:
-                log(f"resumed from {path} (step {state.step})")
-        elif main:
-            log(f"--resume: no complete checkpoint under {ckpt_root}; starting at step 0")
-    start_step = state.step
-    metrics_path = os.path.join(t.output_dir, "metrics.jsonl")
-    if main:
-        trim_metrics(metrics_path, start_step)
+                log(f"init_from {init_path}: loaded {len(init_state)} tensors; fresh: {', '.join(sorted({k.split('.')[0] for k in fresh})) or 'none'}")
+        model.to(info.device)
+        self.model = D.wrap(model, t.zero, t.precision, t.activation_checkpointing, info, compile=t.compile)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    peak = peak_flops(info.device, t.peak_tflops) * info.world
-    sigterm = _Sigterm()
-    sigterm.install()
-    inf_steps = _debug_inf_steps()
+        # optimizer, learning-rate schedule, fp16 loss scaler, and what a checkpoint holds of them
+        self.optimizer = build_optimizer(self.model, cfg, info.device)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
+        self.scaler = torch.amp.GradScaler(info.device.type, enabled=t.precision == "fp16")
+        self.state = ckpt.TrainerState(model, self.optimizer, self.scheduler, self.scaler, step=0)
+        torch.manual_seed(t.seed * 1000003 + info.rank)  # dropout streams differ per rank
 
-    writer = None
-    if main and t.tensorboard:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+        # resume point
+        ckpt_root = os.path.join(t.output_dir, "checkpoints")
+        if not resume and ckpt.latest(ckpt_root):
+            raise UserError(f"{ckpt_root}: holds checkpoints of an earlier run; pass --resume to continue it"
+                            " or choose another train.output_dir")
+        if main:
+            write_run_info(cfg, self.enc, tok, relations, info)
+        D.barrier(info)
+        if resume:
+            path = ckpt.latest(ckpt_root)
+            if path:
+                own = ckpt.load(path, self.state, info)
+                self.data.load_state_dict(own["sampler"])
+                ckpt.set_rng_state(own["rng"], info.device)
+                if main:
+                    log(f"resumed from {path} (step {self.state.step})")
+            elif main:
+                log(f"--resume: no complete checkpoint under {ckpt_root}; starting at step 0")
+        self.start_step = self.state.step
 
-            writer = SummaryWriter(os.path.join(t.output_dir, "tensorboard"))
-        except Exception as exc:  # noqa: BLE001 - TensorBoard is optional
-            log(f"tensorboard disabled ({type(exc).__name__}: {exc})")
-    bar = None
-    if main and t.progress:
-        from tqdm import tqdm
+        # the logging window, the checkpoint policy
+        peak = peak_flops(info.device, t.peak_tflops) * info.world
+        self.metrics = MetricsWindow(cfg, info, self.weights, peak, self.start_step, log)
+        self.checkpoints = ckpt.CheckpointPolicy(ckpt_root, cfg.checkpoint.interval, cfg.checkpoint.keep, info,
+                                                 agree_every_step=t.host_sync_every_step)
+        self.copies = 2 if cfg.distill.rdrop_alpha > 0 else 1
+        self.distilled = len(distill_layers(cfg, self.enc.num_hidden_layers))
 
-        bar = tqdm(total=t.max_steps, initial=start_step, desc="train", dynamic_ncols=True, file=sys.stderr,
-                   mininterval=1.0)
-
-    dev = info.device
-    window = torch.zeros(N_STATS, dtype=torch.float64, device=dev)
-    win_norm = torch.zeros((), dtype=torch.float64, device=dev)  # sum of the window's finite grad norms
-    skipped_total_t = torch.zeros((), dtype=torch.float64, device=dev)
-    skipped_row_t = torch.zeros((), dtype=torch.float64, device=dev)  # skipped steps in a row, up to now
-    win_tokens, win_flops, win_steps, win_start = 0, 0.0, 0, time.perf_counter()
-    run_start = time.perf_counter()
-    skipped_total, skipped_row, history = 0, 0, []
-    last_saved = -1
-    step = start_step
-    stop_reason = "max_steps"
-    dual = data.dual
-    copies = 2 if cfg.distill.rdrop_alpha > 0 else 1
-    distilled = len(distill_layers(cfg, enc.num_hidden_layers))
-    sampler_state = data.state_dict()
-    feed = (Prefetcher(data, start_step, t.max_steps, t.prefetch, pin=dev.type == "cuda")
-            if t.prefetch > 0 else Inline(data))
-    model.train()
-    while step < t.max_steps:
-        # forward/backward over the step's micro-batches (general and knowledge alternating)
-        batches, sampler_state = feed.get(step)
-        scales, _ = data.scales(batches, info)
+    def forward_backward(self, batches: list[dict[str, torch.Tensor]]) -> None:
+        """Forward and backward over one step's micro-batches (general and knowledge alternating), the gradients
+        accumulating; gradient sync only on the last micro-batch."""
+        t, dev, scaler = self.cfg.train, self.info.device, self.scaler
+        scales = loss_scales(step_item_counts(batches, self.info), self.weights, self.info.world)
         for i, b in enumerate(batches):
-            win_tokens += int(b["n_tokens"])
-            win_flops += batch_flops(b, enc, copies, distilled)
-            with D.grad_sync(model, t.zero, last=i == len(batches) - 1):
-                with D.autocast(model, t.precision, dev):
-                    loss, stats = model(to_device(b, dev), scales)
+            with D.grad_sync(self.model, t.zero, last=i == len(batches) - 1):
+                with D.autocast(self.model, t.precision, dev):
+                    terms, stats = self.model(to_device(b, dev))
+                    loss = weighted_sum(terms, scales)
                 scaler.scale(loss).backward() if scaler.is_enabled() else loss.backward()
-            window += stats.double()
-        if step in inf_steps:
-            with torch.no_grad():
-                g = next(p.grad for p in params if p.grad is not None)
-                local = g.to_local() if hasattr(g, "to_local") else g
-                if local.numel():
-                    local.view(-1)[0] = float("inf")
+            self.metrics.add_micro_batch(stats, int(b["n_tokens"]),
+                                         batch_flops(b, self.enc, self.copies, self.distilled))
 
-        # clip, then step unless the global norm is not finite (decided on the device)
+    def optimizer_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clip, then step unless the global gradient norm is not finite (decided on the device), advance the
+        schedule; return ``(norm, skipped)``, both still on the device."""
+        optimizer, scaler = self.optimizer, self.scaler
         if scaler.is_enabled():
             scaler.unscale_(optimizer)
-        norm = torch.nn.utils.clip_grad_norm_(params, t_clip(cfg))
+        norm = torch.nn.utils.clip_grad_norm_(self.params, t_clip(self.cfg))
         norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
-        if t.host_sync_every_step:
+        if self.cfg.train.host_sync_every_step:
             float(norm)  # the per-step host read this switch restores (bench/train.py measures its cost)
-        skipped = optimizer_step(optimizer, scaler, norm).double()
+        skipped = step_unless_nonfinite(optimizer, scaler, norm).double()
         optimizer.zero_grad(set_to_none=True)
         with warnings.catch_warnings():  # a skipped step makes torch warn that the scheduler ran first
             warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*")
-            scheduler.step()
-        step += 1
-        state.step = step
-        skipped_total_t += skipped
-        skipped_row_t.add_(1).mul_(skipped)  # back to 0 on a step that was taken
-        win_norm += torch.where(skipped > 0, torch.zeros_like(win_norm), norm.detach().double())
-        win_steps += 1
+            self.scheduler.step()
+        return norm, skipped
 
-        # timing and logging: the host reads the device's counters here, once per log_every steps
-        log_now = step % t.log_every == 0 or step == t.max_steps
-        if log_now:
-            D.all_reduce_(window, info)
-            elapsed = max(time.perf_counter() - win_start, 1e-9)
-            totals = torch.tensor([float(win_tokens), win_flops], dtype=torch.float64, device=dev)
-            D.all_reduce_(totals, info)
-            skipped_total, skipped_row = int(skipped_total_t), int(skipped_row_t)
-            rec = metrics_record(window, step, dual, cfg, scheduler.get_last_lr()[0], float(win_norm) / max(win_steps, 1),
-                                 scaler, float(totals[0]) / elapsed, float(totals[1]) / elapsed, peak)
-            rec["skipped_steps"] = skipped_total
-            history.append(rec)
-            if main:
-                with open(metrics_path, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(rec) + "\n")
-                if writer is not None:
-                    for k, v in rec.items():
-                        if k != "step" and v is not None:
-                            writer.add_scalar(k, v, step)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{rec['lr']:.2e}")
-            window.zero_()
-            win_norm.zero_()
-            win_tokens, win_flops, win_steps, win_start = 0, 0.0, 0, time.perf_counter()
-        if bar is not None:
-            bar.update(1)
-        if on_step is not None:
-            on_step(step)
+    def train(self, on_step=None, on_end=None, after_backward=None) -> dict:
+        t, info, metrics, checkpoints = self.cfg.train, self.info, self.metrics, self.checkpoints
+        data, dev = self.data, info.device
+        step, stop_reason = self.start_step, "max_steps"
+        sampler_state = data.state_dict()
+        feed = (Prefetcher(data, step, t.max_steps, t.prefetch, pin=dev.type == "cuda")
+                if t.prefetch > 0 else Inline(data))
+        checkpoints.install_sigterm()
+        run_start = time.perf_counter()
+        self.model.train()
+        while step < t.max_steps:
+            batches, sampler_state = feed.get(step)
+            self.forward_backward(batches)
+            if after_backward is not None:
+                after_backward(step, self.params)
+            norm, skipped = self.optimizer_step()
+            step += 1
+            self.state.step = step
+            metrics.add_step(norm, skipped)
 
-        # SIGTERM: one process sees its own flag every step; several agree on it (a collective, so a host sync)
-        # on logging and checkpoint steps only, unless host_sync_every_step
-        interval_due = bool(cfg.checkpoint.interval and step % cfg.checkpoint.interval == 0)
-        term = sigterm.flag
-        if info.distributed and (log_now or interval_due or t.host_sync_every_step):
-            flag = torch.tensor([1.0 if sigterm.flag else 0.0], device=dev)
-            D.all_reduce_(flag, info, op=torch.distributed.ReduceOp.MAX)
-            term = flag.item() > 0
-        elif info.distributed:
-            term = False  # acted on at the next agreement step, by every rank together
-        elif t.host_sync_every_step:
-            term = torch.tensor([1.0 if sigterm.flag else 0.0], device=dev).item() > 0
-        if interval_due or term:
-            ckpt.save(ckpt_root, state, {"sampler": sampler_state, "rng": ckpt.rng_state(dev)}, info,
-                      cfg.checkpoint.keep)
-            last_saved = step
-        if term:
-            stop_reason = "SIGTERM"
-            break
-        if log_now and skipped_row >= t.max_skipped_steps:
-            stop_reason = f"{skipped_row} fp16 steps in a row overflowed"
-            break
+            # logging: the host reads the device's sums here, once per log_every steps
+            log_now = metrics.due(step)
+            if log_now:
+                metrics.log(step, self.scheduler.get_last_lr()[0], self.scaler)
+            metrics.advance()
+            if on_step is not None:
+                on_step(step)
 
-    skipped_total = int(skipped_total_t)
-    if last_saved != step:
-        ckpt.save(ckpt_root, state, {"sampler": sampler_state, "rng": ckpt.rng_state(info.device)}, info,
-                  cfg.checkpoint.keep)
-    feed.close()
-    sigterm.restore()
-    if on_end is not None:
-        on_end(model, info)
-    if bar is not None:
-        bar.close()
-    if writer is not None:
-        writer.close()
-    total = time.perf_counter() - run_start
-    summary = {
-        "steps": step, "start_step": start_step, "stop": stop_reason, "seconds": round(total, 2),
-        "skipped_steps": skipped_total, "final": history[-1] if history else None,
-        "checkpoint": ckpt.latest(ckpt_root), "dual_path": dual, "world": info.world,
-    }
-    if main:
-        print_summary(summary, history, log)
-    if stop_reason.endswith("overflowed"):
-        raise TrainingStopped(f"stopped at step {step}: {stop_reason} (loss scale {scaler.get_scale():g});"
-                              f" last checkpoint {summary['checkpoint']}")
-    return summary
+            # checkpoint on the interval or a SIGTERM (agreed by every process on logging/checkpoint steps)
+            if checkpoints.after_step(step, self.state, lambda: self.rank_state(sampler_state), log_now):
+                stop_reason = "SIGTERM"
+                break
+            if log_now and metrics.skipped_row >= t.max_skipped_steps:
+                stop_reason = f"{metrics.skipped_row} fp16 steps in a row overflowed"
+                break
 
+        skipped_total = metrics.skipped_total
+        checkpoints.at_end(step, self.state, lambda: self.rank_state(sampler_state))
+        feed.close()
+        checkpoints.restore_sigterm()
+        if on_end is not None:
+            on_end(self.model, info)
+        metrics.close()
+        history = metrics.history
+        summary = {
+            "steps": step, "start_step": self.start_step, "stop": stop_reason,
+            "seconds": round(time.perf_counter() - run_start, 2), "skipped_steps": skipped_total,
+            "final": history[-1] if history else None, "checkpoint": ckpt.latest(checkpoints.root),
+            "dual_path": data.dual, "world": info.world,
+        }
+        if info.is_main:
+            print_summary(summary, history, self.log)
+        if stop_reason.endswith("overflowed"):
+            raise TrainingStopped(f"stopped at step {step}: {stop_reason} (loss scale {self.scaler.get_scale():g});"
+                                  f" last checkpoint {summary['checkpoint']}")
+        return summary
 
-def trim_metrics(path: str, start_step: int) -> None:
-    """Keep only the lines of steps <= start_step (a fresh run starts an empty file; a resumed run drops the
-    lines logged after its checkpoint, which it is about to log again)."""
-    if not os.path.exists(path):
-        return
-    keep = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                if json.loads(line)["step"] <= start_step:
-                    keep.append(line)
-            except (ValueError, KeyError):
-                continue
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.writelines(keep)
+    def rank_state(self, sampler_state: dict) -> dict:
+        """This rank's part of a checkpoint: the sampler position after the last step's batches, the RNG states."""
+        return {"sampler": sampler_state, "rng": ckpt.rng_state(self.info.device)}
 
 
 def t_clip(cfg: Config) -> float:
     return cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
-
-
-def metrics_record(window, step, dual, cfg, lr, grad_norm, scaler, tokens_per_s, flops_per_s, peak) -> dict:
-    """One metrics.jsonl line. ``mfu`` = the FLOPs the steps actually did (trainer/flops.py) / the devices' peak."""
-    w = window.tolist()
-
-    def mean(task, k=0):
-        i = STAT_INDEX[task]
-        return w[i + k] / w[i + 1] if w[i + 1] > 0 else None
-
-    rec = {"step": step}
-    losses = {t: mean(t) for t in TASKS}
-    weights = {"mlm": 1.0, "relation": cfg.tasks.relation, "substitution": cfg.tasks.substitution,
-               "triple_mask": cfg.tasks.triple_mask}
-    rec["loss"] = sum(weights[t] * v for t, v in losses.items() if v is not None)
-    for t in TASKS:
-        rec[f"loss/{t}"] = losses[t]
-    # issue 7: each technique's term on its own (None when off), and in the total with its weight
-    for name, weight in (("rdrop", cfg.distill.rdrop_alpha), ("layer_distill", cfg.distill.layer_beta)):
-        v = mean(name) if weight > 0 else None
-        rec[f"loss/{name}"] = v
-        if v is not None:
-            rec["loss"] += weight * v
-    if cfg.mlm.mode == "multiround":
-        rec["loss/ar_mlm"] = mean("ar_mlm")
-        rec["acc/ar_mlm"] = mean("ar_mlm", 2)
-        for k in range(min(cfg.mlm.rounds, MAX_ROUNDS)):
-            rec[f"loss/ar_mlm_r{k + 1}"] = mean(f"ar_mlm_r{k + 1}")
-    rec["acc/mlm"] = mean("mlm", 2)
-    rec["acc/relation"] = mean("relation", 2)
-    rec["acc/substitution"] = mean("substitution", 2)
-    rec["acc/triple_mask"] = mean("triple_mask", 2)
-    rec["lr"] = lr
-    rec["grad_norm"] = grad_norm
-    rec["loss_scale"] = scaler.get_scale() if scaler.is_enabled() else None
-    rec["tokens_per_s"] = tokens_per_s
-    rec["mfu"] = flops_per_s / peak if peak else 0.0
-    return rec
 
 
 def print_summary(summary: dict, history: list[dict], log) -> None:

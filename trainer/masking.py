@@ -3,7 +3,7 @@
 - :func:`whole_word_mask`: BERT whole-word masking on the shards' ``word_start`` flags: about ``prob`` of the
   non-special tokens are chosen a whole word at a time; each chosen word becomes ``[MASK]`` (80%), random tokens
   (10%) or stays as it is (10%).
-- :func:`assign_rounds`: multi-round MLM (issue 7): each masked word gets a round 0..K-1 in a random order.
+- :func:`assign_rounds`: multi-round MLM: each masked word gets a round 0..K-1 in a random order.
 - :func:`triple_mask`: the knowledge triple-mask task: either the relation span of segment A or the entity words
   (head and tail mentions) of the sentence in segment B, 50/50, all replaced by ``[MASK]``.
 """

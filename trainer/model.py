@@ -5,7 +5,7 @@ Attention goes through :func:`torch.nn.functional.scaled_dot_product_attention`;
 so the flash kernel can run. The MLM decoder is the word-embedding matrix (tied) and is applied only at the
 masked positions the caller hands in.
 
-Cross-layer decaying attention residual (issue 7, RealFormer's residual attention with a decay): with
+Cross-layer decaying attention residual (RealFormer's residual attention with a decay): with
 ``attn_residual_decay`` gamma > 0, layer l's pre-softmax scores are ``QK^T/sqrt(d) + gamma * S_{l-1}`` where
 ``S_{l-1}`` is layer l-1's pre-softmax scores (padding is masked at the softmax only, never carried in S). That
 needs the explicit attention path (scores materialised, no fused kernel); with gamma = 0 the fused SDPA path

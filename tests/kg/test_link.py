@@ -1,5 +1,6 @@
 from kg.index import index_from_triples, load_kg
-from kg.link import CommonWords, Linker, Segmenter, split_sentences
+from kg.link import CommonWords, Linker, split_sentences
+from kg.segmenter import Segmenter
 from tests.kg.helpers import ADMIN, COOC, WORLD, encyclopedia_docs
 
 

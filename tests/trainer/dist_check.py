@@ -6,7 +6,7 @@ One launch checks, to pay process start-up once:
 3. ZeRO-2 (FSDP2, no reshard), bf16 MixedPrecisionPolicy, activation checkpointing, grad_accum 2;
 4. ZeRO-3 fp16 with an inf injected into one rank's gradient shard: both ranks skip the same step;
 5. ZeRO-0 (DDP) and 6. ZeRO-2 fp32, whose losses must match ZeRO-3's (same data, same math);
-7. issue 7's techniques under ZeRO-3: each switch alone for 2 steps (R-Drop, layer-wise distillation, attention
+7. the training techniques under ZeRO-3: each switch alone for 2 steps (R-Drop, layer-wise distillation, attention
    residual, multi-round MLM), all together for 4 steps with a checkpoint at step 2 and its resume, all together
    under ZeRO-2 bf16 (activation checkpointing, grad_accum 2) and under ZeRO-3 fp16;
 each: finite losses, every head's loss present, parameters all-gathered on both ranks identical.
@@ -23,12 +23,12 @@ import sys
 import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-from tests.trainer.fixtures import make_shards, tiny_overrides
+from tests.trainer.fixtures import inf_gradient_at, make_shards, tiny_overrides
 from trainer.config import load_config
 from trainer.loop import train
 
 
-SWITCHES = {  # issue 7: one config switch each
+SWITCHES = {  # the training techniques: one config switch each
     "rdrop": {"distill.rdrop_alpha": 1.0},
     "layer_distill": {"distill.layer_beta": 0.5},
     "attn_residual": {"model.attn_residual_decay": 0.5},
@@ -55,11 +55,12 @@ def metrics(run_dir):
         return [json.loads(line) for line in fh]
 
 
-def run(name, root, pre, ktok, result, resume=False, **extra):
+def run(name, root, pre, ktok, result, resume=False, after_backward=None, **extra):
     out = os.path.join(root, name)
     seen: dict = {}
     cfg = load_config(None, tiny_overrides(pre, ktok, out, **extra))
-    summary = train(cfg, resume=resume, log=lambda *a: None, on_end=lambda m, i: params_digest(m, i, seen))
+    summary = train(cfg, resume=resume, log=lambda *a: None, on_end=lambda m, i: params_digest(m, i, seen),
+                    after_backward=after_backward)
     result[name] = {"digests": seen["digests"], "n_tensors": seen["n_tensors"], "summary_steps": summary["steps"],
                     "metrics": metrics(out) if dist.get_rank() == 0 else None}
     dist.barrier()
@@ -84,14 +85,12 @@ def main():
     run("zero3_resumed", root, pre, ktok, result, resume=True, **common, **{"train.zero": 3})
     run("zero2", root, pre, ktok, result, **common, **{"train.zero": 2, "train.precision": '"bf16"',
                                                       "train.activation_checkpointing": "true", "train.grad_accum": 2})
-    os.environ["KNOWMIX_DEBUG_INF_STEPS"] = "2"
-    run("zero3_fp16", root, pre, ktok, result, **{**common, "train.max_steps": 3},
+    run("zero3_fp16", root, pre, ktok, result, after_backward=inf_gradient_at(2), **{**common, "train.max_steps": 3},
         **{"train.zero": 3, "train.precision": '"fp16"'})
-    os.environ.pop("KNOWMIX_DEBUG_INF_STEPS")
     run("zero0", root, pre, ktok, result, **{**common, "train.max_steps": 2}, **{"train.zero": 0})
     run("zero2_fp32", root, pre, ktok, result, **{**common, "train.max_steps": 2}, **{"train.zero": 2})
 
-    # issue 7: each technique alone, then all together (resume, ZeRO-2 bf16, ZeRO-3 fp16); 3 layers for distillation
+    # each training technique alone, then all together (resume, ZeRO-2 bf16, ZeRO-3 fp16); 3 layers for distillation
     short = {**common, "train.max_steps": 2, "checkpoint.interval": 0, "train.zero": 3, "model.layers": 3}
     for name, switch in SWITCHES.items():
         run(f"zero3_{name}", root, pre, ktok, result, **short, **switch)

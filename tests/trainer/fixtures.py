@@ -140,3 +140,28 @@ def tiny_overrides(pre: str, ktok: str, out: str, **extra) -> list[str]:
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+def inf_gradient_at(*steps: int):
+    """An ``after_backward`` callback for ``trainer.loop.train``: at the given step indexes (0-based) it puts an
+    inf into the first gradient (this rank's shard of it), as an fp16 overflow would."""
+    import torch
+
+    def hook(step: int, params) -> None:
+        if step in steps:
+            with torch.no_grad():
+                g = next(p.grad for p in params if p.grad is not None)
+                local = g.to_local() if hasattr(g, "to_local") else g
+                if local.numel():
+                    local.view(-1)[0] = float("inf")
+
+    return hook
+
+
+def train_tiny(overrides: list[str], **kwargs) -> dict:
+    """Run the trainer in this process on ``overrides`` (e.g. :func:`tiny_overrides`), quietly; ``kwargs`` go to
+    ``trainer.loop.train`` (``after_backward=inf_gradient_at(...)``)."""
+    from trainer.config import load_config
+    from trainer.loop import train
+
+    return train(load_config(None, overrides), log=lambda *a: None, **kwargs)

@@ -1,5 +1,5 @@
 """Two gloo processes under torchrun (one launch, see dist_check.py): ZeRO-3, its resume, ZeRO-2 (bf16,
-activation checkpointing, grad accumulation), ZeRO-3 fp16, DDP; issue 7's techniques under ZeRO-3 (each alone,
+activation checkpointing, grad accumulation), ZeRO-3 fp16, DDP; the training techniques under ZeRO-3 (each alone,
 all together, their resume) and all together under ZeRO-2 bf16 and ZeRO-3 fp16."""
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def test_zero2_bf16_and_ddp_logged(result):
 
 def test_export_from_fsdp_checkpoint(result, tmp_path):
     transformers = pytest.importorskip("transformers")
-    from trainer.export import export_run
+    from trainer.hf import export_run
 
     path, written = export_run(os.path.join(result["root"], "zero3"), str(tmp_path / "hf"))
     assert path.endswith("step-0000004") and "model.safetensors" in written

@@ -17,7 +17,7 @@ from tests.trainer.fixtures import VOCAB, make_shards, tiny_overrides, write_voc
 from trainer.cli import train_main
 from trainer.eval_finetune import mean_std, micro_f1
 from trainer.eval_tasks import read_re
-from trainer.export import save_hf
+from trainer.hf import save_hf
 from trainer.heads import KnowmixForPretraining
 from trainer.model import EncoderConfig
 

@@ -22,7 +22,7 @@ from pipelines.spm_train import sentences, train  # noqa: E402
 from pipelines.spm_tokenizer import SpmTokenizer  # noqa: E402
 from pipelines.wordpiece import WordPieceTokenizer  # noqa: E402
 from tests.pipelines.test_tokenize_support import FIXTURES, all_fixture_texts, write_bert_vocab  # noqa: E402
-from trainer.export import write_tokenizer  # noqa: E402
+from trainer.hf import write_tokenizer  # noqa: E402
 
 EDGE_TEXTS = [
     "Ａ１，  a\u3000b ﬁ\t中\n", "😀 emoji 𠀀 and 龘", " leading space", "two  spaces", "12345 abc DEF Ünïcödé",

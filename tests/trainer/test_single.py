@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.trainer.fixtures import SPECIAL_IDS, make_shards, tiny_overrides
+from tests.trainer.fixtures import SPECIAL_IDS, inf_gradient_at, make_shards, tiny_overrides, train_tiny
 from trainer.cli import train_main
 from trainer.config import load_config
 from trainer.masking import rng_for, triple_mask, whole_word_mask
@@ -183,13 +183,12 @@ def test_single_path_when_knowledge_empty(tmp_path, shards):
     assert m[-1]["loss/mlm"] is not None and m[-1]["loss/relation"] is None
 
 
-def test_fp16_scaler_skips_injected_inf(tmp_path, shards, monkeypatch):
+def test_fp16_scaler_skips_injected_inf(tmp_path, shards):
     """CPU autocast(float16) + torch.amp.GradScaler("cpu"); an inf is put into a gradient at step index 7."""
     pre, ktok = shards
     out = tmp_path / "run"
-    monkeypatch.setenv("KNOWMIX_DEBUG_INF_STEPS", "7")
     args = tiny_overrides(pre, ktok, str(out), **{"train.precision": '"fp16"', "train.max_steps": 9})
-    assert train_main(["", *args]) == 0
+    train_tiny(args, after_backward=inf_gradient_at(7))
     m = {r["step"]: r for r in read_metrics(str(out))}
     assert all(r["loss_scale"] is not None for r in m.values())
     # the first steps may overflow on their own (initial scale 65536); the injected one must be skipped
@@ -199,13 +198,14 @@ def test_fp16_scaler_skips_injected_inf(tmp_path, shards, monkeypatch):
     assert all(np.isfinite(r["loss"]) for r in m.values())
 
 
-def test_fp16_stops_after_many_skipped(tmp_path, shards, monkeypatch, capsys):
+def test_fp16_stops_after_many_skipped(tmp_path, shards):
+    from trainer.loop import TrainingStopped
+
     pre, ktok = shards
-    monkeypatch.setenv("KNOWMIX_DEBUG_INF_STEPS", "0,1,2,3,4")
     args = tiny_overrides(pre, ktok, str(tmp_path / "run"), **{"train.precision": '"fp16"', "train.max_steps": 10,
                                                                "train.max_skipped_steps": 3})
-    assert train_main(["", *args]) == 1
-    assert "3 fp16 steps in a row overflowed" in capsys.readouterr().err
+    with pytest.raises(TrainingStopped, match="3 fp16 steps in a row overflowed"):
+        train_tiny(args, after_backward=inf_gradient_at(0, 1, 2, 3, 4))
 
 
 # ------------------------------------------------------------------------------------------ data, export bits
@@ -254,7 +254,7 @@ def test_spm_tokenizer_export_refuses_a_broken_model(tmp_path):
     """A working SentencePiece export (tokenizer.json beside the model) is tested in test_hf_tokenizer.py; a
     model file that is not one is a one-line error, not an export that Hugging Face cannot load."""
     from knowmix.errors import UserError
-    from trainer.export import write_tokenizer
+    from trainer.hf import write_tokenizer
 
     model = tmp_path / "zh.model"
     model.write_bytes(b"\x0a\x03spm")
@@ -276,19 +276,18 @@ def test_fresh_run_refuses_existing_checkpoints(tmp_path, shards, capsys):
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_host_sync_switch_changes_no_number(tmp_path, shards, monkeypatch, precision):
+def test_host_sync_switch_changes_no_number(tmp_path, shards, precision):
     """The loop keeps the grad norm and the skip decision on the device (fused AdamW's found_inf, or GradScaler's)
     and reads them when logging; train.host_sync_every_step reads them every step. Same numbers either way,
     including a step with an inf gradient (index 2), which is skipped in both."""
     pre, ktok = shards
-    monkeypatch.setenv("KNOWMIX_DEBUG_INF_STEPS", "2")
     runs = {}
     for sync in ("false", "true"):
         out = tmp_path / f"sync-{sync}"
         args = tiny_overrides(pre, ktok, str(out), **{"train.max_steps": 5, "train.log_every": 1,
                                                       "train.precision": f'"{precision}"',
                                                       "train.host_sync_every_step": sync})
-        assert train_main(["", *args]) == 0
+        train_tiny(args, after_backward=inf_gradient_at(2))
         runs[sync] = read_metrics(str(out))
     assert len(runs["false"]) == len(runs["true"]) == 5
     for a, b in zip(runs["false"], runs["true"]):
@@ -303,13 +302,13 @@ def test_host_sync_switch_changes_no_number(tmp_path, shards, monkeypatch, preci
         assert skipped_before == 0 and m[3]["grad_norm"] == 0.0  # the skipped step's norm is left out
 
 
-def test_skipped_step_leaves_weights_unchanged(tmp_path, shards, monkeypatch):
+def test_skipped_step_leaves_weights_unchanged(tmp_path, shards):
     """fp32: an inf gradient at the last step (index 2 of 3) is skipped on the device: the final weights equal
     those of a 2-step run (the skipped step changed nothing, optimizer state included)."""
     import torch
 
     from trainer import checkpoint as ckpt
-    from trainer.export import read_run_info
+    from trainer.hf import read_run_info
     from trainer.heads import KnowmixForPretraining
     from trainer.model import EncoderConfig
 
@@ -323,7 +322,7 @@ def test_skipped_step_leaves_weights_unchanged(tmp_path, shards, monkeypatch):
         return model.state_dict()
 
     assert train_main(["", *tiny_overrides(pre, ktok, str(tmp_path / "two"), **{"train.max_steps": 2, **constant})]) == 0
-    monkeypatch.setenv("KNOWMIX_DEBUG_INF_STEPS", "2")
-    assert train_main(["", *tiny_overrides(pre, ktok, str(tmp_path / "three"), **{"train.max_steps": 3, **constant})]) == 0
+    train_tiny(tiny_overrides(pre, ktok, str(tmp_path / "three"), **{"train.max_steps": 3, **constant}),
+               after_backward=inf_gradient_at(2))
     a, b = weights(tmp_path / "two"), weights(tmp_path / "three")
     assert all(torch.equal(a[k], b[k]) for k in a)

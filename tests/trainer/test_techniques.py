@@ -18,12 +18,19 @@ from trainer.cli import train_main
 from trainer.config import load_config, distill_layers
 from trainer.data import GeneralPath, TokenizerInfo, Vocab
 from trainer.heads import STAT_INDEX, KnowmixForPretraining, symmetric_kl
+from trainer.loss import weighted_sum
 from trainer.masking import assign_rounds
 from trainer.model import EncoderConfig
 
 ALL_ON = {"distill.rdrop_alpha": 1.0, "distill.layer_beta": 0.5, "model.attn_residual_decay": 0.5,
           "mlm.mode": '"multiround"', "model.layers": 3}
 SCALES = {"mlm": 1.0, "relation": 1.0, "substitution": 1.0, "triple_mask": 1.0, "rdrop": 1.0, "layer_distill": 1.0}
+
+
+def loss_and_stats(model, batch, scales):
+    """One forward: the loss weighted by ``scales`` (as the trainer does) and the stats vector."""
+    terms, stats = model(batch)
+    return weighted_sum(terms, scales), stats
 
 
 def enc_config(dropout=0.1, gamma=0.0, layers=3) -> EncoderConfig:
@@ -63,12 +70,12 @@ def model_for(cfg: EncoderConfig, **kw) -> KnowmixForPretraining:
 def test_rdrop_kl_exactly_zero_without_dropout_positive_with():
     b = make_batch()
     off = model_for(enc_config(dropout=0.0), rdrop=True).train()
-    loss, stats = off(b, SCALES)
+    loss, stats = loss_and_stats(off, b, SCALES)
     i = STAT_INDEX["rdrop"]
     assert stats[i + 1] == 5 + 1 + 2  # masked tokens + relation pairs + mentions, once each
     assert stats[i].item() == 0.0  # the two copies are the same computation: KL exactly 0
     # and the task losses are those of one plain pass
-    plain, pstats = model_for(enc_config(dropout=0.0)).train()(b, SCALES)
+    plain, pstats = loss_and_stats(model_for(enc_config(dropout=0.0)).train(), b, SCALES)
     for task in ("mlm", "triple_mask", "relation", "substitution"):
         j = STAT_INDEX[task]
         assert stats[j].item() == pytest.approx(pstats[j].item(), rel=1e-6)
@@ -76,13 +83,13 @@ def test_rdrop_kl_exactly_zero_without_dropout_positive_with():
 
     on = model_for(enc_config(dropout=0.1), rdrop=True).train()
     torch.manual_seed(1)
-    loss, stats = on(b, SCALES)
+    loss, stats = loss_and_stats(on, b, SCALES)
     assert stats[i].item() > 0
     loss.backward()
     assert all(p.grad is not None for p in on.parameters())
 
     # eval mode: one pass, no R-Drop term
-    _, stats = on.eval()(b, SCALES)
+    _, stats = loss_and_stats(on.eval(), b, SCALES)
     assert stats[i + 1] == 0
 
 
@@ -104,7 +111,7 @@ def test_layer_distill_positive_and_teacher_gets_no_gradient():
     m = model_for(enc_config(dropout=0.0), distill_layers=(1, 2)).train()
     assert m.distill_weights == pytest.approx([1 / 3, 2 / 3])  # rising with depth
     only = {k: 0.0 for k in SCALES} | {"layer_distill": 1.0}
-    loss, stats = m(b, only)
+    loss, stats = loss_and_stats(m, b, only)
     i = STAT_INDEX["layer_distill"]
     assert stats[i] > 0 and stats[i + 1] == 5 and loss.item() == pytest.approx(stats[i].item(), rel=1e-6)
     loss.backward()
@@ -219,7 +226,7 @@ def test_explicit_path_matches_fused_and_residual_changes_outputs():
 @pytest.mark.parametrize("heads", [True, False])
 def test_gradients_reach_every_parameter_all_on(heads):
     m = model_for(enc_config(gamma=0.5), rdrop=True, distill_layers=(1, 2)).train()
-    loss, stats = m(make_batch(heads=heads, rounds=True), SCALES)
+    loss, stats = loss_and_stats(m, make_batch(heads=heads, rounds=True), SCALES)
     assert torch.isfinite(loss)
     loss.backward()
     for n, p in m.named_parameters():
@@ -290,7 +297,7 @@ def test_multiround_loss_matches_per_row_reference(tmp_path):
                         attention_probs_dropout_prob=0.0)
     m = model_for(cfg).eval()
     with torch.no_grad():
-        _, stats = m(mr, SCALES)
+        _, stats = loss_and_stats(m, mr, SCALES)
 
         def ce(batch, row, col, label) -> float:
             mask = batch.get("attention_mask")
@@ -363,7 +370,7 @@ def test_all_on_resume_equals_uninterrupted_and_export_note(tmp_path, capsys):
         lo, hi = sorted((r["loss/ar_mlm_r1"], r["loss/ar_mlm_r2"]))
         assert lo - 1e-9 <= r["loss/ar_mlm"] <= hi + 1e-9 and lo < hi
 
-    from trainer.export import export_run
+    from trainer.hf import export_run
 
     notes = []
     export_run(str(full), str(tmp_path / "hf"), log=notes.append)

@@ -1,4 +1,4 @@
-"""The trainer trusts nothing it is handed (issue 11, items 7-8), each case through the real CLI entry
+"""The trainer trusts nothing it is handed, each case through the real CLI entry
 (``knowmix.cli.main``): shard checksums (``--no-verify``), the tokenizer file against both manifests, manifest
 paths confined to their directory, checkpoints checked against their manifest before torch reads them, and user
 errors as one line + exit 2."""
