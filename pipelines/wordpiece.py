@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterable
 import re
 import unicodedata
+from typing import Iterable
 
 import numpy as np
 
