@@ -14,8 +14,8 @@ Prints a table and the ratio ours/baseline. Single process, so sentences/s is pe
 
 The index file (kg.index_file, what kg-samples' workers map): ``--index-file`` (on by default) writes the
 dictionary's index file and reports its build time, size and bytes per name; links the sentences with the
-linker built on the *mapped* index and on the in-memory one in the same run (same mentions required, speed
-ratio); and starts two processes that map the same file at once and reports each one's resident memory (RSS)
+linker built on the *mapped* index (matching with the file's own automaton, kg/mmap_match.py) and on the
+in-memory one (pyahocorasick) in the same run (same mentions required, speed ratio); and starts two processes that map the same file at once and reports each one's resident memory (RSS)
 and proportional share (PSS: shared pages count half in each), for the mapped index alone and with the
 linker built on it (``--memory-linker``), next to one process holding the in-memory index and linker.
 """
@@ -219,9 +219,11 @@ def index_file_section(names: list[str], index: EntityIndex, sents: list[str], r
 
 def direct_arrays(names: list[str]) -> dict:
     """The index file's arrays for the synthetic dictionary (each name one entity of type T, no aliases, no
-    pairs) made with numpy, without the in-memory EntityIndex (which does not fit this machine at 10M names);
+    pairs; the automaton of the names) made with numpy, without the in-memory EntityIndex (which does not fit this machine at 10M names);
     the same file as ``write_index_file(make_index(names), ...)``."""
     import numpy as np
+
+    from kg.mmap_match import automaton_bytes
 
     names = sorted(names)
     n = len(names)
@@ -241,22 +243,36 @@ def direct_arrays(names: list[str]) -> dict:
         "e_types_off": np.arange(n + 1, dtype="<u8"), "e_types": np.full(n, t_at, dtype="<u4"),
         "e_alias_off": np.zeros(n + 1, dtype="<u8"), "e_alias": np.zeros(0, dtype="<u4"),
         "sf_str": e_id, "sf_off": np.arange(n + 1, dtype="<u8"), "sf_ids": np.arange(n, dtype="<u4"),
-        "pairs": np.zeros(0, dtype="<u8"),
+        "pairs": np.zeros(0, dtype="<u8"), "sf_ac": automaton_bytes(names),
     }
 
 
-def direct_section(names: list[str], memory_linker: bool) -> None:
+def direct_section(names: list[str], memory_linker: bool, sents: list[str], repeat: int) -> None:
+    """The file built from the names, then (``repeat`` > 0) linking with the rjieba linker on the mapped file."""
+    import gc
     import tempfile
 
-    from kg.index_file import write_arrays
+    from kg.index_file import MappedIndex, write_arrays
 
     d = tempfile.mkdtemp(prefix="bench-kgindex-")
     t = time.perf_counter()
     path = write_arrays(direct_arrays(names), {"bench": len(names)}, d)
     build = time.perf_counter() - t
     size = os.path.getsize(path)
-    print(f"\nindex file (built directly from the names): {len(names)} names, built in {build:.1f}s, "
-          f"{size / 1e6:.1f} MB, {size / len(names):.0f} bytes per name")
+    n = len(names)
+    del names[:]
+    gc.collect()
+    print(f"\nindex file (built directly from the names): {n} names, built in {build:.1f}s, "
+          f"{size / 1e6:.1f} MB, {size / n:.0f} bytes per name", flush=True)
+    if repeat:
+        t = time.process_time()
+        linker = Linker(MappedIndex(path), segmenter="rjieba")
+        setup = time.process_time() - t
+        best, median, found = measure(lambda s: linker.link(s).mentions, sents, repeat)
+        print(f"linker (rjieba) on the mapped file: setup {setup:.1f}s, {best:.0f} sent/s/core best, {median:.0f} "
+              f"median, {found} mentions; this process RSS {memory_mb()['Rss']:.0f} MB", flush=True)
+        del linker
+        gc.collect()
     print(f"{'two processes mapping the file':34} {'RSS MB':>8} {'PSS MB':>8} {'shared MB':>10} {'private MB':>11}")
     for what in ["index", "linker"] if memory_linker else ["index"]:
         for i, m in enumerate(shared_memory(path, what)):
@@ -277,14 +293,15 @@ def main(argv=None) -> int:
     ap.add_argument("--memory-linker", action="store_true",
                     help="also measure two processes that each build the linker on the mapped file")
     ap.add_argument("--direct-index", action="store_true",
-                    help="only the index file, built straight from the names (no in-memory index, no linking "
-                         "passes): for dictionaries whose in-memory index does not fit the machine")
+                    help="only the index file, built straight from the names (no in-memory index), and linking "
+                         "on the mapped file (--repeat 0: none): for dictionaries whose in-memory index does not "
+                         "fit the machine")
     args = ap.parse_args(argv)
     if args.direct_index:
         t = time.perf_counter()
         names = dictionary(args.names)
         print(f"{len(names)} names (built in {time.perf_counter() - t:.1f}s)")
-        direct_section(names, args.memory_linker)
+        direct_section(names, args.memory_linker, sentences(), args.repeat)
         return 0
     sents = sentences()
     t = time.perf_counter()
