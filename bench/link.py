@@ -142,7 +142,7 @@ ix = MappedIndex(sys.argv[2])
 sum(int(a.sum()) for a in ix._a.values())  # touch every page of the file
 if sys.argv[3] == "linker":
     from kg.link import Linker
-    Linker(ix, "rjieba")
+    Linker(ix, sys.argv[4])
 print("ready", flush=True)
 sys.stdin.readline()  # both processes have mapped the file: measure
 out = {}
@@ -154,13 +154,13 @@ sys.stdin.readline()
 """
 
 
-def shared_memory(path: str, what: str) -> list[dict]:
+def shared_memory(path: str, what: str, segmenter: str = "rjieba") -> list[dict]:
     """Two processes mapping ``path`` at once (``what``: "index" or "linker"); each one's memory figures, taken
     while both hold the file."""
     import subprocess
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    procs = [subprocess.Popen([sys.executable, "-c", CHILD, root, path, what], stdin=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD, root, path, what, segmenter], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True) for _ in range(2)]
     for p in procs:
         assert p.stdout.readline().strip() == "ready"
@@ -247,8 +247,9 @@ def direct_arrays(names: list[str]) -> dict:
     }
 
 
-def direct_section(names: list[str], memory_linker: bool, sents: list[str], repeat: int) -> None:
-    """The file built from the names, then (``repeat`` > 0) linking with the rjieba linker on the mapped file."""
+def direct_section(names: list[str], memory_linker: bool, sents: list[str], repeat: int,
+                   segmenter: str = "rjieba") -> None:
+    """The file built from the names, then (``repeat`` > 0) linking on the mapped file with ``segmenter``."""
     import gc
     import tempfile
 
@@ -266,16 +267,16 @@ def direct_section(names: list[str], memory_linker: bool, sents: list[str], repe
           f"{size / 1e6:.1f} MB, {size / n:.0f} bytes per name", flush=True)
     if repeat:
         t = time.process_time()
-        linker = Linker(MappedIndex(path), segmenter="rjieba")
+        linker = Linker(MappedIndex(path), segmenter=segmenter)
         setup = time.process_time() - t
         best, median, found = measure(lambda s: linker.link(s).mentions, sents, repeat)
-        print(f"linker (rjieba) on the mapped file: setup {setup:.1f}s, {best:.0f} sent/s/core best, {median:.0f} "
+        print(f"linker ({segmenter}) on the mapped file: setup {setup:.1f}s, {best:.0f} sent/s/core best, {median:.0f} "
               f"median, {found} mentions; this process RSS {memory_mb()['Rss']:.0f} MB", flush=True)
         del linker
         gc.collect()
     print(f"{'two processes mapping the file':34} {'RSS MB':>8} {'PSS MB':>8} {'shared MB':>10} {'private MB':>11}")
     for what in ["index", "linker"] if memory_linker else ["index"]:
-        for i, m in enumerate(shared_memory(path, what)):
+        for i, m in enumerate(shared_memory(path, what, segmenter)):
             private = m.get("Private_Clean", 0) + m.get("Private_Dirty", 0)
             print(f"{what + ' #' + str(i + 1):34} {m['Rss']:8.0f} {m['Pss']:8.0f} {m.get('Shared_Clean', 0) + m.get('Shared_Dirty', 0):10.0f} "
                   f"{private:11.0f}")
@@ -296,12 +297,15 @@ def main(argv=None) -> int:
                     help="only the index file, built straight from the names (no in-memory index), and linking "
                          "on the mapped file (--repeat 0: none): for dictionaries whose in-memory index does not "
                          "fit the machine")
+    ap.add_argument("--direct-segmenter", default="rjieba", choices=["rjieba", "jieba", "none"],
+                    help="the linker's segmenter in the --direct-index section (rjieba's dictionary does not take "
+                         "10M names: jieba-rs panics, 'too many distinct prefixes')")
     args = ap.parse_args(argv)
     if args.direct_index:
         t = time.perf_counter()
         names = dictionary(args.names)
         print(f"{len(names)} names (built in {time.perf_counter() - t:.1f}s)")
-        direct_section(names, args.memory_linker, sentences(), args.repeat)
+        direct_section(names, args.memory_linker, sentences(), args.repeat, args.direct_segmenter)
         return 0
     sents = sentences()
     t = time.perf_counter()

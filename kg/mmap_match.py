@@ -12,7 +12,9 @@ sentences: cyac mapped from the file ~89k sentences/s, 131 bytes/name, built in 
 at 20k sentences/s once the segmenter's cost is added.
 
 The automaton's key ids are the surface forms' positions in the file (``sf_str`` order); the automaton holds
-every surface form and the matcher drops those shorter than the Linker's ``min_chars``.
+every surface form and the matcher drops those shorter than the Linker's ``min_chars``. Limit: cyac keeps sizes
+in C ints, so one automaton is at most 2 GiB (~80-130 bytes per name: about 20M names); a larger KG would need
+its surface forms split over several automata (each one more pass over the sentence).
 """
 
 from __future__ import annotations
@@ -31,27 +33,42 @@ def automaton_bytes(surfaces: list[str]) -> np.ndarray:
     ac = AC.build(surfaces)
     buf = np.zeros(ac.buff_size(), dtype="u1")
     ac.to_buff(buf)
-    _zero_spare_capacity(buf)
-    return buf
+    return _without_spare_capacity(buf)
 
 
-# cyac's buffer: AC header (magic, version, size: 3 int32), the trie (header of 13 int32, then Node[capacity],
-# Block[capacity >> 8], int leafs[key_capacity], int reject[257]), then int fails[array_size], key_lens[leaf_size]
-_AC_HEAD, _TRIE_HEAD, _NODE, _BLOCK = 12, 52, 12, 24
+# cyac's buffer: AC header (magic, version, size: int32), the trie (header of 13 int32: magic, size, key_num,
+# key_capacity, 3 free-list heads, array_size, capacity, ordered, ignore_case, max_trial, leaf_size; then
+# Node[capacity] (12 bytes), Block[capacity >> 8] (24 bytes), int leafs[key_capacity], int reject[257]), then
+# int fails[array_size], uint key_lens[leaf_size]
+_AC_HEAD, _TRIE_HEAD, _NODE, _BLOCK, _REJECT = 12, 52, 12, 24, 4 * 257
+MAX_AUTOMATON_BYTES = 2**31  # cyac keeps buffer sizes and offsets in C ints
 
 
-def _zero_spare_capacity(buf: np.ndarray) -> None:
-    """Zero what cyac copies from allocated-but-unused memory (nodes past ``array_size``, blocks past
-    ``array_size >> 8``, leaves past ``leaf_size``: never read when matching), so the same surface forms give the
-    same bytes and the index file keeps its content address."""
-    head = buf[_AC_HEAD:_AC_HEAD + _TRIE_HEAD].view("<i4").tolist()
-    array_size, capacity, leaf_size, key_capacity = head[7], head[8], head[12], head[3]
+def _without_spare_capacity(buf: np.ndarray) -> np.ndarray:
+    """The buffer with capacity = the size in use (cyac grows its arrays by doubling and writes them whole; the
+    spare part is copied from uninitialised memory and only ever used to insert more keys). Smaller by up to
+    half, and the same surface forms give the same bytes, so the index file keeps its content address."""
+    trie = buf[_AC_HEAD:_AC_HEAD + _TRIE_HEAD].view("<i4").copy()
+    key_capacity, array_size, capacity, leaf_size = int(trie[3]), int(trie[7]), int(trie[8]), int(trie[12])
     nodes = _AC_HEAD + _TRIE_HEAD
     blocks = nodes + _NODE * capacity
     leafs = blocks + _BLOCK * (capacity >> 8)
-    buf[nodes + _NODE * array_size:blocks] = 0
-    buf[blocks + _BLOCK * (array_size >> 8):leafs] = 0
-    buf[leafs + 4 * leaf_size:leafs + 4 * key_capacity] = 0
+    reject = leafs + 4 * key_capacity
+    tail = reject + _REJECT  # fails and key_lens: already of the sizes in use
+    trie[3], trie[8] = leaf_size, array_size
+    trie[1] = _TRIE_HEAD + _NODE * array_size + _BLOCK * (array_size >> 8) + 4 * leaf_size + _REJECT
+    head = buf[:_AC_HEAD].view("<i4").copy()
+    head[2] = int(trie[1]) + _AC_HEAD + 4 * array_size + 4 * leaf_size
+    out = np.concatenate([head.view("u1"), trie.view("u1"), buf[nodes:nodes + _NODE * array_size],
+                          buf[blocks:blocks + _BLOCK * (array_size >> 8)], buf[leafs:leafs + 4 * leaf_size],
+                          buf[reject:]])
+    assert len(out) == head[2] and len(buf) - tail == 4 * array_size + 4 * leaf_size
+    if len(out) >= MAX_AUTOMATON_BYTES:
+        from knowmix.errors import UserError
+
+        raise UserError(f"{leaf_size} surface forms make a {len(out) / 2**30:.1f} GiB automaton; cyac reads at most "
+                        f"2 GiB (int32 sizes): about 20M names per index file")
+    return out
 
 
 class MappedMatcher:

@@ -48,8 +48,8 @@ def test_mapped_automaton_links_like_the_in_memory_one(index, sentences, min_cha
 
 
 def test_same_surfaces_same_bytes():
-    """cyac copies spare capacity from uninitialised memory; it is zeroed, so the index file's content address holds
-    (failed before: two builds of one list differed in ~15% of their bytes)."""
+    """cyac writes its arrays' spare capacity, copied from uninitialised memory; it is cut off, so the index file's
+    content address holds (failed before: two builds of one list differed in ~15% of their bytes)."""
     words = sorted({f"{a}{b}{c}" for a in "南京市长江大桥中华人民" for b in "共和国家公司集团大学医院" for c in "甲乙丙丁戊己"})
     first, second = automaton_bytes(words), automaton_bytes(list(words))
     assert len(first) > 10_000 and np.array_equal(first, second)
