@@ -19,8 +19,6 @@ its surface forms split over several automata (each one more pass over the sente
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
 
@@ -41,6 +39,7 @@ def automaton_bytes(surfaces: list[str]) -> np.ndarray:
 # Node[capacity] (12 bytes), Block[capacity >> 8] (24 bytes), int leafs[key_capacity], int reject[257]), then
 # int fails[array_size], uint key_lens[leaf_size]
 _AC_HEAD, _TRIE_HEAD, _NODE, _BLOCK, _REJECT = 12, 52, 12, 24, 4 * 257
+CACHED_SURFACES = 1 << 16
 MAX_AUTOMATON_BYTES = 2**31  # cyac keeps buffer sizes and offsets in C ints
 
 
@@ -80,11 +79,36 @@ class MappedMatcher:
 
         self._ac = AC.from_buff(buffer, copy=False)  # no copy: the automaton is read from the mapped pages
         self.min_chars = min_chars
-        self._ids = lru_cache(maxsize=1 << 16)(index.surface_to_ids._ids)  # position -> entity ids
+        self._read_ids = _ids_of_position(index)
+        self._cache: dict[int, tuple[str, ...]] = {}  # position -> entity ids, for the surface forms seen lately
 
     def matches(self, sentence: str) -> list[tuple[int, int, str, tuple[str, ...]]]:
-        ids, m = self._ids, self.min_chars
-        return [(s, e, sentence[s:e], ids(k)) for k, s, e in self._ac.match(sentence) if e - s >= m]
+        get, m = self._cache.get, self.min_chars  # a surface form has at least one entity: never an empty tuple
+        return [(s, e, sentence[s:e], get(k) or self._ids(k)) for k, s, e in self._ac.match(sentence) if e - s >= m]
+
+    def _ids(self, k: int) -> tuple[str, ...]:
+        if len(self._cache) >= CACHED_SURFACES:  # bounded: the process's private memory stays small
+            self._cache.clear()
+        ids = self._cache[k] = self._read_ids(k)
+        return ids
+
+
+def _ids_of_position(index):
+    """Surface form position -> its entity ids, read through memoryviews of the mapped arrays (a Python int per
+    read, several times faster than numpy scalars: this runs for every occurrence the cache has not seen)."""
+    a = index._a
+
+    def view(name, fmt):
+        return memoryview(a[name]).cast("B").cast(fmt)
+
+    sf_off, sf_ids, e_id, s_off = view("sf_off", "Q"), view("sf_ids", "I"), view("e_id", "I"), view("s_off", "Q")
+    blob = index.strings._blob
+
+    def ids(k: int) -> tuple[str, ...]:
+        return tuple(str(blob[s_off[p]:s_off[p + 1]], "utf-8")
+                     for p in (e_id[n] for n in sf_ids[sf_off[k]:sf_off[k + 1]]))
+
+    return ids
 
 
 def mapped_matcher(index, min_chars: int) -> MappedMatcher | None:
