@@ -25,7 +25,15 @@ import mmap
 import tempfile
 import time
 
-from link import dictionary, sentences  # noqa: E402  (bench/link.py)
+
+def _bench_link():
+    """bench/link.py (its dictionary and sentences), loaded by path: bench/ is off sys.path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_link", os.path.join(os.path.dirname(__file__), "link.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def rate(fn, sents, repeat) -> tuple[float, int]:
@@ -86,8 +94,9 @@ def main(argv=None) -> int:
     ap.add_argument("--names", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
-    sents = sentences()
-    names = sorted(s for s in dictionary(args.names) if len(s) >= 2)
+    bench = _bench_link()
+    sents = bench.sentences()
+    names = sorted(s for s in bench.dictionary(args.names) if len(s) >= 2)
     print(f"{len(sents)} sentences, {len(names)} names of 2+ characters")
     print(f"{'matcher':16} {'build s':>8} {'bytes/name':>11} {'sent/s/core':>12} {'occurrences':>12}")
     with tempfile.TemporaryDirectory() as d:

@@ -7,14 +7,15 @@ when the file is written); a worker uses it in place from the memory map, so its
 of the file and nothing is built per process.
 
 Measured at 1M names (bench/link_matchers.py, 2 shared cores), every occurrence of every name in the bench
-sentences: cyac mapped from the file ~89k sentences/s, 131 bytes/name, built in 1.7 s; pyahocorasick in memory
-~72k/s; marisa-trie (``prefixes()`` at each start position) ~40k/s at 3.5 bytes/name: too slow to keep linking
-at 20k sentences/s once the segmenter's cost is added.
+sentences: cyac mapped from the file 86k sentences/s, 93 bytes/name; pyahocorasick in memory 48k/s;
+marisa-trie (``prefixes()`` at each start position) 37k/s at 3.5 bytes/name: too slow to keep linking at 20k
+sentences/s once the segmenter's cost is added.
 
 The automaton's key ids are the surface forms' positions in the file (``sf_str`` order); the automaton holds
 every surface form and the matcher drops those shorter than the Linker's ``min_chars``. Limit: cyac keeps sizes
-in C ints, so one automaton is at most 2 GiB (~80-130 bytes per name: about 20M names); a larger KG would need
-its surface forms split over several automata (each one more pass over the sentence).
+in C ints, so one automaton is at most 2 GiB (93 bytes per name at 1M names, 167 at 10M with longer names:
+about 12M names); a larger KG would need its surface forms split over several automata (each one more pass
+over the sentence).
 """
 
 from __future__ import annotations
