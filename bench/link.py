@@ -14,8 +14,8 @@ Prints a table and the ratio ours/baseline. Single process, so sentences/s is pe
 
 The index file (kg.index_file, what kg-samples' workers map): ``--index-file`` (on by default) writes the
 dictionary's index file and reports its build time, size and bytes per name; links the sentences with the
-linker built on the *mapped* index and on the in-memory one in the same run (same mentions required, speed
-ratio); and starts two processes that map the same file at once and reports each one's resident memory (RSS)
+linker built on the *mapped* index (matching with the file's own automaton, kg/mmap_match.py) and on the
+in-memory one (pyahocorasick) in the same run (same mentions required, speed ratio); and starts two processes that map the same file at once and reports each one's resident memory (RSS)
 and proportional share (PSS: shared pages count half in each), for the mapped index alone and with the
 linker built on it (``--memory-linker``), next to one process holding the in-memory index and linker.
 """
@@ -143,7 +143,7 @@ ix = MappedIndex(sys.argv[2])
 sum(int(a.sum()) for a in ix._a.values())  # touch every page of the file
 if sys.argv[3] == "linker":
     from kg.link import Linker
-    Linker(ix, "rjieba")
+    Linker(ix, sys.argv[4])
 print("ready", flush=True)
 sys.stdin.readline()  # both processes have mapped the file: measure
 out = {}
@@ -155,13 +155,13 @@ sys.stdin.readline()
 """
 
 
-def shared_memory(path: str, what: str) -> list[dict]:
+def shared_memory(path: str, what: str, segmenter: str = "rjieba") -> list[dict]:
     """Two processes mapping ``path`` at once (``what``: "index" or "linker"); each one's memory figures, taken
     while both hold the file."""
     import subprocess
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    procs = [subprocess.Popen([sys.executable, "-c", CHILD, root, path, what], stdin=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD, root, path, what, segmenter], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True) for _ in range(2)]
     for p in procs:
         assert p.stdout.readline().strip() == "ready"
@@ -220,9 +220,11 @@ def index_file_section(names: list[str], index: EntityIndex, sents: list[str], r
 
 def direct_arrays(names: list[str]) -> dict:
     """The index file's arrays for the synthetic dictionary (each name one entity of type T, no aliases, no
-    pairs) made with numpy, without the in-memory EntityIndex (which does not fit this machine at 10M names);
+    pairs; the automaton of the names) made with numpy, without the in-memory EntityIndex (which does not fit this machine at 10M names);
     the same file as ``write_index_file(make_index(names), ...)``."""
     import numpy as np
+
+    from kg.mmap_match import automaton_bytes
 
     names = sorted(names)
     n = len(names)
@@ -242,25 +244,40 @@ def direct_arrays(names: list[str]) -> dict:
         "e_types_off": np.arange(n + 1, dtype="<u8"), "e_types": np.full(n, t_at, dtype="<u4"),
         "e_alias_off": np.zeros(n + 1, dtype="<u8"), "e_alias": np.zeros(0, dtype="<u4"),
         "sf_str": e_id, "sf_off": np.arange(n + 1, dtype="<u8"), "sf_ids": np.arange(n, dtype="<u4"),
-        "pairs": np.zeros(0, dtype="<u8"),
+        "pairs": np.zeros(0, dtype="<u8"), "sf_ac": automaton_bytes(names),
     }
 
 
-def direct_section(names: list[str], memory_linker: bool) -> None:
+def direct_section(names: list[str], memory_linker: bool, sents: list[str], repeat: int,
+                   segmenter: str = "rjieba") -> None:
+    """The file built from the names, then (``repeat`` > 0) linking on the mapped file with ``segmenter``."""
+    import gc
     import tempfile
 
-    from kg.index_file import write_arrays
+    from kg.index_file import MappedIndex, write_arrays
 
     d = tempfile.mkdtemp(prefix="bench-kgindex-")
     t = time.perf_counter()
     path = write_arrays(direct_arrays(names), {"bench": len(names)}, d)
     build = time.perf_counter() - t
     size = os.path.getsize(path)
-    print(f"\nindex file (built directly from the names): {len(names)} names, built in {build:.1f}s, "
-          f"{size / 1e6:.1f} MB, {size / len(names):.0f} bytes per name")
+    n = len(names)
+    del names[:]
+    gc.collect()
+    print(f"\nindex file (built directly from the names): {n} names, built in {build:.1f}s, "
+          f"{size / 1e6:.1f} MB, {size / n:.0f} bytes per name", flush=True)
+    if repeat:
+        t = time.process_time()
+        linker = Linker(MappedIndex(path), segmenter=segmenter)
+        setup = time.process_time() - t
+        best, median, found = measure(lambda s: linker.link(s).mentions, sents, repeat)
+        print(f"linker ({segmenter}) on the mapped file: setup {setup:.1f}s, {best:.0f} sent/s/core best, {median:.0f} "
+              f"median, {found} mentions; this process RSS {memory_mb()['Rss']:.0f} MB", flush=True)
+        del linker
+        gc.collect()
     print(f"{'two processes mapping the file':34} {'RSS MB':>8} {'PSS MB':>8} {'shared MB':>10} {'private MB':>11}")
     for what in ["index", "linker"] if memory_linker else ["index"]:
-        for i, m in enumerate(shared_memory(path, what)):
+        for i, m in enumerate(shared_memory(path, what, segmenter)):
             private = m.get("Private_Clean", 0) + m.get("Private_Dirty", 0)
             print(f"{what + ' #' + str(i + 1):34} {m['Rss']:8.0f} {m['Pss']:8.0f} {m.get('Shared_Clean', 0) + m.get('Shared_Dirty', 0):10.0f} "
                   f"{private:11.0f}")
@@ -278,14 +295,18 @@ def main(argv=None) -> int:
     ap.add_argument("--memory-linker", action="store_true",
                     help="also measure two processes that each build the linker on the mapped file")
     ap.add_argument("--direct-index", action="store_true",
-                    help="only the index file, built straight from the names (no in-memory index, no linking "
-                         "passes): for dictionaries whose in-memory index does not fit the machine")
+                    help="only the index file, built straight from the names (no in-memory index), and linking "
+                         "on the mapped file (--repeat 0: none): for dictionaries whose in-memory index does not "
+                         "fit the machine")
+    ap.add_argument("--direct-segmenter", default="rjieba", choices=["rjieba", "jieba", "none"],
+                    help="the linker's segmenter in the --direct-index section (rjieba's dictionary does not take "
+                         "10M names: jieba-rs panics, 'too many distinct prefixes')")
     args = ap.parse_args(argv)
     if args.direct_index:
         t = time.perf_counter()
         names = dictionary(args.names)
         print(f"{len(names)} names (built in {time.perf_counter() - t:.1f}s)")
-        direct_section(names, args.memory_linker)
+        direct_section(names, args.memory_linker, sentences(), args.repeat, args.direct_segmenter)
         return 0
     sents = sentences()
     t = time.perf_counter()

@@ -22,6 +22,8 @@ Arrays. One string pool ``s_off``/``s_blob`` holds every entity id, name, alias 
 ``e_inf``, CSR lists ``e_types_off``/``e_types`` and ``e_alias_off``/``e_alias``. Surface forms:
 ``sf_str`` (pool indices, sorted) with CSR ``sf_off``/``sf_ids`` (entity numbers, in id order). Connected
 pairs: ``pairs``, sorted uint64 ``lo << 32 | hi`` of entity numbers (lo < hi: the same order as ``pair_key``).
+``sf_ac``: the Aho-Corasick automaton of the surface forms (key id = position in ``sf_str``) that the Linker
+matches with in place (kg/mmap_match.py); files without it get an automaton built in memory.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from kg.index import Entity, EntityIndex, KnowledgeGraph
+from kg.mmap_match import automaton_bytes
 from knowmix import fileio
 
 MAGIC = b"KMXKGI1\n"
@@ -109,6 +112,7 @@ def _index_arrays(index: EntityIndex) -> dict[str, np.ndarray]:
     e_alias_off, e_alias = _csr([[sidx[a] for a in e.aliases] for e in ents])
     surfaces = sorted(index.surface_to_ids)
     sf_off, sf_ids = _csr([[num[eid] for eid in index.surface_to_ids[s]] for s in surfaces])
+    sf_ac = automaton_bytes(surfaces)
     pairs = np.array(sorted((min(num[a], num[b]) << 32) | max(num[a], num[b]) for a, b in index.neighbours),
                      dtype="<u8")
     return {
@@ -120,7 +124,7 @@ def _index_arrays(index: EntityIndex) -> dict[str, np.ndarray]:
         "e_inf": np.array([1 if e.type_inferred else 0 for e in ents], dtype="u1"),
         "e_types_off": e_types_off, "e_types": e_types, "e_alias_off": e_alias_off, "e_alias": e_alias,
         "sf_str": np.array([sidx[s] for s in surfaces], dtype="<u4"), "sf_off": sf_off, "sf_ids": sf_ids,
-        "pairs": pairs,
+        "pairs": pairs, "sf_ac": sf_ac,
     }
 
 
@@ -255,9 +259,11 @@ class _Surfaces(Mapping):
         return len(self._ix._a["sf_str"])
 
     def __iter__(self) -> Iterator[str]:
-        strings, sf = self._ix.strings, self._ix._a["sf_str"]
-        for i in range(len(sf)):
-            yield strings[sf[i]]
+        a = self._ix._a
+        blob, sf = self._ix.strings._blob, a["sf_str"]
+        # offsets in bulk (no numpy scalar per surface form), the strings decoded from the mapped pages
+        for b, e in zip(a["s_off"][sf].tolist(), a["s_off"][sf + 1].tolist()):
+            yield str(blob[b:e], "utf-8")
 
     def _ids(self, i: int) -> tuple[str, ...]:
         a = self._ix._a
@@ -344,6 +350,9 @@ class MappedIndex(EntityIndex):
         self.number = lru_cache(maxsize=1 << 18)(self._search_number)
         self._pairs = self._a["pairs"]
         self._npairs = len(self._pairs)
+        # the surface forms' automaton as a view of the mapped pages (None: a file written without one)
+        ac = header["arrays"].get("sf_ac")
+        self.automaton = memoryview(self._mm)[ac[1]:ac[1] + ac[2]] if ac and ac[2] else None
 
     def __reduce__(self):
         return (MappedIndex, (self.path,))

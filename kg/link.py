@@ -30,6 +30,7 @@ from typing import NamedTuple
 import ahocorasick
 
 from kg.index import EntityIndex
+from kg.mmap_match import mapped_matcher
 from kg.segmenter import Segmenter
 
 _TERMINATOR = re.compile(r"(?:[。！？!?]+|…+|\.(?=\s|$)|\n+)[”’\"'）)」』】》]*")
@@ -148,10 +149,15 @@ class Linker:
         None: every surface form is linked as before, ``--allow-common-aliases``)."""
         self.index = index
         self.min_chars = min_chars
-        auto = ahocorasick.Automaton(ahocorasick.STORE_INTS)
-        # one pass over the surface forms (an index file decodes them in order; no lookup per surface)
-        ids_of = {s: ids for s, ids in index.surface_to_ids.items() if len(s) >= min_chars}
-        surfaces = sorted(ids_of)
+        # an index file's automaton is used in place from its mapped pages (kg/mmap_match.py): nothing to build
+        self._mapped = mapped_matcher(index, min_chars)
+        if self._mapped is not None:
+            ids_of = index.surface_to_ids  # looked up only for common words
+            surfaces = [s for s in index.surface_to_ids if len(s) >= min_chars]  # the file keeps them sorted
+        else:
+            # one pass over the surface forms (an index file decodes them in order; no lookup per surface)
+            ids_of = {s: ids for s, ids in index.surface_to_ids.items() if len(s) >= min_chars}
+            surfaces = sorted(ids_of)
         if common_words == "default":
             common_words = CommonWords(words=surfaces)
         # surface -> the entities for which it is a common word (the only mentions that need corroboration)
@@ -165,17 +171,23 @@ class Linker:
                 if ids:
                     self._common[s] = ids
         self._entries: list[tuple[int, int, str, tuple[str, ...]]] = []
-        for s in surfaces:
-            key = s.encode("utf-16-le")
-            auto.add_word(key.decode("latin-1"), len(self._entries))
-            self._entries.append((len(key), len(s), s, ids_of[s]))
-        if surfaces:
-            auto.make_automaton()
+        if self._mapped is None:
+            auto = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+            for s in surfaces:
+                key = s.encode("utf-16-le")
+                auto.add_word(key.decode("latin-1"), len(self._entries))
+                self._entries.append((len(key), len(s), s, ids_of[s]))
+            if surfaces:
+                auto.make_automaton()
+        else:
+            auto = self._mapped
         self._auto = auto if surfaces else None
         self.segmenter = Segmenter(segmenter, surfaces)
 
     def _matches(self, sentence: str) -> list[tuple[int, int, str, tuple[str, ...]]]:
         """Every occurrence of a surface form: (start, end, surface, entity ids), character offsets."""
+        if self._mapped is not None:
+            return self._mapped.matches(sentence)
         raw = sentence.encode("utf-16-le")
         entries = self._entries
         hits = self._auto.iter(raw.decode("latin-1"))

@@ -1,0 +1,118 @@
+"""Every occurrence of a surface form in a sentence, from an Aho-Corasick automaton kept inside the index file.
+
+Why: the Linker's pyahocorasick automaton is built in each process's heap (with a Python tuple per surface form),
+so the SDK processes of one machine each held their own copy. The index file (kg/index_file.py) carries the
+automaton of its surface forms as one byte array (``sf_ac``: cyac's double-array automaton over UTF-8, built
+when the file is written); a worker uses it in place from the memory map, so its pages are shared like the rest
+of the file and nothing is built per process.
+
+Measured at 1M names (bench/link_matchers.py, 2 shared cores), every occurrence of every name in the bench
+sentences: cyac mapped from the file 86k sentences/s, 93 bytes/name; pyahocorasick in memory 48k/s;
+marisa-trie (``prefixes()`` at each start position) 37k/s at 3.5 bytes/name: too slow to keep linking at 20k
+sentences/s once the segmenter's cost is added.
+
+The automaton's key ids are the surface forms' positions in the file (``sf_str`` order); the automaton holds
+every surface form and the matcher drops those shorter than the Linker's ``min_chars``. Limit: cyac keeps sizes
+in C ints, so one automaton is at most 2 GiB (93 bytes per name at 1M names, 167 at 10M with longer names:
+about 12M names); a larger KG would need its surface forms split over several automata (each one more pass
+over the sentence).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def automaton_bytes(surfaces: list[str]) -> np.ndarray:
+    """The automaton of ``surfaces`` (key id = position in the list) as a uint8 array for the index file."""
+    from cyac import AC
+
+    if not surfaces:
+        return np.zeros(0, dtype="u1")
+    ac = AC.build(surfaces)
+    buf = np.zeros(ac.buff_size(), dtype="u1")
+    ac.to_buff(buf)
+    return _without_spare_capacity(buf)
+
+
+# cyac's buffer: AC header (magic, version, size: int32), the trie (header of 13 int32: magic, size, key_num,
+# key_capacity, 3 free-list heads, array_size, capacity, ordered, ignore_case, max_trial, leaf_size; then
+# Node[capacity] (12 bytes), Block[capacity >> 8] (24 bytes), int leafs[key_capacity], int reject[257]), then
+# int fails[array_size], uint key_lens[leaf_size]
+_AC_HEAD, _TRIE_HEAD, _NODE, _BLOCK, _REJECT = 12, 52, 12, 24, 4 * 257
+CACHED_SURFACES = 1 << 16
+MAX_AUTOMATON_BYTES = 2**31  # cyac keeps buffer sizes and offsets in C ints
+
+
+def _without_spare_capacity(buf: np.ndarray) -> np.ndarray:
+    """The buffer with capacity = the size in use (cyac grows its arrays by doubling and writes them whole; the
+    spare part is copied from uninitialised memory and only ever used to insert more keys). Smaller by up to
+    half, and the same surface forms give the same bytes, so the index file keeps its content address."""
+    trie = buf[_AC_HEAD:_AC_HEAD + _TRIE_HEAD].view("<i4").copy()
+    key_capacity, array_size, capacity, leaf_size = int(trie[3]), int(trie[7]), int(trie[8]), int(trie[12])
+    nodes = _AC_HEAD + _TRIE_HEAD
+    blocks = nodes + _NODE * capacity
+    leafs = blocks + _BLOCK * (capacity >> 8)
+    reject = leafs + 4 * key_capacity
+    tail = reject + _REJECT  # fails and key_lens: already of the sizes in use
+    trie[3], trie[8] = leaf_size, array_size
+    trie[1] = _TRIE_HEAD + _NODE * array_size + _BLOCK * (array_size >> 8) + 4 * leaf_size + _REJECT
+    head = buf[:_AC_HEAD].view("<i4").copy()
+    head[2] = int(trie[1]) + _AC_HEAD + 4 * array_size + 4 * leaf_size
+    out = np.concatenate([head.view("u1"), trie.view("u1"), buf[nodes:nodes + _NODE * array_size],
+                          buf[blocks:blocks + _BLOCK * (array_size >> 8)], buf[leafs:leafs + 4 * leaf_size],
+                          buf[reject:]])
+    assert len(out) == head[2] and len(buf) - tail == 4 * array_size + 4 * leaf_size
+    if len(out) >= MAX_AUTOMATON_BYTES:
+        from knowmix.errors import UserError
+
+        raise UserError(f"{leaf_size} surface forms make a {len(out) / 2**30:.1f} GiB automaton; cyac reads at most "
+                        f"2 GiB (int32 sizes): about 20M names per index file")
+    return out
+
+
+class MappedMatcher:
+    """``Linker._matches`` over a MappedIndex's automaton: (start, end, surface, entity ids), character offsets
+    (the Linker orders them itself)."""
+
+    def __init__(self, index, buffer, min_chars: int):
+        from cyac import AC
+
+        self._ac = AC.from_buff(buffer, copy=False)  # no copy: the automaton is read from the mapped pages
+        self.min_chars = min_chars
+        self._read_ids = _ids_of_position(index)
+        self._cache: dict[int, tuple[str, ...]] = {}  # position -> entity ids, for the surface forms seen lately
+
+    def matches(self, sentence: str) -> list[tuple[int, int, str, tuple[str, ...]]]:
+        get, m = self._cache.get, self.min_chars  # a surface form has at least one entity: never an empty tuple
+        return [(s, e, sentence[s:e], get(k) or self._ids(k)) for k, s, e in self._ac.match(sentence) if e - s >= m]
+
+    def _ids(self, k: int) -> tuple[str, ...]:
+        if len(self._cache) >= CACHED_SURFACES:  # bounded: the process's private memory stays small
+            self._cache.clear()
+        ids = self._cache[k] = self._read_ids(k)
+        return ids
+
+
+def _ids_of_position(index):
+    """Surface form position -> its entity ids, read through memoryviews of the mapped arrays (a Python int per
+    read, several times faster than numpy scalars: this runs for every occurrence the cache has not seen)."""
+    a = index._a
+
+    def view(name, fmt):
+        return memoryview(a[name]).cast("B").cast(fmt)
+
+    sf_off, sf_ids, e_id, s_off = view("sf_off", "Q"), view("sf_ids", "I"), view("e_id", "I"), view("s_off", "Q")
+    blob = index.strings._blob
+
+    def ids(k: int) -> tuple[str, ...]:
+        return tuple(str(blob[s_off[p]:s_off[p + 1]], "utf-8")
+                     for p in (e_id[n] for n in sf_ids[sf_off[k]:sf_off[k + 1]]))
+
+    return ids
+
+
+def mapped_matcher(index, min_chars: int) -> MappedMatcher | None:
+    """The matcher of an index file that carries an automaton (None: an in-memory index, or an older file)."""
+    buffer = getattr(index, "automaton", None)
+    return None if buffer is None else MappedMatcher(index, buffer, min_chars)
