@@ -54,6 +54,24 @@ class LinkFilters:
     title: bool = True
     demonym: bool = True
 
+    RULES = ("org_prefix", "short_alias", "title", "demonym")
+
+    @classmethod
+    def without(cls, rules: str) -> "LinkFilters | None":
+        """``--no-link-filters`` (a comma-separated list of RULES, or ``all``) -> the filters left on (None: none)."""
+        from dataclasses import replace
+
+        from knowmix.errors import UserError
+
+        names = [r.strip() for r in rules.split(",") if r.strip()]
+        if "all" in names:
+            return None
+        unknown = [r for r in names if r not in cls.RULES]
+        if unknown:
+            raise UserError(f"--no-link-filters: unknown rule(s) {', '.join(unknown)}; expected all or "
+                            f"{','.join(cls.RULES)}")
+        return replace(cls(), **{r: False for r in names})
+
     def short_alias_pairs(self, index, ids_of: dict) -> dict[str, frozenset[str]]:
         """surface -> the entities for which it is a short alias of a low-level administrative unit."""
         out: dict[str, frozenset[str]] = {}
