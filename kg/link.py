@@ -405,7 +405,7 @@ class Linker:
         for m in flagged:
             e = m.entity_id
             if e in anchors or any(connected(e, u) for u in anchors):
-                if self._is_short(m):
+                if self._short and self._is_short(m):
                     result.short_alias_corroborated += 1
                 else:
                     result.common_word_corroborated += 1
@@ -413,7 +413,8 @@ class Linker:
                 rejected.append(m)
         if rejected:
             result.common_rejected = rejected
-            result.short_alias_rejected = sum(map(self._is_short, rejected))
+            if self._short:
+                result.short_alias_rejected = sum(map(self._is_short, rejected))
             drop = set(rejected)
             result.mentions = [m for m in result.mentions if m not in drop]
 
@@ -430,7 +431,7 @@ class Linker:
             admitted = [m for m in r.common_rejected if m.entity_id in named]
             if admitted:
                 r.common_rejected = [m for m in r.common_rejected if m.entity_id not in named]
-                short = sum(map(self._is_short, admitted))
+                short = sum(map(self._is_short, admitted)) if self._short else 0
                 r.short_alias_rejected -= short
                 r.short_alias_corroborated += short
                 r.common_word_corroborated += len(admitted) - short
