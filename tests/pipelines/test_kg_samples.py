@@ -144,6 +144,8 @@ def test_user_errors(setup, tmp_path):
         kg_samples_main(base + ["--tasks", "relation,bogus"])
     with pytest.raises(UserError, match="--na-ratio"):
         kg_samples_main(base + ["--na-ratio", "1.5"])
+    with pytest.raises(UserError, match="--no-link-filters: unknown rule"):
+        kg_samples_main(base + ["--no-link-filters", "org_prefix,bogus"])
     with pytest.raises(UserError, match="no such file"):
         kg_samples_main(["--kg", str(tmp_path / "missing.tsv")] + base[2:])
     with pytest.raises(UserError, match="manifest"):
@@ -213,6 +215,7 @@ def test_merged_typed_and_untyped_kgs_stay_apart(setup, result):
         assert m["type"] == m["replacement_type"]
     linking = manifest["knowledge_stats"]["linking"]
     assert linking["common_word_rejected"] > 0 and linking["common_word_corroborated"] > 0
+    assert linking["org_prefix_rejected"] > 0 and linking["short_alias_rejected"] > 0  # kg.link_filters, counted
     assert manifest["knowledge_graph"]["inferred_types"]
 
 
