@@ -285,6 +285,27 @@ def direct_section(names: list[str], memory_linker: bool, sents: list[str], repe
     os.rmdir(d)
 
 
+def filters_section(index: EntityIndex, sents: list[str], segmenters: list[str], repeat: int) -> None:
+    """Throughput with and without kg.link_filters, one pass of each in turn, the order reversed every round (a
+    shared machine disturbs both alike; the pass right after the other linker's runs on colder caches), best and
+    median of ``repeat``."""
+    print(f"{'linker':36} {'sent/s/core best':>17} {'median':>8} {'mentions':>9}")
+    for seg in segmenters:
+        linkers = {"with kg.link_filters": Linker(index, segmenter=seg),
+                   "without (filters=None)": Linker(index, segmenter=seg, filters=None)}
+        rates: dict = {k: [] for k in linkers}
+        found = {}
+        for i in range(repeat):
+            for name, linker in (list(linkers.items()) if i % 2 == 0 else list(linkers.items())[::-1]):
+                best, _, found[name] = measure(lambda s: linker.link(s).mentions, sents, 1)
+                rates[name].append(best)
+        for name, r in rates.items():
+            r.sort()
+            print(f"{f'ours ({seg}) {name}':36} {r[-1]:17.0f} {r[len(r) // 2]:8.0f} {found[name]:9d}")
+        w, wo = (sorted(r) for r in rates.values())
+        print(f"  with / without: best {w[-1] / wo[-1]:.3f}, median {w[len(w) // 2] / wo[len(wo) // 2]:.3f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--names", type=int, default=1_000_000)
@@ -294,6 +315,9 @@ def main(argv=None) -> int:
                     help="skip the index file section (build time, size, mapped linking, shared memory)")
     ap.add_argument("--memory-linker", action="store_true",
                     help="also measure two processes that each build the linker on the mapped file")
+    ap.add_argument("--link-filters", action="store_true",
+                    help="also the linker without kg.link_filters (filters=None), passes interleaved with the "
+                         "default one: the rules' cost on throughput, in the same run")
     ap.add_argument("--direct-index", action="store_true",
                     help="only the index file, built straight from the names (no in-memory index), and linking "
                          "on the mapped file (--repeat 0: none): for dictionaries whose in-memory index does not "
@@ -319,6 +343,9 @@ def main(argv=None) -> int:
     if args.index_file:
         index_file_section(names, index, sents, args.repeat, args.memory_linker)
     if not args.segmenters:
+        return 0
+    if args.link_filters:
+        filters_section(index, sents, args.segmenters.split(","), args.repeat)
         return 0
     rows = []
     for seg in args.segmenters.split(","):

@@ -7,10 +7,15 @@ and an untyped company KG from FinRE's labelled head/tail names (``tests/kg/help
 The gold file (how it was made: ``corpora/fixtures/linking_gold.md``) holds, per sentence, its document's sentences
 and the gold mentions (span + entity id). A predicted mention counts as correct only with the exact span and entity.
 
-new        kg.link.Linker with the common-word rule (CommonWords defaults), the document as context
-           (Linker.link_document), junk names left out of the KG.
-previous   the behaviour before: every name and alias linked (common_words=None), junk names (``<N>``) in the KG,
-           one sentence at a time.
+new        kg.link.Linker with the common-word rule (CommonWords defaults) and the precision rules of
+           kg.link_filters (LinkFilters defaults), the document as context (Linker.link_document), junk names left
+           out of the KG.
+no_filters the same without kg.link_filters (filters=None): the linker before those rules.
+previous   the behaviour before issue 13: every name and alias linked (common_words=None, filters=None), junk names
+           (``<N>``) in the KG, one sentence at a time.
+
+Subsets: all, the two halves ``tuning`` / ``held_out`` (split_of: the first byte of the sentence's sha256, even or
+odd; fixed before the rules of kg.link_filters were designed, on the tuning half only), and each source.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import _repo_path  # noqa: F401  (first: the repository root on sys.path)
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -47,6 +53,11 @@ def read_gold(path: str = GOLD) -> list[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
+def split_of(record: dict) -> str:
+    """``tuning`` or ``held_out``, by the sentence's sha256 (deterministic, independent of the labels)."""
+    return "tuning" if hashlib.sha256(record["text"].encode("utf-8")).digest()[0] % 2 == 0 else "held_out"
+
+
 def predict(linker: Linker, record: dict, use_document: bool) -> set[tuple[int, int, str]]:
     sents = record.get("context") or [record["text"]]
     k = record["sentence_index"] if record.get("context") else 0
@@ -74,16 +85,19 @@ def score(pred: list[set], gold: list[dict]) -> dict:
 def evaluate(records: list[dict], segmenter: str = "rjieba") -> dict:
     gold = [{(m["start"], m["end"]): tuple(m["entity_ids"]) for m in r["mentions"]} for r in records]
     new = Linker(benchmark_kg().index, segmenter=segmenter)
-    previous = Linker(benchmark_kg(keep_junk=True).index, segmenter=segmenter, common_words=None)
+    no_filters = Linker(benchmark_kg().index, segmenter=segmenter, filters=None)
+    previous = Linker(benchmark_kg(keep_junk=True).index, segmenter=segmenter, common_words=None, filters=None)
     out = {}
-    for name, linker, use_doc in (("new", new, True), ("previous", previous, False)):
+    subsets = [("tuning", lambda r: split_of(r) == "tuning"), ("held_out", lambda r: split_of(r) == "held_out")]
+    subsets += [(src, lambda r, src=src: r["source"] == src) for src in sorted({r["source"] for r in records})]
+    for name, linker, use_doc in (("new", new, True), ("no_filters", no_filters, True), ("previous", previous, False)):
         pred = [predict(linker, r, use_doc) for r in records]
         out[name] = {"all": score(pred, gold)}
-        for source in sorted({r["source"] for r in records}):
-            sel = [i for i, r in enumerate(records) if r["source"] == source]
-            out[name][source] = score([pred[i] for i in sel], [gold[i] for i in sel])
+        for subset, member in subsets:
+            sel = [i for i, r in enumerate(records) if member(r)]
+            out[name][subset] = score([pred[i] for i in sel], [gold[i] for i in sel])
         out[name]["errors"] = [
-            {"id": r["id"], "text": r["text"], "false": sorted(p - matched(p, g)),
+            {"id": r["id"], "half": split_of(r), "text": r["text"], "false": sorted(p - matched(p, g)),
              "missed": sorted(span for span in g if not any(q[:2] == span for q in matched(p, g)))}
             for r, p, g in zip(records, pred, gold) if len(matched(p, g)) != len(p) or len(p) != len(g)
         ]
@@ -96,6 +110,8 @@ def main(argv=None) -> int:
     ap.add_argument("--segmenter", default="rjieba")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--errors", action="store_true", help="list the new linker's false and missed mentions")
+    ap.add_argument("--half", choices=("tuning", "held_out"), default=None,
+                    help="with --errors: only the sentences of this half")
     args = ap.parse_args(argv)
     records = read_gold(args.gold)
     result = evaluate(records, args.segmenter)
@@ -104,16 +120,18 @@ def main(argv=None) -> int:
                          ensure_ascii=False, indent=1))
         return 0
     print(f"{len(records)} sentences, {sum(len(r['mentions']) for r in records)} gold mentions ({args.gold})")
-    print(f"{'subset':16} {'linker':9} {'precision':>9} {'recall':>7} {'F1':>6} {'tp':>5} {'pred':>5} {'gold':>5}")
+    print(f"{'subset':16} {'linker':10} {'precision':>9} {'recall':>7} {'F1':>6} {'tp':>5} {'pred':>5} {'gold':>5}")
     for subset in result["new"]:
         if subset == "errors":
             continue
-        for name in ("new", "previous"):
+        for name in ("new", "no_filters", "previous"):
             s = result[name][subset]
-            print(f"{subset:16} {name:9} {s['precision']:9.3f} {s['recall']:7.3f} {s['f1']:6.3f} {s['tp']:5d} "
+            print(f"{subset:16} {name:10} {s['precision']:9.3f} {s['recall']:7.3f} {s['f1']:6.3f} {s['tp']:5d} "
                   f"{s['predicted']:5d} {s['gold']:5d}")
     if args.errors:
         for e in result["new"]["errors"]:
+            if args.half and e["half"] != args.half:
+                continue
             print(json.dumps(e, ensure_ascii=False))
     return 0
 

@@ -13,6 +13,10 @@ Linking, per sentence:
    entity, or (``link_document``) the entity is linked through a name that is not a common word elsewhere in the
    same document. Rejected ones are counted (``common_word_rejected``), admitted ones too
    (``common_word_corroborated``).
+6. the precision rules of ``kg.link_filters`` (``LinkFilters``): a place or company at the start of an
+   organisation's name (北京商报), inside a 《title》 or before 人 (中国人) is not linked (``org_prefix_rejected``,
+   ``title_rejected``, ``demonym_rejected``); a short alias of a county or township (新罗) needs the
+   corroboration of step 5 (``short_alias_rejected`` / ``short_alias_corroborated``).
 
 Segmenters (``HMM=False``: unknown words fall apart into characters and never swallow a name): ``rjieba``
 (default: jieba's algorithm in Rust, many times faster; fed the same user words with the same frequencies it gives
@@ -30,8 +34,9 @@ from typing import NamedTuple
 import ahocorasick
 
 from kg.index import EntityIndex
+from kg.link_filters import LinkFilters, MentionFilter
 from kg.mmap_match import mapped_matcher
-from kg.segmenter import Segmenter
+from kg.segmenter import Segmenter, jieba_dictionary_path
 
 _TERMINATOR = re.compile(r"(?:[。！？!?]+|…+|\.(?=\s|$)|\n+)[”’\"'）)」』】》]*")
 
@@ -61,14 +66,6 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 PROPER_NOUN_TAGS = ("nr", "ns", "nt", "nz")  # jieba's person / place / organisation / other proper nouns (+ nrt, nrfg)
 COMMON_WORD_MIN_FREQ = 100  # a non-proper-noun word rarer than this in jieba's dictionary is not common (介休市 v 2)
 COMMON_WORD_MAX_FREQ = 50_000  # an alias more frequent than this in jieba's dictionary is common even if a proper noun
-
-
-def jieba_dictionary_path() -> str:
-    import os
-
-    import jieba
-
-    return os.path.join(os.path.dirname(jieba.__file__), "dict.txt")
 
 
 class CommonWords:
@@ -123,10 +120,15 @@ class LinkResult:
     ambiguous_dropped: int = 0
     common_word_corroborated: int = 0
     common_rejected: list[Mention] = field(default_factory=list)  # common-word mentions without corroboration
+    org_prefix_rejected: int = 0  # kg.link_filters: mentions starting an organisation's name
+    title_rejected: int = 0  # ... inside 《…》
+    demonym_rejected: int = 0  # ... followed by 人 (中国人)
+    short_alias_rejected: int = 0  # of common_rejected: short admin aliases that are no common word
+    short_alias_corroborated: int = 0
 
     @property
     def common_word_rejected(self) -> int:
-        return len(self.common_rejected)
+        return len(self.common_rejected) - self.short_alias_rejected
 
     @property
     def entity_ids(self) -> list[str]:
@@ -144,9 +146,10 @@ class Linker:
     """
 
     def __init__(self, index: EntityIndex, segmenter: str = "rjieba", min_chars: int = 2,
-                 common_words: CommonWords | None | str = "default"):
+                 common_words: CommonWords | None | str = "default", filters: LinkFilters | None | str = "default"):
         """``common_words``: the common-word policy ("default": jieba's dictionary with ``COMMON_WORD_MAX_FREQ``;
-        None: every surface form is linked as before, ``--allow-common-aliases``)."""
+        None: every surface form is linked as before, ``--allow-common-aliases``). ``filters``: the rules of
+        ``kg.link_filters`` ("default": all on; None: all off)."""
         self.index = index
         self.min_chars = min_chars
         # an index file's automaton is used in place from its mapped pages (kg/mmap_match.py): nothing to build
@@ -170,6 +173,13 @@ class Linker:
                                 if common_words.is_common(s, index.get(eid).name == s))
                 if ids:
                     self._common[s] = ids
+        filters = LinkFilters() if filters == "default" else filters
+        # short admin aliases that are no common word: corroborated like common words, counted apart
+        self._short = {s: ids - self._common.get(s, frozenset())
+                       for s, ids in (filters.short_alias_pairs(index, ids_of) if filters else {}).items()}
+        self._short = {s: ids for s, ids in self._short.items() if ids}
+        for s, ids in self._short.items():
+            self._common[s] = self._common.get(s, frozenset()) | ids
         self._entries: list[tuple[int, int, str, tuple[str, ...]]] = []
         if self._mapped is None:
             auto = ahocorasick.Automaton(ahocorasick.STORE_INTS)
@@ -183,6 +193,9 @@ class Linker:
             auto = self._mapped
         self._auto = auto if surfaces else None
         self.segmenter = Segmenter(segmenter, surfaces)
+        self._filter = None
+        if filters and (filters.org_prefix or filters.title or filters.demonym):
+            self._filter = MentionFilter(filters, None if segmenter == "none" else self.segmenter)
 
     def _matches(self, sentence: str) -> list[tuple[int, int, str, tuple[str, ...]]]:
         """Every occurrence of a surface form: (start, end, surface, entity ids), character offsets."""
@@ -249,6 +262,8 @@ class Linker:
                 result.mentions.append(Mention(start, end, s, hits[0]))
             else:
                 result.ambiguous_dropped += 1
+        if self._filter is not None and result.mentions:
+            result.mentions = self._filter.apply(sentence, result.mentions, result)
         if common:
             flagged = [m for m in result.mentions if m.surface in common and m.entity_id in common[m.surface]]
             if flagged:
@@ -257,6 +272,10 @@ class Linker:
 
     def is_common(self, m: Mention) -> bool:
         return m.entity_id in self._common.get(m.surface, ())
+
+    def _is_short(self, m: Mention) -> bool:
+        """A short admin alias that is no common word (``kg.link_filters``; counted apart)."""
+        return m.entity_id in self._short.get(m.surface, ())
 
     def _corroborate_in_sentence(self, result: LinkResult, flagged: list[Mention]) -> None:
         """Common-word mentions (``flagged``) stay only when another (non-common) linked entity of the sentence has
@@ -268,11 +287,16 @@ class Linker:
         for m in flagged:
             e = m.entity_id
             if e in anchors or any(connected(e, u) for u in anchors):
-                result.common_word_corroborated += 1
+                if self._short and self._is_short(m):
+                    result.short_alias_corroborated += 1
+                else:
+                    result.common_word_corroborated += 1
             else:
                 rejected.append(m)
         if rejected:
             result.common_rejected = rejected
+            if self._short:
+                result.short_alias_rejected = sum(map(self._is_short, rejected))
             drop = set(rejected)
             result.mentions = [m for m in result.mentions if m not in drop]
 
@@ -289,6 +313,9 @@ class Linker:
             admitted = [m for m in r.common_rejected if m.entity_id in named]
             if admitted:
                 r.common_rejected = [m for m in r.common_rejected if m.entity_id not in named]
-                r.common_word_corroborated += len(admitted)
+                short = sum(map(self._is_short, admitted)) if self._short else 0
+                r.short_alias_rejected -= short
+                r.short_alias_corroborated += short
+                r.common_word_corroborated += len(admitted) - short
                 r.mentions = sorted(r.mentions + admitted)
         return results

@@ -220,3 +220,12 @@ def _add_exact(words: list[str], tk, rj) -> None:
             freq.setdefault(w[:i], 0)
         if rj is not None:
             rj.add_word(w, f, None)  # rjieba replaces an existing word's frequency in its total
+
+
+def jieba_dictionary_path() -> str:
+    """jieba's bundled dictionary (word, frequency, part of speech per line), read from the installed package."""
+    import os
+
+    import jieba
+
+    return os.path.join(os.path.dirname(jieba.__file__), "dict.txt")

@@ -52,6 +52,7 @@ from kg.graph import iter_triples
 from kg.index import EntityIndex, TypeRules
 from kg.index_file import build_index_file, open_index, read_header
 from kg.link import COMMON_WORD_MAX_FREQ, COMMON_WORD_MIN_FREQ, CommonWords, Linker, Mention, split_sentences
+from kg.link_filters import LinkFilters
 from kg.segmenter import SEGMENTERS
 from kg.samples import (
     NA,
@@ -132,6 +133,7 @@ class CommonWordPolicy:
     allow: bool = False
     min_freq: int = COMMON_WORD_MIN_FREQ
     max_freq: int | None = COMMON_WORD_MAX_FREQ
+    filters: LinkFilters | None = LinkFilters()  # kg.link_filters (None: --no-link-filters)
 
 
 def linker_for(index: EntityIndex, segmenter: str, min_chars: int, common: CommonWordPolicy = CommonWordPolicy()) -> Linker:
@@ -141,7 +143,7 @@ def linker_for(index: EntityIndex, segmenter: str, min_chars: int, common: Commo
     if linker is None:
         words = None if common.allow else CommonWords(
             common.min_freq, common.max_freq, words=[s for s in index.surface_to_ids if len(s) >= min_chars])
-        linker = _LINKERS[key] = Linker(index, segmenter, min_chars, common_words=words)
+        linker = _LINKERS[key] = Linker(index, segmenter, min_chars, common_words=words, filters=common.filters)
     return linker
 
 
@@ -220,7 +222,10 @@ class LinkFn(beam.DoFn):
                 "rejected_word_cut": res.rejected_word_cut, "ambiguous_resolved": res.ambiguous_resolved,
                 "ambiguous_dropped": res.ambiguous_dropped, "sentences_with_mentions": 1 if res.mentions else 0,
                 "common_word_rejected": res.common_word_rejected,
-                "common_word_corroborated": res.common_word_corroborated}}
+                "common_word_corroborated": res.common_word_corroborated,
+                "org_prefix_rejected": res.org_prefix_rejected, "title_rejected": res.title_rejected,
+                "demonym_rejected": res.demonym_rejected, "short_alias_rejected": res.short_alias_rejected,
+                "short_alias_corroborated": res.short_alias_corroborated}}
             if not res.mentions:
                 yield "fate", (sent["sid"], sentence_outcomes([], res.ambiguous_dropped, [], self.tasks))
                 continue
@@ -459,6 +464,9 @@ def add_quality_args(ap: argparse.ArgumentParser) -> None:
                    help="a non-proper-noun word of jieba's dictionary is common from this frequency on")
     g.add_argument("--common-word-max-freq", type=int, default=COMMON_WORD_MAX_FREQ,
                    help="an alias more frequent than this in jieba's dictionary is common even as a proper noun (0: off)")
+    g.add_argument("--no-link-filters", default="", const="all", nargs="?", metavar="RULES",
+                   help="switch off the precision rules of kg.link_filters: all, or some of "
+                        "org_prefix,short_alias,title,demonym (comma-separated)")
     g.add_argument("--type-min-support", type=int, default=TypeRules.min_support,
                    help="typed entities a relation role needs before an untyped entity in it takes their type")
     g.add_argument("--type-min-share", type=float, default=TypeRules.min_share,
@@ -474,7 +482,7 @@ def add_index_args(ap: argparse.ArgumentParser) -> None:
 def quality_options(args: argparse.Namespace) -> dict:
     """build() keywords from the flags of add_quality_args."""
     return {"common": CommonWordPolicy(args.allow_common_aliases, args.common_word_min_freq,
-                                       args.common_word_max_freq or None),
+                                       args.common_word_max_freq or None, LinkFilters.without(args.no_link_filters)),
             "type_rules": TypeRules(args.type_min_support, args.type_min_share)}
 
 

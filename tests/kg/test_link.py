@@ -122,8 +122,11 @@ def test_common_word_alias_needs_corroboration():
     assert [[m.surface for m in r.mentions] for r in results] == [["合作市"], ["合作"], ["合作"]]
     assert sum(r.common_word_corroborated for r in results) == 2
     assert [r.entity_ids for r in linker.link_document(doc[1:])] == [[], []]
-    # --allow-common-aliases: the behaviour before
-    assert [m.surface for m in Linker(idx, common_words=None).link("双方将加强合作。").mentions] == ["合作"]
+    # --allow-common-aliases alone: 合作 is still a short alias of a county (kg.link_filters), now counted as such
+    res = Linker(idx, common_words=None).link("双方将加强合作。")
+    assert res.mentions == [] and res.short_alias_rejected == 1 and res.common_word_rejected == 0
+    # both rules off: the behaviour before
+    assert [m.surface for m in Linker(idx, common_words=None, filters=None).link("双方将加强合作。").mentions] == ["合作"]
 
 
 def test_common_canonical_name_needs_corroboration_unless_a_proper_noun():

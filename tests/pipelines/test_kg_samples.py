@@ -144,6 +144,8 @@ def test_user_errors(setup, tmp_path):
         kg_samples_main(base + ["--tasks", "relation,bogus"])
     with pytest.raises(UserError, match="--na-ratio"):
         kg_samples_main(base + ["--na-ratio", "1.5"])
+    with pytest.raises(UserError, match="--no-link-filters: unknown rule"):
+        kg_samples_main(base + ["--no-link-filters", "org_prefix,bogus"])
     with pytest.raises(UserError, match="no such file"):
         kg_samples_main(["--kg", str(tmp_path / "missing.tsv")] + base[2:])
     with pytest.raises(UserError, match="manifest"):
@@ -213,6 +215,7 @@ def test_merged_typed_and_untyped_kgs_stay_apart(setup, result):
         assert m["type"] == m["replacement_type"]
     linking = manifest["knowledge_stats"]["linking"]
     assert linking["common_word_rejected"] > 0 and linking["common_word_corroborated"] > 0
+    assert linking["org_prefix_rejected"] > 0 and linking["short_alias_rejected"] > 0  # kg.link_filters, counted
     assert manifest["knowledge_graph"]["inferred_types"]
 
 
@@ -242,7 +245,9 @@ def test_audit_view_of_knowledge_and_docs_outputs(setup, result, tmp_path, capsy
     text = page.read_text(encoding="utf-8")
     assert text.count("<div class=s>") == 6 and 'title="head"' in text and 'title="replaced"' in text
     terminal = capsys.readouterr().out
-    assert "samples" in terminal and "type from" not in terminal and "declared" in terminal
+    assert "samples" in terminal and "type from" not in terminal
+    shown = [s["type_source"] for p in audit_samples(out, 2)["groups"].values() for r in p for s in r["spans"]]
+    assert shown and all(src.split(":")[0] in terminal for src in shown)  # e.g. declared / inferred
     docs_view = audit_samples(setup["docs"], 2)
     assert set(docs_view["groups"]) == {"encyclopedia", "news"}
     assert all(len(v) == 2 and v[0]["text"] for v in docs_view["groups"].values())
