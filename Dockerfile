@@ -9,9 +9,13 @@ FROM ${BASE} AS install
 COPY wheelhouse/ /tmp/wheelhouse/
 RUN python3 -m venv /opt/knowmix \
  && /opt/knowmix/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheelhouse knowmix \
+ && cd /opt/knowmix/lib/python3.11/site-packages \
+ && rm -rf torch/test torch/include pyarrow/include \
+ && find numpy scipy pyarrow sympy -depth -type d -name tests -exec rm -rf {} + \
  && /opt/knowmix/bin/knowmix -V
 
-# Only the venv goes into the image: no wheelhouse, no pip cache, no compiler.
+# Only the venv goes into the image: no wheelhouse, no pip cache, no compiler; above, torch's C++ test binaries
+# and headers and the test suites of numpy, scipy, pyarrow and sympy (about 250 MB) are left out too.
 FROM ${BASE}
 COPY --from=install /opt/knowmix /opt/knowmix
 ENV PATH=/opt/knowmix/bin:$PATH PYTHONUNBUFFERED=1 LANG=C.UTF-8

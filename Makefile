@@ -42,10 +42,11 @@ DOCKER      ?= docker
 DOCKER_BASE ?= knowmix-base:bookworm
 DOCKER_TAG  ?= knowmix
 WHEELHOUSE  := wheelhouse
+WHEEL_ARGS  ?=
 
 docker:
 	rm -f $(WHEELHOUSE)/knowmix-*.whl
-	$(PYTHON) -m pip wheel -q --wheel-dir $(WHEELHOUSE) --find-links $(WHEELHOUSE) "$(TORCH)" .
+	$(PYTHON) -m pip wheel -q --wheel-dir $(WHEELHOUSE) --find-links $(WHEELHOUSE) $(WHEEL_ARGS) "$(TORCH)" .
 	if [ "$(DOCKER_BASE)" = knowmix-base:bookworm ] && ! $(DOCKER) image inspect $(DOCKER_BASE) >/dev/null 2>&1; then \
 		scripts/docker_base.sh $(DOCKER_BASE); \
 	fi
