@@ -1,17 +1,24 @@
-# knowmix in a container: `docker build -t knowmix . && docker run --rm knowmix` runs the demo.
-FROM python:3.11-slim
-ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1
-RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ && rm -rf /var/lib/apt/lists/*
-WORKDIR /opt/knowmix
-# CPU torch keeps the image small; build FROM a CUDA base and drop the index URL for GPUs.
-RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch>=2.6"
-COPY setup.cfg pyproject.toml README.md ./
-COPY knowmix knowmix
-COPY corpora corpora
-COPY kg kg
-COPY pipelines pipelines
-COPY trainer trainer
-RUN pip install .  # configs and lid.176.ftz ship inside the package; one fastText distribution: fasttext-numpy2
+# knowmix in a container: `make docker && docker run --rm knowmix` runs the demo (ENTRYPOINT knowmix).
+# `make docker` first builds a wheelhouse on the host (the knowmix wheel and every runtime dependency, the CPU
+# build of torch), so the build itself needs no network and no index: the image installs only from it.
+# BASE: python:3.11-slim where an image registry is reachable; `make docker` passes knowmix-base:bookworm, made
+# from Debian's packages by scripts/docker_base.sh where none is. Either has Python 3.11 with venv.
+ARG BASE=python:3.11-slim
+
+FROM ${BASE} AS install
+COPY wheelhouse/ /tmp/wheelhouse/
+RUN python3 -m venv /opt/knowmix \
+ && /opt/knowmix/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheelhouse knowmix \
+ && cd /opt/knowmix/lib/python3.11/site-packages \
+ && rm -rf torch/test torch/include pyarrow/include \
+ && find numpy scipy pyarrow sympy -depth -type d -name tests -exec rm -rf {} + \
+ && /opt/knowmix/bin/knowmix -V
+
+# Only the venv goes into the image: no wheelhouse, no pip cache, no compiler; above, torch's C++ test binaries
+# and headers and the test suites of numpy, scipy, pyarrow and sympy (about 250 MB) are left out too.
+FROM ${BASE}
+COPY --from=install /opt/knowmix /opt/knowmix
+ENV PATH=/opt/knowmix/bin:$PATH PYTHONUNBUFFERED=1 LANG=C.UTF-8
 WORKDIR /work
 ENTRYPOINT ["knowmix"]
 CMD ["demo", "--output", "/work/out/demo"]

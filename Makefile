@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (Python 3.11, pip, gcc):
 #   make demo   -- create .venv, install, run the whole flow on the bundled fixture corpora
 #   make test   -- create .venv, install with the dev extra, run the test suite
+#   make docker -- build the image `knowmix` (then `docker run --rm knowmix` runs the demo)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -8,7 +9,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test venv bench clean-out
+.PHONY: demo test venv bench clean-out docker
 
 $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -34,3 +35,19 @@ test: $(STAMP)
 
 clean-out:
 	rm -rf out runs
+
+# The image installs from a wheelhouse built here (the build needs no network); the base image comes from
+# Debian's packages (scripts/docker_base.sh, made once) unless DOCKER_BASE names one, e.g. python:3.11-slim.
+DOCKER      ?= docker
+DOCKER_BASE ?= knowmix-base:bookworm
+DOCKER_TAG  ?= knowmix
+WHEELHOUSE  := wheelhouse
+WHEEL_ARGS  ?=
+
+docker:
+	rm -f $(WHEELHOUSE)/knowmix-*.whl
+	$(PYTHON) -m pip wheel -q --wheel-dir $(WHEELHOUSE) --find-links $(WHEELHOUSE) $(WHEEL_ARGS) "$(TORCH)" .
+	if [ "$(DOCKER_BASE)" = knowmix-base:bookworm ] && ! $(DOCKER) image inspect $(DOCKER_BASE) >/dev/null 2>&1; then \
+		scripts/docker_base.sh $(DOCKER_BASE); \
+	fi
+	$(DOCKER) build --build-arg BASE=$(DOCKER_BASE) -t $(DOCKER_TAG) .
