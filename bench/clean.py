@@ -89,7 +89,7 @@ def time_scoring_alone(corpus: str, job: str, chunk: int = 256) -> float:
     """CPU seconds of the quality step alone (segmentation + one predict call per chunk) over the corpus."""
     import tomllib
 
-    from pipelines.quality_model import QualityModel
+    from knowmix.pipelines.quality_model import QualityModel
 
     with open(job, "rb") as fh:
         model = QualityModel(tomllib.load(fh)["quality"]["model"]).check()

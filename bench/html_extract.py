@@ -24,8 +24,8 @@ ROOT = Path(_repo_path.ROOT)
 
 import lxml.html  # noqa: E402
 
-from corpora.extraction_metrics import char_f1  # noqa: E402
-from corpora.html_extract import decode_html, extract_main_text  # noqa: E402
+from knowmix.corpora.extraction_metrics import char_f1  # noqa: E402
+from knowmix.corpora.html_extract import decode_html, extract_main_text  # noqa: E402
 
 FIXTURE = ROOT / "corpora" / "fixtures" / "web_zhwikipedia_page.html"
 

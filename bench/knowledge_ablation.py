@@ -170,7 +170,7 @@ def probe_triples(kg_files: list[str], relations, texts: list[str], n: int, out:
     """Triples of ``relations`` (those with a template) whose head and tail both occur in the pretraining text; at
     most ``n``, chosen by hash; written as a typed TSV (untyped tails: the relation's tail role). KG files: TSV, as
     ``knowmix eval``'s probe reads them."""
-    from trainer.eval_tasks import read_kg
+    from knowmix.trainer.eval_tasks import read_kg
 
     corpus = "\n".join(texts)
     rows = []
@@ -192,9 +192,9 @@ def write_init(work: str, pretrain: str, size: dict, seed: int = 0) -> str:
     """The initial weights every arm starts from: a Hugging Face folder (model + the shards' tokenizer)."""
     import torch
 
-    from trainer.hf import save_hf
-    from trainer.heads import KnowmixForPretraining
-    from trainer.model import EncoderConfig
+    from knowmix.trainer.hf import save_hf
+    from knowmix.trainer.heads import KnowmixForPretraining
+    from knowmix.trainer.model import EncoderConfig
 
     manifest = open_shard_dir(pretrain, "pretrain", verify=False).manifest
     tok = manifest["tokenizer"]
@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.templates:
         with open(templates, "w", encoding="utf-8") as fh:
             fh.writelines(f"{rel} = {json.dumps(t, ensure_ascii=False)}\n" for rel, t in TEMPLATES.items())
-    from trainer.eval_tasks import read_templates
+    from knowmix.trainer.eval_tasks import read_templates
 
     probe_kgs = args.probe_kg or [k for k in kgs if k.endswith(".tsv")]
     probe_info = probe_triples(probe_kgs, list(read_templates(templates)), texts, probe_n, probe_kg)

@@ -33,9 +33,9 @@ import json
 import random
 import time
 
-from kg.index import Entity, EntityIndex, load_kg  # noqa: E402
-from kg.link import Linker, split_sentences  # noqa: E402
-from kg.segmenter import base_jieba  # noqa: E402
+from knowmix.kg.index import Entity, EntityIndex, load_kg  # noqa: E402
+from knowmix.kg.link import Linker, split_sentences  # noqa: E402
+from knowmix.kg.segmenter import base_jieba  # noqa: E402
 
 FIX = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "corpora", "fixtures")
 SUFFIXES = ["市", "县", "区", "镇", "村", "公司", "集团", "大学", "医院", "银行", "中学", "研究所", "股份", "科技", "控股", "基金会"]
@@ -138,11 +138,11 @@ def memory_mb() -> dict:
 CHILD = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from kg.index_file import MappedIndex
+from knowmix.kg.index_file import MappedIndex
 ix = MappedIndex(sys.argv[2])
 sum(int(a.sum()) for a in ix._a.values())  # touch every page of the file
 if sys.argv[3] == "linker":
-    from kg.link import Linker
+    from knowmix.kg.link import Linker
     Linker(ix, sys.argv[4])
 print("ready", flush=True)
 sys.stdin.readline()  # both processes have mapped the file: measure
@@ -179,7 +179,7 @@ def shared_memory(path: str, what: str, segmenter: str = "rjieba") -> list[dict]
 def index_file_section(names: list[str], index: EntityIndex, sents: list[str], repeat: int, memory_linker: bool):
     import tempfile
 
-    from kg.index_file import MappedIndex, write_index_file
+    from knowmix.kg.index_file import MappedIndex, write_index_file
 
     d = tempfile.mkdtemp(prefix="bench-kgindex-")
     t = time.perf_counter()
@@ -224,7 +224,7 @@ def direct_arrays(names: list[str]) -> dict:
     the same file as ``write_index_file(make_index(names), ...)``."""
     import numpy as np
 
-    from kg.mmap_match import automaton_bytes
+    from knowmix.kg.mmap_match import automaton_bytes
 
     names = sorted(names)
     n = len(names)
@@ -254,7 +254,7 @@ def direct_section(names: list[str], memory_linker: bool, sents: list[str], repe
     import gc
     import tempfile
 
-    from kg.index_file import MappedIndex, write_arrays
+    from knowmix.kg.index_file import MappedIndex, write_arrays
 
     d = tempfile.mkdtemp(prefix="bench-kgindex-")
     t = time.perf_counter()

@@ -23,7 +23,7 @@ import sys
 
 import ahocorasick
 
-from kg.link import split_sentences
+from knowmix.kg.link import split_sentences
 
 FIX = os.path.join(_repo_path.ROOT, "corpora", "fixtures")
 

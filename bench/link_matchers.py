@@ -66,7 +66,7 @@ def pyahocorasick_matcher(names):
 def cyac_matcher(names, d):
     from cyac import AC
 
-    from kg.mmap_match import automaton_bytes
+    from knowmix.kg.mmap_match import automaton_bytes
 
     path = os.path.join(d, "names.cyac")
     automaton_bytes(names).tofile(path)

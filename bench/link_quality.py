@@ -30,8 +30,8 @@ import sys
 import tempfile
 from functools import lru_cache
 
-from kg.index import load_kg
-from kg.link import Linker
+from knowmix.kg.index import load_kg
+from knowmix.kg.link import Linker
 
 GOLD = os.path.join(_repo_path.ROOT, "corpora", "fixtures", "linking_gold.jsonl")
 FIX = os.path.join(_repo_path.ROOT, "corpora", "fixtures")

@@ -60,8 +60,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     link_before, index_before = load_before(args.base)
     bench = load_link_bench()
-    from kg.index import Entity, EntityIndex
-    from kg.link import Linker
+    from knowmix.kg.index import Entity, EntityIndex
+    from knowmix.kg.link import Linker
 
     sents = bench.sentences()
     names = bench.dictionary(args.names)

@@ -116,7 +116,7 @@ def signature_table(texts: list[str], datatrove_python: str | None) -> list[tupl
     import numpy as np
     from datasketch import MinHash
 
-    from pipelines.minhash import MinHasher
+    from knowmix.pipelines.minhash import MinHasher
 
     nbytes = sum(len(t.encode("utf-8")) for t in texts)
     rows: list[tuple[str, float]] = []
@@ -176,10 +176,10 @@ def end_to_end(n_docs: int, beam_args: list[str], verify: bool, mode: str) -> di
     """Docs are generated inside the pipeline (chunks of 1000), so the job graph stays small."""
     import apache_beam as beam
 
-    from pipelines.beamio import pipeline_options, split_by_tag
-    from pipelines.dedup import DedupKeyBuffer
-    from pipelines.doc_keys import doc_key
-    from pipelines.neardup import NearDedupConfig, NearDedupKeys
+    from knowmix.pipelines.beamio import pipeline_options, split_by_tag
+    from knowmix.pipelines.dedup import DedupKeyBuffer
+    from knowmix.pipelines.doc_keys import doc_key
+    from knowmix.pipelines.neardup import NearDedupConfig, NearDedupKeys
     from tests.pipelines.neardup_reference import NearDedup, TextsOfDocs
 
     out_dir = Path(tempfile.mkdtemp(prefix="neardup-bench-"))

@@ -20,11 +20,11 @@ import time
 
 import _repo_path  # noqa: E402,F401  (first: the repository root on sys.path, bench/ off it)
 
-from corpora.document import Document  # noqa: E402
-from corpora.readers import read_path  # noqa: E402
-from corpora.sources import SourceSpec  # noqa: E402
+from knowmix.corpora.document import Document  # noqa: E402
+from knowmix.corpora.readers import read_path  # noqa: E402
+from knowmix.corpora.sources import SourceSpec  # noqa: E402
 from knowmix.demo import fixture  # noqa: E402
-from pipelines import normalize  # noqa: E402
+from knowmix.pipelines import normalize  # noqa: E402
 
 SIMPLIFIED = [
     SourceSpec("encyclopedia", "squad", (fixture("encyclopedia_cmrc2018_trial.json"),)),

@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile, schedule  # noqa: E402
 
 from bench.train import VOCAB, bench_shards, trainer_overrides  # noqa: E402
-from trainer.config import load_config  # noqa: E402
+from knowmix.trainer.config import load_config  # noqa: E402
 
 
 def kernel_rows(prof, on_gpu: bool, top: int) -> tuple[list[dict], float]:
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     if on_gpu:
         torch.backends.cuda.matmul.allow_tf32 = True
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
-    from trainer.loop import train
+    from knowmix.trainer.loop import train
 
     with tempfile.TemporaryDirectory() as tmp:
         d = bench_shards(bench_args, tmp)

@@ -23,9 +23,9 @@ import argparse  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from pipelines.packing import DocTokens, pack_documents  # noqa: E402
-from pipelines.tokenizer_loader import load_tokenizer  # noqa: E402
-from pipelines.word_boundaries import encode_with_words, word_segmenter  # noqa: E402
+from knowmix.pipelines.packing import DocTokens, pack_documents  # noqa: E402
+from knowmix.pipelines.tokenizer_loader import load_tokenizer  # noqa: E402
+from knowmix.pipelines.word_boundaries import encode_with_words, word_segmenter  # noqa: E402
 from tests.pipelines.test_tokenize_support import all_fixture_texts, docs_rows, write_bert_vocab  # noqa: E402
 
 
@@ -62,7 +62,7 @@ def main() -> int:
     vocab = args.vocab or write_bert_vocab(os.path.join(tmp, "vocab.txt"), all_fixture_texts())
     spm_path = args.spm
     if not spm_path:
-        from pipelines.spm_train import train
+        from knowmix.pipelines.spm_train import train
 
         sample = os.path.join(tmp, "sample.txt")
         with open(sample, "w", encoding="utf-8") as fh:

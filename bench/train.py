@@ -49,12 +49,12 @@ import torch  # noqa: E402
 
 from knowmix.manifest import write_shard_dir  # noqa: E402
 from knowmix.schemas import KNOWLEDGE_TOKENS_SCHEMA, PRETRAIN_SCHEMA  # noqa: E402
-from trainer.config import SIZES, load_config  # noqa: E402
-from trainer.flops import mlm_head_flops, peak_flops  # noqa: E402
-from trainer.heads import KnowmixForPretraining  # noqa: E402
-from trainer.loss import weighted_sum  # noqa: E402
-from trainer.masking import rng_for, whole_word_mask  # noqa: E402
-from trainer.model import EncoderConfig  # noqa: E402
+from knowmix.trainer.config import SIZES, load_config  # noqa: E402
+from knowmix.trainer.flops import mlm_head_flops, peak_flops  # noqa: E402
+from knowmix.trainer.heads import KnowmixForPretraining  # noqa: E402
+from knowmix.trainer.loss import weighted_sum  # noqa: E402
+from knowmix.trainer.masking import rng_for, whole_word_mask  # noqa: E402
+from knowmix.trainer.model import EncoderConfig  # noqa: E402
 
 VOCAB = 21128  # bert-base-chinese
 N_SPECIAL = 9  # pad unk cls sep mask e1 /e1 e2 /e2 at ids 0..8 in the synthetic vocab
@@ -293,7 +293,7 @@ def trainer_overrides(args, pre, ktok, out, device_type: str, **over) -> list[st
 
 
 def run_trainer(args, pre, ktok, out, device, **over) -> dict:
-    from trainer.loop import train
+    from knowmix.trainer.loop import train
 
     cfg = load_config(None, trainer_overrides(args, pre, ktok, out, device.type, **over))
     free(device)

@@ -60,8 +60,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from corpora.document import FORMATS, DeadLetter, Document
-from corpora.encoding import (
+from knowmix.corpora.document import FORMATS, DeadLetter, Document
+from knowmix.corpora.encoding import (
     bom_encoding,
     canonical_encoding,
     declared_html_charset,
@@ -71,7 +71,7 @@ from corpora.encoding import (
     open_binary,
     read_head,
 )
-from corpora.sources import SourceSpec, format_of, relative_name
+from knowmix.corpora.sources import SourceSpec, format_of, relative_name
 from knowmix.errors import UserError
 
 Record = Document | DeadLetter
@@ -639,7 +639,7 @@ def _read_csv(ctx: _Ctx) -> Iterator[Record]:
 
 
 def _extract(html: str, url: str | None) -> tuple[str | None, str]:
-    from corpora.html_extract import extract_main_text  # owned by corpora/html_extract.py; imported lazily
+    from knowmix.corpora.html_extract import extract_main_text  # owned by corpora/html_extract.py; imported lazily
 
     return extract_main_text(html, url)
 
@@ -1229,7 +1229,7 @@ def plan_ranges(spec: SourceSpec, path: str, size: int, split_bytes: int) -> lis
     """The byte ranges to read a file of `size` bytes in: one range of at most `split_bytes` per piece when the
     file is an uncompressed jsonl/txt-line file larger than `split_bytes` in an ASCII-compatible encoding (not
     UTF-16/32), else [] (read the file whole). Reads the file's head to tell its encoding."""
-    from corpora.encoding import compression_of
+    from knowmix.corpora.encoding import compression_of
 
     if split_bytes <= 0 or size <= split_bytes or not splittable_format(spec, path) or compression_of(path):
         return []
@@ -1253,7 +1253,7 @@ def count_line_starts(path: str, start: int, end: int) -> tuple[int, bool]:
     """(how many lines start in bytes [start, end) of the file, whether those bytes hold anything but ASCII
     whitespace). Position p starts a line when p == 0 or byte p-1 ends a line ("\\n", or "\\r" not followed by
     "\\n"), so this reads bytes [start-1, end)."""
-    from corpora.encoding import _open_raw
+    from knowmix.corpora.encoding import _open_raw
 
     lo = max(0, start - 1)
     n = 1 if start == 0 and end > 0 else 0
@@ -1318,7 +1318,7 @@ def _whole_line_blocks(f) -> Iterator[bytes]:
 
 def _iter_range_lines(ctx: _Ctx) -> Iterator[_Line]:
     """`_iter_lines` for the lines that start inside `ctx.range` (see the section comment)."""
-    from corpora.encoding import _open_raw
+    from knowmix.corpora.encoding import _open_raw
 
     rng = ctx.range
     assert rng is not None

@@ -23,7 +23,7 @@ import glob
 import os
 from dataclasses import dataclass, fields
 
-from corpora.document import FORMATS, SOURCE_KINDS
+from knowmix.corpora.document import FORMATS, SOURCE_KINDS
 from knowmix.errors import UserError
 
 #: default cap on one record (a line, a CSV row, an HTML file, a WARC payload, a wiki page's text)

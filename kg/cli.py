@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
-from kg.graph import MIN_NAME_CHARS
-from kg.index import TypeRules, load_kg
-from kg.stats import graph_stats
+from knowmix.kg.graph import MIN_NAME_CHARS
+from knowmix.kg.index import TypeRules, load_kg
+from knowmix.kg.stats import graph_stats
 
 
 def render(stats: dict) -> None:
@@ -87,7 +87,7 @@ def kg_index_main(argv: list[str]) -> int:
     import os
     import time
 
-    from kg.index_file import build_index_file, read_header
+    from knowmix.kg.index_file import build_index_file, read_header
     from knowmix.args import Parser
     from knowmix.errors import UserError
 

@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from kg.graph import MIN_NAME_CHARS, Problem, RawGraph, Triple, load_raw
+from knowmix.kg.graph import MIN_NAME_CHARS, Problem, RawGraph, Triple, load_raw
 
 
 @dataclass(frozen=True)

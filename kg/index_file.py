@@ -40,8 +40,8 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from kg.index import Entity, EntityIndex, KnowledgeGraph
-from kg.mmap_match import automaton_bytes
+from knowmix.kg.index import Entity, EntityIndex, KnowledgeGraph
+from knowmix.kg.mmap_match import automaton_bytes
 from knowmix import fileio
 
 MAGIC = b"KMXKGI1\n"
@@ -174,7 +174,7 @@ def write_arrays(arrays: dict[str, np.ndarray], meta: dict, output: str) -> str:
 
 def build_index_file(kg_paths, entity_paths, output: str, min_name_chars: int, rules) -> str:
     """Parse the KG (``load_kg``), write its index file; the meta holds what kg-samples reports about the KG."""
-    from kg.index import load_kg
+    from knowmix.kg.index import load_kg
 
     kg = load_kg(kg_paths, entity_paths, min_name_chars, rules)
     index = kg.index.without_relations()

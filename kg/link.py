@@ -33,10 +33,10 @@ from typing import NamedTuple
 
 import ahocorasick
 
-from kg.index import EntityIndex
-from kg.link_filters import LinkFilters, MentionFilter
-from kg.mmap_match import mapped_matcher
-from kg.segmenter import Segmenter, jieba_dictionary_path
+from knowmix.kg.index import EntityIndex
+from knowmix.kg.link_filters import LinkFilters, MentionFilter
+from knowmix.kg.mmap_match import mapped_matcher
+from knowmix.kg.segmenter import Segmenter, jieba_dictionary_path
 
 _TERMINATOR = re.compile(r"(?:[。！？!?]+|…+|\.(?=\s|$)|\n+)[”’\"'）)」』】》]*")
 

@@ -146,7 +146,7 @@ class OrgPrefixRule:
     """The organisation-name-prefix rule (the stop words come from jieba's dictionary)."""
 
     def __init__(self, filters: LinkFilters, segmenter, dictionary_path: str | None = None):
-        from kg.segmenter import jieba_dictionary_path
+        from knowmix.kg.segmenter import jieba_dictionary_path
 
         self.max_gap = filters.org_max_gap
         self.segmenter = segmenter

@@ -12,9 +12,9 @@ import hashlib
 import random
 from typing import Callable, Iterable, Mapping, Sequence
 
-from kg.index import EntityIndex
+from knowmix.kg.index import EntityIndex
 from knowmix.schemas import KNOWLEDGE_TASKS
-from kg.link import Mention
+from knowmix.kg.link import Mention
 
 NA = "NA"
 TASKS = KNOWLEDGE_TASKS

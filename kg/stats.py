@@ -6,7 +6,7 @@ from collections import Counter
 
 import networkx as nx
 
-from kg.index import KnowledgeGraph
+from knowmix.kg.index import KnowledgeGraph
 
 
 def to_networkx(kg: KnowledgeGraph) -> nx.MultiDiGraph:

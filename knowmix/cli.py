@@ -16,20 +16,20 @@ import sys
 import traceback
 
 SUBCOMMANDS = {
-    "clean": ("pipelines.clean", "clean_main", "clean and deduplicate raw sources into docs shards"),
+    "clean": ("knowmix.pipelines.clean", "clean_main", "clean and deduplicate raw sources into docs shards"),
     "stats": ("knowmix.stats", "stats_main", "inspect any stage's output directory (table, --json, --html)"),
-    "kg-stats": ("kg.cli", "kg_stats_main", "statistics of a knowledge graph"),
-    "kg-index": ("kg.cli", "kg_index_main", "build a KG's entity index file (for kg-samples --kg-index)"),
-    "kg-samples": ("pipelines.kg_samples", "kg_samples_main", "knowledge samples from a KG and docs shards"),
-    "export-opennre": ("pipelines.opennre", "export_opennre_main", "relation samples as OpenNRE JSON lines"),
-    "spm-train": ("pipelines.spm_train", "spm_train_main", "train a SentencePiece tokenizer on docs shards"),
-    "tokenize": ("pipelines.tokenize", "tokenize_main", "docs/knowledge shards -> token shards"),
-    "train": ("trainer.cli", "train_main", "dual-path knowledge pretraining (FSDP2)"),
-    "export": ("trainer.cli", "export_main", "export a run to a Hugging Face BertForMaskedLM folder"),
+    "kg-stats": ("knowmix.kg.cli", "kg_stats_main", "statistics of a knowledge graph"),
+    "kg-index": ("knowmix.kg.cli", "kg_index_main", "build a KG's entity index file (for kg-samples --kg-index)"),
+    "kg-samples": ("knowmix.pipelines.kg_samples", "kg_samples_main", "knowledge samples from a KG and docs shards"),
+    "export-opennre": ("knowmix.pipelines.opennre", "export_opennre_main", "relation samples as OpenNRE JSON lines"),
+    "spm-train": ("knowmix.pipelines.spm_train", "spm_train_main", "train a SentencePiece tokenizer on docs shards"),
+    "tokenize": ("knowmix.pipelines.tokenize", "tokenize_main", "docs/knowledge shards -> token shards"),
+    "train": ("knowmix.trainer.cli", "train_main", "dual-path knowledge pretraining (FSDP2)"),
+    "export": ("knowmix.trainer.cli", "export_main", "export a run to a Hugging Face BertForMaskedLM folder"),
     "export-parquet": ("knowmix.parquet", "export_parquet_main", "a stage's shards as Parquet (same rows, same schema)"),
-    "eval": ("trainer.eval", "eval_main", "fine-tune and probe a run or a Hugging Face folder -> results.json"),
-    "quality-train": ("pipelines.quality_train", "quality_train_main", "train a fastText quality classifier"),
-    "quality-eval": ("pipelines.quality_train", "quality_eval_main", "ROC-AUC and PR curve of a quality classifier"),
+    "eval": ("knowmix.trainer.eval", "eval_main", "fine-tune and probe a run or a Hugging Face folder -> results.json"),
+    "quality-train": ("knowmix.pipelines.quality_train", "quality_train_main", "train a fastText quality classifier"),
+    "quality-eval": ("knowmix.pipelines.quality_train", "quality_eval_main", "ROC-AUC and PR curve of a quality classifier"),
     "demo": ("knowmix.demo", "demo_main", "run the whole flow on the bundled fixture corpora"),
 }
 

@@ -13,7 +13,7 @@ import json
 import os
 import time
 
-import corpora
+from knowmix import corpora
 
 FIXTURES = os.path.join(os.path.dirname(corpora.__file__), "fixtures")
 
@@ -171,14 +171,14 @@ def _later_stages(out: str, train_steps: int):
 
     docs = os.path.join(out, "docs")
     knowledge = os.path.join(out, "knowledge")
-    if have("pipelines.kg_samples"):
+    if have("knowmix.pipelines.kg_samples"):
         yield (
             "kg-samples",
             ["kg-samples", "--kg", fixture("admin_triples_county_up.tsv"), "--kg", fixture("world_triples.tsv"),
              "--docs", docs, "--output", knowledge, "--seed", "0"],
             knowledge,
         )
-    if have("pipelines.spm_train") and have("pipelines.tokenize"):
+    if have("knowmix.pipelines.spm_train") and have("knowmix.pipelines.tokenize"):
         spm = os.path.join(out, "tok", "spm")
         yield ("spm-train", ["spm-train", "--docs", docs, "--vocab-size", "8000", "--output", spm], spm + ".model")
         yield (
@@ -194,9 +194,9 @@ def _later_stages(out: str, train_steps: int):
                  "--output", os.path.join(out, "ktok")],
                 os.path.join(out, "ktok"),
             )
-    if have("trainer.cli") and have("pipelines.tokenize"):
+    if have("knowmix.trainer.cli") and have("knowmix.pipelines.tokenize"):
         # the demo's config ships inside the package (trainer/configs/), so an installed knowmix trains too
-        from trainer.config import BUNDLED_CONFIGS
+        from knowmix.trainer.config import BUNDLED_CONFIGS
 
         # never skipped: a missing config is the train step's one-line error, not a silently shorter demo
         config = os.path.join(os.environ.get("KNOWMIX_CONFIGS", BUNDLED_CONFIGS), "tiny.toml")

@@ -26,7 +26,7 @@ from knowmix import fileio
 from knowmix.errors import UserError
 from knowmix.fileio import sha256_of
 from knowmix.manifest import DEAD_LETTER_DIR, MANIFEST_NAME, SHARDS_DIR, build_manifest
-from pipelines.doc_keys import shard_of  # the shard of an id; also imported from here by the jobs
+from knowmix.pipelines.doc_keys import shard_of  # the shard of an id; also imported from here by the jobs
 
 FNAPI_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 LOCAL_RUNNER_NAMES = {None, "", "DirectRunner", "direct", "FnApiRunner"}
@@ -306,7 +306,7 @@ def tally(events: beam.PCollection, counted: Iterable[beam.PCollection] = ()) ->
     group is the source kind (docs) or task (knowledge) the event belongs to. ``counted`` are PCollections
     of already counted ``(event, n)`` pairs (e.g. from a step that writes a whole shard at once).
     """
-    from pipelines import progress
+    from knowmix.pipelines import progress
 
     # the live progress line (local runner) sees every event on its way; outputs are unchanged
     events = events | "Progress" >> beam.Map(progress.observe)
@@ -412,7 +412,7 @@ class ReadShardRows(beam.PTransform):
         self.shards = list(shards)
 
     def expand(self, pbegin):
-        from pipelines import progress
+        from knowmix.pipelines import progress
 
         def rows_of(shard):
             if isinstance(shard, str):

@@ -34,20 +34,20 @@ from typing import Any
 
 import apache_beam as beam
 
-from corpora.document import RAW_LIMIT, Document
-from corpora.readers import ByteRange, ReadStats, count_line_starts, plan_ranges, read_path, read_range, splittable_format
-from corpora.sources import DEFAULT_SPLIT_BYTES, check_split_bytes, expand_paths, relative_name
+from knowmix.corpora.document import RAW_LIMIT, Document
+from knowmix.corpora.readers import ByteRange, ReadStats, count_line_starts, plan_ranges, read_path, read_range, splittable_format
+from knowmix.corpora.sources import DEFAULT_SPLIT_BYTES, check_split_bytes, expand_paths, relative_name
 from knowmix.errors import UserError
 from knowmix.schemas import CLUSTER_SCHEMA, DEAD_LETTER_FIELDS, DOCS_SCHEMA
 from knowmix.sharding import auto_num_shards, text_bytes
-from pipelines import beamio, progress
-from pipelines.clean_config import CleanConfig, load_config
-from pipelines.dedup import DedupKeyBuffer
-from pipelines.doc_keys import record_key
-from pipelines.dropped import (
+from knowmix.pipelines import beamio, progress
+from knowmix.pipelines.clean_config import CleanConfig, load_config
+from knowmix.pipelines.dedup import DedupKeyBuffer
+from knowmix.pipelines.doc_keys import record_key
+from knowmix.pipelines.dropped import (
     DROPPED_DIR, DroppedSpill, WriteDroppedShards, check_dropped_rows, models_entry, quality_step, with_dropped_shards,
 )
-from pipelines.spill import (
+from knowmix.pipelines.spill import (
     COLLISION_EXAMPLES, SPILL_DIR, BlobSpill, SpilledTexts, SpillWriter, WriteShardsFromSpill, delete_spill,
     spill_schema,
 )
@@ -106,8 +106,8 @@ class ReadAndClean(beam.DoFn):
         self.rules_by_kind = rules_by_kind
 
     def setup(self):
-        from pipelines.langid import LanguageIdentifier
-        from pipelines.normalize import Normalizer
+        from knowmix.pipelines.langid import LanguageIdentifier
+        from knowmix.pipelines.normalize import Normalizer
 
         self.normalizers = {kind: Normalizer(steps) for kind, steps in self.steps_by_kind.items()}
         self.lid = LanguageIdentifier()
@@ -181,8 +181,8 @@ class ReadAndClean(beam.DoFn):
 
     def clean_chunk(self, rows: list[dict]):
         """Steps 1-3: normalise, language id, quality rules (``dropped_doc`` rows too with ``keep_dropped``)."""
-        from pipelines.normalize import normalize_rows
-        from pipelines.quality import check_language, check_quality
+        from knowmix.pipelines.normalize import normalize_rows
+        from knowmix.pipelines.quality import check_language, check_quality
 
         normalized = normalize_rows(self.normalizers, rows)
         texts = [n.text for n in normalized]
@@ -559,8 +559,8 @@ class DedupKeys(beam.PTransform):
         self.job = job
 
     def expand(self, records):
-        from pipelines.exact_dedup import ExactDedupKeys
-        from pipelines.neardup import NearDedupKeys
+        from knowmix.pipelines.exact_dedup import ExactDedupKeys
+        from knowmix.pipelines.neardup import NearDedupKeys
 
         job, p = self.job, records["spill"].pipeline
         drops, survivors, clusters, exact = [], [], None, None

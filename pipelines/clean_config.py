@@ -36,8 +36,8 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from corpora.document import SOURCE_KINDS
-from corpora.sources import DEFAULT_SPLIT_BYTES, SourceSpec, check_split_bytes, source_from_dict, source_from_shorthand
+from knowmix.corpora.document import SOURCE_KINDS
+from knowmix.corpora.sources import DEFAULT_SPLIT_BYTES, SourceSpec, check_split_bytes, source_from_dict, source_from_shorthand
 from knowmix.errors import UserError
 
 TOP_KEYS = {"sources", "input", "output", "normalize", "rules", "dedup", "quality"}
@@ -233,9 +233,9 @@ def load_config(
 
 def validate(config: CleanConfig, where: str) -> ResolvedTables:
     """Resolve every per-kind table now, so a typo fails before the pipeline starts; the job uses the result."""
-    from pipelines.neardup import NearDedupConfig
-    from pipelines.normalize import check_t2s_threshold
-    from pipelines.quality import rules_for
+    from knowmix.pipelines.neardup import NearDedupConfig
+    from knowmix.pipelines.normalize import check_t2s_threshold
+    from knowmix.pipelines.quality import rules_for
 
     config.t2s_threshold = check_t2s_threshold(config.t2s_threshold, f"{where} [normalize]")
     if config.keep_words:
@@ -251,7 +251,7 @@ def validate(config: CleanConfig, where: str) -> ResolvedTables:
 def _quality(table: Any, where: str, base: str):
     if table is None:
         return None
-    from pipelines.quality_model import QualitySettings
+    from knowmix.pipelines.quality_model import QualitySettings
 
     return QualitySettings.from_dict(table, where, base)
 
@@ -259,7 +259,7 @@ def _quality(table: Any, where: str, base: str):
 def steps_for(config: CleanConfig, kind: str, where: str = "config") -> dict[str, Any]:
     """The normalisation settings of a source kind (what ``pipelines.normalize.Normalizer`` takes): its default
     steps with the config's [normalize.KIND] overrides, plus the [normalize] options where they are set."""
-    from pipelines import normalize
+    from knowmix.pipelines import normalize
 
     settings: dict[str, Any] = normalize.steps_for(kind, config.normalize.get(kind), where=where)
     if config.keep_words or config.keep_kg:
@@ -273,7 +273,7 @@ def steps_for(config: CleanConfig, kind: str, where: str = "config") -> dict[str
 
 def _keep_words(path: str, where: str) -> tuple[str, ...]:
     """The keep-words file's words, read once per file version (steps_for runs once per kind)."""
-    from pipelines.normalize import load_keep_words
+    from knowmix.pipelines.normalize import load_keep_words
 
     try:
         stat = os.stat(path)
@@ -294,7 +294,7 @@ def _kg_names(paths: tuple[str, ...]) -> tuple[str, ...]:
     if not paths:
         return ()
     if paths not in _KG_NAMES:
-        from kg.graph import load_raw
+        from knowmix.kg.graph import load_raw
 
         graph = load_raw(paths)
         _KG_NAMES[paths] = tuple(sorted({n for e in graph.entities.values() for n in (e.name, *e.aliases) if n}))

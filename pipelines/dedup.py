@@ -30,7 +30,7 @@ from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 
-from pipelines.doc_keys import doc_key, partitions_of_keys
+from knowmix.pipelines.doc_keys import doc_key, partitions_of_keys
 
 SOURCE_PRIORITY = {"encyclopedia": 0, "news": 1, "qa": 2, "web": 3}
 
@@ -212,7 +212,7 @@ class DedupKeyBuffer:
         self.near = near if near is not None and near.near else None
         self.num_parts = max(1, int(num_parts))
         if self.near is not None:
-            from pipelines.minhash import MinHasher
+            from knowmix.pipelines.minhash import MinHasher
 
             c = self.near
             self.hasher = MinHasher(c.num_perm, c.ngram, c.tokenizer, c.seed)
@@ -248,7 +248,7 @@ class DedupKeyBuffer:
         digest = (h1, int.from_bytes(d[8:], "little")) if self.exact else (0, 0)
         bands = None
         if self.near is not None:
-            from pipelines.minhash import band_hashes, is_empty_signature
+            from knowmix.pipelines.minhash import band_hashes, is_empty_signature
 
             sig = self.hasher.signature(text)
             if not is_empty_signature(sig):  # no shingles: never a near duplicate

@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from knowmix.schemas import DROPPED_COLUMNS
-from pipelines import beamio
-from pipelines.doc_keys import shard_key, shard_of_key
-from pipelines.spill import KEY_COLUMN, read_spilled, spill_schema
+from knowmix.pipelines import beamio
+from knowmix.pipelines.doc_keys import shard_key, shard_of_key
+from knowmix.pipelines.spill import KEY_COLUMN, read_spilled, spill_schema
 
 DROPPED_DIR = "dropped"
 MANIFEST_KEY = "dropped_shards"
@@ -43,7 +43,7 @@ def _same_id_copies(rest: pa.Table) -> pa.Table | None:
     """The rows the shard writer drops as copies of an earlier row with the same id and text (possible only with
     exact dedup off: ``pipelines.spill.resolve_id_collisions``, the same function), as dropped rows whose
     survivor is the row that kept the id."""
-    from pipelines.spill import resolve_id_collisions
+    from knowmix.pipelines.spill import resolve_id_collisions
 
     kept, _, copies = resolve_id_collisions(rest)
     if not copies:
@@ -155,7 +155,7 @@ class DroppedSpill:
     by their shard's dropped writer; ``close()`` returns the batches' locations ``(shard, (path, batch))``."""
 
     def __init__(self, spill_dir: str, docs_schema: pa.Schema, num_shards: int):
-        from pipelines.spill import SpillWriter
+        from knowmix.pipelines.spill import SpillWriter
 
         self.writer = SpillWriter(spill_dir, dropped_schema(docs_schema), num_shards)
 
@@ -170,7 +170,7 @@ def quality_step(config):
     """The clean job's ``QualityScorer`` for ``config.quality`` (None without a [quality] table)."""
     if config.quality is None:
         return None
-    from pipelines.quality_model import QualityScorer
+    from knowmix.pipelines.quality_model import QualityScorer
 
     return QualityScorer(config.quality, config.quality.load())
 

@@ -20,11 +20,11 @@ from typing import NamedTuple
 
 import apache_beam as beam
 
-from pipelines.dedup import (
+from knowmix.pipelines.dedup import (
     EXACT_DTYPE, exact_groups, members_with_meta, ranked, survivor_of_losers, unpack, unpack_meta,
 )
-from pipelines.doc_keys import shard_of_key
-from pipelines.spill import resolve_blobs
+from knowmix.pipelines.doc_keys import shard_of_key
+from knowmix.pipelines.spill import resolve_blobs
 
 
 def _exact_groups(kv):

@@ -48,13 +48,13 @@ from typing import Any
 
 import apache_beam as beam
 
-from kg.graph import iter_triples
-from kg.index import EntityIndex, TypeRules
-from kg.index_file import build_index_file, open_index, read_header
-from kg.link import COMMON_WORD_MAX_FREQ, COMMON_WORD_MIN_FREQ, CommonWords, Linker, Mention, split_sentences
-from kg.link_filters import LinkFilters
-from kg.segmenter import SEGMENTERS
-from kg.samples import (
+from knowmix.kg.graph import iter_triples
+from knowmix.kg.index import EntityIndex, TypeRules
+from knowmix.kg.index_file import build_index_file, open_index, read_header
+from knowmix.kg.link import COMMON_WORD_MAX_FREQ, COMMON_WORD_MIN_FREQ, CommonWords, Linker, Mention, split_sentences
+from knowmix.kg.link_filters import LinkFilters
+from knowmix.kg.segmenter import SEGMENTERS
+from knowmix.kg.samples import (
     NA,
     PENDING_NA,
     TASKS,
@@ -71,8 +71,8 @@ from knowmix.errors import UserError
 from knowmix.manifest import ContractError, open_shard_dir, read_manifest
 from knowmix.schemas import KNOWLEDGE_SCHEMA
 from knowmix.sharding import auto_num_shards
-from pipelines import progress
-from pipelines.beamio import (
+from knowmix.pipelines import progress
+from knowmix.pipelines.beamio import (
     ReadShardRows,
     WriteManifest,
     WriteShards,
@@ -343,7 +343,7 @@ class ReadTriplesFn(beam.DoFn):
 
 def kg_extra(index_path: str) -> dict:
     """The manifest's ``knowledge_graph`` entry, from the index file's header (computed when it was built)."""
-    from kg.index_file import local_copy
+    from knowmix.kg.index_file import local_copy
 
     return {"knowledge_graph": read_header(local_copy(index_path))["meta"]["knowledge_graph"]}
 
@@ -355,7 +355,7 @@ def prepare_index(index_path: str | None, kg_paths: list[str], entity_paths: lis
     params = {"kg": list(kg_paths), "entities": list(entity_paths), "min_name_chars": min_name_chars,
               "type_min_support": type_rules.min_support, "type_min_share": type_rules.min_share}
     if index_path is not None:
-        from kg.index_file import local_copy
+        from knowmix.kg.index_file import local_copy
 
         try:
             built = read_header(local_copy(index_path))["meta"]["params"]
@@ -421,7 +421,7 @@ def make_finalize(tasks, na_ratio: float):
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     from knowmix.args import Parser
-    from pipelines.beamio import check_beam_args
+    from knowmix.pipelines.beamio import check_beam_args
 
     ap = Parser("knowmix kg-samples", __doc__, beam=True, progress=True)
     ap.add_argument("--kg", action="append", required=True, help="KG file (.tsv, .jsonl, .nt, .nt.gz); repeatable")

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from kg.segmenter import Segmenter
+from knowmix.kg.segmenter import Segmenter
 from knowmix.schemas import KNOWLEDGE_TASKS  # the one definition
-from pipelines.subword import BaseTokenizer
-from pipelines.word_boundaries import encode_with_words, token_span
+from knowmix.pipelines.subword import BaseTokenizer
+from knowmix.pipelines.word_boundaries import encode_with_words, token_span
 
 
 class Dropped(Exception):

@@ -45,10 +45,10 @@ from typing import Any, Mapping, NamedTuple
 import apache_beam as beam
 
 from knowmix.errors import UserError
-from pipelines.dedup import BAND_DTYPE, bucket_docs, ranked, unpack
-from pipelines.exact_dedup import WithMeta, survivor_ids
-from pipelines.minhash import TOKENIZERS, optimal_params, text_jaccard
-from pipelines.spill import resolve_blobs
+from knowmix.pipelines.dedup import BAND_DTYPE, bucket_docs, ranked, unpack
+from knowmix.pipelines.exact_dedup import WithMeta, survivor_ids
+from knowmix.pipelines.minhash import TOKENIZERS, optimal_params, text_jaccard
+from knowmix.pipelines.spill import resolve_blobs
 
 NAMESPACE = "knowmix.neardup"
 VERIFY_ALL_PAIRS_MAX = 16  # verify mode: buckets up to this size check all pairs, larger ones star edges

@@ -134,7 +134,7 @@ class _ScriptTable:
     @classmethod
     def get(cls) -> np.ndarray:
         if cls.classes is None:
-            from pipelines.script_chars import SIMPLIFIED_ONLY, TRADITIONAL_ONLY
+            from knowmix.pipelines.script_chars import SIMPLIFIED_ONLY, TRADITIONAL_ONLY
 
             # the last entry stays 0: code points above the table are clipped onto it
             classes = np.zeros(max(map(ord, TRADITIONAL_ONLY + SIMPLIFIED_ONLY)) + 2, np.uint8)

@@ -43,7 +43,7 @@ def fasttext_line(text: str, tokenizer: str = "jieba", max_chars: int = MAX_CHAR
         return ""
     if tokenizer == "char":
         return " ".join(ch for ch in text if not ch.isspace())
-    from pipelines.minhash import _word_cutter
+    from knowmix.pipelines.minhash import _word_cutter
 
     return " ".join(w for w in _word_cutter()(text) if w.strip())
 
@@ -173,7 +173,7 @@ class QualitySettings:
 
     @staticmethod
     def from_dict(table: Mapping[str, Any], where: str, base: str) -> "QualitySettings":
-        from corpora.document import SOURCE_KINDS
+        from knowmix.corpora.document import SOURCE_KINDS
 
         if not isinstance(table, Mapping):
             raise UserError(f"{where}: [quality] must be a table")

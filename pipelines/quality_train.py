@@ -16,7 +16,7 @@ import tempfile
 
 from knowmix import fileio
 from knowmix.errors import UserError
-from pipelines.quality_model import (
+from knowmix.pipelines.quality_model import (
     BAD, GOOD, TOKENIZERS, QualityModel, fasttext_line, metrics, pr_curve, sha256_of, sidecar_path,
 )
 

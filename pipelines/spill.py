@@ -32,9 +32,9 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import beamio
-from pipelines.dedup import kind_priority
-from pipelines.doc_keys import doc_key, id_base, shard_of_key
+from knowmix.pipelines import beamio
+from knowmix.pipelines.dedup import kind_priority
+from knowmix.pipelines.doc_keys import doc_key, id_base, shard_of_key
 
 SPILL_DIR = "_spill"
 KEY_COLUMN = "_key"

@@ -11,7 +11,7 @@ import numpy as np
 
 from knowmix.errors import UserError
 from knowmix.tokenizer_entry import SPECIAL_NAMES, SPECIAL_TOKENS
-from pipelines.subword import BaseTokenizer, Encoding
+from knowmix.pipelines.subword import BaseTokenizer, Encoding
 
 
 class SpmTokenizer(BaseTokenizer):

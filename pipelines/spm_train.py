@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from knowmix import fileio
 from knowmix.errors import UserError
 from knowmix.manifest import ContractError, open_shard_dir
-from pipelines import progress
+from knowmix.pipelines import progress
 from knowmix.tokenizer_entry import SPECIAL_TOKENS
 
 MAX_SENTENCE_CHARS = 1000  # SentencePiece's max_sentence_length is in bytes (4192 by default); CJK is 3 bytes/char

@@ -41,11 +41,11 @@ from knowmix.manifest import ContractError, open_shard_dir, read_manifest
 from knowmix.relations import fixed_relation_list, relation_ids, relation_list_of, write_relations_json
 from knowmix.schemas import KNOWLEDGE_TOKENS_SCHEMA, PRETRAIN_SCHEMA
 from knowmix.sharding import auto_num_shards
-from pipelines import beamio, progress
-from pipelines.knowledge_tokens import BadRow, Dropped, tokenize_knowledge
-from pipelines.packing import DocTokens, pack_documents
-from pipelines.tokenizer_loader import TokenizerSpec
-from pipelines.word_boundaries import encode_with_words, word_segmenter
+from knowmix.pipelines import beamio, progress
+from knowmix.pipelines.knowledge_tokens import BadRow, Dropped, tokenize_knowledge
+from knowmix.pipelines.packing import DocTokens, pack_documents
+from knowmix.pipelines.tokenizer_loader import TokenizerSpec
+from knowmix.pipelines.word_boundaries import encode_with_words, word_segmenter
 
 RAW_LIMIT = 2000
 TARGET_GROUP_BYTES = 16 << 20  # input bytes per packing group (held in memory while packing)

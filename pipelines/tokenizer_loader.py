@@ -10,9 +10,9 @@ import tempfile
 from knowmix import fileio
 from knowmix.errors import UserError
 from knowmix.tokenizer_entry import TOKENIZER_KINDS
-from pipelines.spm_tokenizer import SpmTokenizer
-from pipelines.subword import BaseTokenizer
-from pipelines.wordpiece import WordPieceTokenizer
+from knowmix.pipelines.spm_tokenizer import SpmTokenizer
+from knowmix.pipelines.subword import BaseTokenizer
+from knowmix.pipelines.wordpiece import WordPieceTokenizer
 
 
 def load_tokenizer(spec: str, lowercase: bool | None = None) -> BaseTokenizer:

@@ -15,8 +15,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from kg.segmenter import Segmenter
-from pipelines.subword import BaseTokenizer, Encoding
+from knowmix.kg.segmenter import Segmenter
+from knowmix.pipelines.subword import BaseTokenizer, Encoding
 
 
 def word_segmenter(engine: str = "rjieba", user_words: Iterable[str] = ()) -> Segmenter:

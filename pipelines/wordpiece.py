@@ -18,7 +18,7 @@ import numpy as np
 
 from knowmix.errors import UserError
 from knowmix.tokenizer_entry import MARKER_NAMES, REQUIRED_SPECIAL_NAMES, SPECIAL_TOKEN_OF
-from pipelines.subword import BaseTokenizer, Encoding
+from knowmix.pipelines.subword import BaseTokenizer, Encoding
 
 
 def _read_vocab(path: str) -> dict[str, int]:

@@ -125,7 +125,7 @@ def _bert_vocab(docs: str, path: str) -> None:
 
 def _train_losses(work: str, steps: int) -> list:
     from knowmix.cli import main as knowmix
-    from trainer.config import BUNDLED_CONFIGS
+    from knowmix.trainer.config import BUNDLED_CONFIGS
 
     run_dir = os.path.join(work, "run")
     rc = knowmix(["train", os.path.join(BUNDLED_CONFIGS, "tiny.toml"),

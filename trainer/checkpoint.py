@@ -30,8 +30,8 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from torch.distributed.checkpoint.stateful import Stateful
 
 from knowmix.errors import UserError
-from trainer.distributed import DistInfo, all_reduce_, barrier
-from trainer.integrity import verify_checkpoint, write_checkpoint_manifest
+from knowmix.trainer.distributed import DistInfo, all_reduce_, barrier
+from knowmix.trainer.integrity import verify_checkpoint, write_checkpoint_manifest
 
 STEP_RE = re.compile(r"^step-(\d{7,})$")
 

@@ -27,8 +27,8 @@ def train_main(argv: list[str]) -> int:
                              " checked; the tokenizer file and a resumed checkpoint are always verified)")
     args = parser.parse_args(argv)
     try:
-        from trainer.config import load_config
-        from trainer.loop import TrainingStopped, train
+        from knowmix.trainer.config import load_config
+        from knowmix.trainer.loop import TrainingStopped, train
 
         cfg = load_config(args.config, args.overrides)
         try:
@@ -54,7 +54,7 @@ def export_main(argv: list[str]) -> int:
                              " (default: the newest complete one); verified against its manifest before loading")
     args = parser.parse_args(argv)
     try:
-        from trainer.hf import export_run
+        from knowmix.trainer.hf import export_run
 
         path, written = export_run(args.run_dir, args.hf, args.checkpoint)
     except UserError as exc:

@@ -23,8 +23,8 @@ from knowmix.manifest import ContractError, ShardDir, open_shard_dir
 from knowmix.relations import read_relations_json
 from knowmix.schemas import KNOWLEDGE_TASKS
 from knowmix.tokenizer_entry import TokenizerInfo
-from trainer.integrity import check_shard_dir
-from trainer.masking import PATH_GENERAL, PATH_KNOWLEDGE, PATH_ROUNDS, assign_rounds, rng_for, triple_mask, whole_word_mask
+from knowmix.trainer.integrity import check_shard_dir
+from knowmix.trainer.masking import PATH_GENERAL, PATH_KNOWLEDGE, PATH_ROUNDS, assign_rounds, rng_for, triple_mask, whole_word_mask
 
 
 # ---------------------------------------------------------------------------------------------- opening

@@ -14,7 +14,7 @@ import threading
 
 import torch
 
-from trainer.data import GeneralPath, KnowledgePath
+from knowmix.trainer.data import GeneralPath, KnowledgePath
 
 
 class DualPathData:

@@ -26,9 +26,9 @@ import torch
 from knowmix.errors import UserError
 from knowmix.fileio import write_text
 from knowmix.relations import read_relation_file
-from trainer.eval_finetune import (FineTuneOptions, accuracy, encode_split, finetune, mean_std, micro_f1, probe)
-from trainer.eval_model import Pretrained, check_vocab, load_pretrained
-from trainer.eval_tasks import KINDS, Split, read_clue, read_kg, read_re, read_templates
+from knowmix.trainer.eval_finetune import (FineTuneOptions, accuracy, encode_split, finetune, mean_std, micro_f1, probe)
+from knowmix.trainer.eval_model import Pretrained, check_vocab, load_pretrained
+from knowmix.trainer.eval_tasks import KINDS, Split, read_clue, read_kg, read_re, read_templates
 
 SHOWN_PROBLEMS = 20  # per file; the rest are counted
 

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainer.eval_model import FineTuneModel, Pretrained, mlm_model
-from trainer.eval_tasks import Example, Split, Triple, template_parts
-from trainer.eval_text import EvalTokenizer
+from knowmix.trainer.eval_model import FineTuneModel, Pretrained, mlm_model
+from knowmix.trainer.eval_tasks import Example, Split, Triple, template_parts
+from knowmix.trainer.eval_text import EvalTokenizer
 
 
 @dataclass

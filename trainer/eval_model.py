@@ -15,11 +15,11 @@ import torch
 from torch import nn
 
 from knowmix.errors import UserError
-from trainer import checkpoint as ckpt
-from trainer.eval_text import EvalTokenizer, for_hf, for_run
-from trainer.hf import apply_init, load_init, read_run_info
-from trainer.heads import KnowmixForPretraining, PairClassifier
-from trainer.model import BertEncoder, EncoderConfig
+from knowmix.trainer import checkpoint as ckpt
+from knowmix.trainer.eval_text import EvalTokenizer, for_hf, for_run
+from knowmix.trainer.hf import apply_init, load_init, read_run_info
+from knowmix.trainer.heads import KnowmixForPretraining, PairClassifier
+from knowmix.trainer.model import BertEncoder, EncoderConfig
 
 
 @dataclass

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from knowmix.schemas import KNOWLEDGE_TASKS
-from trainer.model import BertEncoder, EncoderConfig, MLMHeadWrapper, init_weights
+from knowmix.trainer.model import BertEncoder, EncoderConfig, MLMHeadWrapper, init_weights
 
 TASKS = ("mlm",) + KNOWLEDGE_TASKS
 MAX_ROUNDS = 4

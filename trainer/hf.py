@@ -19,8 +19,8 @@ from safetensors.torch import load_file, save_file
 from knowmix.errors import UserError
 from knowmix.fileio import sha256_of
 from knowmix.outdir import prepare_output_dir
-from trainer.integrity import confined
-from trainer.model import EncoderConfig, hf_state_dict, normalise_hf_keys
+from knowmix.trainer.integrity import confined
+from knowmix.trainer.model import EncoderConfig, hf_state_dict, normalise_hf_keys
 
 RUN_INFO = "run.json"
 
@@ -77,7 +77,7 @@ def write_tokenizer(out_dir: str, tok: dict, tok_path: str, max_len: int) -> lis
     ``trainer/hf_tokenizer.py``), so ``AutoTokenizer.from_pretrained`` gives knowmix's ids; beside them the
     tokenizer file itself (``vocab.txt``, or the SentencePiece ``.model``) and ``knowmix_tokenizer.json``
     (the manifest entry, for ``model.init_from``)."""
-    from trainer import hf_tokenizer
+    from knowmix.trainer import hf_tokenizer
 
     if not tok_path or not os.path.isfile(tok_path):
         with open(os.path.join(out_dir, "knowmix_tokenizer.json"), "w", encoding="utf-8") as fh:
@@ -136,8 +136,8 @@ def export_run(run_dir: str, out_dir: str, checkpoint_path: str | None = None, l
 
     A run trained with the attention residual (``model.attn_residual_decay`` > 0) exports its weights, but a
     Hugging Face ``BertForMaskedLM`` computes plain attention: the export says so in one line."""
-    from trainer import checkpoint as ckpt
-    from trainer.heads import KnowmixForPretraining
+    from knowmix.trainer import checkpoint as ckpt
+    from knowmix.trainer.heads import KnowmixForPretraining
 
     info = read_run_info(run_dir)
     path = ckpt.resolve(run_dir, checkpoint_path)

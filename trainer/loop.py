@@ -27,19 +27,19 @@ import torch
 from knowmix.errors import UserError
 from knowmix.outdir import prepare_output_dir
 from knowmix.schemas import KNOWLEDGE_TASKS
-from trainer import checkpoint as ckpt
-from trainer import distributed as D
-from trainer.config import Config, distill_layers, dump_toml, model_dims
+from knowmix.trainer import checkpoint as ckpt
+from knowmix.trainer import distributed as D
+from knowmix.trainer.config import Config, distill_layers, dump_toml, model_dims
 from knowmix.fileio import sha256_of
 from knowmix.tokenizer_entry import TokenizerInfo
-from trainer.data import GeneralPath, KnowledgePath, Vocab, load_relations, open_dir
-from trainer.dual_path import DualPathData, Inline, Prefetcher, to_device
-from trainer.hf import RUN_INFO, apply_init, load_init, read_run_info
-from trainer.flops import batch_flops, peak_flops
-from trainer.heads import KnowmixForPretraining
-from trainer.loss import loss_scales, step_item_counts, task_weights, weighted_sum
-from trainer.metrics import MetricsWindow
-from trainer.model import EncoderConfig
+from knowmix.trainer.data import GeneralPath, KnowledgePath, Vocab, load_relations, open_dir
+from knowmix.trainer.dual_path import DualPathData, Inline, Prefetcher, to_device
+from knowmix.trainer.hf import RUN_INFO, apply_init, load_init, read_run_info
+from knowmix.trainer.flops import batch_flops, peak_flops
+from knowmix.trainer.heads import KnowmixForPretraining
+from knowmix.trainer.loss import loss_scales, step_item_counts, task_weights, weighted_sum
+from knowmix.trainer.metrics import MetricsWindow
+from knowmix.trainer.model import EncoderConfig
 
 
 class TrainingStopped(Exception):

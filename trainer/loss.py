@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import torch
 
-from trainer.data import batch_counts
-from trainer.distributed import DistInfo, all_reduce_
-from trainer.heads import TASKS
+from knowmix.trainer.data import batch_counts
+from knowmix.trainer.distributed import DistInfo, all_reduce_
+from knowmix.trainer.heads import TASKS
 
 DISTILL_TERMS = ("rdrop", "layer_distill")
 

@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from trainer import distributed as D
-from trainer.heads import MAX_ROUNDS, N_STATS, STAT_INDEX, TASKS
-from trainer.loss import DISTILL_TERMS, logged_loss
+from knowmix.trainer import distributed as D
+from knowmix.trainer.heads import MAX_ROUNDS, N_STATS, STAT_INDEX, TASKS
+from knowmix.trainer.loss import DISTILL_TERMS, logged_loss
 
 
 class MetricsWindow:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from corpora.extraction_metrics import char_f1, char_precision_recall
-from corpora.html_extract import decode_html, extract_main_text
+from knowmix.corpora.extraction_metrics import char_f1, char_precision_recall
+from knowmix.corpora.html_extract import decode_html, extract_main_text
 
 FIXTURES = Path(__file__).resolve().parents[2] / "corpora" / "fixtures"
 WIKI_HTML = FIXTURES / "web_zhwikipedia_page.html"

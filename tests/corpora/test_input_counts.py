@@ -19,10 +19,10 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from knowmix.cli import main as knowmix
 from knowmix.manifest import read_manifest
-from pipelines import beamio
-from pipelines.clean import build, resolve
-from pipelines.clean_config import load_config
-from pipelines.spill import delete_spill
+from knowmix.pipelines import beamio
+from knowmix.pipelines.clean import build, resolve
+from knowmix.pipelines.clean_config import load_config
+from knowmix.pipelines.spill import delete_spill
 
 from tests.corpora.test_readers_recovery import _warc_records
 

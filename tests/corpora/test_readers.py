@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from corpora.document import RAW_LIMIT, DeadLetter, Document
-from corpora.readers import read_path, wikitext_to_text
-from corpora.sources import SourceSpec
+from knowmix.corpora.document import RAW_LIMIT, DeadLetter, Document
+from knowmix.corpora.readers import read_path, wikitext_to_text
+from knowmix.corpora.sources import SourceSpec
 
 
 def spec(kind="web", fmt=None, **kw) -> SourceSpec:

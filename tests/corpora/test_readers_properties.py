@@ -17,9 +17,9 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corpora.document import DeadLetter, Document
-from corpora.readers import ReadStats, read_path
-from corpora.sources import SourceSpec
+from knowmix.corpora.document import DeadLetter, Document
+from knowmix.corpora.readers import ReadStats, read_path
+from knowmix.corpora.sources import SourceSpec
 
 PROPS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 

@@ -13,9 +13,9 @@ import json
 
 import pytest
 
-from corpora.document import DeadLetter, Document
-from corpora.readers import read_path
-from corpora.sources import SourceSpec
+from knowmix.corpora.document import DeadLetter, Document
+from knowmix.corpora.readers import read_path
+from knowmix.corpora.sources import SourceSpec
 
 
 def spec(kind="news", fmt=None, **kw) -> SourceSpec:

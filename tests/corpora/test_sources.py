@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from corpora.sources import (
+from knowmix.corpora.sources import (
     DEFAULT_MAX_RECORD_BYTES,
     SourceSpec,
     expand_paths,

@@ -5,10 +5,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from kg.graph import iter_triples
-from kg.index import TypeRules, load_kg
-from kg.stats import graph_stats
-from kg.cli import kg_stats_main
+from knowmix.kg.graph import iter_triples
+from knowmix.kg.index import TypeRules, load_kg
+from knowmix.kg.stats import graph_stats
+from knowmix.kg.cli import kg_stats_main
 from knowmix.errors import UserError
 from tests.kg.helpers import ADMIN, WORLD
 
@@ -126,7 +126,7 @@ def test_homonyms_across_sources_become_distinct_entities(tmp_path):
     assert idx.relations_between("平安@township", "海东市") == ("located_in",)
     assert idx.relations_between("平安@company", "招商银行") == ("合作",)
     assert [(t.head, t.relation, t.tail) for t in iter_triples(b, kg.raw.renames)] == [("平安@company", "合作", "招商银行")]
-    from kg.stats import graph_stats
+    from knowmix.kg.stats import graph_stats
 
     hom = graph_stats(kg)["homonyms"]
     assert hom["count"] == 1 and hom["names"]["平安"]["types"] == {a: "township", b: "company"}
@@ -237,7 +237,7 @@ def test_truncated_gzip_keeps_what_was_read_and_reports_the_rest(tmp_path):
 def test_junk_name_property(junk_parts, name):
     """Digits, punctuation and placeholders alone never make a name; adding a real name (≥ 2 Han characters or
     letters) to them always does."""
-    from kg.graph import is_junk_name
+    from knowmix.kg.graph import is_junk_name
 
     junk = "".join(junk_parts)
     assert is_junk_name(junk)

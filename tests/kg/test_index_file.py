@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from kg.index import TypeRules, load_kg
-from kg.index_file import MappedIndex, build_index_file, read_header
-from kg.link import Linker, split_sentences
+from knowmix.kg.index import TypeRules, load_kg
+from knowmix.kg.index_file import MappedIndex, build_index_file, read_header
+from knowmix.kg.link import Linker, split_sentences
 from tests.kg.helpers import ADMIN, WORLD, encyclopedia_docs, finre_docs, write_finre_kg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,6 +1,6 @@
-from kg.index import index_from_triples, load_kg
-from kg.link import CommonWords, Linker, split_sentences
-from kg.segmenter import Segmenter
+from knowmix.kg.index import index_from_triples, load_kg
+from knowmix.kg.link import CommonWords, Linker, split_sentences
+from knowmix.kg.segmenter import Segmenter
 from tests.kg.helpers import ADMIN, COOC, WORLD, encyclopedia_docs
 
 

@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import pytest
 
-from kg.index import index_from_triples
-from kg.link import Linker
-from kg.link_filters import LinkFilters, in_title
+from knowmix.kg.index import index_from_triples
+from knowmix.kg.link import Linker
+from knowmix.kg.link_filters import LinkFilters, in_title
 from knowmix.errors import UserError
 
 

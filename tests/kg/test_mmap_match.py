@@ -6,10 +6,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kg.index import Entity, EntityIndex, pair_key
-from kg.index_file import MappedIndex, index_arrays, write_arrays, write_index_file
-from kg.link import Linker
-from kg.mmap_match import automaton_bytes
+from knowmix.kg.index import Entity, EntityIndex, pair_key
+from knowmix.kg.index_file import MappedIndex, index_arrays, write_arrays, write_index_file
+from knowmix.kg.link import Linker
+from knowmix.kg.mmap_match import automaton_bytes
 
 # few characters, so names overlap and nest; one beyond the BMP (two UTF-16 units, four UTF-8 bytes)
 ALPHABET = "南京市长江大桥ab😀·"

@@ -1,8 +1,8 @@
 import pytest
 
-from kg.index import TypeRules, index_from_triples, load_kg
-from kg.link import Linker, Mention
-from kg.samples import (
+from knowmix.kg.index import TypeRules, index_from_triples, load_kg
+from knowmix.kg.link import Linker, Mention
+from knowmix.kg.samples import (
     NA, TASKS, SubstitutionSampler, is_na, na_quota, select_na, sentence_outcomes, sentence_samples,
 )
 from tests.kg.helpers import ADMIN, COOC, WORLD

@@ -5,11 +5,11 @@ from __future__ import annotations
 import jieba
 import pytest
 
-from kg.index import index_from_triples
-from kg.link import Linker
-from kg.segmenter import Segmenter
+from knowmix.kg.index import index_from_triples
+from knowmix.kg.link import Linker
+from knowmix.kg.segmenter import Segmenter
 from knowmix.errors import UserError
-from pipelines.word_boundaries import word_segmenter
+from knowmix.pipelines.word_boundaries import word_segmenter
 
 
 def test_linker_and_tokenize_share_one_segmenter_class():

@@ -134,7 +134,7 @@ def test_an_oserror_inside_a_beam_step_is_one_line(tmp_path):
     """Beam's local runner re-raises a worker's FileNotFoundError as a RuntimeError: still one line."""
     import apache_beam as beam
 
-    from pipelines.beamio import pipeline_options
+    from knowmix.pipelines.beamio import pipeline_options
 
     missing = str(tmp_path / "gone.arrow")
     with pytest.raises(RuntimeError) as info:

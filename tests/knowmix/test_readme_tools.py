@@ -13,7 +13,7 @@ pytest.importorskip("datasets")
 pytest.importorskip("duckdb")
 
 from knowmix.cli import main  # noqa: E402
-from pipelines.spm_train import sentences, train  # noqa: E402
+from knowmix.pipelines.spm_train import sentences, train  # noqa: E402
 from tests.pipelines.test_tokenize_support import all_fixture_texts, docs_rows, write_docs_dir  # noqa: E402
 from tests.trainer.test_hf_tokenizer import _spm_shards  # noqa: E402
 

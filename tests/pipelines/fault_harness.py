@@ -47,15 +47,15 @@ def wrap(owner, name: str, marker: str, before: bool = False) -> None:
 def main() -> int:
     marker, point, *argv = sys.argv[1:]
     if point == "spill":
-        from pipelines.spill import SpillWriter
+        from knowmix.pipelines.spill import SpillWriter
 
         wrap(SpillWriter, "close", marker)
     elif point == "shard":
-        from pipelines import beamio
+        from knowmix.pipelines import beamio
 
         wrap(beamio, "write_shard", marker)
     elif point == "manifest":
-        from pipelines import beamio
+        from knowmix.pipelines import beamio
 
         wrap(beamio, "build_manifest", marker, before=True)
     elif point == "staged":

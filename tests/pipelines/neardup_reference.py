@@ -14,10 +14,10 @@ from typing import NamedTuple
 
 import apache_beam as beam
 
-from pipelines.beamio import split_by_tag
-from pipelines.dedup import DedupKeyBuffer
-from pipelines.doc_keys import doc_key
-from pipelines.neardup import NearDedupConfig, NearDedupKeys
+from knowmix.pipelines.beamio import split_by_tag
+from knowmix.pipelines.dedup import DedupKeyBuffer
+from knowmix.pipelines.doc_keys import doc_key
+from knowmix.pipelines.neardup import NearDedupConfig, NearDedupKeys
 
 
 class _DocKeysFn(beam.DoFn):

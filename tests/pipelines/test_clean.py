@@ -14,8 +14,8 @@ from knowmix.cli import main as knowmix
 from knowmix.demo import demo_job_toml, fixture
 from knowmix.manifest import ContractError, open_shard_dir, read_arrow
 from knowmix.schemas import DOCS_SCHEMA
-from pipelines.doc_keys import shard_of
-from pipelines.minhash import text_jaccard
+from knowmix.pipelines.doc_keys import shard_of
+from knowmix.pipelines.minhash import text_jaccard
 
 
 def run_clean(tmp_path, *args) -> int:
@@ -268,7 +268,7 @@ def _near_dup_sources(tmp_path, copy_key_smaller: bool):
     """encyclopedia: the original; web: its exact copy, a one-character edit of it, an unrelated text.
     The copy's id is chosen so its doc key is smaller (or larger) than the original's: near dedup sees a group
     of exact duplicates as its smallest doc key, which must work whether or not that is the exact survivor."""
-    from pipelines.doc_keys import doc_key
+    from knowmix.pipelines.doc_keys import doc_key
 
     contexts = json.load(open(fixture("encyclopedia_cmrc2018_trial.json"), encoding="utf-8"))
     original, other = contexts[1]["context_text"], contexts[2]["context_text"]
@@ -312,8 +312,8 @@ def test_exact_and_near_duplicates_together(tmp_path, verify, copy_key_smaller):
 
 def test_auto_num_shards_grows_with_the_input(tmp_path):
     from knowmix.sharding import SHARD_TARGET_BYTES
-    from pipelines.clean import resolve_num_shards
-    from pipelines.clean_config import load_config
+    from knowmix.pipelines.clean import resolve_num_shards
+    from knowmix.pipelines.clean_config import load_config
 
     small, big = tmp_path / "small.jsonl", tmp_path / "big.jsonl"
     small.write_text("x\n", encoding="utf-8")

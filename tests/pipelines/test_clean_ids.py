@@ -24,7 +24,7 @@ PARAS = sorted({r["context_text"] for r in json.load(open(fixture("encyclopedia_
 
 def norm(text: str) -> str:
     """The text as the job keeps it (encyclopedia normalisation: NFKC width folding, t2s, ...)."""
-    from pipelines.normalize import Normalizer, steps_for
+    from knowmix.pipelines.normalize import Normalizer, steps_for
 
     return Normalizer(steps_for("encyclopedia"))(text)
 
@@ -207,9 +207,9 @@ def test_text_edge_cases_are_dead_letters_or_clean_documents_never_a_crash(tmp_p
 def test_a_record_that_raises_in_a_step_is_one_dead_letter_and_the_chunk_goes_on():
     """The per-record guard of steps 1-3, driven directly with a row no reader produces any more (a lone
     surrogate in the text reaches a step that cannot encode it: fastText's predict raises on it)."""
-    from pipelines.clean import ReadAndClean
-    from pipelines.clean_config import load_config, steps_for
-    from pipelines.quality import rules_for
+    from knowmix.pipelines.clean import ReadAndClean
+    from knowmix.pipelines.clean_config import load_config, steps_for
+    from knowmix.pipelines.quality import rules_for
 
     config = load_config(None, ["encyclopedia=x.jsonl"], "out")
     fn = ReadAndClean(config.sources, {"encyclopedia": steps_for(config, "encyclopedia")},

@@ -31,8 +31,8 @@ from hypothesis import strategies as st
 
 from knowmix.demo import fixture
 from knowmix.manifest import open_shard_dir
-from pipelines.minhash import text_jaccard
-from pipelines.normalize import Normalizer, steps_for
+from knowmix.pipelines.minhash import text_jaccard
+from knowmix.pipelines.normalize import Normalizer, steps_for
 
 EXAMPLES = max(1, settings.default.max_examples // 5)
 _NORMALIZE = Normalizer(steps_for("encyclopedia"))
@@ -67,8 +67,8 @@ def line_of(record) -> str:
 
 
 def run_clean(src: str, out: str) -> dict:
-    from pipelines.clean import resolve, run
-    from pipelines.clean_config import load_config
+    from knowmix.pipelines.clean import resolve, run
+    from knowmix.pipelines.clean_config import load_config
 
     job = os.path.join(src, "job.toml")
     with open(job, "w", encoding="utf-8") as fh:

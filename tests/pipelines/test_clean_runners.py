@@ -6,8 +6,8 @@ import pytest
 
 from knowmix.demo import demo_job_toml
 from knowmix.manifest import open_shard_dir
-from pipelines.clean import build, resolve
-from pipelines.clean_config import load_config
+from knowmix.pipelines.clean import build, resolve
+from knowmix.pipelines.clean_config import load_config
 from tests.pipelines.dask_cluster import dask_runner_flags
 
 
@@ -22,7 +22,7 @@ def small_job(tmp_path, out, split_bytes=None):
 
 def test_dask_runner_writes_the_same_shards_as_the_local_runner(tmp_path):
     pytest.importorskip("distributed")
-    from pipelines.clean import run
+    from knowmix.pipelines.clean import run
 
     local = run(resolve(small_job(tmp_path, tmp_path / "local", split_bytes=16384), [], ["test"]))
     with dask_runner_flags() as flags:
@@ -38,7 +38,7 @@ def test_dataflow_job_graph_builds_offline_with_every_step(tmp_path):
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipelines.clean import input_files, plan_reads
+    from knowmix.pipelines.clean import input_files, plan_reads
 
     config = small_job(tmp_path, "gs://knowmix-test/out/docs", split_bytes=16384)
     config.cluster_table = True

@@ -15,8 +15,8 @@ import tempfile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corpora.readers import ByteRange, count_line_starts, plan_ranges, read_path, read_range
-from corpora.sources import SourceSpec
+from knowmix.corpora.readers import ByteRange, count_line_starts, plan_ranges, read_path, read_range
+from knowmix.corpora.sources import SourceSpec
 from knowmix.errors import UserError
 from tests.pipelines.test_clean_properties import line_of, records
 
@@ -34,8 +34,8 @@ def write_file(path: str, lines: list[str], ends: list[int], final_end: bool) ->
 
 
 def run_clean(src: str, out: str, split_bytes: int, fmt: str = "jsonl", beam_args=()) -> dict:
-    from pipelines.clean import resolve, run
-    from pipelines.clean_config import load_config
+    from knowmix.pipelines.clean import resolve, run
+    from knowmix.pipelines.clean_config import load_config
 
     job = os.path.join(src, "job.toml")
     id_field = 'id_field = "id"\n' if fmt == "jsonl" else ""
@@ -86,8 +86,8 @@ def test_split_runs_write_the_same_shards_as_an_unsplit_run(files, fraction):
 
 
 def test_a_split_txt_file_gives_the_same_shards_and_the_job_read_it_as_ranges(tmp_path):
-    from pipelines.clean import plan_reads
-    from pipelines.clean_config import load_config
+    from knowmix.pipelines.clean import plan_reads
+    from knowmix.pipelines.clean_config import load_config
 
     lines = [line_of(("doc", str(i % 3), i % 6, None if i % 2 else i % 4))[9:-1] for i in range(12)] + ["", "short"]
     os.makedirs(tmp_path / "in")
@@ -109,7 +109,7 @@ def test_a_split_txt_file_gives_the_same_shards_and_the_job_read_it_as_ranges(tm
 def test_ranges_read_every_line_once_with_its_whole_file_line_number(data, split, block):
     """Reader level, with tiny read blocks (so lines and "\\r\\n" straddle them): the records of all ranges, in
     order, are the whole-file read's, and the line starts counted per range add up to the file's lines."""
-    import corpora.readers as readers
+    import knowmix.corpora.readers as readers
 
     old = readers._READ_BLOCK
     readers._READ_BLOCK = block
@@ -167,7 +167,7 @@ def test_compressed_csv_block_and_small_files_stay_whole(tmp_path):
 
 
 def test_split_bytes_must_be_a_non_negative_integer(tmp_path):
-    from pipelines.clean_config import load_config
+    from knowmix.pipelines.clean_config import load_config
 
     job = tmp_path / "job.toml"
     for bad in ('"64MB"', "-1", "true"):
@@ -198,7 +198,7 @@ def test_one_and_two_worker_processes_write_the_same_shards(tmp_path):
 
 
 def test_workers_picks_multi_processing_only_for_local_runs():
-    from pipelines.clean import local_execution
+    from knowmix.pipelines.clean import local_execution
 
     assert local_execution([], 1) == []
     assert local_execution([], 4) == ["--direct_running_mode=multi_processing", "--direct_num_workers=4"]
@@ -208,8 +208,8 @@ def test_workers_picks_multi_processing_only_for_local_runs():
 
 
 def test_default_workers_one_per_core_from_a_size_on_and_ranges_sized_for_them(tmp_path, monkeypatch):
-    import pipelines.clean as clean
-    from pipelines.clean_config import load_config
+    import knowmix.pipelines.clean as clean
+    from knowmix.pipelines.clean_config import load_config
 
     (tmp_path / "a.jsonl").write_bytes(b'{"text": "x"}\n' * 500)  # 7000 bytes
     monkeypatch.setattr(clean.os, "cpu_count", lambda: 4)

@@ -44,7 +44,7 @@ def test_one_distribution_owns_fasttext():
 
 
 def test_language_id_works_with_it():
-    from pipelines.langid import LanguageIdentifier, lid_model_path
+    from knowmix.pipelines.langid import LanguageIdentifier, lid_model_path
 
     assert os.path.isfile(lid_model_path())  # shipped inside knowmix; never downloaded
     lid = LanguageIdentifier()

@@ -11,12 +11,12 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from kg.index import load_kg  # noqa: E402
-from kg.samples import NA  # noqa: E402
+from knowmix.kg.index import load_kg  # noqa: E402
+from knowmix.kg.samples import NA  # noqa: E402
 from knowmix.errors import UserError  # noqa: E402
 from knowmix.manifest import check_counts, open_shard_dir  # noqa: E402
-from pipelines.kg_samples import kg_samples_main  # noqa: E402
-from pipelines.opennre import export_opennre, export_opennre_main  # noqa: E402
+from knowmix.pipelines.kg_samples import kg_samples_main  # noqa: E402
+from knowmix.pipelines.opennre import export_opennre, export_opennre_main  # noqa: E402
 from tests.kg.helpers import ADMIN, WORLD, encyclopedia_docs, finre_docs, write_docs, write_finre_kg  # noqa: E402
 
 NA_RATIO = 0.3
@@ -259,9 +259,9 @@ def test_audit_view_of_knowledge_and_docs_outputs(setup, result, tmp_path, capsy
 def in_memory_rows(setup, na_ratio: float, seed: int) -> list[dict]:
     """The samples computed without Beam and without the index file: the in-memory KG (load_kg), the linker,
     kg.samples' functions and its in-memory NA selection (select_na), the way the job composes them."""
-    from kg.link import Linker
-    from kg.samples import SubstitutionSampler, TASKS, select_na, sentence_samples
-    from pipelines.kg_samples import doc_sentences
+    from knowmix.kg.link import Linker
+    from knowmix.kg.samples import SubstitutionSampler, TASKS, select_na, sentence_samples
+    from knowmix.pipelines.kg_samples import doc_sentences
 
     kg = load_kg(setup["kgs"])
     linker = Linker(kg.index, "rjieba")
@@ -294,9 +294,11 @@ def test_rows_equal_the_in_memory_path(setup, result):
 def test_a_prebuilt_index_gives_the_same_shards(setup, tmp_path, monkeypatch):
     """`knowmix kg-index` once, then kg-samples --kg-index: the same shards as the run that built its own index
     (which leaves no index behind in its output), and that run never parses the whole KG."""
-    import kg.graph
-    import kg.index
-    from kg.cli import kg_index_main
+    import knowmix.kg.graph
+    from knowmix import kg
+    import knowmix.kg.index
+    from knowmix import kg
+    from knowmix.kg.cli import kg_index_main
 
     (tmp_path / "idx").mkdir()
     kg_args = [a for k in setup["kgs"] for a in ("--kg", k)]
@@ -343,7 +345,7 @@ def test_the_job_graph_does_not_grow_with_the_kg(setup, tmp_path):
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipelines.kg_samples import KgSamplesJob, build
+    from knowmix.pipelines.kg_samples import KgSamplesJob, build
 
     big = _generated_kg(str(tmp_path / "big.tsv"), 50_000)
     sizes = {}

@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from pipelines.langid import LanguageIdentifier, lid_model_path
+from knowmix.pipelines.langid import LanguageIdentifier, lid_model_path
 
 
 @pytest.fixture(scope="module")

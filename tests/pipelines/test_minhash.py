@@ -1,4 +1,4 @@
-"""pipelines.minhash: shingles, signatures (bit-exact datasketch affine32), Jaccard estimates, LSH parameters."""
+"""knowmix.pipelines.minhash: shingles, signatures (bit-exact datasketch affine32), Jaccard estimates, LSH parameters."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 
-from pipelines.minhash import (
+from knowmix.pipelines.minhash import (
     MAX_HASH32,
     MinHasher,
     band_keys,

@@ -1,4 +1,4 @@
-"""pipelines.neardup: MinHash-LSH near-duplicate removal on real Beam runners (FnApiRunner, Dask), with planted
+"""knowmix.pipelines.neardup: MinHash-LSH near-duplicate removal on real Beam runners (FnApiRunner, Dask), with planted
 near-duplicates built from the fixture corpora."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from knowmix.errors import UserError
-from pipelines.beamio import pipeline_options
-from pipelines.minhash import MinHasher, band_keys, optimal_params, text_jaccard
-from pipelines.dedup import survivor_key
-from pipelines.neardup import ConnectedComponents, NearDedupConfig
+from knowmix.pipelines.beamio import pipeline_options
+from knowmix.pipelines.minhash import MinHasher, band_keys, optimal_params, text_jaccard
+from knowmix.pipelines.dedup import survivor_key
+from knowmix.pipelines.neardup import ConnectedComponents, NearDedupConfig
 from tests.pipelines.neardup_reference import NearDedup
 
 FIXTURES = Path(__file__).resolve().parents[2] / "corpora" / "fixtures"
@@ -263,7 +263,7 @@ def test_survivor_order_kind_then_longer_then_smaller_id(tmp_path):
 
 
 def survivor_of(docs):
-    from pipelines.dedup import survivor_key
+    from knowmix.pipelines.dedup import survivor_key
 
     return min(docs, key=lambda d: survivor_key(d, prefer_longer=True))["id"]
 
@@ -409,7 +409,7 @@ def test_dask_runner_gives_the_same_result(planted, planted_result, tmp_path):
 def test_doc_keys_find_the_shard_of_their_id():
     import numpy as np
 
-    from pipelines.doc_keys import doc_key, partitions_of_keys, record_key, shard_of, shard_of_key
+    from knowmix.pipelines.doc_keys import doc_key, partitions_of_keys, record_key, shard_of, shard_of_key
 
     keys = np.array([doc_key(f"doc-{i}") for i in range(300)], dtype=np.int64)
     for n in (1, 3, 7, 64):  # the vectorised partitions (signed keys and unsigned hashes) agree with the scalar one
@@ -429,8 +429,8 @@ def test_doc_keys_find_the_shard_of_their_id():
 def test_key_buffer_packs_every_document_once_in_its_partition():
     import numpy as np
 
-    from pipelines.dedup import BAND_DTYPE, EXACT_DTYPE, DedupKeyBuffer, unpack, unpack_meta
-    from pipelines.doc_keys import doc_key, shard_of_key
+    from knowmix.pipelines.dedup import BAND_DTYPE, EXACT_DTYPE, DedupKeyBuffer, unpack, unpack_meta
+    from knowmix.pipelines.doc_keys import doc_key, shard_of_key
 
     texts = news_lines()[:50]
     buffer = DedupKeyBuffer(exact=True, near=NearDedupConfig(), num_parts=3)

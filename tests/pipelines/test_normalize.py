@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from knowmix.errors import UserError
-from pipelines.normalize import DEFAULT_STEPS, KEEP_FULLWIDTH, STEPS, Normalizer, normalize_text, steps_for
+from knowmix.pipelines.normalize import DEFAULT_STEPS, KEEP_FULLWIDTH, STEPS, Normalizer, normalize_text, steps_for
 
 FIXTURES = Path(__file__).resolve().parents[2] / "corpora" / "fixtures"
 ALL = {step: True for step in STEPS}
@@ -131,11 +131,11 @@ import opencc  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from corpora.document import Document  # noqa: E402
-from corpora.readers import read_path  # noqa: E402
-from corpora.sources import SourceSpec  # noqa: E402
-from pipelines.normalize import detect_script, load_keep_words, script_counts  # noqa: E402
-from pipelines.script_chars import KEPT_IN_SIMPLIFIED, SIMPLIFIED_ONLY, TRADITIONAL_ONLY  # noqa: E402
+from knowmix.corpora.document import Document  # noqa: E402
+from knowmix.corpora.readers import read_path  # noqa: E402
+from knowmix.corpora.sources import SourceSpec  # noqa: E402
+from knowmix.pipelines.normalize import detect_script, load_keep_words, script_counts  # noqa: E402
+from knowmix.pipelines.script_chars import KEPT_IN_SIMPLIFIED, SIMPLIFIED_ONLY, TRADITIONAL_ONLY  # noqa: E402
 
 AUTO = DEFAULT_STEPS["web"]
 FORCED = {**AUTO, "t2s": True}  # the old behaviour: t2s on every document
@@ -320,8 +320,8 @@ dir = "out"
 
 
 def test_clean_config_normalize_options(tmp_path):
-    from pipelines.clean_config import load_config
-    from pipelines.clean_config import steps_for as config_steps_for
+    from knowmix.pipelines.clean_config import load_config
+    from knowmix.pipelines.clean_config import steps_for as config_steps_for
 
     (tmp_path / "names.txt").write_text("乾康公司\n", encoding="utf-8")
     job = write_job(tmp_path, '[normalize]\nkeep_words = "names.txt"\nt2s_threshold = 0.7\n[normalize.web]\nt2s = false\n')
@@ -400,7 +400,7 @@ SCRIPT_ALPHABET = st.sampled_from(list("我們的國家们国这這乾昇噁榘�
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.text(SCRIPT_ALPHABET, max_size=30).map(lambda t: t.replace("&", "&amp;")), max_size=12), st.booleans())
 def test_batched_detection_equals_one_by_one(texts, with_ascii):
-    from pipelines.normalize import normalize_rows, script_counts_many
+    from knowmix.pipelines.normalize import normalize_rows, script_counts_many
 
     if with_ascii:
         texts = texts + ["plain ascii"]

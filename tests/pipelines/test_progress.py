@@ -12,7 +12,7 @@ import pytest
 
 from knowmix.cli import main
 from knowmix.manifest import open_shard_dir
-from pipelines import progress
+from knowmix.pipelines import progress
 from tests.pipelines.test_tokenize_support import (
     all_fixture_texts,
     docs_rows,

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from knowmix.errors import UserError
-from pipelines import quality as q
-from pipelines.langid import LanguageIdentifier
-from pipelines.normalize import DEFAULT_STEPS, Normalizer
-from pipelines.quality import (
+from knowmix.pipelines import quality as q
+from knowmix.pipelines.langid import LanguageIdentifier
+from knowmix.pipelines.normalize import DEFAULT_STEPS, Normalizer
+from knowmix.pipelines.quality import (
     DEFAULT_RULES,
     REASONS,
     Doc,

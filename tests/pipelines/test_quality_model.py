@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from knowmix.cli import main as knowmix
 from knowmix.demo import fixture
 from knowmix.manifest import open_shard_dir, read_arrow, verify_shard
-from pipelines.quality_model import QualityModel, fasttext_line, pr_curve, roc_auc
+from knowmix.pipelines.quality_model import QualityModel, fasttext_line, pr_curve, roc_auc
 
 def sha256_file(path) -> str:
     """Independent of knowmix's helper: the whole file through hashlib."""
@@ -253,7 +253,7 @@ def test_clean_scores_the_chosen_kinds_and_drops_low_quality(trained, tmp_path):
 
 
 def test_the_dropped_rows_must_add_up_to_the_dropped_counts():
-    from pipelines.dropped import check_dropped_rows
+    from knowmix.pipelines.dropped import check_dropped_rows
 
     def manifest(entries):
         return {"counts": {"dropped": {"lang": 2, "too_short": 1}}, "dropped_shards": entries}
@@ -327,7 +327,7 @@ def test_keep_dropped_writes_exactly_the_dropped_documents(tmp_path):
         rows = read_arrow(str(tmp_path / "kept" / entry["path"])).column("reason").to_pylist()
         assert entry["reasons"] == dict(Counter(rows)) and entry["rows"] == len(rows)
     # quality-train reads them as a negative set, and the kept documents by kind as a positive one
-    from pipelines.quality_train import texts_from_output
+    from knowmix.pipelines.quality_train import texts_from_output
 
     assert sorted(texts_from_output(f"{tmp_path / 'kept' / 'dropped'}:web")) == sorted(planted["too_short"] + planted["lang"])
     assert len(texts_from_output(f"{tmp_path / 'kept'}:news")) == len(kept_ids) == 40
@@ -359,8 +359,8 @@ def test_stats_shows_dropped_examples_and_quality_histogram(tmp_path, capsys):
 def test_keep_dropped_on_the_dask_runner_writes_the_same_dropped_shards(tmp_path):
     pytest.importorskip("distributed")
     from knowmix.demo import demo_job_toml
-    from pipelines.clean import resolve, run
-    from pipelines.clean_config import load_config
+    from knowmix.pipelines.clean import resolve, run
+    from knowmix.pipelines.clean_config import load_config
     from tests.pipelines.dask_cluster import dask_runner_flags
 
     def job(out):
@@ -388,7 +388,7 @@ def test_training_does_not_depend_on_what_the_process_imported(tmp_path):
 
     import transformers  # noqa: F401 - the import that used to change the outcome
 
-    from pipelines.quality_train import train
+    from knowmix.pipelines.quality_train import train
 
     news, spam = news_docs(), spam_docs(300, seed=1)
     good, bad = [t for i, t in enumerate(news) if i % 4], [t for i, t in enumerate(spam) if i % 4]

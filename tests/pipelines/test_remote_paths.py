@@ -354,7 +354,7 @@ def test_readme_dataflow_lines_parse_and_build_their_dataflow_graphs_offline(sto
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipelines import clean, kg_samples, spm_train, tokenize
+    from knowmix.pipelines import clean, kg_samples, spm_train, tokenize
     from tests.kg.helpers import encyclopedia_docs, write_docs
 
     commands = {argv[1]: argv[2:] for argv in readme_dataflow_commands()}
@@ -397,7 +397,7 @@ def test_readme_dataflow_lines_parse_and_build_their_dataflow_graphs_offline(sto
     args, beam_args = kg_samples.parse_args(offline(commands["kg-samples"]))
     p = dry_run(beam_args, "kg-samples")
     # the launcher builds the KG index and puts it beside the output (here on memtest://: no network)
-    from kg.index import TypeRules
+    from knowmix.kg.index import TypeRules
 
     index = kg_samples.prepare_index(None, args.kg, args.entities, f"{PREFIX}my-bucket/out/knowledge", 2, TypeRules())
     assert index.startswith(f"{PREFIX}my-bucket/out/knowledge/_spill/kgindex-")
@@ -430,7 +430,7 @@ def test_consumers_accept_the_knowledge_schema_kg_samples_writes():
 
 
 def test_a_remote_wordpiece_vocab_brings_its_tokenizer_config(store, tmp_path):
-    from pipelines.tokenizer_loader import TokenizerSpec
+    from knowmix.pipelines.tokenizer_loader import TokenizerSpec
     from tests.pipelines.test_tokenize_support import all_fixture_texts, write_bert_vocab
 
     vocab = write_bert_vocab(str(tmp_path / "bert" / "vocab.txt"), all_fixture_texts()[:20])

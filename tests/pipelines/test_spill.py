@@ -1,12 +1,12 @@
-"""pipelines.spill: documents and dedup keys spilled to files and read back by location."""
+"""knowmix.pipelines.spill: documents and dedup keys spilled to files and read back by location."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 import pytest
 
-from pipelines.doc_keys import shard_of
-from pipelines.spill import BlobSpill, SpillWriter, read_blobs, read_spilled, resolve_blobs
+from knowmix.pipelines.doc_keys import shard_of
+from knowmix.pipelines.spill import BlobSpill, SpillWriter, read_blobs, read_spilled, resolve_blobs
 
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string())])
 
@@ -54,7 +54,7 @@ def test_a_truncated_key_file_is_an_error_not_silent_loss(tmp_path):
 
 
 def test_shard_ids_are_made_unique_by_content_order_and_free_suffixes():
-    from pipelines.spill import KEY_COLUMN, resolve_id_collisions
+    from knowmix.pipelines.spill import KEY_COLUMN, resolve_id_collisions
 
     schema = pa.schema([("id", pa.string()), ("source_kind", pa.string()), ("location", pa.string()),
                         ("text", pa.string()), (KEY_COLUMN, pa.int64())])

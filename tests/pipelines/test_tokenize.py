@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from knowmix.errors import UserError
-from pipelines.spm_train import sentences, train, write_sample
-from pipelines.knowledge_tokens import BadRow, Dropped, tokenize_knowledge
-from pipelines.packing import DocTokens, pack_documents
-from pipelines.tokenizer_loader import load_tokenizer
-from pipelines.word_boundaries import encode_with_words, token_span, word_segmenter
+from knowmix.pipelines.spm_train import sentences, train, write_sample
+from knowmix.pipelines.knowledge_tokens import BadRow, Dropped, tokenize_knowledge
+from knowmix.pipelines.packing import DocTokens, pack_documents
+from knowmix.pipelines.tokenizer_loader import load_tokenizer
+from knowmix.pipelines.word_boundaries import encode_with_words, token_span, word_segmenter
 from tests.pipelines.test_tokenize_support import (
     all_fixture_texts,
     cmrc_contexts,

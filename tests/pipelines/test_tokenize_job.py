@@ -12,10 +12,10 @@ import pytest
 
 from knowmix.errors import UserError
 from knowmix.manifest import open_shard_dir, write_shard_dir
-from pipelines.spm_train import spm_train_main
+from knowmix.pipelines.spm_train import spm_train_main
 from knowmix.schemas import KNOWLEDGE_TOKENS_SCHEMA, PRETRAIN_SCHEMA
-from pipelines.tokenize import tokenize_main
-from pipelines.tokenizer_loader import load_tokenizer
+from knowmix.pipelines.tokenize import tokenize_main
+from knowmix.pipelines.tokenizer_loader import load_tokenizer
 from tests.pipelines.test_tokenize_support import (
     DOCS_SCHEMA,
     all_fixture_texts,

@@ -24,8 +24,8 @@ import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from tests.trainer.fixtures import inf_gradient_at, make_shards, tiny_overrides
-from trainer.config import load_config
-from trainer.loop import train
+from knowmix.trainer.config import load_config
+from knowmix.trainer.loop import train
 
 
 SWITCHES = {  # the training techniques: one config switch each

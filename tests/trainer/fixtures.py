@@ -161,7 +161,7 @@ def inf_gradient_at(*steps: int):
 def train_tiny(overrides: list[str], **kwargs) -> dict:
     """Run the trainer in this process on ``overrides`` (e.g. :func:`tiny_overrides`), quietly; ``kwargs`` go to
     ``trainer.loop.train`` (``after_backward=inf_gradient_at(...)``)."""
-    from trainer.config import load_config
-    from trainer.loop import train
+    from knowmix.trainer.config import load_config
+    from knowmix.trainer.loop import train
 
     return train(load_config(None, overrides), log=lambda *a: None, **kwargs)

@@ -76,7 +76,7 @@ def test_zero2_bf16_and_ddp_logged(result):
 
 def test_export_from_fsdp_checkpoint(result, tmp_path):
     transformers = pytest.importorskip("transformers")
-    from trainer.hf import export_run
+    from knowmix.trainer.hf import export_run
 
     path, written = export_run(os.path.join(result["root"], "zero3"), str(tmp_path / "hf"))
     assert path.endswith("step-0000004") and "model.safetensors" in written

@@ -14,12 +14,12 @@ import torch
 
 from knowmix.cli import main as knowmix
 from tests.trainer.fixtures import VOCAB, make_shards, tiny_overrides, write_vocab
-from trainer.cli import train_main
-from trainer.eval_finetune import mean_std, micro_f1
-from trainer.eval_tasks import read_re
-from trainer.hf import save_hf
-from trainer.heads import KnowmixForPretraining
-from trainer.model import EncoderConfig
+from knowmix.trainer.cli import train_main
+from knowmix.trainer.eval_finetune import mean_std, micro_f1
+from knowmix.trainer.eval_tasks import read_re
+from knowmix.trainer.hf import save_hf
+from knowmix.trainer.heads import KnowmixForPretraining
+from knowmix.trainer.model import EncoderConfig
 
 A = list("的一是在不了有和")  # class "a" sentences use only these characters
 B = list("人这中大为上个国")  # class "b" only these
@@ -329,7 +329,7 @@ def test_micro_f1_equals_per_label_counts(pairs, na):
 
 @pytest.fixture(scope="module")
 def wordpiece(tmp_path_factory):
-    from trainer.eval_text import for_hf
+    from knowmix.trainer.eval_text import for_hf
 
     return for_hf(make_hf(tmp_path_factory.mktemp("tok")))
 
@@ -338,8 +338,8 @@ def wordpiece(tmp_path_factory):
 @given(st.data())
 def test_relation_markers_bracket_the_entities(wordpiece, data):
     """Whatever the sentence and the window: [E1] head [/E1] and [E2] tail [/E2] are in the input, intact."""
-    from trainer.eval_finetune import encode_relation
-    from trainer.eval_tasks import Example
+    from knowmix.trainer.eval_finetune import encode_relation
+    from knowmix.trainer.eval_tasks import Example
 
     chars = FILL + A
     text = "".join(data.draw(st.lists(st.sampled_from(chars), min_size=4, max_size=60)))

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from trainer.flops import batch_flops, device_peak_tflops, mlm_head_flops
-from trainer.heads import KnowmixForPretraining
-from trainer.loss import weighted_sum
-from trainer.model import EncoderConfig
+from knowmix.trainer.flops import batch_flops, device_peak_tflops, mlm_head_flops
+from knowmix.trainer.heads import KnowmixForPretraining
+from knowmix.trainer.loss import weighted_sum
+from knowmix.trainer.model import EncoderConfig
 
 
 @pytest.mark.parametrize("name, peak", [

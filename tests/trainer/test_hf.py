@@ -12,11 +12,11 @@ transformers = pytest.importorskip("transformers")
 from transformers import BertConfig, BertForMaskedLM  # noqa: E402
 
 from tests.trainer.fixtures import VOCAB, make_shards, tiny_overrides  # noqa: E402
-from trainer.cli import export_main, train_main  # noqa: E402
-from trainer.hf import apply_init, load_init, read_run_info  # noqa: E402
-from trainer.heads import KnowmixForPretraining  # noqa: E402
-from trainer import checkpoint as ckpt  # noqa: E402
-from trainer.model import EncoderConfig  # noqa: E402
+from knowmix.trainer.cli import export_main, train_main  # noqa: E402
+from knowmix.trainer.hf import apply_init, load_init, read_run_info  # noqa: E402
+from knowmix.trainer.heads import KnowmixForPretraining  # noqa: E402
+from knowmix.trainer import checkpoint as ckpt  # noqa: E402
+from knowmix.trainer.model import EncoderConfig  # noqa: E402
 
 
 def sample_inputs(vocab_size: int, seed: int = 0):

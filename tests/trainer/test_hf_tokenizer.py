@@ -14,15 +14,15 @@ import pytest
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
-from corpora.document import Document  # noqa: E402
-from corpora.readers import read_path  # noqa: E402
-from corpora.sources import SourceSpec  # noqa: E402
+from knowmix.corpora.document import Document  # noqa: E402
+from knowmix.corpora.readers import read_path  # noqa: E402
+from knowmix.corpora.sources import SourceSpec  # noqa: E402
 from knowmix.manifest import write_shard_dir  # noqa: E402
-from pipelines.spm_train import sentences, train  # noqa: E402
-from pipelines.spm_tokenizer import SpmTokenizer  # noqa: E402
-from pipelines.wordpiece import WordPieceTokenizer  # noqa: E402
+from knowmix.pipelines.spm_train import sentences, train  # noqa: E402
+from knowmix.pipelines.spm_tokenizer import SpmTokenizer  # noqa: E402
+from knowmix.pipelines.wordpiece import WordPieceTokenizer  # noqa: E402
 from tests.pipelines.test_tokenize_support import FIXTURES, all_fixture_texts, write_bert_vocab  # noqa: E402
-from trainer.hf import write_tokenizer  # noqa: E402
+from knowmix.trainer.hf import write_tokenizer  # noqa: E402
 
 EDGE_TEXTS = [
     "Ａ１，  a\u3000b ﬁ\t中\n", "😀 emoji 𠀀 and 龘", " leading space", "two  spaces", "12345 abc DEF Ünïcödé",
@@ -134,7 +134,7 @@ def test_knowmix_export_works_with_fill_mask(tokenizer_files, tmp_path, kind):
     """train -> export -> AutoTokenizer + AutoModelForMaskedLM + pipeline("fill-mask"). WordPiece runs use the
     trainer fixtures' small vocabulary, so the text is made of its characters."""
     from tests.trainer.fixtures import VOCAB, make_shards, tiny_overrides
-    from trainer.cli import export_main, train_main
+    from knowmix.trainer.cli import export_main, train_main
 
     text = "我们是中国的人"
     if kind == "wordpiece":  # one token per character, at its line in the vocabulary

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from trainer.heads import TASKS
-from trainer.loss import logged_loss, loss_scales, weighted_sum
+from knowmix.trainer.heads import TASKS
+from knowmix.trainer.loss import logged_loss, loss_scales, weighted_sum
 
 WEIGHTS = {"mlm": 1.0, "relation": 0.5, "substitution": 2.0, "triple_mask": 0.0, "rdrop": 1.5, "layer_distill": 0.25}
 

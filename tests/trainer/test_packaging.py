@@ -32,15 +32,15 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
 
 def test_the_wheel_carries_configs_and_the_lid_model(wheel):
     names = set(wheel.namelist())
-    for name in ("trainer/configs/base.toml", "trainer/configs/tiny.toml", "pipelines/resources/lid.176.ftz"):
+    for name in ("knowmix/trainer/configs/base.toml", "knowmix/trainer/configs/tiny.toml", "knowmix/pipelines/resources/lid.176.ftz"):
         assert name in names, sorted(n for n in names if "configs" in n or "resources" in n)
     # the configs in the wheel are the repository's, byte for byte
     with open(os.path.join(ROOT, "configs", "tiny.toml"), "rb") as fh:
-        assert wheel.read("trainer/configs/tiny.toml") == fh.read()
+        assert wheel.read("knowmix/trainer/configs/tiny.toml") == fh.read()
 
 
 def test_a_config_name_is_the_bundled_config(tmp_path, monkeypatch):
-    from trainer.config import load_config, resolve_config_path
+    from knowmix.trainer.config import load_config, resolve_config_path
 
     monkeypatch.chdir(tmp_path)  # no configs/ folder here, as after `pip install knowmix`
     assert resolve_config_path("tiny") == os.path.join(ROOT, "trainer", "configs", "tiny.toml")

@@ -21,7 +21,7 @@ def test_sigterm_checkpoints_and_resumes(tmp_path):
     args = tiny_overrides(pre, ktok, str(out), **{"train.max_steps": 1000000, "checkpoint.interval": 2,
                                                   "checkpoint.keep": 2})
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "trainer.cli", "train", "", *args], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "knowmix.trainer.cli", "train", "", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = out / "metrics.jsonl"
     deadline = time.monotonic() + 300  # generous: a wait for progress, not a timing assertion
@@ -41,7 +41,7 @@ def test_sigterm_checkpoints_and_resumes(tmp_path):
 
     args = tiny_overrides(pre, ktok, str(out), **{"train.max_steps": last + 2, "checkpoint.interval": 2,
                                                   "checkpoint.keep": 2})
-    done = subprocess.run([sys.executable, "-m", "trainer.cli", "train", "", *args, "--resume"], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "knowmix.trainer.cli", "train", "", *args, "--resume"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resumed from" in done.stdout and f"(step {last})" in done.stdout

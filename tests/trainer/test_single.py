@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from tests.trainer.fixtures import SPECIAL_IDS, inf_gradient_at, make_shards, tiny_overrides, train_tiny
-from trainer.cli import train_main
-from trainer.config import load_config
-from trainer.masking import rng_for, triple_mask, whole_word_mask
+from knowmix.trainer.cli import train_main
+from knowmix.trainer.config import load_config
+from knowmix.trainer.masking import rng_for, triple_mask, whole_word_mask
 
 
 def read_metrics(run_dir):
@@ -199,7 +199,7 @@ def test_fp16_scaler_skips_injected_inf(tmp_path, shards):
 
 
 def test_fp16_stops_after_many_skipped(tmp_path, shards):
-    from trainer.loop import TrainingStopped
+    from knowmix.trainer.loop import TrainingStopped
 
     pre, ktok = shards
     args = tiny_overrides(pre, ktok, str(tmp_path / "run"), **{"train.precision": '"fp16"', "train.max_steps": 10,
@@ -214,7 +214,7 @@ def test_fp16_stops_after_many_skipped(tmp_path, shards):
 @pytest.mark.parametrize("n_shards", [4, 1])
 def test_ranks_read_disjoint_rows(tmp_path, n_shards):
     from knowmix.manifest import open_shard_dir
-    from trainer.data import ShardSet, Stream
+    from knowmix.trainer.data import ShardSet, Stream
 
     pre, _ = make_shards(str(tmp_path), n_pretrain=40, n_shards=n_shards, knowledge=False)
     sd = open_shard_dir(pre, kind="pretrain")
@@ -229,7 +229,7 @@ def test_ranks_read_disjoint_rows(tmp_path, n_shards):
 
 def test_stream_state_round_trip(tmp_path):
     from knowmix.manifest import open_shard_dir
-    from trainer.data import ShardSet, Stream
+    from knowmix.trainer.data import ShardSet, Stream
 
     pre, _ = make_shards(str(tmp_path), n_pretrain=20, knowledge=False)
     s = ShardSet(open_shard_dir(pre, kind="pretrain"), 0, 1)
@@ -254,7 +254,7 @@ def test_spm_tokenizer_export_refuses_a_broken_model(tmp_path):
     """A working SentencePiece export (tokenizer.json beside the model) is tested in test_hf_tokenizer.py; a
     model file that is not one is a one-line error, not an export that Hugging Face cannot load."""
     from knowmix.errors import UserError
-    from trainer.hf import write_tokenizer
+    from knowmix.trainer.hf import write_tokenizer
 
     model = tmp_path / "zh.model"
     model.write_bytes(b"\x0a\x03spm")
@@ -307,10 +307,10 @@ def test_skipped_step_leaves_weights_unchanged(tmp_path, shards):
     those of a 2-step run (the skipped step changed nothing, optimizer state included)."""
     import torch
 
-    from trainer import checkpoint as ckpt
-    from trainer.hf import read_run_info
-    from trainer.heads import KnowmixForPretraining
-    from trainer.model import EncoderConfig
+    from knowmix.trainer import checkpoint as ckpt
+    from knowmix.trainer.hf import read_run_info
+    from knowmix.trainer.heads import KnowmixForPretraining
+    from knowmix.trainer.model import EncoderConfig
 
     pre, ktok = shards
     constant = {"optim.schedule": '"constant"'}  # the same learning rates whatever max_steps

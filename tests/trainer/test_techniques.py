@@ -14,13 +14,13 @@ import torch
 from knowmix.errors import UserError
 from knowmix.manifest import open_shard_dir
 from tests.trainer.fixtures import make_shards, tiny_overrides
-from trainer.cli import train_main
-from trainer.config import load_config, distill_layers
-from trainer.data import GeneralPath, TokenizerInfo, Vocab
-from trainer.heads import STAT_INDEX, KnowmixForPretraining, symmetric_kl
-from trainer.loss import weighted_sum
-from trainer.masking import assign_rounds
-from trainer.model import EncoderConfig
+from knowmix.trainer.cli import train_main
+from knowmix.trainer.config import load_config, distill_layers
+from knowmix.trainer.data import GeneralPath, TokenizerInfo, Vocab
+from knowmix.trainer.heads import STAT_INDEX, KnowmixForPretraining, symmetric_kl
+from knowmix.trainer.loss import weighted_sum
+from knowmix.trainer.masking import assign_rounds
+from knowmix.trainer.model import EncoderConfig
 
 ALL_ON = {"distill.rdrop_alpha": 1.0, "distill.layer_beta": 0.5, "model.attn_residual_decay": 0.5,
           "mlm.mode": '"multiround"', "model.layers": 3}
@@ -370,7 +370,7 @@ def test_all_on_resume_equals_uninterrupted_and_export_note(tmp_path, capsys):
         lo, hi = sorted((r["loss/ar_mlm_r1"], r["loss/ar_mlm_r2"]))
         assert lo - 1e-9 <= r["loss/ar_mlm"] <= hi + 1e-9 and lo < hi
 
-    from trainer.hf import export_run
+    from knowmix.trainer.hf import export_run
 
     notes = []
     export_run(str(full), str(tmp_path / "hf"), log=notes.append)
