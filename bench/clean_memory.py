@@ -7,7 +7,7 @@ reshuffled into new documents, with planted exact duplicates and junk), runs the
 (exact + near dedup on, default config, in-process FnApiRunner) and samples the job's resident set size
 (the process and any children) every 50 ms. Prints peak RSS, docs/s and the ratio of each run's peak to
 the baseline run's (the smallest corpus, same run): bounded memory means the ratio stays near 1 while the
-corpus grows tenfold. Goal (issue 3): 1M documents under 2 GB.
+corpus grows tenfold. Goal: 1M documents under 2 GB.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ new        kg.link.Linker with the common-word rule (CommonWords defaults) and t
            kg.link_filters (LinkFilters defaults), the document as context (Linker.link_document), junk names left
            out of the KG.
 no_filters the same without kg.link_filters (filters=None): the linker before those rules.
-previous   the behaviour before issue 13: every name and alias linked (common_words=None, filters=None), junk names
+previous   the behaviour before the precision rules: every name and alias linked (common_words=None, filters=None), junk names
            (``<N>``) in the KG, one sentence at a time.
 
 Subsets: all, the two halves ``tuning`` / ``held_out`` (split_of: the first byte of the sentence's sha256, even or

@@ -1,4 +1,4 @@
-"""Profile one training step of the real trainer (issue 17, step 3), unattended: ``torch.profiler`` over one
+"""Profile one training step of the real trainer, unattended: ``torch.profiler`` over one
 step after a warm-up, the top kernels by device time written to a file.
 
 The trainer (``trainer.loop.train``) runs on synthetic shards (those of ``bench/train.py``) for ``--wait`` steps

@@ -5,7 +5,7 @@ HF ``tokenizers``' BertWordPieceTokenizer on the same text (the baseline of the 
 
 Without --vocab / --spm it builds a BERT-style vocab from the fixture characters and trains a small
 SentencePiece model on the fixture text. Runs on one core (Rust thread pools pinned to 1 thread).
-Goal (issue 5): >= 3 MB/s per core with boundaries.
+Goal: >= 3 MB/s per core with boundaries.
 """
 
 from __future__ import annotations

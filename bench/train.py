@@ -12,7 +12,7 @@
    FSDP2's wrapping cost only), (b) two processes (``torchrun``; NCCL over two GPUs where there are two, else
    both on one GPU over gloo, whose collectives go through host memory; gloo on CPU with ``--smoke``), so the
    collectives are real;
-4. ``techniques``: issue 7's techniques in the real trainer (dual-path, same shards, same card, same run): all
+4. ``techniques``: the self-distillation and MLM techniques in the real trainer (dual-path, same shards, same card, same run): all
    off, then each switch alone (R-Drop, layer-wise self-distillation over every block below the last, the
    cross-layer attention residual on the explicit attention path, multi-round MLM with 2 rounds): tokens/s
    (data tokens, each once) and peak GPU memory against all-off;
@@ -321,7 +321,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-TECHNIQUES = {  # issue 7: one switch each (all off = the baseline)
+TECHNIQUES = {  # one switch each (all off = the baseline)
     "all off": {},
     "rdrop": {"distill.rdrop_alpha": 1.0},
     "layer_distill": {"distill.layer_beta": 1.0},
@@ -552,7 +552,7 @@ def main(argv=None) -> int:
             rows += bench_zero_one_rank(args, device, tmp)
             rows += bench_zero_two_processes(args, device, tmp)
         if "techniques" in sections:
-            print(f"4. issue 7's techniques in the trainer (dual-path, {trainer_what}, {args.technique_steps} steps"
+            print(f"4. the training techniques in the trainer (dual-path, {trainer_what}, {args.technique_steps} steps"
                   " each; ZeRO-0, one device):", flush=True)
             rows += bench_techniques(args, device, tmp)
         if "syncs" in sections:

@@ -1,4 +1,4 @@
-"""Precision rules of the linker beyond the common-word rule (issue 13), each switchable in ``LinkFilters``.
+"""Precision rules of the linker beyond the common-word rule, each switchable in ``LinkFilters``.
 
 1. **Organisation-name prefix** (``org_prefix``): a mention followed, within the same run of Han/Latin characters,
    by a few name-like words and an organisation suffix (``北京``商报, ``长春``高新, ``江苏泰州``口岸船舶有限公司,

@@ -19,6 +19,8 @@ import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("corpora", "kg", "knowmix", "pipelines", "trainer")
+#: the folders that install as ``knowmix.NAME`` (setup.cfg's package_dir)
+SUBPACKAGES = ("corpora", "kg", "pipelines", "trainer")
 
 
 def module_files(root: str = ROOT) -> dict[str, str]:
@@ -34,6 +36,8 @@ def module_files(root: str = ROOT) -> dict[str, str]:
                 parts = rel.split(os.sep)
                 if parts[-1] == "__init__":
                     parts = parts[:-1]
+                if parts[0] in SUBPACKAGES:
+                    parts = ["knowmix", *parts]
                 modules[".".join(parts)] = os.path.join(directory, name)
     return modules
 
@@ -168,15 +172,28 @@ def test_the_graph_sees_function_level_and_relative_imports(tmp_path):
     pkg = tmp_path / "pipelines"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "one.py").write_text("def f():\n    from pipelines import two\n")
-    (pkg / "two.py").write_text("from .one import f\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pipelines.three\n")
-    (pkg / "three.py").write_text("import pipelines.two\n")
+    (pkg / "one.py").write_text("def f():\n    from knowmix.pipelines import two\n")
+    (pkg / "two.py").write_text("from .one import f\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import knowmix.pipelines.three\n")
+    (pkg / "three.py").write_text("import knowmix.pipelines.two\n")
     graph = import_graph(str(tmp_path))
-    assert graph["pipelines.one"] == {"pipelines", "pipelines.two"}
-    assert graph["pipelines.two"] == {"pipelines.one"}  # the TYPE_CHECKING import never runs
-    assert find_cycles(graph) == [["pipelines.one", "pipelines.two", "pipelines.one"]]
+    assert graph["knowmix.pipelines.one"] == {"knowmix.pipelines", "knowmix.pipelines.two"}
+    assert graph["knowmix.pipelines.two"] == {"knowmix.pipelines.one"}  # the TYPE_CHECKING import never runs
+    assert find_cycles(graph) == [["knowmix.pipelines.one", "knowmix.pipelines.two", "knowmix.pipelines.one"]]
 
 
 def test_no_import_cycles():
     cycles = find_cycles(import_graph())
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_every_import_of_ours_goes_through_the_knowmix_namespace():
+    """``from pipelines.x import`` (anywhere, in functions too) would load a second copy of a module beside
+    ``knowmix.pipelines.x``, and fails in an installed knowmix, which has no top-level ``pipelines``."""
+    bare = []
+    for module, path in module_files().items():
+        with open(path, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read(), filename=path)
+        for name in _imports(tree, module, path.endswith("__init__.py")):
+            if name.split(".")[0] in SUBPACKAGES:
+                bare.append(f"{module}: {name}")
+    assert not bare, bare

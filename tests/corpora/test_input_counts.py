@@ -1,4 +1,4 @@
-"""`counts.input` of a real clean run (FnApiRunner) pinned to counts made without the readers (issue 11, item 4).
+"""`counts.input` of a real clean run (FnApiRunner) pinned to counts made without the readers.
 
 The expected numbers come from the files themselves: newlines counted in the bytes (`wc -l`), rows counted
 by Python's csv module, articles by json, "WARC/1.0" headers by a byte search, or from how a damaged file was

@@ -1,4 +1,4 @@
-"""Property tests for the readers: random files with random bad records planted in them (issue 11, item 2/4).
+"""Property tests for the readers: random files with random bad records planted in them.
 
 On every example: every good record is read exactly once and in order, every bad one is exactly one
 dead-letter row, docs + dead letters equal the number of records written (counted by the generator, not the

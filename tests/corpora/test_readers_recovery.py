@@ -1,4 +1,4 @@
-"""A bad record costs that record, never the rest of its file (issue 11, item 2).
+"""A bad record costs that record, never the rest of its file.
 
 Each test plants one bad record among good ones whose number is known from how the file was written,
 and checks that every good record is read and the bad one is exactly one dead-letter row.

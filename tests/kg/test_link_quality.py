@@ -2,7 +2,7 @@
 
 Measured (bench/link_quality.py, rjieba): new linker (common-word rule + kg.link_filters) precision 0.948, recall
 0.912 (tuning half 0.948 / 0.926, held-out half 0.947 / 0.899); without kg.link_filters 0.876 / 0.934; the
-behaviour before issue 13 (every alias linked, junk names kept) precision 0.652. Precision may not fall below the
+behaviour before the precision rules (every alias linked, junk names kept) precision 0.652. Precision may not fall below the
 measured value minus a margin of 0.02 (on the whole file and on the held-out half, on which no rule was designed),
 recall not below 0.88, and the new linker must stay clearly more precise than the linker without kg.link_filters
 and than the old behaviour.

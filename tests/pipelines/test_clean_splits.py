@@ -1,4 +1,4 @@
-"""Large line files read as byte ranges (issue 18): the same shards, byte for byte, for any split size.
+"""Large line files read as byte ranges: the same shards, byte for byte, for any split size.
 
 Real FnApiRunner runs of the clean job on generated JSON-lines / txt corpora (documents from a small pool of
 encyclopedia paragraphs with exact and near copies, shared ids, malformed lines, blank lines, "\\r\\n" and

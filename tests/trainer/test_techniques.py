@@ -1,4 +1,4 @@
-"""Issue 7's training techniques in one process: R-Drop, layer-wise self-distillation, the cross-layer decaying
+"""The published model's training techniques in one process: R-Drop, layer-wise self-distillation, the cross-layer decaying
 attention residual and multi-round MLM (the 2-process ZeRO runs are in dist_check.py / test_distributed.py)."""
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def sharp(model):
 
 
 def plain_encoder_forward(model, ids, types, mask):
-    """Issue 6's encoder forward (before the attention residual existed), op for op, on ``model``'s modules."""
+    """The plain BERT encoder forward (before the attention residual existed), op for op, on ``model``'s modules."""
     F = torch.nn.functional
     x = model.bert.embeddings(ids, types)
     attn_mask = mask.bool()[:, None, None, :]
@@ -189,7 +189,7 @@ def plain_encoder_forward(model, ids, types, mask):
     return x
 
 
-def test_gamma_zero_matches_issue6_encoder_op_for_op():
+def test_gamma_zero_matches_the_plain_encoder_op_for_op():
     b = make_batch()
     m = model_for(enc_config(gamma=0.0)).eval()
     with torch.no_grad():
