@@ -26,7 +26,7 @@ import time  # noqa: E402
 from knowmix.pipelines.packing import DocTokens, pack_documents  # noqa: E402
 from knowmix.pipelines.tokenizer_loader import load_tokenizer  # noqa: E402
 from knowmix.pipelines.word_boundaries import encode_with_words, word_segmenter  # noqa: E402
-from tests.pipelines.test_tokenize_support import all_fixture_texts, docs_rows, write_bert_vocab  # noqa: E402
+from tests.pipelines.helpers_tokenize import all_fixture_texts, docs_rows, write_bert_vocab  # noqa: E402
 
 
 def corpus(mb: float) -> list[str]:

@@ -187,7 +187,7 @@ def train(cfg: Config, resume: bool = False, log=print, on_end=None, verify: boo
     checked). ``on_end(model, info)``, if given, is called with the (wrapped) model after the last step (tests
     use it to all-gather the parameters); ``on_step(step)`` after every optimizer step (bench/profile_step.py
     drives torch.profiler's schedule with it); ``after_backward(step, params)`` between the backward and the
-    optimizer step (tests put an inf into a gradient with it: ``tests/trainer/fixtures.py``)."""
+    optimizer step (tests put an inf into a gradient with it: ``tests/trainer/helpers.py``)."""
     prepare_output_dir(cfg.train.output_dir, f"train.output_dir = {cfg.train.output_dir!r}")
     info = D.init(cfg.train.device)
     try:

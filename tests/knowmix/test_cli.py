@@ -14,7 +14,7 @@ import pytest
 from knowmix import __version__
 from knowmix.cli import SUBCOMMANDS, main
 from knowmix.manifest import open_shard_dir
-from tests.pipelines.test_tokenize_support import all_fixture_texts, docs_rows, write_bert_vocab, write_docs_dir
+from tests.pipelines.helpers_tokenize import all_fixture_texts, docs_rows, write_bert_vocab, write_docs_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -14,8 +14,8 @@ import pytest
 from knowmix.cli import main
 from knowmix.manifest import open_shard_dir, read_arrow
 from knowmix.parquet import INFO_NAME
-from tests.pipelines.test_tokenize_support import docs_rows, write_docs_dir
-from tests.trainer.fixtures import make_shards
+from tests.pipelines.helpers_tokenize import docs_rows, write_docs_dir
+from tests.trainer.helpers import make_shards
 
 
 @pytest.fixture(scope="module")

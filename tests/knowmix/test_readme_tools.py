@@ -14,7 +14,7 @@ pytest.importorskip("duckdb")
 
 from knowmix.cli import main  # noqa: E402
 from knowmix.pipelines.spm_train import sentences, train  # noqa: E402
-from tests.pipelines.test_tokenize_support import all_fixture_texts, docs_rows, write_docs_dir  # noqa: E402
+from tests.pipelines.helpers_tokenize import all_fixture_texts, docs_rows, write_docs_dir  # noqa: E402
 from tests.trainer.test_hf_tokenizer import _spm_shards  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -47,7 +47,7 @@ def places(tmp_path_factory):
     assert main(["export-parquet", str(out), "--output", str(pq_dir)]) == 0
     # HF: a tiny run on shards made with the same SentencePiece model, exported
     pre, ktok = _spm_shards(str(root / "train"), str(root / "spm.model"))
-    from tests.trainer.fixtures import tiny_overrides
+    from tests.trainer.helpers import tiny_overrides
 
     assert main(["train", "", *tiny_overrides(pre, ktok, str(root / "run"), **{"train.max_steps": 2})]) == 0
     assert main(["export", str(root / "run"), "--hf", str(root / "hf")]) == 0

@@ -153,7 +153,7 @@ def test_kill_9_of_kg_samples(tmp_path, docs_dir):
 
 
 def test_kill_9_of_tokenize(tmp_path, docs_dir):
-    from tests.pipelines.test_tokenize_support import all_fixture_texts, write_bert_vocab
+    from tests.pipelines.helpers_tokenize import all_fixture_texts, write_bert_vocab
 
     vocab = write_bert_vocab(str(tmp_path / "bert" / "vocab.txt"), all_fixture_texts())
     out = str(tmp_path / "pretrain")
@@ -208,7 +208,7 @@ def one_line_refusal(capsys, args: list[str], *needles: str) -> None:
 
 def test_input_equal_to_output_is_refused_and_kept(tmp_path, docs_dir, capsys):
     from tests.kg.helpers import ADMIN
-    from tests.pipelines.test_tokenize_support import all_fixture_texts, write_bert_vocab
+    from tests.pipelines.helpers_tokenize import all_fixture_texts, write_bert_vocab
 
     docs = str(tmp_path / "docs")
     shutil.copytree(docs_dir, docs)

@@ -13,7 +13,7 @@ import pytest
 from knowmix.cli import main
 from knowmix.manifest import open_shard_dir
 from knowmix.pipelines import progress
-from tests.pipelines.test_tokenize_support import (
+from tests.pipelines.helpers_tokenize import (
     all_fixture_texts,
     docs_rows,
     knowledge_rows,

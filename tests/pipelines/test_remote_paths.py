@@ -431,7 +431,7 @@ def test_consumers_accept_the_knowledge_schema_kg_samples_writes():
 
 def test_a_remote_wordpiece_vocab_brings_its_tokenizer_config(store, tmp_path):
     from knowmix.pipelines.tokenizer_loader import TokenizerSpec
-    from tests.pipelines.test_tokenize_support import all_fixture_texts, write_bert_vocab
+    from tests.pipelines.helpers_tokenize import all_fixture_texts, write_bert_vocab
 
     vocab = write_bert_vocab(str(tmp_path / "bert" / "vocab.txt"), all_fixture_texts()[:20])
     (tmp_path / "bert" / "tokenizer_config.json").write_text('{"do_lower_case": false}', encoding="utf-8")

@@ -18,7 +18,7 @@ from knowmix.pipelines.kg_samples import kg_samples_main
 from knowmix.pipelines.tokenize import tokenize_main
 from tests.kg.helpers import ADMIN, WORLD, encyclopedia_docs, finre_docs, write_docs, write_finre_kg
 from tests.pipelines.dask_cluster import dask_runner_flags
-from tests.pipelines.test_tokenize_support import all_fixture_texts, docs_rows, write_bert_vocab, write_docs_dir
+from tests.pipelines.helpers_tokenize import all_fixture_texts, docs_rows, write_bert_vocab, write_docs_dir
 
 
 

@@ -14,7 +14,7 @@ from knowmix.pipelines.knowledge_tokens import BadRow, Dropped, tokenize_knowled
 from knowmix.pipelines.packing import DocTokens, pack_documents
 from knowmix.pipelines.tokenizer_loader import load_tokenizer
 from knowmix.pipelines.word_boundaries import encode_with_words, token_span, word_segmenter
-from tests.pipelines.test_tokenize_support import (
+from tests.pipelines.helpers_tokenize import (
     all_fixture_texts,
     cmrc_contexts,
     docs_rows,

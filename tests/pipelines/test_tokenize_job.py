@@ -16,7 +16,7 @@ from knowmix.pipelines.spm_train import spm_train_main
 from knowmix.schemas import KNOWLEDGE_TOKENS_SCHEMA, PRETRAIN_SCHEMA
 from knowmix.pipelines.tokenize import tokenize_main
 from knowmix.pipelines.tokenizer_loader import load_tokenizer
-from tests.pipelines.test_tokenize_support import (
+from tests.pipelines.helpers_tokenize import (
     DOCS_SCHEMA,
     all_fixture_texts,
     docs_rows,

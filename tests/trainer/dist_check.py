@@ -23,7 +23,7 @@ import sys
 import torch.distributed as dist
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-from tests.trainer.fixtures import inf_gradient_at, make_shards, tiny_overrides
+from tests.trainer.helpers import inf_gradient_at, make_shards, tiny_overrides
 from knowmix.trainer.config import load_config
 from knowmix.trainer.loop import train
 

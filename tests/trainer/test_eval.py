@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from knowmix.cli import main as knowmix
-from tests.trainer.fixtures import VOCAB, make_shards, tiny_overrides, write_vocab
+from tests.trainer.helpers import VOCAB, make_shards, tiny_overrides, write_vocab
 from knowmix.trainer.cli import train_main
 from knowmix.trainer.eval_finetune import mean_std, micro_f1
 from knowmix.trainer.eval_tasks import read_re

@@ -11,7 +11,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 from transformers import BertConfig, BertForMaskedLM  # noqa: E402
 
-from tests.trainer.fixtures import VOCAB, make_shards, tiny_overrides  # noqa: E402
+from tests.trainer.helpers import VOCAB, make_shards, tiny_overrides  # noqa: E402
 from knowmix.trainer.cli import export_main, train_main  # noqa: E402
 from knowmix.trainer.hf import apply_init, load_init, read_run_info  # noqa: E402
 from knowmix.trainer.heads import KnowmixForPretraining  # noqa: E402

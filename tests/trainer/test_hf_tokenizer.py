@@ -21,7 +21,7 @@ from knowmix.manifest import write_shard_dir  # noqa: E402
 from knowmix.pipelines.spm_train import sentences, train  # noqa: E402
 from knowmix.pipelines.spm_tokenizer import SpmTokenizer  # noqa: E402
 from knowmix.pipelines.wordpiece import WordPieceTokenizer  # noqa: E402
-from tests.pipelines.test_tokenize_support import FIXTURES, all_fixture_texts, write_bert_vocab  # noqa: E402
+from tests.pipelines.helpers_tokenize import FIXTURES, all_fixture_texts, write_bert_vocab  # noqa: E402
 from knowmix.trainer.hf import write_tokenizer  # noqa: E402
 
 EDGE_TEXTS = [
@@ -114,7 +114,7 @@ def test_hf_ids_equal_knowmix_on_every_fixture_text(tokenizer_files, texts, tmp_
 def _spm_shards(root: str, model_path: str) -> tuple[str, str]:
     """Pretrain and knowledge_tokens shards whose manifests name the SentencePiece model (the ids are the
     trainer fixtures' small ids, all valid in a 3000-piece model)."""
-    from tests.trainer.fixtures import RELATIONS, knowledge_table, pretrain_table
+    from tests.trainer.helpers import RELATIONS, knowledge_table, pretrain_table
 
     info = SpmTokenizer(model_path).info()
     pre, ktok = os.path.join(root, "pretrain"), os.path.join(root, "ktok")
@@ -133,7 +133,7 @@ def _spm_shards(root: str, model_path: str) -> tuple[str, str]:
 def test_knowmix_export_works_with_fill_mask(tokenizer_files, tmp_path, kind):
     """train -> export -> AutoTokenizer + AutoModelForMaskedLM + pipeline("fill-mask"). WordPiece runs use the
     trainer fixtures' small vocabulary, so the text is made of its characters."""
-    from tests.trainer.fixtures import VOCAB, make_shards, tiny_overrides
+    from tests.trainer.helpers import VOCAB, make_shards, tiny_overrides
     from knowmix.trainer.cli import export_main, train_main
 
     text = "我们是中国的人"

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from tests.trainer.fixtures import make_shards, tiny_overrides
+from tests.trainer.helpers import make_shards, tiny_overrides
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.trainer.fixtures import SPECIAL_IDS, inf_gradient_at, make_shards, tiny_overrides, train_tiny
+from tests.trainer.helpers import SPECIAL_IDS, inf_gradient_at, make_shards, tiny_overrides, train_tiny
 from knowmix.trainer.cli import train_main
 from knowmix.trainer.config import load_config
 from knowmix.trainer.masking import rng_for, triple_mask, whole_word_mask

@@ -13,7 +13,7 @@ import torch
 
 from knowmix.errors import UserError
 from knowmix.manifest import open_shard_dir
-from tests.trainer.fixtures import make_shards, tiny_overrides
+from tests.trainer.helpers import make_shards, tiny_overrides
 from knowmix.trainer.cli import train_main
 from knowmix.trainer.config import load_config, distill_layers
 from knowmix.trainer.data import GeneralPath, TokenizerInfo, Vocab
@@ -285,7 +285,7 @@ def test_multiround_loss_matches_per_row_reference(tmp_path):
     """The multi-round objective and each round's loss, against a reference that runs every predicted token's
     row through the encoder on its own and takes the cross-entropy by hand in float64; and it is not the standard
     MLM loss: the same predictions scored on the standard (fully masked) rows give another value."""
-    from tests.trainer.fixtures import VOCAB
+    from tests.trainer.helpers import VOCAB
 
     pre, _ = make_shards(str(tmp_path), n_pretrain=16, knowledge=False)
     sd = open_shard_dir(pre, kind="pretrain")

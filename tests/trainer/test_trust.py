@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from knowmix.cli import main as knowmix_main
-from tests.trainer.fixtures import make_shards, tiny_overrides
+from tests.trainer.helpers import make_shards, tiny_overrides
 
 
 def run_cli(argv, capsys) -> tuple[int, str]:

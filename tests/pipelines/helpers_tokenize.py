@@ -1,6 +1,6 @@
 """Shared builders for the tokenize tests: docs/knowledge shard dirs from the fixtures and a tiny BERT vocab.
 
-(No tests here; the name keeps it beside the tokenize tests.)
+(No tests here: a helper module, named as one so pytest does not collect it.)
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import unicodedata
 import pyarrow as pa
 
 from knowmix.manifest import write_shard_dir
+from knowmix.schemas import KIND_SCHEMAS
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "corpora", "fixtures")
 
@@ -38,11 +39,7 @@ def finre_rows(n: int = 200) -> list[tuple[str, str, str, str]]:
     return out
 
 
-DOCS_SCHEMA = pa.schema([
-    ("id", pa.string()), ("source_kind", pa.string()), ("location", pa.string()), ("url", pa.string()),
-    ("title", pa.string()), ("text", pa.string()), ("lang", pa.string()), ("lang_score", pa.float32()),
-    ("n_chars", pa.int32()),
-])
+DOCS_SCHEMA = KIND_SCHEMAS["docs"]  # the columns every docs output has (the shard contract's own)
 
 
 def docs_rows(n_news_docs: int = 40, n_cmrc: int = 40) -> list[dict]:
@@ -70,15 +67,7 @@ def write_docs_dir(path: str, rows: list[dict], n_shards: int = 2) -> str:
     return path
 
 
-ENT = pa.struct([("name", pa.string()), ("entity_id", pa.string()), ("type", pa.string()),
-                 ("start", pa.int32()), ("end", pa.int32())])
-KNOWLEDGE_SCHEMA = pa.schema([
-    ("id", pa.string()), ("task", pa.string()), ("doc_id", pa.string()), ("text", pa.string()),
-    ("head", ENT), ("tail", ENT), ("relations", pa.list_(pa.string())),
-    ("mentions", pa.list_(pa.struct([("start", pa.int32()), ("end", pa.int32()), ("original", pa.string()),
-                                     ("replacement", pa.string()), ("type", pa.string())]))),
-    ("triple", pa.struct([("head", pa.string()), ("relation", pa.string()), ("tail", pa.string())])),
-])
+KNOWLEDGE_SCHEMA = KIND_SCHEMAS["knowledge"]
 
 
 def _ent(name: str, start: int) -> dict:
