@@ -80,14 +80,23 @@ class Segmenter:
             import rjieba
 
             rj = rjieba.Jieba() if words else rjieba._DEFAULT_JIEBA
-        if words and exact_user_freq:
-            _add_exact(words, tk, rj)
-        elif words:
-            for w in words:
-                if rj is not None:
-                    rj.add_word(w, None, None)
-                else:
-                    tk.add_word(w)
+        try:
+            if words and exact_user_freq:
+                _add_exact(words, tk, rj)
+            elif words:
+                for w in words:
+                    if rj is not None:
+                        rj.add_word(w, None, None)
+                    else:
+                        tk.add_word(w)
+        except (Exception, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # a Rust panic in rjieba (pyo3's PanicException is no Exception)
+            raise UserError(
+                f"the rjieba segmenter cannot hold {len(words):,} user words (KG names and aliases): "
+                f"{str(exc).strip() or type(exc).__name__} (its dictionary holds about 16.7M distinct word "
+                f"prefixes); use the jieba segmenter (no such limit, slower) or none"
+            ) from None
         if rj is not None:
             rcut = rj.cut
             self._cut = self._cut_block = lambda s: rcut(s, hmm)

@@ -38,3 +38,16 @@ def test_none_segments_nothing_and_a_bad_kind_is_a_user_error():
     assert seg.word_starts("北京").tolist() == [True, True, True]
     with pytest.raises(UserError, match="unknown word segmenter 'thulac'"):
         Segmenter("thulac")
+
+
+def test_a_dictionary_rjieba_cannot_hold_is_a_user_error_not_a_panic():
+    """rjieba's dictionary holds about 2**24 distinct word prefixes; past that it panics (a Rust panic surfaces
+    as pyo3's PanicException, a BaseException that ``except Exception`` in a worker never catches: measured at
+    4.6M KG names). The segmenter turns it into one line naming the way out. 540k random 32-character words
+    have ~16.7M distinct prefixes: enough to reach the limit in a few seconds."""
+    import random
+
+    rng = random.Random(0)
+    words = ["".join(chr(0x4E00 + rng.randrange(20000)) for _ in range(32)) for _ in range(600_000)]
+    with pytest.raises(UserError, match="rjieba segmenter cannot hold 600,000 user words.*jieba segmenter"):
+        Segmenter("rjieba", words, exact_user_freq=False)
