@@ -121,6 +121,7 @@ class LinkResult:
     common_word_corroborated: int = 0
     common_rejected: list[Mention] = field(default_factory=list)  # common-word mentions without corroboration
     org_prefix_rejected: int = 0  # kg.link_filters: mentions starting an organisation's name
+    org_name_verb_rejected: int = 0  # ... of those, through a verb of the KG's organisation names (联合, 控股)
     title_rejected: int = 0  # ... inside 《…》
     demonym_rejected: int = 0  # ... followed by 人 (中国人)
     short_alias_rejected: int = 0  # of common_rejected: short admin aliases that are no common word
@@ -195,7 +196,7 @@ class Linker:
         self.segmenter = Segmenter(segmenter, surfaces)
         self._filter = None
         if filters and (filters.org_prefix or filters.title or filters.demonym):
-            self._filter = MentionFilter(filters, None if segmenter == "none" else self.segmenter)
+            self._filter = MentionFilter(filters, None if segmenter == "none" else self.segmenter, names=surfaces)
 
     def _matches(self, sentence: str) -> list[tuple[int, int, str, tuple[str, ...]]]:
         """Every occurrence of a surface form: (start, end, surface, entity ids), character offsets."""

@@ -8,6 +8,11 @@
    is no bank), and a legal form right after the mention (``中国铝业``公司, ``首钢``总公司) is the longer name of
    the same entity, kept. Public bodies, branches, schools and ports (``北京市``高级人民法院, ``大连``分行,
    ``北京``邮电大学, ``大连``港) are named after the place and are not in the suffix list.
+   **Verbs of organisation names** (``org_name_verbs``): a verb of the gap that occurs inside an organisation name
+   of the KG itself (a name holding a suffix: 控股 in 国药控股有限公司, 联合 in 首钢京唐钢铁联合有限责任公司) is a
+   word of names, not a predicate, and does not end the name (``中国``联合网络通信有限公司, ``中国``光大金融控股有限公司);
+   a verb no organisation of the KG carries (收购, 持有, 成立) still does (万科收购中粮地产公司 keeps 万科). Such
+   rejections are counted apart too (``org_name_verb_rejected``, included in ``org_prefix_rejected``).
 2. **Short aliases of low-level administrative units** (``short_alias``): an alias of at most
    ``short_alias_max_chars`` characters of an entity declared as a county or township (新罗 for 新罗区, 庆安 for
    庆安县, 商城 for 商城县) is, far more often than not, a historical, foreign or ordinary word; such a mention
@@ -40,6 +45,7 @@ FUNCTION_TAGS = ("p", "c", "u", "uj", "ul", "uv", "ud", "ug", "uz", "r", "rr", "
 # 之间). A single character tagged so is kept: HMM-free segmentation splits an unknown name into characters
 # (泉州市亿力经贸发展有限公司: 亿 is a numeral in the dictionary)
 LONG_WORD_STOP_TAGS = FUNCTION_TAGS + ("v", "vd", "vg", "vi", "m", "mq", "q", "f", "o")
+VERB_TAGS = ("v", "vd", "vg", "vi")  # of those, the verbs: tolerated where the KG's organisation names hold them
 _NAME_RUN = re.compile(r"[\u4E00-\u9FFFA-Za-z]*")
 
 
@@ -49,13 +55,14 @@ class LinkFilters:
 
     org_prefix: bool = True
     org_max_gap: int = 8  # characters between the mention and the suffix
+    org_name_verbs: bool = True  # verbs found inside the KG's organisation names do not end a name (see above)
     short_alias: bool = True
     short_alias_max_chars: int = 2
     short_alias_types: tuple[str, ...] = ("county", "township")
     title: bool = True
     demonym: bool = True
 
-    RULES = ("org_prefix", "short_alias", "title", "demonym")
+    RULES = ("org_prefix", "org_name_verbs", "short_alias", "title", "demonym")
 
     @classmethod
     def without(cls, rules: str) -> "LinkFilters | None":
@@ -104,13 +111,13 @@ def in_title(sentence: str, start: int, end: int) -> bool:
 class MentionFilter:
     """Rules 1, 3 and 4 over a sentence's linked mentions, built once per linker (rule 2 is corroboration,
     applied by ``kg.link.Linker``). ``segmenter``: the linker's (None: no word-boundary checks; the demonym rule
-    is then off)."""
+    is then off). ``names``: the KG's surface forms (for ``org_name_verbs``)."""
 
-    def __init__(self, filters: LinkFilters, segmenter):
+    def __init__(self, filters: LinkFilters, segmenter, names=()):
         self.title = filters.title
         self.demonym = filters.demonym and segmenter is not None
         self.segmenter = segmenter
-        self.org = OrgPrefixRule(filters, segmenter) if filters.org_prefix else None
+        self.org = OrgPrefixRule(filters, segmenter, names=names) if filters.org_prefix else None
         triggers = (["《"] if self.title else []) + (["人"] if self.demonym else [])
         triggers += list(self.org.suffixes) if self.org is not None else []
         self._trigger = _alternation(triggers) if triggers else None  # one C call for most sentences
@@ -135,17 +142,22 @@ class MentionFilter:
                 result.title_rejected += 1
             elif demonym and self.is_demonym(sentence, m.end):
                 result.demonym_rejected += 1
-            elif suffixes and self.org.near(suffixes, m.end) and self.org.starts_org_name(sentence, m.end):
+            elif suffixes and self.org.near(suffixes, m.end) and (org := self.org.starts_org_name(sentence, m.end)):
                 result.org_prefix_rejected += 1
+                result.org_name_verb_rejected += org == NAME_VERB
             else:
                 kept.append(m)
         return kept
 
 
-class OrgPrefixRule:
-    """The organisation-name-prefix rule (the stop words come from jieba's dictionary)."""
+NAME_VERB = 2  # OrgPrefixRule.starts_org_name: an organisation's name, through a verb of the KG's organisation names
 
-    def __init__(self, filters: LinkFilters, segmenter, dictionary_path: str | None = None):
+
+class OrgPrefixRule:
+    """The organisation-name-prefix rule (the stop words come from jieba's dictionary; with ``org_name_verbs``, the
+    verbs tolerated come from the organisation names among ``names``, the KG's surface forms)."""
+
+    def __init__(self, filters: LinkFilters, segmenter, dictionary_path: str | None = None, names=()):
         from knowmix.kg.segmenter import jieba_dictionary_path
 
         self.max_gap = filters.org_max_gap
@@ -154,13 +166,27 @@ class OrgPrefixRule:
         self.suffixes = suffixes
         self._suffix = _alternation(suffixes)
         self._window = self.max_gap + max(map(len, suffixes))
-        function, stop = set(FUNCTION_TAGS), set(LONG_WORD_STOP_TAGS)
+        function, stop, verb = set(FUNCTION_TAGS), set(LONG_WORD_STOP_TAGS), set(VERB_TAGS)
         self.stop_words: set[str] = set()  # words that end a name (see LONG_WORD_STOP_TAGS)
+        self.verbs: set[str] = set()  # the stop words that are verbs of two or more characters
         with open(dictionary_path or jieba_dictionary_path(), encoding="utf-8") as fh:
             for line in fh:
                 parts = line.split()
                 if len(parts) >= 3 and parts[2] in (stop if len(parts[0]) > 1 else function):
                     self.stop_words.add(parts[0])
+                    if len(parts[0]) > 1 and parts[2] in verb:
+                        self.verbs.add(parts[0])
+        # the KG's organisation names, one a line (a name holding a suffix); verbs are looked up in it when met
+        org_names = [n for n in names if self._suffix.search(n)] if filters.org_name_verbs else []
+        self._org_names = "\n".join(org_names)
+        self._name_verb: dict[str, bool] = {}
+
+    def is_name_verb(self, word: str) -> bool:
+        """Whether ``word`` is a verb that some organisation name of the KG holds (cached per word)."""
+        known = self._name_verb.get(word)
+        if known is None:
+            known = self._name_verb[word] = word in self.verbs and word in self._org_names
+        return known
 
     def suffix_starts(self, sentence: str) -> list[int]:
         """Where an organisation suffix starts in the sentence (sorted; empty for most sentences)."""
@@ -171,25 +197,30 @@ class OrgPrefixRule:
         i = bisect_left(starts, end)
         return i < len(starts) and starts[i] <= end + self.max_gap
 
-    def starts_org_name(self, sentence: str, end: int) -> bool:
-        """Whether the text from ``end`` on is the rest of an organisation's name (see the module docstring)."""
+    def starts_org_name(self, sentence: str, end: int) -> int:
+        """Whether the text from ``end`` on is the rest of an organisation's name (see the module docstring): 0 (no),
+        1 (yes) or ``NAME_VERB`` (yes, with a verb of the KG's organisation names in the gap)."""
         window = sentence[end:end + self._window]
         bounds = None
         for m in self._suffix.finditer(window):
             gap = window[: m.start()]
             if len(gap) > self.max_gap or not _NAME_RUN.fullmatch(gap):
-                return False
+                return 0
             if not gap and m.group() in LEGAL_FORMS:
-                return False  # 中国铝业公司: the longer name of the same entity
+                return 0  # 中国铝业公司: the longer name of the same entity
             if bounds is None and self.segmenter is not None:
                 bounds = self.segmenter.boundaries(window)  # only past the cheap character checks
             if bounds is not None and (m.start() not in bounds or m.end() not in bounds):
                 continue  # inside a word (银行业): try a later suffix
             if not gap:
-                return True
+                return 1
+            verdict = 1
             if bounds is not None:
                 cuts = sorted(b for b in bounds if b <= m.start())
-                if any(gap[a:b] in self.stop_words for a, b in zip(cuts, cuts[1:])):
-                    return False
-            return True
-        return False
+                for a, b in zip(cuts, cuts[1:]):
+                    if gap[a:b] in self.stop_words:
+                        if not self.is_name_verb(gap[a:b]):
+                            return 0
+                        verdict = NAME_VERB
+            return verdict
+        return 0

@@ -223,7 +223,8 @@ class LinkFn(beam.DoFn):
                 "ambiguous_dropped": res.ambiguous_dropped, "sentences_with_mentions": 1 if res.mentions else 0,
                 "common_word_rejected": res.common_word_rejected,
                 "common_word_corroborated": res.common_word_corroborated,
-                "org_prefix_rejected": res.org_prefix_rejected, "title_rejected": res.title_rejected,
+                "org_prefix_rejected": res.org_prefix_rejected, "org_name_verb_rejected": res.org_name_verb_rejected,
+                "title_rejected": res.title_rejected,
                 "demonym_rejected": res.demonym_rejected, "short_alias_rejected": res.short_alias_rejected,
                 "short_alias_corroborated": res.short_alias_corroborated}}
             if not res.mentions:
@@ -466,7 +467,7 @@ def add_quality_args(ap: argparse.ArgumentParser) -> None:
                    help="an alias more frequent than this in jieba's dictionary is common even as a proper noun (0: off)")
     g.add_argument("--no-link-filters", default="", const="all", nargs="?", metavar="RULES",
                    help="switch off the precision rules of kg.link_filters: all, or some of "
-                        "org_prefix,short_alias,title,demonym (comma-separated)")
+                        "org_prefix,org_name_verbs,short_alias,title,demonym (comma-separated)")
     g.add_argument("--type-min-support", type=int, default=TypeRules.min_support,
                    help="typed entities a relation role needs before an untyped entity in it takes their type")
     g.add_argument("--type-min-share", type=float, default=TypeRules.min_share,

@@ -12,10 +12,11 @@ from knowmix.errors import UserError
 
 @pytest.fixture(scope="module")
 def index():
-    """北京/中国 (untyped places), companies 春兰 / 中国铝业 / 万科; the county 新罗区 (alias 新罗) in the prefecture
-    龙岩市 (alias 龙岩)."""
+    """北京/中国 (untyped places), companies 春兰 / 中国铝业 / 万科 / 国药控股有限公司 (an organisation name holding
+    the verb 控股); the county 新罗区 (alias 新罗) in the prefecture 龙岩市 (alias 龙岩)."""
     return index_from_triples(
         [("北京", "located_in", "中国"), ("春兰", "合作", "万科"), ("中国铝业", "合作", "万科"),
+         ("国药控股有限公司", "合作", "万科"),
          ("新罗区", "located_in", "龙岩市")],
         types={"新罗区": "county", "龙岩市": "prefecture"}, aliases={"新罗区": ["新罗"], "龙岩市": ["龙岩"]},
     )
@@ -55,6 +56,23 @@ def test_org_prefix_keeps_names_that_start_no_organisation(linkers, sentence, su
     on, _ = linkers["org_prefix"]
     res = on.link(sentence)
     assert surface in surfaces(res) and res.org_prefix_rejected == 0
+
+
+def test_verb_of_the_kgs_organisation_names_does_not_end_the_name(linkers):
+    """控股 is a verb in jieba's dictionary, so the plain rule takes it for the predicate (中国 linked); the KG's own
+    organisation name 国药控股有限公司 shows it is a word of names."""
+    sentence = "中国光大金融控股有限公司发布了公告。"
+    on, off = linkers["org_name_verbs"]
+    assert "中国" in surfaces(off.link(sentence))
+    res = on.link(sentence)
+    assert "中国" not in surfaces(res) and res.org_prefix_rejected == 1 and res.org_name_verb_rejected == 1
+
+
+@pytest.mark.parametrize("sentence", ["万科收购中粮地产公司。", "万科持有中粮地产公司的股份。"])
+def test_verb_no_organisation_name_holds_still_ends_the_name(linkers, sentence):
+    on, _ = linkers["org_name_verbs"]
+    res = on.link(sentence)
+    assert "万科" in surfaces(res) and res.org_prefix_rejected == 0
 
 
 def test_short_admin_alias_needs_corroboration(linkers):
