@@ -26,7 +26,7 @@ from knowmix import fileio
 from knowmix.errors import UserError
 from knowmix.fileio import sha256_of
 from knowmix.manifest import DEAD_LETTER_DIR, MANIFEST_NAME, SHARDS_DIR, build_manifest
-from knowmix.pipelines.doc_keys import shard_of  # the shard of an id; also imported from here by the jobs
+from knowmix.pipelines.doc_keys import shard_of
 
 FNAPI_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 LOCAL_RUNNER_NAMES = {None, "", "DirectRunner", "direct", "FnApiRunner"}

@@ -42,6 +42,7 @@ from knowmix.relations import fixed_relation_list, relation_ids, relation_list_o
 from knowmix.schemas import KNOWLEDGE_TOKENS_SCHEMA, PRETRAIN_SCHEMA
 from knowmix.sharding import auto_num_shards
 from knowmix.pipelines import beamio, progress
+from knowmix.pipelines.doc_keys import shard_of
 from knowmix.pipelines.knowledge_tokens import BadRow, Dropped, tokenize_knowledge
 from knowmix.pipelines.packing import DocTokens, pack_documents
 from knowmix.pipelines.tokenizer_loader import TokenizerSpec
@@ -204,7 +205,7 @@ class EncodeDocFn(_TokenizerDoFn):
             yield "events", ("dropped", "no_tokens", kind)
             return
         beam.metrics.Metrics.counter("knowmix", "tokens").inc(len(w.enc))
-        yield "docs", (beamio.shard_of(doc_id, self.groups), DocTokens(doc_id, kind, w.enc.ids, w.word_start))
+        yield "docs", (shard_of(doc_id, self.groups), DocTokens(doc_id, kind, w.enc.ids, w.word_start))
 
 
 def pack_group(kv, max_seq_len: int, cls_id: int, sep_id: int):
@@ -289,7 +290,7 @@ class RelationIds(beam.PTransform):
         groups = self.groups
         return (
             {
-                "rows": rows | "KeyByGroup" >> beam.Map(lambda r: (beamio.shard_of(r["id"], groups), r)),
+                "rows": rows | "KeyByGroup" >> beam.Map(lambda r: (shard_of(r["id"], groups), r)),
                 "relations": self.relations | "CopyPerGroup" >> beam.FlatMap(lambda rel: [(g, rel) for g in range(groups)]),
             }
             | "JoinRelations" >> beam.CoGroupByKey()
