@@ -81,42 +81,6 @@ def kg_stats_main(argv: list[str]) -> int:
     return 0
 
 
-def kg_index_main(argv: list[str]) -> int:
-    """``knowmix kg-index --kg FILE ... [--entities FILE] --output PATH``: the entity index file kg-samples reads
-    (``--kg-index``); PATH an existing directory: the file is named by its content (``kgindex-<key>.kgi``)."""
-    import os
-    import time
-
-    from knowmix.kg.index_file import build_index_file, read_header
-    from knowmix.args import Parser
-    from knowmix.errors import UserError
-
-    ap = Parser("knowmix kg-index", kg_index_main.__doc__)
-    ap.add_argument("--kg", action="append", required=True, help="KG file (.tsv, .jsonl, .nt, .nt.gz); repeatable")
-    ap.add_argument("--entities", action="append", default=[], help="entities TSV (name, type, aliases)")
-    ap.add_argument("--output", required=True, help="index file, or an existing directory (content-addressed name)")
-    ap.add_argument("--min-name-chars", type=int, default=MIN_NAME_CHARS, help="shorter names are junk_name bad lines")
-    ap.add_argument("--type-min-support", type=int, default=TypeRules.min_support,
-                    help="typed entities a relation role needs before an untyped entity in it takes their type")
-    ap.add_argument("--type-min-share", type=float, default=TypeRules.min_share,
-                    help="... and the share of all the role's entities they must exceed")
-    args = ap.parse_args(argv)
-    for path in args.kg + args.entities:
-        if not os.path.isfile(path):
-            raise UserError(f"{path}: no such file")
-    parent = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(args.output) and not os.path.isdir(parent):
-        raise UserError(f"--output: {parent}: no such directory")
-    t = time.perf_counter()
-    path = build_index_file(args.kg, args.entities, args.output, args.min_name_chars,
-                            TypeRules(args.type_min_support, args.type_min_share))
-    kg = read_header(path)["meta"]["knowledge_graph"]
-    print(f"kg-index: {kg['entities']} entities, {kg['triples']} triples, {os.path.getsize(path)} bytes "
-          f"in {time.perf_counter() - t:.1f}s -> {path}", file=sys.stderr)
-    print(path)
-    return 0
-
-
 if __name__ == "__main__":  # the same as `knowmix kg-stats ...`
     from knowmix.cli import main
 

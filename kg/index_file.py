@@ -191,7 +191,9 @@ def build_index_file(kg_paths, entity_paths, output: str, min_name_chars: int, r
 
 
 def read_header(path: str) -> dict:
-    with open(path, "rb") as fh:
+    """The index file's header (its layout and ``meta``): only the first bytes are read, from a local path or
+    any Beam filesystem (a launcher checks a remote index without fetching gigabytes)."""
+    with fileio.open_read(path) as fh:
         head = fh.read(len(MAGIC) + 8)
         if len(head) < len(MAGIC) + 8 or head[: len(MAGIC)] != MAGIC:
             raise ValueError(f"{path}: not a knowmix KG index file")

@@ -19,7 +19,7 @@ SUBCOMMANDS = {
     "clean": ("knowmix.pipelines.clean", "clean_main", "clean and deduplicate raw sources into docs shards"),
     "stats": ("knowmix.stats", "stats_main", "inspect any stage's output directory (table, --json, --html)"),
     "kg-stats": ("knowmix.kg.cli", "kg_stats_main", "statistics of a knowledge graph"),
-    "kg-index": ("knowmix.kg.cli", "kg_index_main", "build a KG's entity index file (for kg-samples --kg-index)"),
+    "kg-index": ("knowmix.pipelines.kg_index", "kg_index_main", "build a KG's entity index file (for kg-samples --kg-index)"),
     "kg-samples": ("knowmix.pipelines.kg_samples", "kg_samples_main", "knowledge samples from a KG and docs shards"),
     "export-opennre": ("knowmix.pipelines.opennre", "export_opennre_main", "relation samples as OpenNRE JSON lines"),
     "spm-train": ("knowmix.pipelines.spm_train", "spm_train_main", "train a SentencePiece tokenizer on docs shards"),

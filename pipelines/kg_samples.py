@@ -2,7 +2,7 @@
 
 The recipe, top to bottom (the logic lives in ``kg/``):
 
-    KG files -> the entity index file (kg.index_file: built before the job, or given by --kg-index)
+    KG files -> the entity index file (kg.index_file: built by the kg-index job first, or given by --kg-index)
     docs shards -> sentences -> link, one document at a time (the index mapped by each worker process from its
       path in DoFn.setup; a common-word mention needs corroboration in its sentence or document, see kg.link)
       -> ordered entity pairs, joined with the KG triples by (head, tail) with CoGroupByKey
@@ -30,10 +30,10 @@ anew, nested, in every partition that reads it (the entity index and frequencies
 Memory and the job graph: the entity index (names, aliases, types and the connected entity pairs, no relation
 labels) is one file of sorted arrays (kg.index_file) that every worker process memory-maps in ``DoFn.setup``
 (the processes of one machine share its pages); the job graph carries only its path, so its size does not
-grow with the KG. The file is written by ``knowmix kg-index`` (then ``--kg-index FILE``: the launcher reads
-only its header) or, without that flag, built by the launcher into the output's ``_spill/`` before the job
-starts (local outputs; removed when the output is swapped in). Type inference, bad-line and homonym figures are
-computed when the index is built and stored in its header. Relation labels are read from the KG files by the
+grow with the KG. The file is written by ``knowmix kg-index`` (then ``--kg-index FILE``) or, without that flag,
+by the same Beam job (``pipelines.kg_index``) run first on the same runner into the output's ``_spill/`` (removed
+when the output is swapped in): a worker parses the KG, never the launcher, which reads only the file's header.
+Type inference, bad-line and homonym figures are computed by that step and stored in the header. Relation labels are read from the KG files by the
 workers and joined by (head, tail). The linker (automaton, segmenter dictionary) is still built per process.
 """
 
@@ -50,7 +50,7 @@ import apache_beam as beam
 
 from knowmix.kg.graph import iter_triples
 from knowmix.kg.index import EntityIndex, TypeRules
-from knowmix.kg.index_file import build_index_file, open_index, read_header
+from knowmix.kg.index_file import open_index, read_header
 from knowmix.kg.link import COMMON_WORD_MAX_FREQ, COMMON_WORD_MIN_FREQ, CommonWords, Linker, Mention, split_sentences
 from knowmix.kg.link_filters import LinkFilters
 from knowmix.kg.segmenter import SEGMENTERS
@@ -344,39 +344,32 @@ class ReadTriplesFn(beam.DoFn):
 
 def kg_extra(index_path: str) -> dict:
     """The manifest's ``knowledge_graph`` entry, from the index file's header (computed when it was built)."""
-    from knowmix.kg.index_file import local_copy
-
-    return {"knowledge_graph": read_header(local_copy(index_path))["meta"]["knowledge_graph"]}
+    return {"knowledge_graph": read_header(index_path)["meta"]["knowledge_graph"]}
 
 
 def prepare_index(index_path: str | None, kg_paths: list[str], entity_paths: list[str], out_dir: str,
-                  min_name_chars: int, type_rules: TypeRules) -> str:
-    """The index file the job reads: ``index_path`` checked against the job's KG options, or one built now
-    into ``out_dir/_spill`` (a local output's scratch folder, removed when the output is swapped in)."""
+                  min_name_chars: int, type_rules: TypeRules, beam_args: list[str] = ()) -> str:
+    """The index file the job reads: ``index_path`` checked against the job's KG options (its header only), or
+    one built now by the kg-index job (``pipelines.kg_index``: on a worker of the same runner, never in this
+    process) into ``out_dir/_spill`` (the output's scratch folder, removed when the output is swapped in)."""
     params = {"kg": list(kg_paths), "entities": list(entity_paths), "min_name_chars": min_name_chars,
               "type_min_support": type_rules.min_support, "type_min_share": type_rules.min_share}
     if index_path is not None:
-        from knowmix.kg.index_file import local_copy
-
         try:
-            built = read_header(local_copy(index_path))["meta"]["params"]
+            built = read_header(index_path)["meta"]["params"]
         except (OSError, ValueError, KeyError) as exc:
             raise UserError(f"--kg-index: {index_path}: {exc}") from None
         differ = [f"{k} {built.get(k)!r} (this run: {v!r})" for k, v in params.items() if built.get(k) != v]
         if differ:
             raise UserError(f"--kg-index: {index_path} was built with other KG options: {'; '.join(differ)}")
         return index_path
-    if "://" in out_dir:  # built locally, then put beside the output where the workers can read it
-        import tempfile
+    from knowmix.pipelines import kg_index
 
-        with tempfile.TemporaryDirectory(prefix="knowmix-kgindex-") as tmp:
-            local = build_index_file(kg_paths, entity_paths, tmp, min_name_chars, type_rules)
-            remote = fileio.join(out_dir, "_spill", os.path.basename(local))
-            fileio.copy_file(local, remote)
-        return remote
-    spill = os.path.join(out_dir, "_spill")
-    os.makedirs(spill, exist_ok=True)
-    return build_index_file(kg_paths, entity_paths, spill, min_name_chars, type_rules)
+    spill = fileio.join(out_dir, "_spill")
+    if not fileio.is_remote(spill):
+        os.makedirs(spill, exist_ok=True)
+    return kg_index.run(kg_index.KgIndexJob(list(kg_paths), list(entity_paths), spill, min_name_chars, type_rules,
+                                            list(beam_args)))
 
 
 def make_finalize(tasks, na_ratio: float):
@@ -682,7 +675,8 @@ def build(p: beam.Pipeline, job: KgSamplesJob, out: str | None = None):
     directory, see ``beamio.output_run``); default ``job.out_dir``."""
     out = out or job.out_dir
     docs = open_docs(job.docs_dir)
-    index_path = prepare_index(job.index_path, job.kg_paths, job.entity_paths, out, job.min_name_chars, job.type_rules)
+    index_path = prepare_index(job.index_path, job.kg_paths, job.entity_paths, out, job.min_name_chars, job.type_rules,
+                               job.beam_args)
 
     # docs -> sentences -> linked mentions; ordered entity pairs joined with the KG's triples
     rows = p | "ReadDocs" >> ReadShardRows(docs.shard_refs())  # a remote shard is verified by the worker reading it

@@ -295,10 +295,9 @@ def test_a_prebuilt_index_gives_the_same_shards(setup, tmp_path, monkeypatch):
     """`knowmix kg-index` once, then kg-samples --kg-index: the same shards as the run that built its own index
     (which leaves no index behind in its output), and that run never parses the whole KG."""
     import knowmix.kg.graph
-    from knowmix import kg
     import knowmix.kg.index
     from knowmix import kg
-    from knowmix.kg.cli import kg_index_main
+    from knowmix.pipelines.kg_index import kg_index_main
 
     (tmp_path / "idx").mkdir()
     kg_args = [a for k in setup["kgs"] for a in ("--kg", k)]
@@ -319,6 +318,28 @@ def test_a_prebuilt_index_gives_the_same_shards(setup, tmp_path, monkeypatch):
     # an index of other KG files is refused, in one line
     with pytest.raises(UserError, match="other KG options"):
         kg_samples_main(["--kg", ADMIN, "--docs", setup["docs"], "--output", str(tmp_path / "o2"), "--kg-index", index])
+
+
+def test_the_launcher_never_parses_the_kg(setup, tmp_path, monkeypatch):
+    """kg-samples without --kg-index on worker processes: the index is built by the kg-index job's worker, so
+    the launching process never parses the KG (parsing here is made to fail) and the shards are the same as
+    the in-process run's. Failed before: the launcher built the index itself."""
+    import knowmix.kg.graph
+    import knowmix.kg.index
+    from knowmix import kg
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("the launcher parsed the KG")
+
+    monkeypatch.setattr(kg.graph, "load_raw", no_parsing)
+    monkeypatch.setattr(kg.index, "load_raw", no_parsing)
+    out = str(tmp_path / "out")
+    assert kg_samples_main(setup["args"] + ["--output", out, "--direct_running_mode=multi_processing",
+                                            "--direct_num_workers=1"]) == 0
+    a, b = (open_shard_dir(o, kind="knowledge").manifest for o in (setup["outs"][0], out))
+    assert [(s["path"], s["sha256"]) for s in a["shards"]] == [(s["path"], s["sha256"]) for s in b["shards"]]
+    assert a["knowledge_graph"] == b["knowledge_graph"] and a["knowledge_graph"]["bad_lines"]
+    assert sorted(os.listdir(out)) == ["manifest.json", "shards"]  # no index, no receipt left behind
 
 
 def _generated_kg(path: str, n_triples: int, seed: int = 0) -> str:
