@@ -224,9 +224,10 @@ def direct_arrays(names: list[str]) -> dict:
     the same file as ``write_index_file(make_index(names), ...)``."""
     import numpy as np
 
-    from knowmix.kg.mmap_match import automaton_bytes
+    from knowmix.kg.mmap_match import automaton_parts
 
     names = sorted(names)
+    sf_ac, sf_ac_parts = automaton_parts(names)
     n = len(names)
     t_at = bisect.bisect_left(names, "T")
     has_t = t_at < n and names[t_at] == "T"
@@ -244,7 +245,8 @@ def direct_arrays(names: list[str]) -> dict:
         "e_types_off": np.arange(n + 1, dtype="<u8"), "e_types": np.full(n, t_at, dtype="<u4"),
         "e_alias_off": np.zeros(n + 1, dtype="<u8"), "e_alias": np.zeros(0, dtype="<u4"),
         "sf_str": e_id, "sf_off": np.arange(n + 1, dtype="<u8"), "sf_ids": np.arange(n, dtype="<u4"),
-        "pairs": np.zeros(0, dtype="<u8"), "sf_ac": automaton_bytes(names),
+        "pairs": np.zeros(0, dtype="<u8"), "sf_ac": sf_ac,
+        **({"sf_ac_parts": sf_ac_parts.reshape(-1)} if len(sf_ac_parts) > 1 else {}),
     }
 
 

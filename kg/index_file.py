@@ -23,7 +23,8 @@ Arrays. One string pool ``s_off``/``s_blob`` holds every entity id, name, alias 
 ``sf_str`` (pool indices, sorted) with CSR ``sf_off``/``sf_ids`` (entity numbers, in id order). Connected
 pairs: ``pairs``, sorted uint64 ``lo << 32 | hi`` of entity numbers (lo < hi: the same order as ``pair_key``).
 ``sf_ac``: the Aho-Corasick automaton of the surface forms (key id = position in ``sf_str``) that the Linker
-matches with in place (kg/mmap_match.py); files without it get an automaton built in memory.
+matches with in place (kg/mmap_match.py); past ~10M surface forms several, one after another, located by
+``sf_ac_parts`` (offset, length, first key id per part); files without it get an automaton built in memory.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from knowmix.kg.index import Entity, EntityIndex, KnowledgeGraph
-from knowmix.kg.mmap_match import automaton_bytes
+from knowmix.kg.mmap_match import MAX_KEYS_PER_AUTOMATON, automaton_parts
 from knowmix import fileio
 
 MAGIC = b"KMXKGI1\n"
@@ -76,7 +77,7 @@ def _csr(lists) -> tuple[np.ndarray, np.ndarray]:
     return off, flat
 
 
-def index_arrays(index: EntityIndex) -> dict[str, np.ndarray]:
+def index_arrays(index: EntityIndex, max_keys_per_automaton: int = MAX_KEYS_PER_AUTOMATON) -> dict[str, np.ndarray]:
     """The index's arrays (see the module docstring). The cyclic GC is paused meanwhile: the many small lists
     made here would otherwise trigger collections that walk every object of a large in-memory index."""
     import gc
@@ -84,13 +85,13 @@ def index_arrays(index: EntityIndex) -> dict[str, np.ndarray]:
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _index_arrays(index)
+        return _index_arrays(index, max_keys_per_automaton)
     finally:
         if enabled:
             gc.enable()
 
 
-def _index_arrays(index: EntityIndex) -> dict[str, np.ndarray]:
+def _index_arrays(index: EntityIndex, max_keys_per_automaton: int) -> dict[str, np.ndarray]:
     ids = sorted(index.entities)
     num = {eid: i for i, eid in enumerate(ids)}
     pool_set = set(ids)
@@ -112,7 +113,7 @@ def _index_arrays(index: EntityIndex) -> dict[str, np.ndarray]:
     e_alias_off, e_alias = _csr([[sidx[a] for a in e.aliases] for e in ents])
     surfaces = sorted(index.surface_to_ids)
     sf_off, sf_ids = _csr([[num[eid] for eid in index.surface_to_ids[s]] for s in surfaces])
-    sf_ac = automaton_bytes(surfaces)
+    sf_ac, sf_ac_parts = automaton_parts(surfaces, max_keys_per_automaton)
     pairs = np.array(sorted((min(num[a], num[b]) << 32) | max(num[a], num[b]) for a, b in index.neighbours),
                      dtype="<u8")
     return {
@@ -125,6 +126,7 @@ def _index_arrays(index: EntityIndex) -> dict[str, np.ndarray]:
         "e_types_off": e_types_off, "e_types": e_types, "e_alias_off": e_alias_off, "e_alias": e_alias,
         "sf_str": np.array([sidx[s] for s in surfaces], dtype="<u4"), "sf_off": sf_off, "sf_ids": sf_ids,
         "pairs": pairs, "sf_ac": sf_ac,
+        **({"sf_ac_parts": sf_ac_parts.reshape(-1)} if len(sf_ac_parts) > 1 else {}),
     }
 
 
@@ -352,9 +354,14 @@ class MappedIndex(EntityIndex):
         self.number = lru_cache(maxsize=1 << 18)(self._search_number)
         self._pairs = self._a["pairs"]
         self._npairs = len(self._pairs)
-        # the surface forms' automaton as a view of the mapped pages (None: a file written without one)
+        # the surface forms' automata as views of the mapped pages, (buffer, first key id) each; [] for a file
+        # written without one (kg/mmap_match.py: one automaton unless the KG passes ~10M surface forms)
         ac = header["arrays"].get("sf_ac")
-        self.automaton = memoryview(self._mm)[ac[1]:ac[1] + ac[2]] if ac and ac[2] else None
+        self.automata = []
+        if ac and ac[2]:
+            whole = memoryview(self._mm)[ac[1]:ac[1] + ac[2]]
+            parts = self._a["sf_ac_parts"].reshape(-1, 3) if "sf_ac_parts" in self._a else [(0, ac[2], 0)]
+            self.automata = [(whole[int(off):int(off) + int(size)], int(base)) for off, size, base in parts]
 
     def __reduce__(self):
         return (MappedIndex, (self.path,))

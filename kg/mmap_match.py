@@ -12,15 +12,58 @@ marisa-trie (``prefixes()`` at each start position) 37k/s at 3.5 bytes/name: too
 sentences/s once the segmenter's cost is added.
 
 The automaton's key ids are the surface forms' positions in the file (``sf_str`` order); the automaton holds
-every surface form and the matcher drops those shorter than the Linker's ``min_chars``. Limit: cyac keeps sizes
-in C ints, so one automaton is at most 2 GiB (93 bytes per name at 1M names, 167 at 10M with longer names:
-about 12M names); a larger KG would need its surface forms split over several automata (each one more pass
-over the sentence).
+every surface form and the matcher drops those shorter than the Linker's ``min_chars``.
+
+Past ~10M names, several automata: cyac keeps sizes in C ints, so one automaton is at most 2 GiB (93 bytes per
+name at 1M names, 167 at 10M with longer names: about 12M names). The sorted surface forms are cut into runs of
+at most ``MAX_KEYS_PER_AUTOMATON`` (a run whose automaton still reaches 2 GiB is halved), one automaton each,
+stored one after another in ``sf_ac`` with a table ``sf_ac_parts`` (byte offset, length, first key id per part;
+written only when there is more than one, so smaller files keep their bytes and content address). The union of
+every part's matches is the one automaton's (the surface forms are disjoint); each part is one more pass over a
+sentence.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+
+MAX_KEYS_PER_AUTOMATON = 10_000_000
+_PART_ALIGN = 64  # each part starts aligned, as the index file's arrays do
+
+
+def automaton_parts(surfaces: list[str], max_keys: int = MAX_KEYS_PER_AUTOMATON) -> tuple[np.ndarray, np.ndarray]:
+    """The automata of ``surfaces`` in runs of at most ``max_keys``: (their bytes one after another, the parts
+    table: uint64 rows of byte offset, length, first key id). One row for up to ``max_keys`` surface forms."""
+    blobs, rows, pos = [], [], 0
+
+    def add(lo: int, hi: int) -> None:
+        nonlocal pos
+        try:
+            buf = automaton_bytes(surfaces[lo:hi])
+        except AutomatonTooLarge:
+            if hi - lo < 2:
+                raise
+            mid = (lo + hi) // 2
+            add(lo, mid)
+            add(mid, hi)
+            return
+        rows.append((pos, len(buf), lo))
+        pad = -len(buf) % _PART_ALIGN
+        blobs.append(buf)
+        if pad:
+            blobs.append(np.zeros(pad, dtype="u1"))
+        pos += len(buf) + pad
+
+    for lo in range(0, len(surfaces), max(1, max_keys)):
+        add(lo, min(len(surfaces), lo + max(1, max_keys)))
+    if len(rows) == 1:  # one automaton: no padding after it (the bytes of files written before parts existed)
+        return blobs[0], np.array(rows, dtype="<u8")
+    return (np.concatenate(blobs) if blobs else np.zeros(0, dtype="u1")), np.array(rows, dtype="<u8").reshape(-1, 3)
+
+
+class AutomatonTooLarge(ValueError):
+    """One automaton would pass cyac's 2 GiB (``automaton_parts`` splits the run in two)."""
 
 
 def automaton_bytes(surfaces: list[str]) -> np.ndarray:
@@ -64,10 +107,8 @@ def _without_spare_capacity(buf: np.ndarray) -> np.ndarray:
                           buf[reject:]])
     assert len(out) == head[2] and len(buf) - tail == 4 * array_size + 4 * leaf_size
     if len(out) >= MAX_AUTOMATON_BYTES:
-        from knowmix.errors import UserError
-
-        raise UserError(f"{leaf_size} surface forms make a {len(out) / 2**30:.1f} GiB automaton; cyac reads at most "
-                        f"2 GiB (int32 sizes): about 20M names per index file")
+        raise AutomatonTooLarge(f"{leaf_size} surface forms make a {len(out) / 2**30:.1f} GiB automaton; cyac reads "
+                                f"at most 2 GiB (int32 sizes)")
     return out
 
 
@@ -75,17 +116,23 @@ class MappedMatcher:
     """``Linker._matches`` over a MappedIndex's automaton: (start, end, surface, entity ids), character offsets
     (the Linker orders them itself)."""
 
-    def __init__(self, index, buffer, min_chars: int):
+    def __init__(self, index, parts, min_chars: int):
+        """``parts``: (buffer, first key id) per automaton (``MappedIndex.automata``)."""
         from cyac import AC
 
-        self._ac = AC.from_buff(buffer, copy=False)  # no copy: the automaton is read from the mapped pages
+        # no copy: each automaton is read from the mapped pages
+        self._parts = [(AC.from_buff(buffer, copy=False), base) for buffer, base in parts]
+        self._ac = self._parts[0][0] if len(self._parts) == 1 and self._parts[0][1] == 0 else None
         self.min_chars = min_chars
         self._read_ids = _ids_of_position(index)
         self._cache: dict[int, tuple[str, ...]] = {}  # position -> entity ids, for the surface forms seen lately
 
     def matches(self, sentence: str) -> list[tuple[int, int, str, tuple[str, ...]]]:
         get, m = self._cache.get, self.min_chars  # a surface form has at least one entity: never an empty tuple
-        return [(s, e, sentence[s:e], get(k) or self._ids(k)) for k, s, e in self._ac.match(sentence) if e - s >= m]
+        if self._ac is not None:  # one automaton (up to MAX_KEYS_PER_AUTOMATON names): the one pass
+            return [(s, e, sentence[s:e], get(k) or self._ids(k)) for k, s, e in self._ac.match(sentence) if e - s >= m]
+        return [(s, e, sentence[s:e], get(k + base) or self._ids(k + base))
+                for ac, base in self._parts for k, s, e in ac.match(sentence) if e - s >= m]
 
     def _ids(self, k: int) -> tuple[str, ...]:
         if len(self._cache) >= CACHED_SURFACES:  # bounded: the process's private memory stays small
@@ -114,5 +161,5 @@ def _ids_of_position(index):
 
 def mapped_matcher(index, min_chars: int) -> MappedMatcher | None:
     """The matcher of an index file that carries an automaton (None: an in-memory index, or an older file)."""
-    buffer = getattr(index, "automaton", None)
-    return None if buffer is None else MappedMatcher(index, buffer, min_chars)
+    parts = getattr(index, "automata", None)
+    return MappedMatcher(index, parts, min_chars) if parts else None

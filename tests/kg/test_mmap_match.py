@@ -62,3 +62,45 @@ def test_a_file_without_an_automaton_falls_back_to_the_in_memory_one(tmp_path):
     mapped = MappedIndex(write_arrays(arrays, {}, str(tmp_path)))
     linker = Linker(mapped, "none")
     assert linker._mapped is None and [m.entity_id for m in linker.link("我在南京。").mentions] == ["Q1"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(index=kgs(), sentences=st.lists(st.text(ALPHABET + "，", max_size=30), min_size=1, max_size=4),
+       min_chars=st.integers(1, 3), max_keys=st.integers(1, 4))
+def test_several_automata_link_like_one(index, sentences, min_chars, max_keys):
+    """Past MAX_KEYS_PER_AUTOMATON surface forms the file holds several automata (here: runs of 1-4 surface forms);
+    the linker finds what the in-memory automaton finds."""
+    with tempfile.TemporaryDirectory() as d:
+        arrays = index_arrays(index, max_keys_per_automaton=max_keys)
+        n_surfaces = len(index.surface_to_ids)
+        assert ("sf_ac_parts" in arrays) == (n_surfaces > max_keys)
+        mapped = MappedIndex(write_arrays(arrays, {}, d))
+        assert len(mapped.automata) == -(-n_surfaces // max_keys)
+        a = Linker(index, "none", min_chars, common_words=None)
+        b = Linker(mapped, "none", min_chars, common_words=None)
+        for s in sentences:
+            if a._auto is not None:
+                assert sorted(b._matches(s)) == sorted(a._matches(s))
+            assert b.link(s).__dict__ == a.link(s).__dict__
+
+
+def test_a_run_too_large_for_one_automaton_is_halved(monkeypatch):
+    """A run of surface forms whose automaton passes cyac's 2 GiB is split in two (here the limit is lowered to
+    a few KB, so the 792 forms need several parts); every key id still maps to its own surface form."""
+    from cyac import AC
+
+    from knowmix.kg import mmap_match
+
+    words = sorted({f"{a}{b}{c}" for a in "南京市长江大桥中华人民" for b in "共和国家公司集团大学医院" for c in "甲乙丙丁戊己"})
+    whole = len(mmap_match.automaton_bytes(words))
+    monkeypatch.setattr(mmap_match, "MAX_AUTOMATON_BYTES", whole // 3)
+    blob, parts = mmap_match.automaton_parts(words)
+    assert len(parts) >= 3 and sum(int(r[1]) for r in parts) <= len(blob)
+    found = set()
+    for off, size, base in parts:
+        ac = AC.from_buff(blob[int(off):int(off) + int(size)], copy=False)
+        for w in words:
+            for k, s, e in ac.match(w):
+                if (s, e) == (0, len(w)):
+                    found.add((words[k + int(base)], w))
+    assert found == {(w, w) for w in words}
