@@ -1,4 +1,4 @@
-"""``knowmix kg-stats --kg FILE [--kg FILE ...] [--entities FILE] [--json]``."""
+"""``knowmix kg-stats --kg FILE [--kg FILE ...] [--entities FILE] [--json]``, or ``--kg-index FILE``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from knowmix.kg.graph import MIN_NAME_CHARS
 from knowmix.kg.index import TypeRules, load_kg
 from knowmix.kg.stats import graph_stats
+from knowmix.errors import UserError
 
 
 def render(stats: dict) -> None:
@@ -59,11 +60,44 @@ def render(stats: dict) -> None:
         console.print("bad lines: none")
 
 
+def index_figures(path: str, as_json: bool) -> int:
+    """``kg-stats --kg-index FILE``: the KG figures in an index file's header (entities, triples, relations,
+    inferred types, homonyms, bad lines), read without parsing the KG (no degree or component figures: those
+    need the whole graph in memory)."""
+    from knowmix.kg.index_file import read_header
+
+    try:
+        header = read_header(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--kg-index: {path}: {exc}") from None
+    figures = {"index": path, "params": header["meta"].get("params", {}), **header["meta"]["knowledge_graph"]}
+    if as_json:
+        print(json.dumps(figures, ensure_ascii=False, indent=2))
+        return 0
+    from rich.console import Console
+
+    console = Console()
+    console.print(f"[bold]{figures['entities']}[/] entities, [bold]{figures['triples']}[/] triples, "
+                  f"{figures['relations']} relations (from {', '.join(figures['sources'])})", highlight=False)
+    console.print(f"types inferred: {figures['types_inferred']}", highlight=False)
+    hom = figures["homonyms"]
+    console.print(f"homonyms across sources: {hom.get('count', 0)}", highlight=False)
+    bad = figures["bad_lines"]
+    console.print(f"bad lines: {sum(bad.values())} {json.dumps(bad, ensure_ascii=False)}" if bad else "bad lines: none",
+                  highlight=False)
+    for line in figures["bad_line_examples"][:20]:
+        console.print(f"  {line}", markup=False, highlight=False)
+    return 0
+
+
 def kg_stats_main(argv: list[str]) -> int:
     from knowmix.args import Parser
 
     ap = Parser("knowmix kg-stats", "Statistics of a knowledge graph.")
-    ap.add_argument("--kg", action="append", required=True, help="KG file (.tsv, .jsonl, .nt, .nt.gz); repeatable")
+    ap.add_argument("--kg", action="append", default=[], help="KG file (.tsv, .jsonl, .nt, .nt.gz); repeatable")
+    ap.add_argument("--kg-index", metavar="FILE",
+                    help="print the figures stored in an index file's header instead (knowmix kg-index computed them "
+                         "on a worker; nothing is parsed here: for KGs too large for this machine's memory)")
     ap.add_argument("--entities", action="append", default=[], help="entities TSV (name, type, aliases)")
     ap.add_argument("--json", action="store_true", help="print the statistics as JSON")
     ap.add_argument("--min-name-chars", type=int, default=MIN_NAME_CHARS, help="shorter names are junk_name bad lines")
@@ -72,6 +106,10 @@ def kg_stats_main(argv: list[str]) -> int:
     ap.add_argument("--type-min-share", type=float, default=TypeRules.min_share,
                     help="... and the share of all the role's entities they must exceed")
     args = ap.parse_args(argv)
+    if args.kg_index:
+        return index_figures(args.kg_index, args.json)
+    if not args.kg:
+        raise UserError("give --kg FILE (repeatable) or --kg-index FILE")
     stats = graph_stats(load_kg(args.kg, args.entities, args.min_name_chars,
                                 TypeRules(args.type_min_support, args.type_min_share)))
     if args.json:

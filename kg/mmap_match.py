@@ -74,7 +74,10 @@ def automaton_bytes(surfaces: list[str]) -> np.ndarray:
         return np.zeros(0, dtype="u1")
     ac = AC.build(surfaces)
     buf = np.zeros(ac.buff_size(), dtype="u1")
-    ac.to_buff(buf)
+    try:
+        ac.to_buff(buf)
+    except OverflowError as exc:  # its arrays, spare capacity included, pass what an int addresses
+        raise AutomatonTooLarge(f"{len(surfaces)} surface forms: {exc}") from None
     return _without_spare_capacity(buf)
 
 

@@ -90,3 +90,37 @@ def test_kg_index_command(kgs, tmp_path):
     bad = subprocess.run(args[:5] + [str(tmp_path / "missing.tsv"), "--output", str(out)], capture_output=True,
                          text=True, env=env, cwd=ROOT)
     assert bad.returncode == 2 and "no such file" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_kg_stats_reads_an_index_header_without_parsing(kgs, tmp_path, monkeypatch, capsys):
+    """`kg-stats --kg-index FILE`: the figures the kg-index step stored agree with kg-stats' own count over the
+    parsed graph (networkx, another code path); the KG is not parsed (parsing is made to fail)."""
+    import json
+
+    from knowmix import kg
+    import knowmix.kg.cli
+    from knowmix.errors import UserError
+    from knowmix.kg.cli import kg_stats_main
+
+    bad = tmp_path / "bad.tsv"  # two bad lines: a missing column, a self-loop
+    bad.write_text("head\trelation\ttail\n北京\tcapital_of\n上海\tcity_of\t上海\n", encoding="utf-8")
+    paths = kgs["paths"] + [str(bad)]
+    assert kg_stats_main([a for p in paths for a in ("--kg", p)] + ["--json"]) == 0
+    parsed = json.loads(capsys.readouterr().out)
+    index = build_index_file(paths, [], str(tmp_path), 2, TypeRules())
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("the KG was parsed")
+
+    monkeypatch.setattr(kg.index, "load_raw", no_parsing)
+    monkeypatch.setattr(kg.cli, "load_kg", no_parsing)
+    assert kg_stats_main(["--kg-index", index, "--json"]) == 0
+    stored = json.loads(capsys.readouterr().out)
+    assert parsed["bad_lines"]["wrong_column_count"] == 1  # the planted line (the fixtures hold other bad lines)
+    for key in ("entities", "triples", "bad_lines", "homonyms", "sources"):
+        assert stored[key] == parsed[key], key
+    assert stored["relations"] == len(parsed["relations"])
+    assert kg_stats_main(["--kg-index", index]) == 0
+    assert f"bad lines: {sum(parsed['bad_lines'].values())} " in capsys.readouterr().out
+    with pytest.raises(UserError, match="not a knowmix KG index"):
+        kg_stats_main(["--kg-index", str(bad)])
