@@ -50,6 +50,7 @@ SUFFIX = ".kgi"
 ALIGN = 64
 SOURCES = ("", "declared", "role_majority", "role_signature")
 MAX_PROBLEMS_LISTED = 50
+CHUNK = 1 << 16  # surface forms read per bulk step when iterating a mapped index
 
 
 def knowledge_graph_figures(kg: KnowledgeGraph, index: EntityIndex) -> dict:
@@ -264,30 +265,35 @@ class _Surfaces(Mapping):
 
     def __iter__(self) -> Iterator[str]:
         a = self._ix._a
-        blob, sf = self._ix.strings._blob, a["sf_str"]
-        # offsets in bulk (no numpy scalar per surface form), the strings decoded from the mapped pages
-        for b, e in zip(a["s_off"][sf].tolist(), a["s_off"][sf + 1].tolist()):
-            yield str(blob[b:e], "utf-8")
+        blob, sf, s_off = self._ix.strings._blob, a["sf_str"], a["s_off"]
+        # offsets in bulk per chunk (no numpy scalar per surface form, no list of all of them: 10M+ surface forms
+        # stay in the mapped pages), the strings decoded from the mapped pages
+        for lo in range(0, len(sf), CHUNK):
+            part = sf[lo:lo + CHUNK]
+            for b, e in zip(s_off[part].tolist(), s_off[part + 1].tolist()):
+                yield str(blob[b:e], "utf-8")
 
     def _ids(self, i: int) -> tuple[str, ...]:
         a = self._ix._a
         return tuple(self._ix.entity_id(int(n)) for n in a["sf_ids"][int(a["sf_off"][i]):int(a["sf_off"][i + 1])])
 
     def items(self):
-        """Every (surface, entity ids), in order; one pass over the arrays (what a Linker is built from)."""
+        """Every (surface, entity ids), in order; one pass over the arrays, a chunk of surface forms at a time
+        (bulk reads without holding every offset and string of a 10M+ index as Python objects at once)."""
         a = self._ix._a
-        blob, off = bytes(a["s_blob"]), a["s_off"].tolist()
-        cache: dict[int, str] = {}
-
-        def string(k: int) -> str:
-            s = cache.get(k)
-            if s is None:
-                s = cache[k] = blob[off[k]:off[k + 1]].decode("utf-8")
-            return s
-
-        e_id, sf_off, sf_ids = a["e_id"].tolist(), a["sf_off"].tolist(), a["sf_ids"].tolist()
-        for i, k in enumerate(a["sf_str"].tolist()):
-            yield string(k), tuple(string(e_id[n]) for n in sf_ids[sf_off[i]:sf_off[i + 1]])
+        blob, s_off, e_id, sf_off, sf_ids, sf = (self._ix.strings._blob, a["s_off"], a["e_id"], a["sf_off"],
+                                                 a["sf_ids"], a["sf_str"])
+        for lo in range(0, len(sf), CHUNK):
+            hi = min(len(sf), lo + CHUNK)
+            part = sf[lo:hi]
+            starts, ends = s_off[part].tolist(), s_off[part + 1].tolist()
+            first, last = int(sf_off[lo]), int(sf_off[hi])
+            ids = e_id[sf_ids[first:last]]
+            id_starts, id_ends = s_off[ids].tolist(), s_off[ids + 1].tolist()
+            bounds = (sf_off[lo:hi + 1] - first).tolist()
+            for i in range(hi - lo):
+                yield (str(blob[starts[i]:ends[i]], "utf-8"),
+                       tuple(str(blob[id_starts[j]:id_ends[j]], "utf-8") for j in range(bounds[i], bounds[i + 1])))
 
     def _pos(self, s: str) -> int:
         sf = self._ix._a["sf_str"]

@@ -82,17 +82,19 @@ class CommonWords:
                  path: str | None = None, words=None):
         self.min_freq, self.max_freq = min_freq, max_freq
         self.path = path or jieba_dictionary_path()
-        wanted = None if words is None else set(words)
-        self.entries: dict[str, tuple[int, str]] = {}
+        entries: dict[str, tuple[int, str]] = {}
         with open(self.path, encoding="utf-8") as fh:
             for line in fh:
                 parts = line.split()
-                if len(parts) < 3 or (wanted is not None and parts[0] not in wanted):
+                if len(parts) < 3:
                     continue
                 try:
-                    self.entries[parts[0]] = (int(parts[1]), parts[2])
+                    entries[parts[0]] = (int(parts[1]), parts[2])
                 except ValueError:
                     continue
+        # ``words``: iterated once (a KG's 10M+ surface forms are not made into a set); the entries kept are
+        # those among them
+        self.entries = entries if words is None else {w: entries[w] for w in words if w in entries}
 
     def is_common(self, surface: str, canonical: bool) -> bool:
         entry = self.entries.get(surface)
@@ -102,6 +104,19 @@ class CommonWords:
         if not tag.startswith(PROPER_NOUN_TAGS):
             return freq >= self.min_freq
         return not canonical and self.max_freq is not None and freq > self.max_freq
+
+
+class _LongEnough:
+    """The surface forms of at least ``min_chars`` of a mapped index, decoded each time they are iterated."""
+
+    def __init__(self, surfaces, min_chars: int):
+        self.surfaces, self.min_chars = surfaces, min_chars
+
+    def __iter__(self):
+        return (s for s in self.surfaces if len(s) >= self.min_chars)
+
+    def __bool__(self) -> bool:
+        return any(True for _ in self)
 
 
 class Mention(NamedTuple):
@@ -157,7 +172,8 @@ class Linker:
         self._mapped = mapped_matcher(index, min_chars)
         if self._mapped is not None:
             ids_of = index.surface_to_ids  # looked up only for common words
-            surfaces = [s for s in index.surface_to_ids if len(s) >= min_chars]  # the file keeps them sorted
+            # decoded as iterated, never one list: a worker's private memory stays small at 10M+ surface forms
+            surfaces = _LongEnough(index.surface_to_ids, min_chars)
         else:
             # one pass over the surface forms (an index file decodes them in order; no lookup per surface)
             ids_of = {s: ids for s, ids in index.surface_to_ids.items() if len(s) >= min_chars}
@@ -167,9 +183,10 @@ class Linker:
         # surface -> the entities for which it is a common word (the only mentions that need corroboration)
         self._common: dict[str, frozenset[str]] = {}
         if common_words is not None:
-            for s in surfaces:
-                if s not in common_words.entries:
-                    continue
+            entries = common_words.entries  # the KG's surface forms found in jieba's dictionary: from the smaller side
+            found = ((s for s in entries if len(s) >= min_chars and s in ids_of) if len(entries) <= len(ids_of)
+                     else (s for s in surfaces if s in entries))
+            for s in found:
                 ids = frozenset(eid for eid in ids_of[s]
                                 if common_words.is_common(s, index.get(eid).name == s))
                 if ids:

@@ -142,7 +142,7 @@ def linker_for(index: EntityIndex, segmenter: str, min_chars: int, common: Commo
     linker = _LINKERS.get(key)
     if linker is None:
         words = None if common.allow else CommonWords(
-            common.min_freq, common.max_freq, words=[s for s in index.surface_to_ids if len(s) >= min_chars])
+            common.min_freq, common.max_freq, words=(s for s in index.surface_to_ids if len(s) >= min_chars))
         linker = _LINKERS[key] = Linker(index, segmenter, min_chars, common_words=words, filters=common.filters)
     return linker
 
