@@ -34,7 +34,8 @@ grow with the KG. The file is written by ``knowmix kg-index`` (then ``--kg-index
 by the same Beam job (``pipelines.kg_index``) run first on the same runner into the output's ``_spill/`` (removed
 when the output is swapped in): a worker parses the KG, never the launcher, which reads only the file's header.
 Type inference, bad-line and homonym figures are computed by that step and stored in the header. Relation labels are read from the KG files by the
-workers and joined by (head, tail). The linker (automaton, segmenter dictionary) is still built per process.
+workers and joined by (head, tail). The linker's automaton is read in place from the file; the segmenter's
+dictionary (every name a word) is still built per process.
 """
 
 from __future__ import annotations
