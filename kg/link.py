@@ -27,6 +27,7 @@ and rjieba's does not, which made them differ on ~0.2% of sentences; the Segment
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -172,8 +173,11 @@ class Linker:
         self._mapped = mapped_matcher(index, min_chars)
         if self._mapped is not None:
             ids_of = index.surface_to_ids  # looked up only for common words
-            # decoded as iterated, never one list: a worker's private memory stays small at 10M+ surface forms
+            # decoded as iterated, never one list: a worker's private memory stays small at 10M+ surface forms;
+            # a segmenter takes every one into its dictionary anyway, so then one list serves every step
             surfaces = _LongEnough(index.surface_to_ids, min_chars)
+            if segmenter != "none":
+                surfaces = list(surfaces)
         else:
             # one pass over the surface forms (an index file decodes them in order; no lookup per surface)
             ids_of = {s: ids for s, ids in index.surface_to_ids.items() if len(s) >= min_chars}
@@ -184,7 +188,10 @@ class Linker:
         self._common: dict[str, frozenset[str]] = {}
         if common_words is not None:
             entries = common_words.entries  # the KG's surface forms found in jieba's dictionary: from the smaller side
-            found = ((s for s in entries if len(s) >= min_chars and s in ids_of) if len(entries) <= len(ids_of)
+            # a lookup in a mapped index is a binary search (log2 n string reads), a pass over its surface forms n
+            # reads: from jieba's side only when that is fewer reads (about 15M surface forms and up)
+            found = ((s for s in entries if len(s) >= min_chars and s in ids_of)
+                     if isinstance(surfaces, _LongEnough) and len(entries) * math.log2(len(ids_of) + 1) < len(ids_of)
                      else (s for s in surfaces if s in entries))
             for s in found:
                 ids = frozenset(eid for eid in ids_of[s]
