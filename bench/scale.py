@@ -145,7 +145,7 @@ def main() -> None:
         generate(corpus, args.mb)
     split_file(corpus, 8, os.path.join(work, "eight"))
     size = os.path.getsize(corpus)
-    split_bytes = args.split_bytes or max(1 << 20, size // (4 * max(counts)))
+    split_bytes = args.split_bytes or max(1 << 20, -(-size // (4 * max(counts))))  # ceil: 4 ranges per worker, no tail
     sources = {"one": corpus, "eight": os.path.join(work, "eight", "*.jsonl")}
     print(f"# {size / 1e6:.1f} MB, split_bytes {split_bytes}, {os.cpu_count()} cores, python {sys.version.split()[0]}")
     print(f"{'input':6} {'mode':6} {'workers':>7} {'wall s':>8} {'MB/s':>7} {'speedup':>8} {'effic.':>7} {'worker RSS MB':>14} {'driver RSS MB':>14}")

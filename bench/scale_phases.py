@@ -102,7 +102,7 @@ def main() -> None:
         return child([a for a in sys.argv[1:] if a != "--child"])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mb", type=float, default=50.0, help="generated corpus size (default 50)")
-    ap.add_argument("--input", help="a JSONL file instead of the generated corpus")
+    ap.add_argument("--input", help="a JSONL file (or a glob of them) instead of the generated corpus")
     ap.add_argument("--workers", default="1,2", help="worker counts, the first the baseline (default 1,2)")
     ap.add_argument("--repeat", type=int, default=2, help="runs per worker count; the fastest is shown")
     ap.add_argument("--dir", help="work directory (default: a temporary one)")
@@ -119,8 +119,10 @@ def main() -> None:
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             module.generate_corpus(source, args.mb)
-    size = os.path.getsize(source)
-    split_bytes = max(1 << 20, size // (4 * max(counts)))
+    import glob
+
+    size = sum(os.path.getsize(f) for f in glob.glob(source))
+    split_bytes = max(1 << 20, -(-size // (4 * max(counts))))  # ceil, as the job: 4 ranges per worker, no tail
     print(f"# {size / 1e6:.1f} MB, split_bytes {split_bytes}, {os.cpu_count()} cores; best of {args.repeat} per row")
     cols = ("total", "import", "build", "translate", "first_bundle", "read_stage", "other_stages", "end")
     print(f"{'workers':>7} " + " ".join(f"{c:>12}" for c in cols) + f" {'stages':>6} {'speedup':>8} {'bound':>6}")

@@ -51,6 +51,7 @@ from knowmix.pipelines.spill import (
     COLLISION_EXAMPLES, SPILL_DIR, BlobSpill, SpilledTexts, SpillWriter, WriteShardsFromSpill, delete_spill,
     spill_schema,
 )
+from knowmix.pipelines.worker_process import freeze_startup_heap
 
 CLUSTERS_DIR = "clusters"
 
@@ -111,6 +112,7 @@ class ReadAndClean(beam.DoFn):
 
         self.normalizers = {kind: Normalizer(steps) for kind, steps in self.steps_by_kind.items()}
         self.lid = LanguageIdentifier()
+        freeze_startup_heap()  # a worker process's exit: 0.5 s less (pipelines.worker_process)
 
     def process(self, element):
         index, path = element[:2]

@@ -73,6 +73,7 @@ from knowmix.manifest import ContractError, open_shard_dir, read_manifest
 from knowmix.schemas import KNOWLEDGE_SCHEMA
 from knowmix.sharding import auto_num_shards
 from knowmix.pipelines import progress
+from knowmix.pipelines.worker_process import freeze_startup_heap
 from knowmix.pipelines.beamio import (
     ReadShardRows,
     WriteManifest,
@@ -206,6 +207,7 @@ class LinkFn(beam.DoFn):
 
     def setup(self):
         self.linker = linker_for(open_index(self.index_path), self.segmenter, self.min_chars, self.common)
+        freeze_startup_heap()  # a worker process's exit: 0.5 s less (pipelines.worker_process)
 
     def process(self, row):
         sents = list(doc_sentences(row, self.max_chars))

@@ -164,6 +164,19 @@ def test_compressed_csv_block_and_small_files_stay_whole(tmp_path):
     assert plan_ranges(spec, path, len(big), len(big)) == []  # not larger than the split size
     assert plan_ranges(spec, path, len(big), 0) == []  # 0: never split
     assert len(plan_ranges(spec, path, len(big), 64)) == -(-len(big) // 64)
+    # no range of a few bytes: up to 10% over the split size a file is read whole; past it, equal ranges
+    size = len(big)
+    assert size == 950
+    assert plan_ranges(spec, path, size, 900) == []  # 1.06x the split size
+    ranges = plan_ranges(spec, path, size, 800)  # 1.19x: two ranges of 475 bytes, not 800 + 150
+    assert ranges == [(0, 475), (475, 950)]
+    ranges = plan_ranges(spec, path, size, 400)  # three of 316-317, not 400 + 400 + 150
+    assert ranges == [(0, 316), (316, 633), (633, 950)]
+    for split in range(50, 950, 37):  # every byte once, pieces within a byte of each other, none past the split
+        ranges = plan_ranges(spec, path, size, split) or [(0, size)]
+        assert ranges[0][0] == 0 and ranges[-1][1] == size and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        lengths = [e - s for s, e in ranges]
+        assert max(lengths) - min(lengths) <= 1 and (len(ranges) == 1 or max(lengths) <= split)
 
 
 def test_split_bytes_must_be_a_non_negative_integer(tmp_path):
