@@ -457,3 +457,28 @@ def test_a_missing_remote_input_is_one_line(store, capsys, argv, needle):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
+
+
+def test_kg_index_writes_a_remote_index_that_kg_samples_and_kg_stats_read(runs, store, capsys):
+    """`knowmix kg-index` with remote KG files into a remote "directory" (content-addressed name) and to a remote
+    file name: the same bytes, no receipt left behind; kg-samples --kg-index on the remote file gives the
+    shards of the run that built its own index; kg-stats --kg-index reads the remote header."""
+    kg = ["--kg", runs["remote_in"]["admin"], "--kg", runs["remote_in"]["world"],
+          "--entities", runs["remote_in"]["entities"]]
+    capsys.readouterr()
+    assert main(["kg-index", *kg, "--output", f"{PREFIX}idx/"]) == 0
+    addressed = capsys.readouterr().out.strip()
+    assert addressed.startswith(f"{PREFIX}idx/kgindex-") and addressed.endswith(".kgi"), addressed
+    assert main(["kg-index", *kg, "--output", f"{PREFIX}idx/named.kgi"]) == 0
+    named = capsys.readouterr().out.strip()
+    fs = MemTestFileSystem(None)
+    assert named == f"{PREFIX}idx/named.kgi" and fs.open(named).read() == fs.open(addressed).read()
+    assert sorted(os.listdir(os.path.join(store.ROOT, "idx"))) == sorted([os.path.basename(addressed), "named.kgi"])
+    out = f"{PREFIX}out/knowledge-prebuilt"
+    assert main(["kg-samples", *kg, "--docs", runs["remote_in"]["docs"], "--output", out, "--num-shards", "2",
+                 "--quiet", "--kg-index", named]) == 0
+    assert shard_digests(out) == shard_digests(runs["remote"]["knowledge"])
+    capsys.readouterr()
+    assert main(["kg-stats", "--kg-index", named, "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["entities"] == read_manifest(runs["remote"]["knowledge"])["knowledge_graph"]["entities"] > 100
