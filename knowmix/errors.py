@@ -16,6 +16,19 @@ class ContractError(Exception):
     (which imports this one); ``knowmix.manifest`` re-exports it."""
 
 
+_WORKER_ERRORS = tuple(f"{__name__}.{cls.__name__}: " for cls in (UserError, ContractError))
+
+
+def worker_user_error(text: str) -> str | None:
+    """The message of a UserError/ContractError in the text of a worker's traceback (the last one named), or None."""
+    found = None
+    for line in str(text).splitlines():
+        line = line.strip()
+        if line.startswith(_WORKER_ERRORS):
+            found = line.split(": ", 1)[1]
+    return first_line(found) if found else None
+
+
 def first_line(text: str, limit: int = 400) -> str:
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     line = lines[0] if lines else ""
@@ -39,7 +52,9 @@ def user_message(exc: BaseException) -> str | None:
             if message is not None:
                 step = str(exc).rsplit("[while running ", 1)
                 return message + (f" [while running {step[1].strip()}" if len(step) == 2 else "")
-        return None
+        # a worker in another process (multi-processing, a remote runner): only the text of its traceback
+        # comes back; its last line names the exception: ours are user errors like any other
+        return worker_user_error(str(exc))
     if isinstance(exc, (UserError, ContractError)):
         return first_line(str(exc)) or type(exc).__name__
     if isinstance(exc, OSError):

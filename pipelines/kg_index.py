@@ -34,7 +34,7 @@ import apache_beam as beam
 
 from knowmix import fileio
 from knowmix.errors import UserError
-from knowmix.kg.graph import MIN_NAME_CHARS
+from knowmix.kg.graph import MIN_NAME_CHARS, kg_format
 from knowmix.kg.index import TypeRules
 from knowmix.kg.index_file import SUFFIX, build_index_file, read_header
 
@@ -136,6 +136,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     for path in args.kg + args.entities:
         if not fileio.is_file(path):  # local or any Beam filesystem
             raise UserError(f"{path}: no such file")
+    for path in args.kg:
+        kg_format(path)  # by its name: an unknown format is one line here, not a worker's error
     if not fileio.is_remote(args.output):
         parent = os.path.dirname(os.path.abspath(args.output))
         if not os.path.isdir(args.output) and not os.path.isdir(parent):

@@ -49,7 +49,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from knowmix.kg.graph import iter_triples
+from knowmix.kg.graph import iter_triples, kg_format
 from knowmix.kg.index import EntityIndex, TypeRules
 from knowmix.kg.index_file import open_index, read_header
 from knowmix.kg.link import COMMON_WORD_MAX_FREQ, COMMON_WORD_MIN_FREQ, CommonWords, Linker, Mention, split_sentences
@@ -449,6 +449,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     for path in args.kg + args.entities:
         if not fileio.is_file(path):  # local or any Beam filesystem (gs://, s3://, ...)
             raise UserError(f"{path}: no such file")
+    for path in args.kg:
+        kg_format(path)  # by its name: an unknown format is one line here, not a worker's error
     return args, beam_args
 
 

@@ -124,3 +124,26 @@ def test_kg_stats_reads_an_index_header_without_parsing(kgs, tmp_path, monkeypat
     assert f"bad lines: {sum(parsed['bad_lines'].values())} " in capsys.readouterr().out
     with pytest.raises(UserError, match="not a knowmix KG index"):
         kg_stats_main(["--kg-index", str(bad)])
+
+
+def test_a_user_error_in_a_worker_process_is_one_line(kgs, tmp_path):
+    """An entities file without its name column is found by the kg-index worker; on worker processes only the
+    text of the worker's traceback comes back: still a one-line error and exit 2 from the launcher (failed
+    before: the launcher's RuntimeError traceback, exit 1). Beam's SDK worker itself prints the failed bundle's
+    traceback to its stderr (sdk_worker._execute, unconditionally): that text comes first. An unknown KG format
+    is found by the launcher, from the name."""
+    entities = tmp_path / "entities.tsv"
+    entities.write_text("title\ttype\n北京\tcity\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    args = [sys.executable, "-m", "knowmix.cli", "kg-index", "--kg", kgs["paths"][0], "--entities", str(entities),
+            "--output", str(tmp_path), "--direct_running_mode=multi_processing", "--direct_num_workers=1"]
+    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT)
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("knowmix kg-index: error: ") and "lacks required column name" in last, last
+    assert "RuntimeError" not in done.stderr  # the launcher's own exception is not shown
+    csv = tmp_path / "kg.csv"
+    csv.write_text("a,b,c\n", encoding="utf-8")
+    done = subprocess.run(args[:5] + [str(csv), "--output", str(tmp_path)], capture_output=True, text=True, env=env,
+                          cwd=ROOT)
+    assert done.returncode == 2 and "unknown knowledge-graph format" in done.stderr and "Traceback" not in done.stderr
