@@ -354,11 +354,11 @@ def test_readme_dataflow_lines_parse_and_build_their_dataflow_graphs_offline(sto
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from knowmix.pipelines import clean, kg_samples, spm_train, tokenize
+    from knowmix.pipelines import clean, kg_index, kg_samples, spm_train, tokenize
     from tests.kg.helpers import encyclopedia_docs, write_docs
 
     commands = {argv[1]: argv[2:] for argv in readme_dataflow_commands()}
-    assert set(commands) == {"clean", "kg-samples", "spm-train", "tokenize", "stats"}
+    assert set(commands) == {"clean", "kg-index", "kg-samples", "spm-train", "tokenize", "stats"}
     # inputs the graphs are built from sit on memtest:// (offline); outputs and temp_location stay gs://
     package = tmp_path / "knowmix-0.1.0.tar.gz"
     package.write_bytes(b"")
@@ -394,7 +394,14 @@ def test_readme_dataflow_lines_parse_and_build_their_dataflow_graphs_offline(sto
     clean.build(p, clean.resolve(config, beam_args, ["knowmix", "clean"]))
     assert {"ReadAndClean", "WriteDocs", "Manifest"} <= steps(p)
 
+    args, beam_args = kg_index.parse_args(offline(commands["kg-index"]))
+    assert args.output == "gs://my-bucket/kg/triples.kgi" and "--worker_machine_type" in beam_args
+    p = dry_run(beam_args, "kg-index")
+    kg_index.build(p, kg_index.resolve(args, beam_args), "gs://my-bucket/kg/.kgindex-receipt-test.json")
+    assert {"BuildIndexFile", "Receipt"} <= steps(p)
+
     args, beam_args = kg_samples.parse_args(offline(commands["kg-samples"]))
+    assert args.kg_index == "gs://my-bucket/kg/triples.kgi"
     p = dry_run(beam_args, "kg-samples")
     # the launcher builds the KG index and puts it beside the output (here on memtest://: no network)
     from knowmix.kg.index import TypeRules
